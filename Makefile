@@ -1,0 +1,60 @@
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/.tide/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
+export GOFLAGS := -buildvcs=false
+PYTEST := $(PY) -m pytest -p no:cacheprovider
+
+.PHONY: all venv deps tools cluster-up cluster-down test lint types unit e2e bench crds demo demo-down clean
+
+all: venv tools
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml setup.py
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+deps:
+	tools/install-deps.sh
+
+tools: deps
+	tools/build.sh all
+
+cluster-up: venv tools
+	$(PY) -m e2e.cluster up
+
+cluster-down: venv
+	$(PY) -m e2e.cluster down
+
+crds: venv
+	$(PY) -m tide.shared.api.crdgen
+
+lint: venv
+	$(PY) -m ruff check .
+
+types: venv
+	$(PY) -m mypy --strict shared
+
+unit: venv
+	$(PYTEST) tests -q
+
+e2e: venv tools
+	$(PYTEST) e2e -q
+
+# One pytest run for unit and e2e tests: one control plane for the whole session.
+test: venv tools lint types
+	$(PYTEST) tests e2e -q -rfEs --durations=15
+
+bench: venv tools
+	$(PY) -m bench
+
+demo: venv tools
+	demo/run.sh
+
+demo-down: venv
+	demo/down.sh
+
+clean: cluster-down
+	rm -rf .tide $(VENV)

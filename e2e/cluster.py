@@ -1,0 +1,440 @@
+"""A real Kubernetes control plane on loopback: etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler, and kwok for one fake node, from the binaries in .tide/bin (tools/build.sh).
+
+    python -m e2e.cluster up | down | status
+
+`up` returns once the API is ready and the node is registered, with the processes running in the
+background; `down` stops them and removes the state. The test session uses `ControlPlane` directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import ctypes
+import datetime
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / ".tide" / "bin"
+STATE = ROOT / ".tide" / "cluster"
+KUBECONFIG = ROOT / ".tide" / "kubeconfig"
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+NODE_NAME = "kwok-node-0"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """Children of a test run get SIGTERM when the run dies, however it dies."""
+    os.setpgrp()
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class Certificates:
+    """A throw-away CA and the certificates the components present to each other."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+
+    def _write_key(self, name: str, key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> None:
+        (self.dir / f"{name}.key").write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.TraditionalOpenSSL,
+                serialization.NoEncryption(),
+            )
+        )
+
+    def generate(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=1)
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tide-local-ca")])
+        ca = (
+            x509.CertificateBuilder()
+            .subject_name(ca_name)
+            .issuer_name(ca_name)
+            .public_key(ca_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=365))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+                    key_encipherment=False, data_encipherment=False, key_agreement=False,
+                    encipher_only=False, decipher_only=False,
+                ),
+                critical=True,
+            )
+            .sign(ca_key, hashes.SHA256())
+        )
+        (self.dir / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+        self._write_key("ca", ca_key)
+
+        def issue(name: str, cn: str, orgs: tuple[str, ...] = (), server: bool = False) -> None:
+            key = ec.generate_private_key(ec.SECP256R1())
+            attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+            attrs += [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs]
+            builder = (
+                x509.CertificateBuilder()
+                .subject_name(x509.Name(attrs))
+                .issuer_name(ca_name)
+                .public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now)
+                .not_valid_after(now + datetime.timedelta(days=365))
+                .add_extension(
+                    x509.ExtendedKeyUsage(
+                        [x509.oid.ExtendedKeyUsageOID.SERVER_AUTH, x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]
+                    ),
+                    critical=False,
+                )
+            )
+            if server:
+                builder = builder.add_extension(
+                    x509.SubjectAlternativeName(
+                        [
+                            x509.DNSName("localhost"),
+                            x509.DNSName("kubernetes"),
+                            x509.DNSName("kubernetes.default"),
+                            x509.DNSName("kubernetes.default.svc"),
+                            x509.DNSName("kubernetes.default.svc.cluster.local"),
+                            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                            x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
+                        ]
+                    ),
+                    critical=False,
+                )
+            cert = builder.sign(ca_key, hashes.SHA256())
+            (self.dir / f"{name}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+            self._write_key(name, key)
+
+        issue("apiserver", "kube-apiserver", server=True)
+        issue("admin", "tide-admin", ("system:masters",))
+        issue("controller-manager", "system:kube-controller-manager", ("system:masters",))
+        issue("scheduler", "system:kube-scheduler")
+        issue("kwok", "kwok-controller", ("system:masters",))
+        self._write_key("sa", rsa.generate_private_key(public_exponent=65537, key_size=2048))
+        sa_pub = serialization.load_pem_private_key((self.dir / "sa.key").read_bytes(), None).public_key()
+        (self.dir / "sa.pub").write_bytes(
+            sa_pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
+
+    def kubeconfig(self, user: str, server: str, embed: bool = False) -> str:
+        def ref(kind: str, path: Path) -> dict[str, str]:
+            if embed:
+                return {f"{kind}-data": base64.b64encode(path.read_bytes()).decode()}
+            return {kind: str(path)}
+
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {"name": "tide", "cluster": {"server": server, **ref("certificate-authority", self.dir / "ca.crt")}}
+            ],
+            "users": [
+                {
+                    "name": user,
+                    "user": {
+                        **ref("client-certificate", self.dir / f"{user}.crt"),
+                        **ref("client-key", self.dir / f"{user}.key"),
+                    },
+                }
+            ],
+            "contexts": [{"name": "tide", "context": {"cluster": "tide", "user": user, "namespace": "default"}}],
+            "current-context": "tide",
+        }
+        return json.dumps(config, indent=2)
+
+
+@dataclass
+class ControlPlane:
+    state: Path = STATE
+    kubeconfig: Path = KUBECONFIG
+    bin: Path = BIN
+    ports: dict[str, int] = field(default_factory=dict)
+    tie_to_parent: bool = False
+    started_here: bool = False
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.ports['apiserver']}"
+
+    # -- processes -------------------------------------------------------------------------------
+    def _pidfile(self, name: str) -> Path:
+        return self.state / f"{name}.pid"
+
+    def _spawn(self, name: str, args: list[str]) -> None:
+        binary = self.bin / name
+        if not binary.exists():
+            raise RuntimeError(f"{binary} is missing: run `tools/build.sh` (or `make tools`) first")
+        log = open(self.state / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
+        proc = subprocess.Popen(
+            [str(binary), *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if self.tie_to_parent else os.setpgrp,
+            cwd=self.state,
+        )
+        self._pidfile(name).write_text(str(proc.pid))
+
+    def _pid(self, name: str) -> int | None:
+        try:
+            pid = int(self._pidfile(name).read_text())
+            os.kill(pid, 0)
+            return pid
+        except (OSError, ValueError):
+            return None
+
+    def _stop(self, name: str, timeout: float = 10) -> None:
+        pid = self._pid(name)
+        if pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self._pid(name) is not None:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            time.sleep(0.05)
+        if self._pid(name) is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        self._pidfile(name).unlink(missing_ok=True)
+
+    def running(self) -> bool:
+        if not (self.state / "ports.json").exists():
+            return False
+        self.ports = json.loads((self.state / "ports.json").read_text())
+        return all(self._pid(name) is not None for name in COMPONENTS) and self._api_ready(timeout=2)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def up(self, timeout: float = 60) -> float:
+        """Starts every component and waits for a ready API and node; returns the seconds taken."""
+        start = time.monotonic()
+        self.down()
+        self.state.mkdir(parents=True, exist_ok=True)
+        certs = Certificates(self.state / "pki")
+        certs.generate()
+        self.ports = {name: free_port() for name in ("etcd", "etcd-peer", "apiserver", "kcm", "scheduler", "kwok")}
+        (self.state / "ports.json").write_text(json.dumps(self.ports))
+        for user in ("controller-manager", "scheduler", "kwok"):
+            (self.state / f"{user}.kubeconfig").write_text(certs.kubeconfig(user, self.server))
+        self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+        self.kubeconfig.write_text(certs.kubeconfig("admin", self.server, embed=True))
+        self.started_here = True
+        self._start_etcd()
+        self._start_apiserver()
+        self._wait(self._api_ready, timeout - (time.monotonic() - start), "kube-apiserver /readyz")
+        self._start_controllers()
+        self._create_node()
+        self._wait(self._node_ready, timeout - (time.monotonic() - start), f"node {NODE_NAME} Ready")
+        return time.monotonic() - start
+
+    def down(self) -> None:
+        for name in reversed(COMPONENTS):
+            if self.state.exists():
+                self._stop(name)
+        if self.state.exists():
+            shutil.rmtree(self.state, ignore_errors=True)
+        if self.kubeconfig.exists():
+            self.kubeconfig.unlink()
+
+    def restart_apiserver(self) -> None:
+        """Stops kube-apiserver and starts it again on the same port (watch-resume tests)."""
+        self._stop("kube-apiserver")
+        self._start_apiserver()
+        self._wait(self._api_ready, 60, "kube-apiserver /readyz after restart")
+
+    def _start_etcd(self) -> None:
+        peer = f"http://127.0.0.1:{self.ports['etcd-peer']}"
+        client = f"http://127.0.0.1:{self.ports['etcd']}"
+        self._spawn(
+            "etcd",
+            [
+                "--name=tide", f"--data-dir={self.state / 'etcd'}",
+                f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
+                f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
+                f"--initial-cluster=tide={peer}", "--unsafe-no-fsync", "--log-level=warn",
+                "--listen-metrics-urls=", "--quota-backend-bytes=4294967296",
+            ],
+        )
+
+    def _start_apiserver(self) -> None:
+        pki = self.state / "pki"
+        self._spawn(
+            "kube-apiserver",
+            [
+                f"--etcd-servers=http://127.0.0.1:{self.ports['etcd']}",
+                "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+                f"--secure-port={self.ports['apiserver']}",
+                f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
+                f"--client-ca-file={pki / 'ca.crt'}",
+                f"--service-account-key-file={pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={pki / 'sa.key'}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                "--api-audiences=https://kubernetes.default.svc.cluster.local",
+                "--authorization-mode=Node,RBAC", "--service-cluster-ip-range=10.0.0.0/24",
+                "--allow-privileged=true", "--profiling=false", "--v=1",
+                # Loopback cannot be published as the `kubernetes` Service's endpoint.
+                "--endpoint-reconciler-type=none",
+            ],
+        )
+
+    def _start_controllers(self) -> None:
+        pki = self.state / "pki"
+        self._spawn(
+            "kube-controller-manager",
+            [
+                f"--kubeconfig={self.state / 'controller-manager.kubeconfig'}",
+                f"--authentication-kubeconfig={self.state / 'controller-manager.kubeconfig'}",
+                f"--authorization-kubeconfig={self.state / 'controller-manager.kubeconfig'}",
+                f"--service-account-private-key-file={pki / 'sa.key'}",
+                f"--root-ca-file={pki / 'ca.crt'}",
+                f"--cluster-signing-cert-file={pki / 'ca.crt'}", f"--cluster-signing-key-file={pki / 'ca.key'}",
+                "--use-service-account-credentials=true", "--leader-elect=false",
+                "--bind-address=127.0.0.1", f"--secure-port={self.ports['kcm']}",
+                "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route",
+                "--concurrent-deployment-syncs=10", "--concurrent-replicaset-syncs=10",
+                "--concurrent-namespace-syncs=10", "--concurrent-gc-syncs=20", "--v=1",
+            ],
+        )
+        self._spawn(
+            "kube-scheduler",
+            [
+                f"--kubeconfig={self.state / 'scheduler.kubeconfig'}",
+                f"--authentication-kubeconfig={self.state / 'scheduler.kubeconfig'}",
+                f"--authorization-kubeconfig={self.state / 'scheduler.kubeconfig'}",
+                "--leader-elect=false", "--bind-address=127.0.0.1",
+                f"--secure-port={self.ports['scheduler']}", "--v=1",
+            ],
+        )
+        self._spawn(
+            "kwok",
+            [
+                f"--kubeconfig={self.state / 'kwok.kubeconfig'}",
+                "--manage-all-nodes=false",
+                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                "--disregard-status-with-annotation-selector=kwok.x-k8s.io/status=custom",
+                "--cidr=10.244.0.0/16", "--node-ip=10.0.0.2",
+                f"--node-port={self.ports['kwok']}", f"--server-address=127.0.0.1:{self.ports['kwok']}",
+            ],
+        )
+
+    def _create_node(self) -> None:
+        node = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": NODE_NAME,
+                "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                "labels": {
+                    "kubernetes.io/hostname": NODE_NAME, "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64", "type": "kwok",
+                },
+            },
+            "status": {
+                "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
+                "capacity": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
+            },
+        }
+        self.request("POST", "/api/v1/nodes", node)
+
+    # -- API access without the Python client, so the harness needs nothing but the stdlib ------
+    def _ssl(self) -> ssl.SSLContext:
+        pki = self.state / "pki"
+        ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+        ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+        return ctx
+
+    def request(self, method: str, path: str, body: dict | None = None, timeout: float = 5) -> dict:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.server + path, data=data, method=method)
+        req.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(req, context=self._ssl(), timeout=timeout) as resp:
+            raw = resp.read()
+        try:
+            return json.loads(raw) if raw else {}
+        except json.JSONDecodeError:
+            return {"raw": raw.decode(errors="replace")}
+
+    def _api_ready(self, timeout: float = 2) -> bool:
+        try:
+            return self.request("GET", "/readyz", timeout=timeout).get("raw", "") == "ok"
+        except OSError:
+            return False
+
+    def _node_ready(self) -> bool:
+        try:
+            node = self.request("GET", f"/api/v1/nodes/{NODE_NAME}")
+            sa = self.request("GET", "/api/v1/namespaces/default/serviceaccounts/default")
+        except OSError:
+            return False
+        ready = any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in node.get("status", {}).get("conditions", [])
+        )
+        schedulable = not node.get("spec", {}).get("taints")
+        return ready and schedulable and sa.get("metadata", {}).get("name") == "default"
+
+    def _wait(self, check, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if check():
+                return
+            for name in COMPONENTS:
+                if self._pidfile(name).exists() and self._pid(name) is None:
+                    log = (self.state / f"{name}.log").read_text(errors="replace")[-3000:]
+                    raise RuntimeError(f"{name} exited while waiting for {what}; its log ends:\n{log}")
+            time.sleep(0.1)
+        raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}; logs in {self.state}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m e2e.cluster", description=__doc__)
+    parser.add_argument("command", choices=["up", "down", "status"])
+    args = parser.parse_args(argv)
+    plane = ControlPlane()
+    if args.command == "up":
+        took = plane.up()
+        print(f"cluster: ready in {took:.1f}s at {plane.server}; KUBECONFIG={plane.kubeconfig}")
+    elif args.command == "down":
+        plane.down()
+        print("cluster: stopped, state removed")
+    else:
+        ok = plane.running()
+        print(f"cluster: {'running at ' + plane.server if ok else 'not running'}")
+        return 0 if ok else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
