@@ -237,7 +237,7 @@ class ControlPlane:
         return all(self._pid(name) is not None for name in COMPONENTS) and self._api_ready(timeout=2)
 
     # -- lifecycle -------------------------------------------------------------------------------
-    def up(self, timeout: float = 60) -> float:
+    def up(self, timeout: float = 120) -> float:
         """Starts every component and waits for a ready API and node; returns the seconds taken."""
         start = time.monotonic()
         self.down()
@@ -265,8 +265,7 @@ class ControlPlane:
                 self._stop(name)
         if self.state.exists():
             shutil.rmtree(self.state, ignore_errors=True)
-        if self.kubeconfig.exists():
-            self.kubeconfig.unlink()
+        self.kubeconfig.unlink(missing_ok=True)
 
     def restart_apiserver(self) -> None:
         """Stops kube-apiserver and starts it again on the same port (watch-resume tests)."""
@@ -304,6 +303,8 @@ class ControlPlane:
                 "--api-audiences=https://kubernetes.default.svc.cluster.local",
                 "--authorization-mode=Node,RBAC", "--service-cluster-ip-range=10.0.0.0/24",
                 "--allow-privileged=true", "--profiling=false", "--v=1",
+                # The fake node is Ready the moment kwok sees it: no not-ready taint to wait out.
+                "--disable-admission-plugins=TaintNodesByCondition",
                 # Loopback cannot be published as the `kubernetes` Service's endpoint.
                 "--endpoint-reconciler-type=none",
             ],
@@ -320,11 +321,12 @@ class ControlPlane:
                 f"--service-account-private-key-file={pki / 'sa.key'}",
                 f"--root-ca-file={pki / 'ca.crt'}",
                 f"--cluster-signing-cert-file={pki / 'ca.crt'}", f"--cluster-signing-key-file={pki / 'ca.key'}",
-                "--use-service-account-credentials=true", "--leader-elect=false",
+                "--use-service-account-credentials=false", "--leader-elect=false",
                 "--bind-address=127.0.0.1", f"--secure-port={self.ports['kcm']}",
                 "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route",
                 "--concurrent-deployment-syncs=10", "--concurrent-replicaset-syncs=10",
-                "--concurrent-namespace-syncs=10", "--concurrent-gc-syncs=20", "--v=1",
+                "--concurrent-namespace-syncs=10", "--concurrent-gc-syncs=20", "--node-monitor-period=1s",
+                "--v=1",
             ],
         )
         self._spawn(

@@ -7,6 +7,11 @@ pytest_plugins = [
     "e2e.fixtures.cluster",
     "e2e.fixtures.controllers",
     "e2e.fixtures.git",
+    "e2e.fixtures.source",
+    "e2e.fixtures.cli",
+    "e2e.fixtures.notification",
+    "e2e.fixtures.kustomize",
+    "e2e.fixtures.runtime",
 ]
 
 

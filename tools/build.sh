@@ -39,6 +39,11 @@ build() {
   for f in "$dest"/*; do ln -sfn "$f" "$bin/$(basename "$f")"; done
 }
 
+# pin MODULE_DIR MODULE VERSION: versions.env is the one pin; the go.mod follows it.
+pin() {
+  (cd "$here/$1" && go mod edit -require="$2@$3")
+}
+
 kube_ldflags() {
   local pkg=k8s.io/component-base/version
   local minor=${KUBERNETES_VERSION#v1.}; minor=${minor%%.*}
@@ -50,14 +55,16 @@ one() {
   case $1 in
     kube)
       LDFLAGS_EXTRA=$(kube_ldflags)
+      pin kube k8s.io/kubernetes "$KUBERNETES_VERSION"
+      sed -i -E "s#^(replace k8s.io/[^ ]+ => k8s.io/[^ ]+) v0\.[0-9]+\.[0-9]+\$#\1 $KUBERNETES_STAGING_VERSION#" "$here/kube/go.mod"
       build kubernetes "$KUBERNETES_VERSION" kube \
         k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
         k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl ;;
-    etcd) build etcd "$ETCD_VERSION" etcd etcd=go.etcd.io/etcd/server/v3 ;;
-    kwok) build kwok "$KWOK_VERSION" kwok sigs.k8s.io/kwok/cmd/kwok ;;
-    kustomize) build kustomize "$KUSTOMIZE_VERSION" kustomize kustomize=sigs.k8s.io/kustomize/kustomize/v5 ;;
-    sops) build sops "$SOPS_VERSION" sops github.com/getsops/sops/v3/cmd/sops ;;
-    helm) build helm "$HELM_VERSION" helm helm.sh/helm/v3/cmd/helm ;;
+    etcd) pin etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION"; build etcd "$ETCD_VERSION" etcd etcd=go.etcd.io/etcd/server/v3 ;;
+    kwok) pin kwok sigs.k8s.io/kwok "$KWOK_VERSION"; build kwok "$KWOK_VERSION" kwok sigs.k8s.io/kwok/cmd/kwok ;;
+    kustomize) pin kustomize sigs.k8s.io/kustomize/kustomize/v5 "$KUSTOMIZE_VERSION"; build kustomize "$KUSTOMIZE_VERSION" kustomize kustomize=sigs.k8s.io/kustomize/kustomize/v5 ;;
+    sops) pin sops github.com/getsops/sops/v3 "$SOPS_VERSION"; build sops "$SOPS_VERSION" sops github.com/getsops/sops/v3/cmd/sops ;;
+    helm) pin helm helm.sh/helm/v3 "$HELM_VERSION"; build helm "$HELM_VERSION" helm helm.sh/helm/v3/cmd/helm ;;
     all) for t in kube etcd kwok kustomize sops helm; do one "$t"; done ;;
     *) echo "tools: unknown tool $1" >&2; exit 2 ;;
   esac

@@ -1,0 +1,105 @@
+"""A Kustomization applies a Git path, prunes what leaves it, corrects drift, reports Flux's status."""
+
+from __future__ import annotations
+
+import pytest
+
+from e2e.fixtures.kustomize import get_obj, git_source, kustomization, wait_ks, wait_until
+from e2e.fixtures.source import apply, condition, request_reconcile
+
+pytestmark = pytest.mark.e2e
+
+
+def configmap(name: str, **data: str) -> str:
+    lines = "".join(f"  {k}: \"{v}\"\n" for k, v in data.items())
+    return f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n{lines}"
+
+
+def test_apply_prune_and_drift(git_server, flux_controllers, kubectl, namespace) -> None:  # type: ignore[no-untyped-def]
+    repo = git_server.create_repo(f"apply-{namespace}", {
+        "deploy/a.yaml": configmap("a", color="blue"),
+        "deploy/b.yaml": configmap("b", color="red"),
+    })  # fmt: skip
+    flux_controllers()
+    apply(kubectl, namespace,
+          git_source("repo", repo.public_http_url),
+          kustomization("app", path="./deploy", interval="3s", targetNamespace=namespace))  # fmt: skip
+    revision = f"main@sha1:{repo.head()}"
+    ks = wait_ks(kubectl, namespace, "app", revision=revision)
+    assert condition(ks, "Ready")["message"] == f"Applied revision: {revision}"
+    assert condition(ks, "Ready")["reason"] == "ReconciliationSucceeded"
+    assert ks["status"]["lastAttemptedRevision"] == revision
+    entries = {e["id"]: e["v"] for e in ks["status"]["inventory"]["entries"]}
+    assert entries == {f"{namespace}_a__ConfigMap": "v1", f"{namespace}_b__ConfigMap": "v1"}
+
+    a = get_obj(kubectl, namespace, "configmap", "a")
+    assert a["data"] == {"color": "blue"}
+    assert a["metadata"]["labels"] == {
+        "kustomize.toolkit.fluxcd.io/name": "app",
+        "kustomize.toolkit.fluxcd.io/namespace": namespace,
+    }
+    managers = {m["manager"] for m in a["metadata"]["managedFields"]}
+    assert "kustomize-controller" in managers
+
+    # Drift: a manual edit is reverted at the next interval.
+    kubectl("patch", "configmap", "a", "-n", namespace, "--type=merge", "-p", '{"data":{"color":"green"}}')
+    wait_until(lambda: get_obj(kubectl, namespace, "configmap", "a")["data"] == {"color": "blue"}, 30,
+               "drift corrected")  # fmt: skip
+    # A deleted object is recreated.
+    kubectl("delete", "configmap", "b", "-n", namespace)
+    wait_until(lambda: get_obj(kubectl, namespace, "configmap", "b"), 30, "deleted object recreated")
+
+    # Removing a file prunes its object; a change is applied.
+    repo.commit({"deploy/b.yaml": None, "deploy/a.yaml": configmap("a", color="yellow")})
+    request_reconcile(kubectl, namespace, "repo")
+    revision = f"main@sha1:{repo.head()}"
+    ks = wait_ks(kubectl, namespace, "app", revision=revision)
+    wait_until(lambda: not get_obj(kubectl, namespace, "configmap", "b"), 30, "b pruned")
+    assert get_obj(kubectl, namespace, "configmap", "a")["data"] == {"color": "yellow"}
+    assert [e["id"] for e in ks["status"]["inventory"]["entries"]] == [f"{namespace}_a__ConfigMap"]
+
+    events = kubectl("get", "events", "-n", namespace, "-o", "json").stdout
+    assert f"ConfigMap/{namespace}/b deleted" in events
+    assert f"ConfigMap/{namespace}/a configured" in events
+
+
+def test_broken_kustomization_keeps_last_applied_state(git_server, flux_controllers, kubectl,  # type: ignore[no-untyped-def]
+                                                       namespace) -> None:  # fmt: skip
+    repo = git_server.create_repo(f"broken-{namespace}", {
+        "app/kustomization.yaml": "resources:\n- cm.yaml\n",
+        "app/cm.yaml": configmap("kept", v="1"),
+    })  # fmt: skip
+    flux_controllers()
+    apply(kubectl, namespace, git_source("repo", repo.public_http_url),
+          kustomization("app", path="./app", targetNamespace=namespace))  # fmt: skip
+    good = f"main@sha1:{repo.head()}"
+    wait_ks(kubectl, namespace, "app", revision=good)
+
+    repo.commit({"app/kustomization.yaml": "resources:\n- cm.yaml\n- missing.yaml\n"})
+    request_reconcile(kubectl, namespace, "repo")
+    bad = f"main@sha1:{repo.head()}"
+    ks = wait_ks(kubectl, namespace, "app", status="False", revision=bad, contains="missing.yaml")
+    assert condition(ks, "Ready")["reason"] == "BuildFailed"
+    assert ks["status"]["lastAppliedRevision"] == good
+    assert get_obj(kubectl, namespace, "configmap", "kept")["data"] == {"v": "1"}
+
+
+def test_path_escaping_the_artifact_is_refused(git_server, flux_controllers, kubectl, namespace) -> None:  # type: ignore[no-untyped-def]
+    repo = git_server.create_repo(f"escape-{namespace}", {
+        "app/kustomization.yaml": "resources:\n- ../../../../../../etc/passwd\n",
+    })  # fmt: skip
+    flux_controllers()
+    apply(kubectl, namespace, git_source("repo", repo.public_http_url),
+          kustomization("app", path="./app", targetNamespace=namespace))  # fmt: skip
+    ks = wait_ks(kubectl, namespace, "app", status="False", contains="outside the source artifact root")
+    assert condition(ks, "Ready")["reason"] == "BuildFailed"
+
+
+def test_service_account_name_is_refused(git_server, flux_controllers, kubectl, namespace) -> None:  # type: ignore[no-untyped-def]
+    repo = git_server.create_repo(f"sa-{namespace}", {"cm.yaml": configmap("x", v="1")})
+    flux_controllers()
+    apply(kubectl, namespace, git_source("repo", repo.public_http_url),
+          kustomization("app", targetNamespace=namespace, serviceAccountName="deployer"))  # fmt: skip
+    ks = wait_ks(kubectl, namespace, "app", status="False", contains="serviceAccountName")
+    assert condition(ks, "Stalled")["status"] == "True"
+    assert not get_obj(kubectl, namespace, "configmap", "x")
