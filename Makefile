@@ -51,10 +51,10 @@ bench: venv tools
 	$(PY) -m bench
 
 demo: venv tools
-	demo/run.sh
+	$(PY) -m demo up
 
 demo-down: venv
-	demo/down.sh
+	$(PY) -m demo down
 
 clean: cluster-down
 	rm -rf .tide $(VENV)

@@ -1,0 +1,319 @@
+"""`make demo`: a commit converging into a local cluster, end to end.
+
+    python -m demo up     # control plane, Git server, controllers, demo repo, bootstrap, wait Ready
+    python -m demo down   # stop everything the demo started
+
+Everything lives under .tide/demo/: the Git server's repos, the controllers' logs and storage,
+and the working clone you edit (.tide/demo/repo).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from e2e.cluster import BIN, ROOT, ControlPlane, free_port
+
+DEMO = ROOT / ".tide" / "demo"
+REPO = DEMO / "repo"
+SERVED = DEMO / "served"
+LOGS = DEMO / "logs"
+STATE = DEMO / "state.json"
+VENV_BIN = Path(sys.executable).parent
+NAMESPACE = "flux-system"
+
+APP = {
+    "apps/demo/namespace.yaml": """\
+        apiVersion: v1
+        kind: Namespace
+        metadata:
+          name: demo
+        """,
+    "apps/demo/deployment.yaml": """\
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata:
+          name: web
+          namespace: demo
+        spec:
+          replicas: 1
+          selector:
+            matchLabels: {app: web}
+          template:
+            metadata:
+              labels: {app: web}
+            spec:
+              containers:
+                - name: web
+                  image: ghcr.io/stefanprodan/podinfo:6.7.0
+                  ports: [{containerPort: 9898}]
+        """,
+    "apps/demo/service.yaml": """\
+        apiVersion: v1
+        kind: Service
+        metadata:
+          name: web
+          namespace: demo
+        spec:
+          selector: {app: web}
+          ports: [{port: 80, targetPort: 9898}]
+        """,
+    "apps/demo/configmap.yaml": """\
+        apiVersion: v1
+        kind: ConfigMap
+        metadata:
+          name: web-settings
+          namespace: demo
+        data:
+          greeting: "${greeting}"
+          cluster: "${cluster_name:=local}"
+        """,
+    "clusters/local/apps.yaml": """\
+        apiVersion: kustomize.toolkit.fluxcd.io/v1
+        kind: Kustomization
+        metadata:
+          name: apps
+          namespace: flux-system
+        spec:
+          interval: 10m
+          sourceRef:
+            kind: GitRepository
+            name: flux-system
+          path: ./apps/demo
+          prune: true
+          wait: true
+          timeout: 2m
+          postBuild:
+            substitute:
+              greeting: "Hello from Tide"
+        """,
+}
+
+
+class Steps:
+    """Prints each step with the time it took: the demo's output is what a newcomer reads first."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+
+    @contextlib.contextmanager
+    def step(self, title: str) -> Iterator[None]:
+        print(f"• {title} ...", end="", flush=True)
+        began = time.monotonic()
+        try:
+            yield
+        except BaseException:
+            print(" failed")
+            raise
+        print(f" done ({time.monotonic() - began:.1f}s)", flush=True)
+
+    @property
+    def total(self) -> float:
+        return time.monotonic() - self.start
+
+
+def run(*args: str | Path, cwd: Path | None = None, check: bool = True, env: dict[str, str] | None = None,
+        timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                            env={**os.environ, **(env or {})})
+    if check and result.returncode != 0:
+        raise SystemExit(f"\n{' '.join(map(str, args))} failed:\n{result.stdout}{result.stderr}")
+    return result
+
+
+def spawn(name: str, *args: str) -> int:
+    LOGS.mkdir(parents=True, exist_ok=True)
+    log = open(LOGS / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
+    proc = subprocess.Popen(list(args), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return proc.pid
+
+
+def wait(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"\ntimed out after {timeout:.0f}s waiting for {what}; logs in {LOGS}")
+        time.sleep(0.3)
+
+
+def kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return run(BIN / "kubectl", *args, check=check)
+
+
+def ready(kind: str, name: str, namespace: str = NAMESPACE) -> bool:
+    got = kubectl("-n", namespace, "get", kind, name, "-o", "json", check=False)
+    if got.returncode != 0:
+        return False
+    obj = json.loads(got.stdout)
+    return obj.get("status", {}).get("observedGeneration") == obj["metadata"]["generation"] and any(
+        c["type"] == "Ready" and c["status"] == "True" for c in obj.get("status", {}).get("conditions", [])
+    )
+
+
+def http_ok(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def write_app(repo: Path) -> None:
+    for path, text in APP.items():
+        target = repo / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(textwrap.dedent(text))
+
+
+def up() -> None:
+    steps = Steps()
+    stop_demo()
+    DEMO.mkdir(parents=True, exist_ok=True)
+    state: dict[str, object] = {"pids": {}}
+    pids: dict[str, int] = state["pids"]  # type: ignore[assignment]
+    ports = {name: free_port() for name in ("storage", "events", "receiver")}
+    state["ports"] = ports
+
+    with steps.step("Starting a local Kubernetes control plane (etcd, kube-apiserver, kwok node)"):
+        plane = ControlPlane()
+        if not plane.running():
+            plane.up()
+        os.environ["KUBECONFIG"] = str(plane.kubeconfig)
+
+    with steps.step("Starting a Git server and creating the demo repository"):
+        SERVED.mkdir(parents=True, exist_ok=True)
+        run("git", "init", "--bare", "-q", "-b", "main", SERVED / "demo.git")
+        run("git", "-C", SERVED / "demo.git", "config", "http.receivepack", "true")
+        pids["git-server"] = spawn("git-server", sys.executable, "-m", "e2e.fixtures.git_http", "--root", str(SERVED))
+        listening = LOGS / "git-server.log"
+        wait(lambda: listening.read_text().startswith("{"), 30, "the Git server to listen")
+        ports["git"] = json.loads(listening.read_text().splitlines()[0])["http"]
+        url = f"http://127.0.0.1:{ports['git']}/public/demo.git"
+        wait(lambda: run("git", "ls-remote", url, check=False).returncode == 0, 30, "the Git server")
+        run("git", "clone", "-q", url, REPO)
+        for key, value in (("user.name", "Demo"), ("user.email", "demo@tide.local")):
+            run("git", "-C", REPO, "config", key, value)
+        write_app(REPO)
+        run("git", "-C", REPO, "add", "-A")
+        run("git", "-C", REPO, "commit", "-qm", "Demo app")
+        run("git", "-C", REPO, "push", "-q", "origin", "main")
+        state["url"] = url
+
+    with steps.step("Starting the source, kustomize and notification controllers"):
+        events = f"http://127.0.0.1:{ports['events']}/"
+        common = ["--watch-all-namespaces=true", "--log-level=info"]
+        pids["source"] = spawn(
+            "source-controller", str(VENV_BIN / "tide-source-controller"), *common,
+            f"--storage-path={DEMO / 'storage'}", f"--storage-addr=127.0.0.1:{ports['storage']}",
+            f"--storage-adv-addr=127.0.0.1:{ports['storage']}", f"--events-addr={events}",
+            f"--metrics-addr=127.0.0.1:{free_port()}", f"--health-addr=127.0.0.1:{(sh := free_port())}",
+        )
+        pids["kustomize"] = spawn(
+            "kustomize-controller", str(VENV_BIN / "tide-kustomize-controller"), *common,
+            f"--events-addr={events}", f"--metrics-addr=127.0.0.1:{free_port()}",
+            f"--health-addr=127.0.0.1:{(kh := free_port())}",
+        )
+        pids["notification"] = spawn(
+            "notification-controller", str(VENV_BIN / "tide-notification-controller"), *common,
+            f"--events-addr=127.0.0.1:{ports['events']}", f"--receiverAddr=127.0.0.1:{ports['receiver']}",
+            f"--metrics-addr=127.0.0.1:{free_port()}", f"--health-addr=127.0.0.1:{(nh := free_port())}",
+        )
+        STATE.write_text(json.dumps(state))
+        for port in (sh, kh, nh):
+            wait(lambda port=port: http_ok(f"http://127.0.0.1:{port}/readyz"), 60, "the controllers' /readyz")
+
+    with steps.step("Bootstrapping: Tide's manifests committed to clusters/local/flux-system, synced from Git"):
+        run(VENV_BIN / "tide", "bootstrap", "git", f"--url={url}", "--branch=main", "--path=clusters/local",
+            "--controllers=external", f"--repo-dir={REPO}", "--timeout=3m")
+        run("git", "-C", REPO, "pull", "-q", "--ff-only")
+
+    with steps.step("Waiting until the demo app is applied and healthy"):
+        wait(lambda: ready("kustomization", "apps"), 180, "Kustomization apps Ready")
+
+    with steps.step("Adding a Receiver and a post-receive hook, so a push converges at once"):
+        kubectl("-n", NAMESPACE, "create", "secret", "generic", "webhook-token",
+                "--from-literal=token=demo-webhook-token")
+        receiver = textwrap.dedent("""\
+            apiVersion: notification.toolkit.fluxcd.io/v1
+            kind: Receiver
+            metadata:
+              name: git-push
+              namespace: flux-system
+            spec:
+              type: generic
+              secretRef:
+                name: webhook-token
+              resources:
+                - apiVersion: source.toolkit.fluxcd.io/v1
+                  kind: GitRepository
+                  name: flux-system
+            """)
+        subprocess.run([str(BIN / "kubectl"), "apply", "-f", "-"], input=receiver, text=True, check=True,
+                       capture_output=True)
+        wait(lambda: ready("receiver", "git-push"), 60, "Receiver git-push Ready")
+        path = json.loads(kubectl("-n", NAMESPACE, "get", "receiver", "git-push", "-o", "json").stdout)[
+            "status"]["webhookPath"]
+        hook = SERVED / "demo.git" / "hooks" / "post-receive"
+        hook.write_text(f"#!/bin/sh\ncurl -s -o /dev/null -X POST http://127.0.0.1:{ports['receiver']}{path}\n")
+        hook.chmod(0o755)
+
+    print(textwrap.dedent(f"""
+        Tide is running: the demo app converged from Git in {steps.total:.0f}s.
+
+          export KUBECONFIG={plane.kubeconfig} PATH={BIN}:{VENV_BIN}:$PATH
+          tide get kustomizations            # flux-system and apps, Ready
+          kubectl -n demo get deploy,svc,cm  # what Git declared
+
+        Change something and push; the post-receive hook calls the Receiver, so it converges at once:
+
+          cd {REPO}
+          sed -i 's/replicas: 1/replicas: 3/' apps/demo/deployment.yaml
+          git commit -am 'Scale web to 3' && git push
+          tide get kustomizations -w        # Applied revision: main@sha1:...
+          kubectl -n demo get deploy web
+
+        Logs: {LOGS}/.   Stop everything: make demo-down
+        """))
+
+
+def stop_demo() -> None:
+    """Stops the demo's processes and removes its files; the control plane is left running."""
+    if STATE.exists():
+        state = json.loads(STATE.read_text())
+        for pid in state.get("pids", {}).values():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)
+        time.sleep(0.5)
+    if DEMO.exists():
+        shutil.rmtree(DEMO, ignore_errors=True)
+
+
+def down() -> None:
+    stop_demo()
+    ControlPlane().down()
+    print("demo: stopped the controllers, the Git server and the control plane")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__)
+    parser.add_argument("command", choices=["up", "down"])
+    args = parser.parse_args(argv)
+    up() if args.command == "up" else down()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
