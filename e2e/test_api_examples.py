@@ -98,3 +98,53 @@ def test_helm_release_written_as_v2beta1_is_served_as_v2(kubectl: Kubectl, names
 
     release = HelmRelease.from_dict(stored)
     assert release.spec.chart is not None and release.spec.chart.spec.version == "4.x"
+
+
+def test_status_built_with_the_models_is_accepted_by_the_status_subresource(
+    kubectl: Kubectl, namespace: str
+) -> None:
+    from tide.shared.api import Artifact, Condition, GitRepository
+
+    seed = in_namespace(EXAMPLES / "seed" / "gitrepository.yaml", namespace)
+    kubectl("apply", "--server-side", "-f", "-", input=seed)
+    live = json.loads(kubectl("get", "gitrepo", "k8s-manifests", "-n", namespace, "-o", "json").stdout)
+    repo = GitRepository.from_dict(live)
+    repo.status.observed_generation = repo.metadata.generation
+    repo.status.conditions = [
+        Condition(
+            type="Ready",
+            status="True",
+            reason="Succeeded",
+            message="stored artifact for revision 'main@sha1:0123'",
+            last_transition_time="2026-01-01T00:00:00Z",
+            observed_generation=repo.metadata.generation,
+        )
+    ]
+    repo.status.artifact = Artifact(
+        path="gitrepository/ns/k8s-manifests/0123.tar.gz",
+        url="http://source-controller.flux-system.svc.cluster.local./gitrepository/ns/k8s-manifests/0123.tar.gz",
+        revision="main@sha1:0123",
+        digest="sha256:" + "a" * 64,
+        last_update_time="2026-01-01T00:00:00Z",
+        size=1234,
+    )
+    patched = patch_status(kubectl, namespace, "k8s-manifests", repo.status.to_wire())
+    assert patched.returncode == 0, patched.stderr
+    live = json.loads(kubectl("get", "gitrepo", "k8s-manifests", "-n", namespace, "-o", "json").stdout)
+    stored = GitRepository.from_dict(live)
+    assert stored.status.is_ready()
+    assert stored.status.artifact == repo.status.artifact
+    row = kubectl("get", "gitrepo", "k8s-manifests", "-n", namespace, "--no-headers").stdout
+    assert "True" in row.split() and "stored artifact for revision" in row
+
+    bad = {**repo.status.conditions[0].to_wire(), "reason": "Not valid"}
+    refused = patch_status(kubectl, namespace, "k8s-manifests", {"conditions": [bad]})
+    assert refused.returncode != 0 and "reason" in refused.stderr
+
+
+def patch_status(
+    kubectl: Kubectl, namespace: str, name: str, status: dict[str, Any]
+) -> CompletedProcess[str]:
+    patch = json.dumps({"status": status})
+    args = ("patch", "gitrepo", name, "-n", namespace, "--subresource=status", "--type=merge", "-p", patch)
+    return kubectl(*args, check=False)
