@@ -34,8 +34,11 @@ crds: venv
 lint: venv
 	$(PY) -m ruff check .
 
+# mypy resolves `tide.shared` through a view of the top-level folders under the `tide` namespace.
 types: venv
-	$(PY) -m mypy --strict shared
+	@mkdir -p .tide/typecheck/tide
+	@for d in shared controllers cli; do ln -sfn ../../../$$d .tide/typecheck/tide/$$d; done
+	MYPYPATH=.tide/typecheck $(PY) -m mypy --strict --explicit-package-bases -p tide.shared
 
 unit: venv
 	$(PYTEST) tests -q
