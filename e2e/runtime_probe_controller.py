@@ -17,6 +17,7 @@ import time
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
+
 from tide.shared.api.meta import Duration, KubeObject, ObjectStatus, Spec, parse_duration
 from tide.shared.runtime import (
     ReconcileContext,
@@ -59,6 +60,11 @@ class Probe(KubeObject):
 
     spec: ProbeSpec
     status: ProbeStatus = Field(default_factory=ProbeStatus)
+
+    def retry_interval_seconds(self) -> float | None:
+        """Only an explicit retryInterval (unlike Kustomization's default to interval), so the tests
+        see the runtime's exponential backoff when it is unset."""
+        return parse_duration(self.spec.retry_interval) if self.spec.retry_interval else None
 
 
 def probe_crd() -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The Helm chart: `helm lint` passes and its rendering applies to the real control plane (server-side dry-run)."""
+"""The Helm chart: `helm lint` passes; its rendering applies to the real control plane (SSA dry-run)."""
 
 from __future__ import annotations
 
@@ -25,11 +25,30 @@ def helm(*args: str) -> str:
 
 VARIANTS = {
     "defaults": [],
-    "everything": ["--set", "helmController.enabled=true", "--set", "sourceController.persistence.enabled=true",
-                   "--set", "serviceMonitor.enabled=true", "--set", "createNamespace=true",
-                   "--set", "commonLabels.team=platform", "--set", "image.tag=dev"],
-    "minimal": ["--set", "networkPolicy.enabled=false", "--set", "notificationController.enabled=false",
-                "--set", "kustomizeController.clusterAdmin=false", "--set", "leaderElection=false"],
+    "everything": [
+        "--set",
+        "helmController.enabled=true",
+        "--set",
+        "sourceController.persistence.enabled=true",
+        "--set",
+        "serviceMonitor.enabled=true",
+        "--set",
+        "createNamespace=true",
+        "--set",
+        "commonLabels.team=platform",
+        "--set",
+        "image.tag=dev",
+    ],
+    "minimal": [
+        "--set",
+        "networkPolicy.enabled=false",
+        "--set",
+        "notificationController.enabled=false",
+        "--set",
+        "kustomizeController.clusterAdmin=false",
+        "--set",
+        "leaderElection=false",
+    ],
 }
 
 
@@ -47,8 +66,16 @@ def render(namespace: str, *extra: str) -> list[dict]:
 def test_rendering_applies_server_side(namespace, kubectl) -> None:
     docs = render(namespace)
     kinds = sorted({d["kind"] for d in docs})
-    assert kinds == ["ClusterRole", "ClusterRoleBinding", "Deployment", "NetworkPolicy", "Role", "RoleBinding",
-                     "Service", "ServiceAccount"]
+    assert kinds == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "NetworkPolicy",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "ServiceAccount",
+    ]
     text = "".join("---\n" + yaml.safe_dump(d) for d in docs)
     res = kubectl("apply", "--server-side", "--dry-run=server", "--field-manager=flux", "-f", "-", input=text)
     assert res.stdout.count("serverside-applied") == len(docs), res.stdout
@@ -56,8 +83,11 @@ def test_rendering_applies_server_side(namespace, kubectl) -> None:
 
 def test_everything_variant_applies_except_servicemonitor(namespace, kubectl) -> None:
     """ServiceMonitor needs the Prometheus Operator CRDs, which the test cluster does not have."""
-    docs = [d for d in render(namespace, *VARIANTS["everything"])
-            if d["kind"] not in ("ServiceMonitor", "Namespace")]
+    docs = [
+        d
+        for d in render(namespace, *VARIANTS["everything"])
+        if d["kind"] not in ("ServiceMonitor", "Namespace")
+    ]
     text = "".join("---\n" + yaml.safe_dump(d) for d in docs)
     kubectl("apply", "--server-side", "--dry-run=server", "-f", "-", input=text)
 
@@ -78,12 +108,16 @@ def test_deployments_carry_flux_flags_probes_and_least_privilege(namespace) -> N
     src_args = deployments["source-controller"]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--storage-adv-addr=source-controller.$(RUNTIME_NAMESPACE).svc.cluster.local." in src_args
     services = {d["metadata"]["name"]: d["spec"]["ports"][0] for d in docs if d["kind"] == "Service"}
-    assert services["source-controller"]["port"] == 80 and services["source-controller"]["targetPort"] == "http"
+    assert (
+        services["source-controller"]["port"] == 80 and services["source-controller"]["targetPort"] == "http"
+    )
     assert services["webhook-receiver"]["targetPort"] == "http-webhook"
     assert services["notification-controller"]["targetPort"] == "http"
     # only the kustomize controller is bound to cluster-admin
     admin = [d for d in docs if d["kind"] == "ClusterRoleBinding" and d["roleRef"]["name"] == "cluster-admin"]
     assert [s["name"] for d in admin for s in d["subjects"]] == ["kustomize-controller"]
-    source_role = next(d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"].startswith("source-"))
+    source_role = next(
+        d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"].startswith("source-")
+    )
     groups = {g for r in source_role["rules"] for g in r["apiGroups"]}
     assert "kustomize.toolkit.fluxcd.io" not in groups and "*" not in groups

@@ -11,24 +11,73 @@ pytestmark = pytest.mark.e2e
 
 
 def create_pair(tide, namespace: str) -> None:
-    tide("-n", namespace, "create", "source", "git", "podinfo", "--url", "https://example.com/podinfo.git",
-         "--branch", "main", "--no-wait")
-    tide("-n", namespace, "create", "kustomization", "apps", "--source", "podinfo", "--path", "./deploy",
-         "--prune", "--no-wait")
+    tide(
+        "-n",
+        namespace,
+        "create",
+        "source",
+        "git",
+        "podinfo",
+        "--url",
+        "https://example.com/podinfo.git",
+        "--branch",
+        "main",
+        "--no-wait",
+    )
+    tide(
+        "-n",
+        namespace,
+        "create",
+        "kustomization",
+        "apps",
+        "--source",
+        "podinfo",
+        "--path",
+        "./deploy",
+        "--prune",
+        "--no-wait",
+    )
 
 
 def test_create_export_needs_no_cluster(tide) -> None:
-    out = tide("create", "source", "git", "podinfo", "--url", "https://github.com/stefanprodan/podinfo",
-               "--branch", "master", "--interval", "90s", "--export").stdout
+    out = tide(
+        "create",
+        "source",
+        "git",
+        "podinfo",
+        "--url",
+        "https://github.com/stefanprodan/podinfo",
+        "--branch",
+        "master",
+        "--interval",
+        "90s",
+        "--export",
+    ).stdout
     assert out.startswith("---\n")
     doc = yaml.safe_load(out)
     assert doc == {
-        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+        "apiVersion": "source.toolkit.fluxcd.io/v1",
+        "kind": "GitRepository",
         "metadata": {"name": "podinfo", "namespace": "flux-system"},
-        "spec": {"interval": "1m30s", "ref": {"branch": "master"}, "url": "https://github.com/stefanprodan/podinfo"},
+        "spec": {
+            "interval": "1m30s",
+            "ref": {"branch": "master"},
+            "url": "https://github.com/stefanprodan/podinfo",
+        },
     }
-    out = tide("create", "secret", "git", "creds", "--url", "https://example.com/x.git", "-u", "me", "-p", "pw",
-               "--export").stdout
+    out = tide(
+        "create",
+        "secret",
+        "git",
+        "creds",
+        "--url",
+        "https://example.com/x.git",
+        "-u",
+        "me",
+        "-p",
+        "pw",
+        "--export",
+    ).stdout
     assert yaml.safe_load(out)["stringData"] == {"username": "me", "password": "pw"}
 
 
@@ -51,10 +100,21 @@ def test_create_then_get_tables(tide, namespace) -> None:
 
 def test_create_is_idempotent_and_updates(tide, namespace, kubectl) -> None:
     create_pair(tide, namespace)
-    tide("-n", namespace, "create", "kustomization", "apps", "--source", "podinfo", "--path", "./other",
-         "--no-wait")
-    got = json.loads(kubectl("-n", namespace, "get", "kustomization", "apps", "-o", "json",
-                             "--show-managed-fields").stdout)
+    tide(
+        "-n",
+        namespace,
+        "create",
+        "kustomization",
+        "apps",
+        "--source",
+        "podinfo",
+        "--path",
+        "./other",
+        "--no-wait",
+    )
+    got = json.loads(
+        kubectl("-n", namespace, "get", "kustomization", "apps", "-o", "json", "--show-managed-fields").stdout
+    )
     assert got["spec"]["path"] == "./other"
     assert got["spec"]["prune"] is False
     managers = {m["manager"] for m in got["metadata"]["managedFields"]}
@@ -81,8 +141,12 @@ def test_suspend_and_resume(tide, namespace, kubectl) -> None:
     assert got["spec"]["suspend"] is False
     assert got["metadata"]["annotations"]["reconcile.fluxcd.io/requestedAt"]
     tide("-n", namespace, "suspend", "source", "git", "--all")
-    assert json.loads(kubectl("-n", namespace, "get", "gitrepository", "podinfo", "-o", "json").stdout)[
-        "spec"]["suspend"] is True
+    assert (
+        json.loads(kubectl("-n", namespace, "get", "gitrepository", "podinfo", "-o", "json").stdout)["spec"][
+            "suspend"
+        ]
+        is True
+    )
 
 
 def test_unknown_objects_are_user_errors(tide, namespace) -> None:
@@ -107,14 +171,26 @@ def test_export_round_trips(tide, namespace, kubectl) -> None:
 
 def test_events_for_flux_objects(tide, namespace, kubectl) -> None:
     create_pair(tide, namespace)
-    uid = json.loads(kubectl("-n", namespace, "get", "kustomization", "apps", "-o", "json").stdout)["metadata"]["uid"]
+    uid = json.loads(kubectl("-n", namespace, "get", "kustomization", "apps", "-o", "json").stdout)[
+        "metadata"
+    ]["uid"]
     event = {
-        "apiVersion": "v1", "kind": "Event",
+        "apiVersion": "v1",
+        "kind": "Event",
         "metadata": {"name": "apps.1", "namespace": namespace},
-        "involvedObject": {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
-                           "name": "apps", "namespace": namespace, "uid": uid},
-        "type": "Warning", "reason": "BuildFailed", "message": "kustomization.yaml not found",
-        "firstTimestamp": "2026-01-01T00:00:00Z", "lastTimestamp": "2026-01-01T00:00:00Z", "count": 1,
+        "involvedObject": {
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+            "kind": "Kustomization",
+            "name": "apps",
+            "namespace": namespace,
+            "uid": uid,
+        },
+        "type": "Warning",
+        "reason": "BuildFailed",
+        "message": "kustomization.yaml not found",
+        "firstTimestamp": "2026-01-01T00:00:00Z",
+        "lastTimestamp": "2026-01-01T00:00:00Z",
+        "count": 1,
         "source": {"component": "kustomize-controller"},
     }
     kubectl("create", "-f", "-", input=json.dumps(event))
@@ -136,11 +212,53 @@ def test_unreachable_cluster_exit_code(tmp_path, cluster) -> None:
     from e2e.fixtures.cli import run_tide
 
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "x",
-        "clusters": [{"name": "x", "cluster": {"server": "https://127.0.0.1:1"}}],
-        "contexts": [{"name": "x", "context": {"cluster": "x", "user": "x"}}],
-        "users": [{"name": "x", "user": {"token": "t"}}],
-    }))
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "x",
+                "clusters": [{"name": "x", "cluster": {"server": "https://127.0.0.1:1"}}],
+                "contexts": [{"name": "x", "context": {"cluster": "x", "user": "x"}}],
+                "users": [{"name": "x", "user": {"token": "t"}}],
+            }
+        )
+    )
     res = run_tide(kubeconfig, "get", "ks", code=3)
     assert "cannot reach" in res.stderr
+
+
+def test_get_watch_prints_changes(tide, namespace, cluster) -> None:
+    import os
+    import selectors
+    import subprocess
+    import time
+
+    from e2e.fixtures.cli import TIDE
+
+    create_pair(tide, namespace)
+    proc = subprocess.Popen(
+        [str(TIDE), "-n", namespace, "get", "ks", "-w"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "NO_COLOR": "1"},
+    )  # fmt: skip
+    lines: list[str] = []
+    sel = selectors.DefaultSelector()
+    assert proc.stdout is not None
+    sel.register(proc.stdout, selectors.EVENT_READ)
+
+    def read_until(predicate, seconds: float = 20) -> None:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not predicate():
+            if sel.select(timeout=0.5):
+                lines.append(proc.stdout.readline().rstrip("\n"))  # type: ignore[union-attr]
+        assert predicate(), lines
+
+    try:
+        read_until(lambda: any(line.startswith("apps ") for line in lines))
+        assert lines[0].split()[:2] == ["NAME", "REVISION"]
+        tide("-n", namespace, "suspend", "ks", "apps")
+        read_until(lambda: any(line.split()[:2] == ["apps", "True"] for line in lines))
+    finally:
+        proc.terminate()
+        proc.wait(10)

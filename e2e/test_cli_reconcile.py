@@ -1,4 +1,4 @@
-"""`tide create/get/reconcile/suspend/resume/tree/diff/build/events` with the real controllers and Git server."""
+"""`tide create/get/reconcile/suspend/resume/tree/diff/build/events` with the real controllers."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ pytestmark = pytest.mark.e2e
 
 
 def configmap(name: str, **data: str) -> str:
-    lines = "".join(f"  {k}: \"{v}\"\n" for k, v in data.items())
+    lines = "".join(f'  {k}: "{v}"\n' for k, v in data.items())
     return f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n{lines}"
 
 
@@ -25,8 +25,19 @@ def test_full_cycle(git_server, flux_controllers, tide, kubectl, namespace, tmp_
     ns = ["-n", namespace, "--timeout", "90s"]
     res = tide(*ns, "create", "source", "git", "repo", "--url", repo.public_http_url, "--branch", "main")
     assert "is ready" in res.stderr
-    res = tide(*ns, "create", "kustomization", "app", "--source", "repo", "--path", "./deploy", "--prune",
-               "--target-namespace", namespace)
+    res = tide(
+        *ns,
+        "create",
+        "kustomization",
+        "app",
+        "--source",
+        "repo",
+        "--path",
+        "./deploy",
+        "--prune",
+        "--target-namespace",
+        namespace,
+    )
     assert "is ready" in res.stderr
     head = f"main@sha1:{repo.head()}"
     row = tide(*ns, "get", "ks", "app").stdout.splitlines()[1].split()
@@ -52,7 +63,10 @@ def test_full_cycle(git_server, flux_controllers, tide, kubectl, namespace, tmp_
     (local / "a.yaml").write_text(configmap("a", color="green"))
     (local / "b.yaml").write_text(configmap("b", greeting="${greeting:=hello}"))
     built = list(yaml.safe_load_all(tide(*ns, "build", "ks", "app", "--path", str(local)).stdout))
-    assert {d["metadata"]["name"]: d["metadata"]["namespace"] for d in built} == {"a": namespace, "b": namespace}
+    assert {d["metadata"]["name"]: d["metadata"]["namespace"] for d in built} == {
+        "a": namespace,
+        "b": namespace,
+    }
     assert built[0]["metadata"]["labels"]["kustomize.toolkit.fluxcd.io/name"] == "app"
     tide(*ns, "diff", "ks", "app", "--path", str(local), code=0)
     (local / "a.yaml").write_text(configmap("a", color="red"))
@@ -76,3 +90,16 @@ def test_full_cycle(git_server, flux_controllers, tide, kubectl, namespace, tmp_
     assert "reconciliation failed" in res.stderr and "tide events" in res.stderr
     assert "False" in tide(*ns, "get", "ks", "--status-selector", "ready=false").stdout
     assert "Kustomization/app" in tide(*ns, "events", "--for", "Kustomization/app").stdout
+
+
+def test_create_receiver_prints_webhook(notification_controller, tide, kubectl, namespace) -> None:  # type: ignore[no-untyped-def]
+    endpoints = notification_controller()
+    kubectl("-n", namespace, "create", "secret", "generic", "token", "--from-literal=token=s3cret")
+    res = tide(
+        "-n", namespace, "--timeout", "60s", "create", "receiver", "push", "--type", "generic",
+        "--resource", "GitRepository/flux-system", "--secret-ref", "token",
+    )  # fmt: skip
+    assert "generated webhook URL /hook/" in res.stderr
+    path = res.stderr.split("generated webhook URL ")[1].split()[0]
+    assert endpoints.receiver_url
+    assert path.startswith("/hook/") and len(path) == len("/hook/") + 64

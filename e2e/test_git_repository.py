@@ -35,9 +35,12 @@ def test_basic_auth_publishes_new_revisions_and_collects_garbage(
     repo = git_server.create_repo(f"basic-{namespace}", {"deploy/app.yaml": "kind: ConfigMap\n"})
     first = repo.head()
     controller = source_controller("--artifact-retention-records=2", "--artifact-retention-ttl=1h")
-    apply(kubectl, namespace,
-          secret("basic", {"username": git_server.user, "password": git_server.password}),
-          gitrepository("app", repo.http_url, secret="basic"))  # fmt: skip
+    apply(
+        kubectl,
+        namespace,
+        secret("basic", {"username": git_server.user, "password": git_server.password}),
+        gitrepository("app", repo.http_url, secret="basic"),
+    )
 
     obj = wait_ready(kubectl, namespace, "app", f"main@sha1:{first}")
     artifact = obj["status"]["artifact"]
@@ -101,7 +104,71 @@ def test_missing_artifact_is_rebuilt_after_restart(git_server, source_controller
     path.write_bytes(b"tampered")
     source_controller()  # same storage path (same tmp_path)
     request_reconcile(kubectl, namespace, "app")
-    wait_for(kubectl, namespace, "app",
-             lambda o: path.exists() and "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
-             == o["status"]["artifact"]["digest"] and path.read_bytes() != b"tampered",
-             what="artifact rebuilt")  # fmt: skip
+    wait_for(
+        kubectl,
+        namespace,
+        "app",
+        lambda o: (
+            path.exists()
+            and "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest() == o["status"]["artifact"]["digest"]
+            and path.read_bytes() != b"tampered"
+        ),
+        what="artifact rebuilt",
+    )
+
+
+def test_seed_gitrepository_becomes_ready(git_server, source_controller, kubectl, namespace, tmp_path):
+    """The mission's GitRepository, verbatim but for its URL (our HTTPS server) and namespace."""
+    from ruamel.yaml import YAML
+
+    seed = YAML(typ="safe").load(
+        (Path(__file__).parent / "examples" / "seed" / "gitrepository.yaml").read_text()
+    )
+    repo = git_server.create_repo(
+        f"seed-{namespace}",
+        {"apps/app.yaml": "kind: ConfigMap\n", "README.md": "# docs\n", "docs/x.md": "x\n"},
+    )
+    seed["metadata"]["namespace"] = namespace
+    seed["spec"]["url"] = repo.https_url
+    source_controller()
+    apply(
+        kubectl,
+        namespace,
+        secret(
+            "git-credentials",
+            {"username": git_server.user, "password": git_server.password, "ca.crt": git_server.pki.ca_pem},
+        ),
+        seed,
+    )
+    obj = wait_ready(kubectl, namespace, "k8s-manifests", f"main@sha1:{repo.head()}")
+    body = download(obj["status"]["artifact"]["url"])
+    assert obj["status"]["artifact"]["digest"] == "sha256:" + hashlib.sha256(body).hexdigest()
+    import io
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+        names = {m.name for m in tar.getmembers() if m.isfile()}
+    assert names == {"apps/app.yaml"}
+
+
+def test_timeout_against_a_server_that_never_answers(source_controller, kubectl, namespace):
+    import socket
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # accepts connections, never answers
+        port = silent.getsockname()[1]
+        source_controller()
+        apply(kubectl, namespace, gitrepository("slow", f"http://127.0.0.1:{port}/repo.git", timeout="2s"))
+        obj = wait_for(
+            kubectl,
+            namespace,
+            "slow",
+            lambda o: (
+                "timed out" in ((condition(o, "Ready") or {}).get("message") or "")
+                or "timeout" in ((condition(o, "Ready") or {}).get("message") or "")
+            ),
+            timeout=30,
+            what="timeout",
+        )
+        assert condition(obj, "FetchFailed")["status"] == "True"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from e2e.fixtures.kustomize import get_obj, git_source, kustomization, wait_ks, wait_until
@@ -38,7 +40,9 @@ def test_apply_prune_and_drift(git_server, flux_controllers, kubectl, namespace)
         "kustomize.toolkit.fluxcd.io/name": "app",
         "kustomize.toolkit.fluxcd.io/namespace": namespace,
     }
-    managers = {m["manager"] for m in a["metadata"]["managedFields"]}
+    shown = json.loads(kubectl("get", "configmap", "a", "-n", namespace, "-o", "json",
+                               "--show-managed-fields").stdout)  # fmt: skip
+    managers = {m["manager"] for m in shown["metadata"]["managedFields"]}
     assert "kustomize-controller" in managers
 
     # Drift: a manual edit is reverted at the next interval.

@@ -164,7 +164,7 @@ async def test_alerts_deliver_to_every_provider_type(
 
     [telegram] = await srv.wait_for("/telegram/bot123:abc/sendMessage")
     assert telegram.json()["chat_id"] == "-1001"
-    [matrix] = await srv.wait_for("/matrix/_matrix/client/r0/rooms/%21room%3Alocal/send/m.room.message/")
+    [matrix] = await srv.wait_for("/matrix/_matrix/client/r0/rooms/!room:local/send/m.room.message/")
     assert matrix.method == "PUT" and matrix.headers["Authorization"] == "Bearer mx-token"
 
     [am] = await srv.wait_for("/alertmanager/api/v2/alerts")
@@ -270,74 +270,207 @@ def _installed(name: str) -> bool:
     return shutil.which(name, path=str(Path(sys.executable).parent)) is not None
 
 
-async def test_source_controller_events_reach_provider(
+def _flux(kind: str, name: str, namespace: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "notification.toolkit.fluxcd.io/v1beta3",
+        "kind": kind,
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+
+
+async def test_controller_events_reach_providers(
     kubectl: Any,
     namespace: str,
     recording_server: RecordingServer,
     notification_controller: Any,
+    source_controller: Any,
     start_controller: Any,
     git_server: Any,
 ) -> None:
-    if not _installed("tide-source-controller"):
-        pytest.skip("tide-source-controller is not installed yet")
+    """Events from the real source and kustomize controllers reach a generic and a signed webhook
+    through Alerts; the Alert that excludes every message sends nothing."""
+    if not (_installed("tide-source-controller") and _installed("tide-kustomize-controller")):
+        pytest.skip("source/kustomize controllers are not installed yet")
     endpoints = notification_controller()
-    repo = git_server.create_repo(f"events-{namespace}", {"app/cm.yaml": "kind: ConfigMap\n"})
+    configmap = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: evented\ndata:\n  v: '1'\n"
+    repo = git_server.create_repo(f"events-{namespace}", {"app/cm.yaml": configmap})
     url = recording_server.url
     items = [
-        {
-            "apiVersion": "notification.toolkit.fluxcd.io/v1beta3",
-            "kind": "Provider",
-            "metadata": {"name": "hook", "namespace": namespace},
-            "spec": {"type": "generic", "address": f"{url}/hook"},
-        },
-        {
-            "apiVersion": "notification.toolkit.fluxcd.io/v1beta3",
-            "kind": "Alert",
-            "metadata": {"name": "sources", "namespace": namespace},
-            "spec": {
-                "providerRef": {"name": "hook"},
-                "exclusionList": ["^excluded-never-matches$"],
-                "eventSources": [{"kind": "GitRepository", "name": "*"}],
-            },
-        },
-        {
-            "apiVersion": "notification.toolkit.fluxcd.io/v1beta3",
-            "kind": "Alert",
-            "metadata": {"name": "excluded", "namespace": namespace},
-            "spec": {
-                "providerRef": {"name": "hook"},
-                "exclusionList": ["stored artifact", "^.*$"],
-                "eventSources": [{"kind": "GitRepository", "name": "*"}],
-                "summary": "must-not-arrive",
-            },
-        },
-    ]
+        _flux("Provider", "hook", namespace, {"type": "generic", "address": f"{url}/hook"}),
+        _flux("Alert", "sources", namespace, {
+            "providerRef": {"name": "hook"},
+            "eventSources": [{"kind": "GitRepository", "name": "*"}],
+        }),
+        _flux("Alert", "excluded", namespace, {
+            "providerRef": {"name": "hook"},
+            "exclusionList": ["stored artifact", "^.*$"],
+            "eventSources": [{"kind": "GitRepository", "name": "*"}, {"kind": "Kustomization", "name": "*"}],
+            "summary": "must-not-arrive",
+        }),
+        _flux("Provider", "ks-hook", namespace, {"type": "generic-hmac", "address": f"{url}/ks",
+                                                  "secretRef": {"name": "ks-hook"}}),
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ks-hook", "namespace": namespace},
+         "stringData": {"token": "ks-key"}},
+        _flux("Alert", "kustomizations", namespace, {
+            "providerRef": {"name": "ks-hook"},
+            "eventSources": [{"kind": "Kustomization", "name": "apps"}],
+        }),
+    ]  # fmt: skip
     kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
     await asyncio.sleep(2)
+    source_controller(f"--events-addr={endpoints.events_url}")
     start_controller(
-        "source",
+        "kustomize",
         f"--events-addr={endpoints.events_url}",
-        "--storage-addr=127.0.0.1:0",
-        "--storage-adv-addr=127.0.0.1",
+        "--watch-all-namespaces=false",
+        f"--runtime-namespace={namespace}",
     )
-    kubectl(
-        "apply",
-        "-f",
-        "-",
-        input=json.dumps(
-            {
-                "apiVersion": "source.toolkit.fluxcd.io/v1",
-                "kind": "GitRepository",
-                "metadata": {"name": "repo", "namespace": namespace},
-                "spec": {"url": repo.public_http_url, "interval": "10m", "ref": {"branch": "main"}},
-            }
-        ),
-    )
+    objects = [
+        {
+            "apiVersion": "source.toolkit.fluxcd.io/v1",
+            "kind": "GitRepository",
+            "metadata": {"name": "repo", "namespace": namespace},
+            "spec": {"url": repo.public_http_url, "interval": "10m", "ref": {"branch": "main"}},
+        },
+        {
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+            "kind": "Kustomization",
+            "metadata": {"name": "apps", "namespace": namespace},
+            "spec": {"interval": "10m", "prune": True, "path": "./app", "targetNamespace": namespace,
+                     "sourceRef": {"kind": "GitRepository", "name": "repo"}},
+        },
+    ]  # fmt: skip
+    kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
+
     [got] = await recording_server.wait_for("/hook", timeout=60)
     event = got.json()
     assert event["involvedObject"]["kind"] == "GitRepository"
     assert event["involvedObject"]["name"] == "repo"
     assert event["reportingController"] == "source-controller"
     assert repo.head() in event["metadata"].get("revision", "")
+    assert got.headers["gotk-component"] == "source-controller"
+
+    [ks] = await recording_server.wait_for(
+        "/ks", timeout=90, where=lambda r: "evented" in r.json()["message"]
+    )
+    ks_event = ks.json()
+    assert ks_event["involvedObject"] == {
+        **ks_event["involvedObject"],
+        "kind": "Kustomization",
+        "name": "apps",
+    }
+    assert ks_event["reportingController"] == "kustomize-controller"
+    assert "evented" in ks_event["message"]
+    assert ks_event["metadata"]["revision"].endswith(repo.head())
+    expected = hmac.new(b"ks-key", ks.body, hashlib.sha256).hexdigest()
+    assert ks.headers["X-Signature"] == f"sha256={expected}"
+
     await asyncio.sleep(2)
     assert all("summary" not in r.json().get("metadata", {}) for r in recording_server.matching("/hook"))
+
+
+async def test_provider_custom_ca_and_proxy(
+    kubectl: Any,
+    namespace: str,
+    recording_server: RecordingServer,
+    notification_controller: Any,
+    tmp_path: Path,
+) -> None:
+    """certSecretRef's CA makes an HTTPS service with a private CA trusted (and only then);
+    proxySecretRef sends through an authenticated HTTP proxy."""
+    import ssl
+    import urllib.request
+
+    from e2e.fixtures.git import make_pki
+
+    pki = make_pki(tmp_path / "pki")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(pki.server_cert, pki.server_key)
+    https = await RecordingServer(ssl_context=context).start()
+    try:
+        endpoints = notification_controller()
+        items = [
+            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ca", "namespace": namespace},
+             "stringData": {"ca.crt": pki.ca_pem.decode()}},
+            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "proxy", "namespace": namespace},
+             "stringData": {"address": recording_server.url, "username": "pu", "password": "pp"}},
+            _flux("Provider", "trusted", namespace, {"type": "generic", "address": f"{https.url}/trusted",
+                                                     "certSecretRef": {"name": "ca"}}),
+            _flux("Provider", "untrusted", namespace, {"type": "generic",
+                                                       "address": f"{https.url}/untrusted"}),
+            _flux("Provider", "proxied", namespace, {"type": "generic", "address": "http://hooks.example.invalid/in",
+                                                     "proxySecretRef": {"name": "proxy"}}),
+        ]  # fmt: skip
+        for name in ("trusted", "untrusted", "proxied"):
+            sources = [{"kind": "Kustomization", "name": "apps"}]
+            items.append(
+                _flux("Alert", name, namespace, {"providerRef": {"name": name}, "eventSources": sources})
+            )
+        kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+        await asyncio.sleep(2)
+        assert await post_event(endpoints, kustomization_event(namespace, "over TLS")) == 202
+
+        [trusted] = await https.wait_for("/trusted")
+        assert trusted.json()["message"] == "over TLS"
+        [proxied] = await recording_server.wait_for("http://hooks.example.invalid/in")
+        assert proxied.headers["Proxy-Authorization"] == "Basic " + b64("pu:pp")
+        assert proxied.json()["message"] == "over TLS"
+
+        def failed_metric() -> float:
+            with urllib.request.urlopen(endpoints.process.metrics_url, timeout=5) as resp:
+                text = resp.read().decode()
+            for line in text.splitlines():
+                if (line.startswith("tide_notification_requests_total{") and 'provider="untrusted"' in line
+                        and 'result="failed"' in line):  # fmt: skip
+                    return float(line.rsplit(" ", 1)[1])
+            return 0.0
+
+        for _ in range(100):  # 4 attempts with backoff
+            if failed_metric() >= 1:
+                break
+            await asyncio.sleep(0.2)
+        assert failed_metric() == 1
+        assert https.matching("/untrusted") == []
+    finally:
+        await https.stop()
+
+
+async def test_invalid_provider_and_alert_are_reported(
+    kubectl: Any, namespace: str, notification_controller: Any
+) -> None:
+    """Errors a user can cause become Warning events on their object (Alert and Provider have no
+    status in v1beta3)."""
+    notification_controller()
+    items = [
+        _flux("Provider", "unsupported", namespace, {"type": "sentry", "address": "https://sentry.example/1"}),
+        _flux("Provider", "no-secret", namespace, {"type": "slack", "address": "https://hooks.example/x",
+                                                   "secretRef": {"name": "missing"}}),
+        _flux("Provider", "fine", namespace, {"type": "generic", "address": "http://127.0.0.1:1/"}),
+        _flux("Alert", "bad-regex", namespace, {"providerRef": {"name": "fine"},
+                                                "exclusionList": ["(unclosed"],
+                                                "eventSources": [{"kind": "Kustomization", "name": "*"}]}),
+    ]  # fmt: skip
+    kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+
+    def warnings() -> dict[tuple[str, str], str]:
+        events = json.loads(kubectl("get", "events", "-n", namespace, "-o", "json").stdout)["items"]
+        return {
+            (e["involvedObject"]["kind"], e["involvedObject"]["name"]): e["reason"]
+            for e in events
+            if e.get("type") == "Warning"
+        }
+
+    expected = {
+        ("Provider", "unsupported"): "ValidationFailed",
+        ("Provider", "no-secret"): "SecretNotFound",
+        ("Alert", "bad-regex"): "ValidationFailed",
+    }
+    for _ in range(150):
+        found = warnings()
+        if all(found.get(k) == v for k, v in expected.items()):
+            break
+        await asyncio.sleep(0.2)
+    found = warnings()
+    assert {k: found.get(k) for k in expected} == expected
+    assert ("Provider", "fine") not in found

@@ -20,6 +20,7 @@ pytestmark = pytest.mark.e2e
 
 REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
 TOKEN = "receiver-token-e2e"
+CONFIGMAP = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: hooked\ndata:\n  v: '1'\n"
 
 
 def _installed(name: str) -> bool:
@@ -106,13 +107,15 @@ async def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str
 
 
 async def test_github_push_triggers_reconcile(
-    kubectl: Any, namespace: str, notification_controller: Any, start_controller: Any, git_server: Any
+    kubectl: Any,
+    namespace: str,
+    notification_controller: Any,
+    start_controller: Any,
+    source_controller: Any,
+    git_server: Any,
 ) -> None:
     endpoints = notification_controller()
-    repo = git_server.create_repo(
-        f"hook-{namespace}",
-        {"app/cm.yaml": ("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: hooked\ndata:\n  v: '1'\n")},
-    )
+    repo = git_server.create_repo(f"hook-{namespace}", {"app/cm.yaml": CONFIGMAP})
     kubectl(
         "apply",
         "-f",
@@ -141,8 +144,8 @@ async def test_github_push_triggers_reconcile(
 
     both = bool(_installed("tide-source-controller") and _installed("tide-kustomize-controller"))
     if both:
-        start_controller("source", "--storage-addr=127.0.0.1:0", "--storage-adv-addr=127.0.0.1")
-        start_controller("kustomize")
+        source_controller()
+        start_controller("kustomize", "--watch-all-namespaces=false", f"--runtime-namespace={namespace}")
 
     payload = json.dumps(
         {"ref": "refs/heads/main", "after": repo.head(), "repository": {"full_name": "org/repo"}}
@@ -191,3 +194,71 @@ async def test_github_push_triggers_reconcile(
         60,
         "Kustomization lastHandledReconcileAt",
     )
+
+    def configmap_value() -> str:
+        out = kubectl("get", "configmap", "hooked", "-n", namespace, "-o", "json", check=False)
+        return str(json.loads(out.stdout)["data"]["v"]) if out.returncode == 0 else ""
+
+    await wait_until(lambda: configmap_value() == "1", 60, "first revision applied")
+    # A new commit: with 1h intervals only the webhook can bring it in quickly.
+    sha = repo.commit({"app/cm.yaml": CONFIGMAP.replace("'1'", "'2'")}, "v2")
+    payload = json.dumps({"ref": "refs/heads/main", "after": sha}).encode()
+    status, _ = await post(url, payload, {**headers, "X-Hub-Signature-256": signed(payload)})
+    assert status == 200
+    await wait_until(lambda: configmap_value() == "2", 60, "new revision applied after the webhook")
+    applied = get(kubectl, "kustomization", "apps", namespace)["status"].get("lastAppliedRevision", "")
+    assert applied.endswith(sha)
+
+
+async def test_gitlab_and_generic_hmac_receivers(
+    kubectl: Any, namespace: str, notification_controller: Any
+) -> None:
+    endpoints = notification_controller()
+    objects: list[dict[str, Any]] = [
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "webhook-token", "namespace": namespace},
+         "stringData": {"token": TOKEN}},
+        {"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+         "metadata": {"name": "repo", "namespace": namespace},
+         "spec": {"url": "https://example.invalid/repo.git", "interval": "1h", "suspend": True}},
+    ]  # fmt: skip
+    for name, rtype, events in (("gl", "gitlab", ["Push Hook"]), ("hmac", "generic-hmac", [])):
+        objects.append({
+            "apiVersion": "notification.toolkit.fluxcd.io/v1", "kind": "Receiver",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"type": rtype, "events": events, "secretRef": {"name": "webhook-token"},
+                     "resources": [{"kind": "GitRepository", "name": "repo"}]},
+        })  # fmt: skip
+    kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
+
+    def path(name: str) -> str:
+        return "/hook/" + hashlib.sha256(f"{TOKEN}{name}{namespace}".encode()).hexdigest()
+
+    def published() -> bool:
+        return all(
+            (get(kubectl, "receiver", n, namespace).get("status") or {}).get("webhookPath") == path(n)
+            for n in ("gl", "hmac")
+        )
+
+    await wait_until(published, 30, "webhook paths")
+    await asyncio.sleep(1)
+
+    def requested() -> str:
+        annotations = get(kubectl, "gitrepository", "repo", namespace)["metadata"].get("annotations") or {}
+        return str(annotations.get(REQUESTED_AT, ""))
+
+    body = b'{"object_kind": "push"}'
+    gl = endpoints.receiver_url + path("gl")
+    assert (await post(gl, body, {"X-Gitlab-Token": "wrong", "X-Gitlab-Event": "Push Hook"}))[0] == 401
+    assert (await post(gl, body, {"X-Gitlab-Token": TOKEN, "X-Gitlab-Event": "Tag Push Hook"}))[0] == 400
+    assert requested() == ""
+    assert (await post(gl, body, {"X-Gitlab-Token": TOKEN, "X-Gitlab-Event": "Push Hook"}))[0] == 200
+    first = requested()
+    assert first
+
+    hm = endpoints.receiver_url + path("hmac")
+    assert (await post(hm, body, {"X-Signature": "sha256=" + "0" * 64}))[0] == 401
+    assert requested() == first
+    await asyncio.sleep(0.01)
+    signature = "sha512=" + hmac.new(TOKEN.encode(), body, hashlib.sha512).hexdigest()
+    assert (await post(hm, body, {"X-Signature": signature}))[0] == 200
+    assert requested() != first

@@ -36,14 +36,23 @@ def test_status_transitions(start_probe, kubectl, namespace) -> None:
 
     # Reconciled again on its interval and still Ready: the transition time does not move.
     count = status["reconcileCount"]
-    obj = wait_probe(kubectl, "app", namespace, lambda o: status_of(o).get("reconcileCount", 0) >= count + 2,
-                     what="two more reconciles on the 1s interval")
+    obj = wait_probe(
+        kubectl,
+        "app",
+        namespace,
+        lambda o: status_of(o).get("reconcileCount", 0) >= count + 2,
+        what="two more reconciles on the 1s interval",
+    )
     assert condition(obj, "Ready")["lastTransitionTime"] == first_transition  # type: ignore[index]
 
     # A requested reconcile is new work: Ready goes Unknown (Progressing) while it runs, then True.
     request_reconcile(kubectl, "app", namespace, "one")
-    obj = wait_probe(kubectl, "app", namespace,
-                     lambda o: status_of(o).get("lastHandledReconcileAt") == "one" and is_ready(o))
+    obj = wait_probe(
+        kubectl,
+        "app",
+        namespace,
+        lambda o: status_of(o).get("lastHandledReconcileAt") == "one" and is_ready(o),
+    )
 
     # Failing: Ready=False with the reconciler's reason, Reconciling ProgressingWithRetry, new transition.
     patch_probe(kubectl, "app", namespace, {"spec": {"mode": "fail", "message": "cannot do it"}})

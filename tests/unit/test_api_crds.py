@@ -3,6 +3,7 @@
 from typing import Any
 
 import pytest
+
 from tide.shared.api import ALL_KINDS, GitRepository, HelmRelease, Kustomization, Provider
 from tide.shared.api.crdgen import PRESERVE, SchemaError, crd, structural
 from tide.shared.api.meta import DURATION_PATTERN, KubeObject

@@ -1,6 +1,7 @@
 """Flux durations: Go duration strings limited to ms, s, m and h."""
 
 import pytest
+
 from tide.shared.api.meta import format_duration, parse_duration
 
 

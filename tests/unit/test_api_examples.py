@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 import yaml
 from pydantic import ValidationError
+
 from tide.shared.api import load, model_for
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "e2e" / "examples"

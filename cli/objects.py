@@ -1,0 +1,288 @@
+"""Pure builders for the objects the CLI creates and the YAML it prints."""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+import yaml
+
+from tide.cli.kinds import GIT_REPOSITORY, KUSTOMIZATION, RECEIVER, Kind, kind_by_word
+
+Obj = dict[str, Any]
+
+_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)")
+
+
+def parse_duration(text: str) -> float:
+    """Go duration (`1m30s`, `500ms`, `2h`) to seconds."""
+    text = text.strip()
+    if text in ("0", ""):
+        return 0.0
+    pos, total = 0, 0.0
+    for m in _PART.finditer(text):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if pos != len(text) or pos == 0:
+        raise ValueError(f"invalid duration {text!r}: use Go durations like 30s, 1m, 1h30m")
+    return total
+
+
+def go_duration(text: str) -> str:
+    """Normalise to Go's time.Duration.String() as Flux prints it: 1m -> 1m0s, 90s -> 1m30s, 2h -> 2h0m0s."""
+    seconds = parse_duration(text)
+    if seconds == 0:
+        return "0s"
+    if seconds < 1:
+        return f"{seconds * 1000:g}ms"
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    secs_text = f"{secs:g}s"
+    if hours:
+        return f"{int(hours)}h{int(minutes)}m{secs_text}"
+    if minutes:
+        return f"{int(minutes)}m{secs_text}"
+    return secs_text
+
+
+def git_repository(
+    name: str,
+    namespace: str,
+    url: str,
+    interval: str = "1m",
+    branch: str | None = None,
+    tag: str | None = None,
+    semver: str | None = None,
+    commit: str | None = None,
+    ref_name: str | None = None,
+    secret_ref: str | None = None,
+    ignore_paths: list[str] | None = None,
+    recurse_submodules: bool = False,
+    timeout: str | None = None,
+    labels: dict[str, str] | None = None,
+) -> Obj:
+    if not re.match(r"^(http|https|ssh)://", url):
+        raise ValueError(
+            f"git URL {url!r} must start with http://, https:// or ssh:// (scp-like syntax is not supported)"
+        )
+    ref: dict[str, str] = {}
+    if commit:
+        ref["commit"] = commit
+    if ref_name:
+        ref["name"] = ref_name
+    if semver:
+        ref["semver"] = semver
+    if tag:
+        ref["tag"] = tag
+    if branch or not ref:
+        ref["branch"] = branch or "master"
+    spec: Obj = {"interval": go_duration(interval), "ref": ref}
+    if secret_ref:
+        spec["secretRef"] = {"name": secret_ref}
+    if ignore_paths:
+        spec["ignore"] = "\n".join(ignore_paths)
+    if recurse_submodules:
+        spec["recurseSubmodules"] = True
+    if timeout:
+        spec["timeout"] = go_duration(timeout)
+    spec["url"] = url
+    return _object(GIT_REPOSITORY, name, namespace, spec, labels)
+
+
+def parse_source_ref(text: str, namespace: str) -> Obj:
+    """`[<kind>/]<name>[.<namespace>]` as Flux's --source; kind defaults to GitRepository."""
+    kind = GIT_REPOSITORY.kind
+    if "/" in text:
+        kind_word, text = text.split("/", 1)
+        kind = kind_by_word(kind_word).kind
+    ref: Obj = {"kind": kind}
+    if "." in text:
+        name, ns = text.split(".", 1)
+        ref["name"] = name
+        if ns != namespace:
+            ref["namespace"] = ns
+    else:
+        ref["name"] = text
+    return ref
+
+
+def kustomization(
+    name: str,
+    namespace: str,
+    source: str,
+    path: str = "./",
+    prune: bool = False,
+    interval: str = "1m",
+    target_namespace: str | None = None,
+    depends_on: list[str] | None = None,
+    wait: bool = False,
+    health_checks: list[str] | None = None,
+    service_account: str | None = None,
+    retry_interval: str | None = None,
+    health_check_timeout: str | None = None,
+    decryption_provider: str | None = None,
+    decryption_secret: str | None = None,
+    labels: dict[str, str] | None = None,
+) -> Obj:
+    spec: Obj = {"interval": go_duration(interval)}
+    if depends_on:
+        spec["dependsOn"] = []
+        for dep in depends_on:  # Flux accepts <name> or <namespace>/<name>
+            if "/" in dep:
+                dep_ns, dep_name = dep.split("/", 1)
+                spec["dependsOn"].append({"name": dep_name, "namespace": dep_ns})
+            else:
+                spec["dependsOn"].append({"name": dep})
+    if decryption_provider:
+        spec["decryption"] = {"provider": decryption_provider}
+        if decryption_secret:
+            spec["decryption"]["secretRef"] = {"name": decryption_secret}
+    if health_checks:
+        checks = []
+        for hc in health_checks:  # <kind>/<name>.<namespace>
+            kind, _, rest = hc.partition("/")
+            hc_name, _, hc_ns = rest.partition(".")
+            api_version = {"Deployment": "apps/v1", "StatefulSet": "apps/v1", "DaemonSet": "apps/v1"}.get(
+                kind, ""
+            )
+            check: Obj = {"kind": kind, "name": hc_name, "namespace": hc_ns or namespace}
+            if api_version:
+                check = {"apiVersion": api_version, **check}
+            checks.append(check)
+        spec["healthChecks"] = checks
+    spec["path"] = path
+    spec["prune"] = prune
+    if retry_interval:
+        spec["retryInterval"] = go_duration(retry_interval)
+    if service_account:
+        spec["serviceAccountName"] = service_account
+    spec["sourceRef"] = parse_source_ref(source, namespace)
+    if target_namespace:
+        spec["targetNamespace"] = target_namespace
+    if health_check_timeout:
+        spec["timeout"] = go_duration(health_check_timeout)
+    if wait:
+        spec["wait"] = True
+    return _object(KUSTOMIZATION, name, namespace, spec, labels)
+
+
+def git_secret(
+    name: str,
+    namespace: str,
+    url: str,
+    username: str | None = None,
+    password: str | None = None,
+    bearer_token: str | None = None,
+    private_key: str | None = None,
+    known_hosts: str | None = None,
+    ca: str | None = None,
+    labels: dict[str, str] | None = None,
+) -> Obj:
+    data: dict[str, str] = {}
+    if url.startswith("ssh://"):
+        if not private_key:
+            raise ValueError("an ssh:// URL needs --private-key-file (the deploy key)")
+        data["identity"] = private_key
+        if known_hosts:
+            data["known_hosts"] = known_hosts
+    else:
+        if bearer_token:
+            data["bearerToken"] = bearer_token
+        elif username is not None and password is not None:
+            data["username"] = username
+            data["password"] = password
+        elif not ca:
+            raise ValueError("an http(s) URL needs --username and --password, or --bearer-token")
+    if ca:
+        data["ca.crt"] = ca
+    meta: Obj = {"name": name, "namespace": namespace}
+    if labels:
+        meta["labels"] = dict(labels)
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": meta, "stringData": data}
+
+
+def _object(kind: Kind, name: str, namespace: str, spec: Obj, labels: dict[str, str] | None) -> Obj:
+    meta: Obj = {"name": name, "namespace": namespace}
+    if labels:
+        meta["labels"] = dict(labels)
+    return {"apiVersion": kind.api_version, "kind": kind.kind, "metadata": meta, "spec": spec}
+
+
+def receiver(
+    name: str,
+    namespace: str,
+    type_: str,
+    resources: list[str],
+    secret_ref: str,
+    events: list[str] | None = None,
+    labels: dict[str, str] | None = None,
+) -> Obj:
+    """A notification.toolkit.fluxcd.io/v1 Receiver; resources are `<Kind>/<name>[.<namespace>]`."""
+    refs = []
+    for text in resources:
+        if "/" not in text:
+            raise ValueError(
+                f"invalid --resource {text!r}: expected <Kind>/<name>, e.g. GitRepository/flux-system"
+            )
+        kind_word, rest = text.split("/", 1)
+        kind = kind_by_word(kind_word).kind
+        ref_name, _, ref_ns = rest.partition(".")
+        ref: Obj = {"apiVersion": kind_by_word(kind_word).api_version, "kind": kind, "name": ref_name}
+        if ref_ns and ref_ns != namespace:
+            ref["namespace"] = ref_ns
+        refs.append(ref)
+    if not refs:
+        raise ValueError("at least one --resource is required")
+    spec: Obj = {"type": type_}
+    if events:
+        spec["events"] = list(events)
+    spec["resources"] = refs
+    spec["secretRef"] = {"name": secret_ref}
+    return _object(RECEIVER, name, namespace, spec, labels)
+
+
+_DROPPED_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
+
+
+def exported(obj: Obj) -> Obj:
+    """What `export` prints: the object as one would write it, without status or server fields."""
+    obj = copy.deepcopy(obj)
+    meta = obj.get("metadata") or {}
+    clean: Obj = {"name": meta.get("name")}
+    if meta.get("namespace"):
+        clean["namespace"] = meta["namespace"]
+    labels = meta.get("labels") or {}
+    if labels:
+        clean["labels"] = labels
+    annotations = {
+        k: v
+        for k, v in (meta.get("annotations") or {}).items()
+        if k not in _DROPPED_ANNOTATIONS and not k.startswith("reconcile.fluxcd.io/")
+    }
+    if annotations:
+        clean["annotations"] = annotations
+    out: Obj = {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "metadata": clean}
+    for key, value in obj.items():
+        if key not in ("apiVersion", "kind", "metadata", "status"):
+            out[key] = value
+    return out
+
+
+def parse_labels(items: list[str] | None) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for item in items or []:
+        for part in item.split(","):
+            if "=" not in part:
+                raise ValueError(f"invalid label {part!r}: expected key=value")
+            key, value = part.split("=", 1)
+            labels[key.strip()] = value.strip()
+    return labels
+
+
+def to_yaml(objs: list[Obj]) -> str:
+    """Flux's export format: every document starts with `---`."""
+    return "".join("---\n" + yaml.safe_dump(o, sort_keys=False, default_flow_style=False) for o in objs)

@@ -1,0 +1,435 @@
+"""Staged server-side apply under Flux's field manager, skipping what provably would not change.
+
+Stages as Flux: CustomResourceDefinitions, Namespaces and ClusterRoles first (then wait until the CRDs
+are Established), then `*Class` kinds, then custom resources, then everything else. An object is
+applied only when it differs from the cluster: the live object comes from a watch cache (one per kind,
+selected by the owner label), and `fields.py` decides equality without a request where it can prove it;
+otherwise a server-side dry-run decides, as Flux does for every object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from tide.controllers.kustomize.fields import Fingerprint, comparable, digest, provably_unchanged
+from tide.controllers.kustomize.inventory import ObjectRef, split_api_version
+from tide.shared.kube.errors import KubeApiError
+
+MANAGER = "kustomize-controller"
+NAME_LABEL = "kustomize.toolkit.fluxcd.io/name"
+NAMESPACE_LABEL = "kustomize.toolkit.fluxcd.io/namespace"
+SSA_KEY = "kustomize.toolkit.fluxcd.io/ssa"
+FORCE_KEY = "kustomize.toolkit.fluxcd.io/force"
+RECONCILE_KEY = "kustomize.toolkit.fluxcd.io/reconcile"
+PRUNE_KEY = "kustomize.toolkit.fluxcd.io/prune"
+
+CLUSTER_DEFINITIONS = {
+    ("apiextensions.k8s.io", "CustomResourceDefinition"),
+    ("", "Namespace"),
+    ("rbac.authorization.k8s.io", "ClusterRole"),
+}
+# kustomize's legacy order, used inside a stage so e.g. ServiceAccounts precede Deployments.
+KIND_ORDER = [
+    "Namespace", "ResourceQuota", "StorageClass", "CustomResourceDefinition", "ServiceAccount",
+    "PodSecurityPolicy", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding", "ConfigMap", "Secret",
+    "Endpoints", "Service", "LimitRange", "PriorityClass", "PersistentVolume", "PersistentVolumeClaim",
+    "Deployment", "StatefulSet", "CronJob", "PodDisruptionBudget",
+]
+KIND_LAST = ["MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"]
+BUILTIN_GROUP_SUFFIXES = (".k8s.io",)
+BUILTIN_GROUPS = {"", "apps", "batch", "autoscaling", "policy", "extensions"}
+
+STAGE_NAMES = ["cluster definitions", "class definitions", "custom resources", "resources"]
+
+
+class Kube(Protocol):  # the part of tide.shared.kube.KubeClient used here
+    async def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Any: ...
+    async def apply(self, obj: dict[str, Any], field_manager: str, force: bool = True,
+                    dry_run: bool = False) -> dict[str, Any]: ...
+    async def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None,
+                     propagation: str = "Background") -> bool: ...
+    async def resource(self, api_version: str, kind: str) -> Any: ...
+    def informer(self, api_version: str, kind: str, namespace: str | None = None,
+                 label_selector: str | None = None) -> Any: ...
+
+
+class ApplyError(Exception):
+    """One or more objects failed to apply; the message names each with the API server's reason."""
+
+    def __init__(self, message: str, changes: ChangeSet) -> None:
+        super().__init__(message)
+        self.changes = changes
+
+
+# --- pure rules ------------------------------------------------------------------------------------
+
+
+def _meta_value(obj: Mapping[str, Any], key: str) -> str:
+    meta = obj.get("metadata") or {}
+    for source in (meta.get("annotations") or {}, meta.get("labels") or {}):
+        if key in source:
+            return str(source[key])
+    return ""
+
+
+def ssa_policy(obj: Mapping[str, Any]) -> str:
+    """Override (default), Merge, IfNotPresent or Ignore; `reconcile: disabled` means Ignore."""
+    if _meta_value(obj, RECONCILE_KEY).lower() == "disabled":
+        return "Ignore"
+    value = _meta_value(obj, SSA_KEY).lower()
+    return {"merge": "Merge", "ifnotpresent": "IfNotPresent", "ignore": "Ignore"}.get(value, "Override")
+
+
+def force_annotated(obj: Mapping[str, Any]) -> bool:
+    return _meta_value(obj, FORCE_KEY).lower() == "enabled"
+
+
+def prune_disabled(obj: Mapping[str, Any]) -> bool:
+    return _meta_value(obj, PRUNE_KEY).lower() == "disabled" or ssa_policy(obj) == "Ignore"
+
+
+def is_custom_group(group: str) -> bool:
+    return group not in BUILTIN_GROUPS and not group.endswith(BUILTIN_GROUP_SUFFIXES)
+
+
+def stage_of(obj: Mapping[str, Any]) -> int:
+    group, _ = split_api_version(obj.get("apiVersion", ""))
+    kind = obj.get("kind", "")
+    if (group, kind) in CLUSTER_DEFINITIONS:
+        return 0
+    if kind.endswith("Class"):
+        return 1
+    if is_custom_group(group):
+        return 2
+    return 3
+
+
+def _kind_rank(kind: str) -> int:
+    if kind in KIND_ORDER:
+        return KIND_ORDER.index(kind)
+    if kind in KIND_LAST:
+        return len(KIND_ORDER) + 1 + KIND_LAST.index(kind)
+    return len(KIND_ORDER)
+
+
+def staged(objects: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Objects split into Flux's four apply stages, each in kustomize's kind order (stable)."""
+    stages: list[list[dict[str, Any]]] = [[], [], [], []]
+    for obj in objects:
+        stages[stage_of(obj)].append(obj)
+    return [sorted(s, key=lambda o: _kind_rank(o.get("kind", ""))) for s in stages]
+
+
+def set_owner_labels(obj: dict[str, Any], name: str, namespace: str) -> None:
+    meta = obj.setdefault("metadata", {})
+    meta["labels"] = {**(meta.get("labels") or {}), NAME_LABEL: name, NAMESPACE_LABEL: namespace}
+
+
+def owned_by(obj: Mapping[str, Any], name: str, namespace: str) -> bool:
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return labels.get(NAME_LABEL) == name and labels.get(NAMESPACE_LABEL) == namespace
+
+
+def selector_matches(target: Mapping[str, Any] | None, obj: Mapping[str, Any]) -> bool:
+    """A Flux/kustomize Selector (group, version, kind, name, namespace: regexes; label/annotation
+    selectors: equality terms) against an object."""
+    import re
+
+    if not target:
+        return True
+    group, version = split_api_version(obj.get("apiVersion", ""))
+    meta = obj.get("metadata") or {}
+    values = {"group": group, "version": version, "kind": obj.get("kind", ""),
+              "name": meta.get("name", ""), "namespace": meta.get("namespace") or ""}
+    for key, value in values.items():
+        pattern = target.get(key)
+        if pattern and not re.fullmatch(pattern, value):
+            return False
+    for key, source in (("labelSelector", meta.get("labels") or {}),
+                        ("annotationSelector", meta.get("annotations") or {})):
+        if target.get(key) and not _equality_selector_matches(target[key], source):
+            return False
+    return True
+
+
+def _equality_selector_matches(selector: str, values: Mapping[str, str]) -> bool:
+    for term in (t.strip() for t in selector.split(",") if t.strip()):
+        if "!=" in term:
+            k, v = (x.strip() for x in term.split("!=", 1))
+            if values.get(k) == v:
+                return False
+        elif "=" in term:
+            k, v = (x.strip() for x in term.replace("==", "=").split("=", 1))
+            if values.get(k) != v:
+                return False
+        elif term.startswith("!"):
+            if term[1:] in values:
+                return False
+        elif term not in values:
+            return False
+    return True
+
+
+def _unescape(token: str) -> str:
+    return token.replace("~1", "/").replace("~0", "~")
+
+
+def remove_pointer(obj: dict[str, Any], pointer: str) -> None:
+    """Delete the field at an RFC 6901 JSON pointer; absent paths are fine."""
+    if not pointer.startswith("/"):
+        return
+    tokens = [_unescape(t) for t in pointer[1:].split("/")]
+    current: Any = obj
+    for token in tokens[:-1]:
+        if isinstance(current, dict):
+            current = current.get(token)
+        elif isinstance(current, list) and token.isdigit() and int(token) < len(current):
+            current = current[int(token)]
+        else:
+            return
+    last = tokens[-1]
+    if isinstance(current, dict):
+        current.pop(last, None)
+    elif isinstance(current, list) and last.isdigit() and int(last) < len(current):
+        current.pop(int(last))
+
+
+def strip_ignored(obj: dict[str, Any], rules: list[Mapping[str, Any]] | None) -> dict[str, Any]:
+    """spec.ignore: the listed fields are neither applied nor corrected (Flux's ignore rules)."""
+    for rule in rules or []:
+        if selector_matches(rule.get("target"), obj):
+            for pointer in rule.get("paths") or []:
+                remove_pointer(obj, pointer)
+    return obj
+
+
+# --- change set ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Change:
+    ref: ObjectRef
+    action: str  # created | configured | unchanged | skipped | deleted
+    api_version: str = ""
+    generation: int | None = None
+
+    def line(self) -> str:
+        return f"{self.ref.display()} {self.action}"
+
+
+@dataclass
+class ChangeSet:
+    entries: list[Change] = field(default_factory=list)
+
+    def add(self, change: Change) -> None:
+        self.entries.append(change)
+
+    def changed(self) -> list[Change]:
+        return [c for c in self.entries if c.action in ("created", "configured", "deleted")]
+
+    def message(self) -> str:
+        """Flux's change set text: one line per object that changed."""
+        return "\n".join(c.line() for c in self.changed())
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for c in self.entries:
+            out[c.action] = out.get(c.action, 0) + 1
+        return out
+
+
+# --- the applier -------------------------------------------------------------------------------------
+
+
+def _immutable(err: KubeApiError) -> bool:
+    text = str(err).lower()
+    return err.status == 422 and ("immutable" in text or "may not change" in text) or (
+        err.status == 422 and "cannot change" in text
+    )
+
+
+@dataclass
+class ApplyOptions:
+    force: bool = False
+    concurrency: int = 4
+    wait_timeout: float = 60.0
+    ignore: list[Mapping[str, Any]] = field(default_factory=list)
+
+
+class Applier:
+    """Shared by all reconciles of one controller: owns the per-kind watch caches and fingerprints."""
+
+    CACHE_SYNC_TIMEOUT = 10.0
+
+    def __init__(self, kube: Kube, manager: str = MANAGER) -> None:
+        self.kube = kube
+        self.manager = manager
+        self.fingerprints: dict[tuple[str, str, str], Fingerprint] = {}
+        self._cache_broken: set[tuple[str, str]] = set()
+
+    # live objects ------------------------------------------------------------------------------
+
+    async def cache_for(self, api_version: str, kind: str) -> Any | None:
+        if (api_version, kind) in self._cache_broken:
+            return None
+        informer = self.kube.informer(api_version, kind, label_selector=NAME_LABEL)
+        if getattr(informer, "synced", True):
+            return informer
+        try:
+            await informer.wait_synced(self.CACHE_SYNC_TIMEOUT)
+        except TimeoutError:
+            self._cache_broken.add((api_version, kind))
+            return None
+        return informer
+
+    async def live(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
+        meta = obj.get("metadata") or {}
+        cache = await self.cache_for(obj["apiVersion"], obj["kind"])
+        if cache is not None:
+            cached = cache.get(meta.get("namespace") or "", meta["name"])
+            if cached is None or owned_labels_present(cached):
+                return copy.deepcopy(cached) if cached is not None else None
+        # Not in the label-selected cache: an object not (yet) labelled by us, e.g. adopted.
+        result = await self.kube.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
+        return result if isinstance(result, dict) else None
+
+    async def normalize(self, obj: dict[str, Any]) -> None:
+        """Namespace from the API's scope: default for namespaced objects without one, none for
+        cluster-scoped ones (kustomize sets `namespace:` on unknown cluster-scoped kinds too)."""
+        info = await self.kube.resource(obj["apiVersion"], obj["kind"])
+        meta = obj.setdefault("metadata", {})
+        if getattr(info, "namespaced", True):
+            meta.setdefault("namespace", "default")
+            if not meta["namespace"]:
+                meta["namespace"] = "default"
+        else:
+            meta.pop("namespace", None)
+
+    # one object ---------------------------------------------------------------------------------
+
+    def _key(self, obj: Mapping[str, Any]) -> tuple[str, str, str]:
+        return (obj["apiVersion"], ObjectRef.of(obj).id, self.manager)
+
+    async def apply_one(self, obj: dict[str, Any], options: ApplyOptions) -> Change:
+        ref = ObjectRef.of(obj)
+        _, version = split_api_version(obj["apiVersion"])
+        policy = ssa_policy(obj)
+        if policy == "Ignore":
+            return Change(ref, "skipped", obj["apiVersion"])
+        live = await self.live(obj)
+        if live is not None and policy == "IfNotPresent":
+            return Change(ref, "skipped", obj["apiVersion"], _generation(live))
+        desired_digest = digest(obj)
+        key = self._key(obj)
+        if live is not None:
+            record = self.fingerprints.get(key)
+            if record is not None and record.matches(desired_digest, live, self.manager):
+                return Change(ref, "unchanged", obj["apiVersion"], _generation(live))
+            if provably_unchanged(obj, live, self.manager):
+                self._remember(key, desired_digest, live)
+                return Change(ref, "unchanged", obj["apiVersion"], _generation(live))
+            dry = await self._apply(obj, options, dry_run=True)
+            if comparable(dry) == comparable(live):
+                self._remember(key, desired_digest, dry)
+                return Change(ref, "unchanged", obj["apiVersion"], _generation(live))
+        result = await self._apply(obj, options, dry_run=False)
+        self._remember(key, desired_digest, result)
+        return Change(ref, "created" if live is None else "configured", obj["apiVersion"], _generation(result))
+
+    def _remember(self, key: tuple[str, str, str], desired_digest: str, result: Mapping[str, Any]) -> None:
+        fp = Fingerprint.of(desired_digest, result, self.manager)
+        if fp is None:
+            self.fingerprints.pop(key, None)
+        else:
+            self.fingerprints[key] = fp
+
+    async def _apply(self, obj: dict[str, Any], options: ApplyOptions, dry_run: bool) -> dict[str, Any]:
+        try:
+            return await self.kube.apply(obj, field_manager=self.manager, force=True, dry_run=dry_run)
+        except KubeApiError as err:
+            if _immutable(err) and (options.force or force_annotated(obj)):
+                if dry_run:
+                    return {}  # differs from live: the real apply recreates it
+                await self._recreate(obj, options)
+                return await self.kube.apply(obj, field_manager=self.manager, force=True)
+            raise
+
+    async def _recreate(self, obj: dict[str, Any], options: ApplyOptions) -> None:
+        meta = obj["metadata"]
+        await self.kube.delete(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"),
+                               propagation="Foreground")
+        deadline = time.monotonic() + options.wait_timeout
+        while time.monotonic() < deadline:
+            if await self.kube.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace")) is None:
+                return
+            await asyncio.sleep(0.5)
+
+    # all objects -----------------------------------------------------------------------------------
+
+    async def apply_all(self, objects: list[dict[str, Any]], options: ApplyOptions) -> ChangeSet:
+        changes = ChangeSet()
+        semaphore = asyncio.Semaphore(max(1, options.concurrency))
+        for index, stage in enumerate(staged(objects)):
+            if not stage:
+                continue
+            errors: list[str] = []
+
+            async def one(obj: dict[str, Any]) -> Change | None:
+                async with semaphore:
+                    try:
+                        await self.normalize(obj)
+                        strip_ignored(obj, options.ignore)
+                        return await self.apply_one(obj, options)
+                    except KubeApiError as err:
+                        errors.append(f"{ObjectRef.of(obj).display()} apply failed: {err}")
+                        return None
+
+            results = await asyncio.gather(*(one(o) for o in stage))
+            for change in results:
+                if change is not None:
+                    changes.add(change)
+            if errors:
+                raise ApplyError("\n".join(errors), changes)
+            if index == 0:
+                await self.wait_for_crds(stage, options.wait_timeout)
+        return changes
+
+    async def wait_for_crds(self, stage: list[dict[str, Any]], timeout: float) -> None:
+        crds = [o for o in stage if o.get("kind") == "CustomResourceDefinition"]
+        if not crds:
+            return
+        deadline = time.monotonic() + timeout
+        for crd in crds:
+            name = crd["metadata"]["name"]
+            while True:
+                live = await self.kube.get(crd["apiVersion"], "CustomResourceDefinition", name)
+                if live and _condition_true(live, "Established"):
+                    break
+                if time.monotonic() > deadline:
+                    raise ApplyError(f"CustomResourceDefinition/{name} not Established after {timeout:g}s",
+                                     ChangeSet())
+                await asyncio.sleep(0.5)
+        invalidate = getattr(self.kube, "invalidate_discovery", None)
+        if invalidate is not None:
+            invalidate()
+
+
+def owned_labels_present(obj: Mapping[str, Any]) -> bool:
+    return NAME_LABEL in ((obj.get("metadata") or {}).get("labels") or {})
+
+
+def _generation(obj: Mapping[str, Any]) -> int | None:
+    value = (obj.get("metadata") or {}).get("generation")
+    return int(value) if isinstance(value, int) else None
+
+
+def _condition_true(obj: Mapping[str, Any], kind: str) -> bool:
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == kind:
+            return cond.get("status") == "True"
+    return False

@@ -1,0 +1,151 @@
+"""Health of applied objects: kstatus rules, Flux's healthCheckExprs (CEL), and the wait loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import celpy
+
+from tide.controllers.kustomize.inventory import ObjectRef, split_api_version
+from tide.shared.kube.kstatus import Status, StatusKind, compute_status
+
+
+class InvalidCELExpression(ValueError):
+    """A healthCheckExprs entry does not compile (Flux: Stalled, InvalidCELExpression)."""
+
+
+class HealthCheckCanceled(Exception):
+    """A new source revision arrived while waiting (Flux: HealthCheckCanceled)."""
+
+
+@dataclass
+class CompiledExpr:
+    api_version: str
+    kind: str | None
+    current: Any
+    in_progress: Any | None
+    failed: Any | None
+
+    def matches(self, obj: Mapping[str, Any]) -> bool:
+        if obj.get("apiVersion") != self.api_version:
+            # Flux matches by group when the version differs.
+            if split_api_version(obj.get("apiVersion", ""))[0] != split_api_version(self.api_version)[0]:
+                return False
+        return self.kind is None or obj.get("kind") == self.kind
+
+
+_ENV = celpy.Environment()
+
+
+def _compile(source: str, where: str) -> Any:
+    try:
+        return _ENV.program(_ENV.compile(source))
+    except Exception as exc:  # celpy raises its own parse errors
+        raise InvalidCELExpression(f"failed to parse {where} expression '{source}': {exc}") from exc
+
+
+def compile_exprs(exprs: list[Mapping[str, Any]] | None) -> list[CompiledExpr]:
+    compiled = []
+    for expr in exprs or []:
+        where = f"{expr.get('kind') or '*'}.{expr.get('apiVersion')}"
+        compiled.append(
+            CompiledExpr(
+                api_version=expr.get("apiVersion", ""),
+                kind=expr.get("kind") or None,
+                current=_compile(expr.get("current", ""), f"{where} current"),
+                in_progress=_compile(expr["inProgress"], f"{where} inProgress") if expr.get("inProgress") else None,
+                failed=_compile(expr["failed"], f"{where} failed") if expr.get("failed") else None,
+            )
+        )
+    return compiled
+
+
+def _true(program: Any, activation: Any) -> bool:
+    try:
+        result = program.evaluate({"self": activation})
+        return isinstance(result, celpy.celtypes.BoolType) and bool(result)
+    except Exception:  # a field that does not exist yet: the expression is not (yet) true
+        return False
+
+
+def cel_status(expr: CompiledExpr, obj: Mapping[str, Any]) -> Status:
+    """Flux's order: inProgress, then failed, then current; none true means still in progress."""
+    activation = celpy.json_to_cel(dict(obj))
+    if expr.in_progress is not None and _true(expr.in_progress, activation):
+        return Status(StatusKind.IN_PROGRESS, "in progress (healthCheckExprs)")
+    if expr.failed is not None and _true(expr.failed, activation):
+        return Status(StatusKind.FAILED, "failed (healthCheckExprs)")
+    if _true(expr.current, activation):
+        return Status(StatusKind.CURRENT, "current (healthCheckExprs)")
+    return Status(StatusKind.IN_PROGRESS, "waiting for healthCheckExprs to be current")
+
+
+def object_status(obj: Mapping[str, Any], exprs: list[CompiledExpr]) -> Status:
+    meta = obj.get("metadata") or {}
+    if meta.get("deletionTimestamp"):
+        return Status(StatusKind.TERMINATING, "Resource scheduled for deletion")
+    for expr in exprs:
+        if expr.matches(obj):
+            return cel_status(expr, obj)
+    return compute_status(dict(obj))
+
+
+@dataclass(frozen=True)
+class HealthTarget:
+    ref: ObjectRef
+    api_version: str
+    min_generation: int | None = None  # the generation we applied: an older cached copy is not news
+
+
+Getter = Callable[[HealthTarget], Awaitable[dict[str, Any] | None]]
+
+
+def summarize(results: Mapping[HealthTarget, Status]) -> tuple[list[str], list[str]]:
+    """(failed, pending) descriptions in Flux's style `Deployment/ns/name status: 'InProgress'`."""
+    failed, pending = [], []
+    for target, status in results.items():
+        text = f"{target.ref.display()} status: '{status.status}'"
+        if status.status == StatusKind.FAILED:
+            failed.append(f"{text}: {status.message}" if status.message else text)
+        elif status.status != StatusKind.CURRENT:
+            pending.append(text)
+    return failed, pending
+
+
+async def wait_for_health(
+    targets: list[HealthTarget],
+    get: Getter,
+    exprs: list[CompiledExpr],
+    timeout: float,
+    poll: float = 1.0,
+    canceled: Callable[[], bool] | None = None,
+) -> None:
+    """Return when every target is Current; raise TimeoutError (with the pending list) or RuntimeError
+    for a Failed object (fail fast), HealthCheckCanceled when canceled() turns true."""
+    deadline = time.monotonic() + timeout
+    while True:
+        results: dict[HealthTarget, Status] = {}
+        for target in targets:
+            obj = await get(target)
+            if obj is None:
+                results[target] = Status(StatusKind.NOT_FOUND, "not found")
+                continue
+            generation = (obj.get("metadata") or {}).get("generation")
+            if target.min_generation is not None and isinstance(generation, int) and generation < target.min_generation:
+                results[target] = Status(StatusKind.IN_PROGRESS, "waiting for the applied generation")
+                continue
+            results[target] = object_status(obj, exprs)
+        failed, pending = summarize(results)
+        if failed:
+            raise RuntimeError("failed: [" + ", ".join(failed) + "]")
+        if not pending:
+            return
+        if canceled is not None and canceled():
+            raise HealthCheckCanceled("health check canceled: a new source revision is available")
+        if time.monotonic() >= deadline:
+            raise TimeoutError("timeout waiting for: [" + ", ".join(pending) + "]")
+        await asyncio.sleep(poll)

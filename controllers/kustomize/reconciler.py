@@ -1,0 +1,503 @@
+"""The Kustomization reconcile, in Flux's order: source, dependencies, fetch, build (decrypt,
+substitute), apply, prune, health, report."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import shutil
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tide.controllers.kustomize import decrypt
+from tide.controllers.kustomize.apply import Applier, ApplyError, ApplyOptions, ChangeSet, set_owner_labels
+from tide.controllers.kustomize.build import BuildError, apply_common_metadata, build
+from tide.controllers.kustomize.depends_on import (
+    dependency_graph,
+    dependency_keys,
+    dependency_not_ready,
+    find_cycle,
+    format_cycle,
+)
+from tide.controllers.kustomize.fetch import (
+    SERVED_SOURCE_KINDS,
+    SOURCE_GROUP_VERSION,
+    SourceNotReady,
+    artifact_of,
+    download,
+)
+from tide.controllers.kustomize.fields import digest
+from tide.controllers.kustomize.health import (
+    HealthCheckCanceled,
+    HealthTarget,
+    InvalidCELExpression,
+    compile_exprs,
+    wait_for_health,
+)
+from tide.controllers.kustomize.inventory import Entry, Inventory, ObjectRef, split_api_version
+from tide.controllers.kustomize.prune import delete_entries, should_delete_on_finalize, wait_terminated
+from tide.controllers.kustomize.substitute import SubstitutionError, substitute_objects
+from tide.shared.api.kustomize import Kustomization
+from tide.shared.api.meta import ResourceInventory
+from tide.shared.artifact import ArtifactError
+from tide.shared.runtime.context import ReconcileContext
+from tide.shared.runtime.result import ReconcileError, Result, StalledError
+
+KUSTOMIZATION_API = Kustomization.storage_api_version()
+READY = "Ready"
+HEALTHY = "Healthy"
+CACHE_SYNC_TIMEOUT = 10.0
+Key = tuple[str, str]
+
+
+@dataclass
+class CachedBuild:
+    """The last build output of one Kustomization, reused while its inputs are the same."""
+
+    inputs: str
+    objects: list[dict[str, Any]]
+
+
+def _ready_condition(obj: dict[str, Any]) -> tuple[str | None, str | None]:
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if c.get("type") == READY:
+            return c.get("status"), c.get("reason")
+    return None, None
+
+
+def _artifact_changed(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+    if old is None:
+        return True
+    a, b = artifact_of(old) or {}, artifact_of(new) or {}
+    return (a.get("revision"), a.get("digest")) != (b.get("revision"), b.get("digest"))
+
+
+def _readiness_changed(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+    if old is None:
+        return True
+    return _ready_condition(old) != _ready_condition(new) or (old.get("status") or {}).get(
+        "lastAppliedRevision"
+    ) != (new.get("status") or {}).get("lastAppliedRevision")
+
+
+class KustomizationReconciler:
+    model = Kustomization
+    finalizer: str | None = "finalizers.fluxcd.io"
+
+    def __init__(self, options: Any = None) -> None:
+        self.options = options
+        self.applier: Applier | None = None
+        self.builds: dict[Key, CachedBuild] = {}
+        self.controller: Any = None
+
+    # --- watches -----------------------------------------------------------------------------------
+
+    def setup(self, controller: Any) -> None:
+        """Reconcile a Kustomization when its source publishes a new artifact, and when a dependency
+        becomes ready (sooner than --requeue-dependency)."""
+        self.controller = controller
+        for kind in SERVED_SOURCE_KINDS:
+            controller.watch(
+                SOURCE_GROUP_VERSION, kind, self._users_of_source(kind),
+                namespace=controller.namespace, predicate=_artifact_changed,
+            )
+        controller.watch(
+            KUSTOMIZATION_API, "Kustomization", self._dependents_of,
+            namespace=controller.namespace, predicate=_readiness_changed,
+        )
+
+    def _kustomizations(self) -> list[dict[str, Any]]:
+        informer = getattr(self.controller, "informer", None)
+        return informer.items() if informer is not None else []
+
+    def _users_of_source(self, kind: str) -> Any:
+        def keys(source: dict[str, Any]) -> Iterable[Key]:
+            meta = source.get("metadata") or {}
+            for ks in self._kustomizations():
+                ks_meta = ks.get("metadata") or {}
+                ref = (ks.get("spec") or {}).get("sourceRef") or {}
+                if (ref.get("kind") == kind and ref.get("name") == meta.get("name")
+                        and (ref.get("namespace") or ks_meta.get("namespace")) == meta.get("namespace")):
+                    yield (ks_meta.get("namespace", ""), ks_meta.get("name", ""))
+        return keys
+
+    def _dependents_of(self, dep: dict[str, Any]) -> Iterable[Key]:
+        meta = dep.get("metadata") or {}
+        dep_key = (meta.get("namespace") or "", meta.get("name") or "")
+        for ks in self._kustomizations():
+            if dep_key in dependency_keys(ks):
+                ks_meta = ks.get("metadata") or {}
+                yield (ks_meta.get("namespace", ""), ks_meta.get("name", ""))
+
+    # --- helpers -----------------------------------------------------------------------------------
+
+    def _option(self, ctx: ReconcileContext, name: str, default: Any) -> Any:
+        return getattr(ctx.options, name, getattr(self.options, name, default))
+
+    def _applier(self, ctx: ReconcileContext) -> Applier:
+        if self.applier is None or self.applier.kube is not ctx.kube:
+            self.applier = Applier(ctx.kube)
+        return self.applier
+
+    async def _cached_get(
+        self, ctx: ReconcileContext, api_version: str, kind: str, namespace: str, name: str,
+        scope: str | None = None,
+    ) -> dict[str, Any] | None:
+        """An object from a watch cache (scope: None = all namespaces, else that namespace); a
+        direct GET when the cache cannot sync (e.g. no permission to watch)."""
+        informer = ctx.kube.informer(api_version, kind, namespace=scope)
+        try:
+            if not informer.synced:
+                await informer.wait_synced(CACHE_SYNC_TIMEOUT)
+            found = informer.get(namespace, name)
+            return copy.deepcopy(found) if found is not None else None
+        except TimeoutError:
+            result = await ctx.kube.get(api_version, kind, name, namespace)
+            return result if isinstance(result, dict) else None
+
+    def _refuse_cross_namespace(self, ctx: ReconcileContext, what: str, namespace: str | None) -> None:
+        if namespace and namespace != ctx.namespace and self._option(ctx, "no_cross_namespace_refs", False):
+            raise StalledError(
+                "AccessDenied",
+                f"cannot access {what} in namespace '{namespace}': cross-namespace references are "
+                "disabled (--no-cross-namespace-refs)",
+            )
+
+    # --- the reconcile ------------------------------------------------------------------------------
+
+    async def reconcile(self, obj: Kustomization, ctx: ReconcileContext) -> Result:
+        spec = obj.spec
+        raw_spec: dict[str, Any] = ctx.raw.get("spec") or {}
+        key = (ctx.namespace, ctx.name)
+        timings: dict[str, float] = {}
+        mark = time.monotonic()
+        requeue_dependency = float(self._option(ctx, "requeue_dependency", 30.0))
+        self._refuse_unsupported(obj)
+
+        source = await self._source(ctx, obj)
+        artifact = artifact_of(source)
+        ref = spec.source_ref
+        source_name = f"{ref.kind}/{ref.namespace or ctx.namespace}/{ref.name}"
+        if source is None:
+            raise ReconcileError("ArtifactFailed", f"Source '{source_name}' not found",
+                                 requeue_after=spec.retry_interval_seconds())
+        if artifact is None:
+            raise ReconcileError("ArtifactFailed", f"Source '{source_name}' is not ready, artifact not found",
+                                 requeue_after=requeue_dependency)
+        revision = str(artifact.get("revision", ""))
+        ctx.status.last_attempted_revision = revision
+
+        self._check_dependencies(ctx, revision, requeue_dependency)
+
+        try:
+            exprs = compile_exprs(raw_spec.get("healthCheckExprs"))
+        except InvalidCELExpression as err:
+            raise StalledError("InvalidCELExpression", str(err)) from err
+
+        objects = await self._desired_objects(ctx, obj, key, artifact, revision, requeue_dependency)
+        timings["build"], mark = time.monotonic() - mark, time.monotonic()
+
+        applier = self._applier(ctx)
+        options = ApplyOptions(
+            force=bool(spec.force),
+            concurrency=int(self._option(ctx, "concurrent_ssa", 4)),
+            wait_timeout=spec.timeout_seconds(),
+            ignore=list(raw_spec.get("ignore") or []),
+        )
+        old_inventory = Inventory.from_status((ctx.raw.get("status") or {}).get("inventory"))
+        try:
+            changes = await applier.apply_all(objects, options)
+        except ApplyError as err:
+            # Keep tracking what was applied before the failure so a later prune can find it.
+            applied = [Entry(c.ref, split_api_version(c.api_version)[1]) for c in err.changes.entries]
+            merged = Inventory([*old_inventory, *(e for e in applied if e.ref not in old_inventory)])
+            self._set_inventory(ctx, merged)
+            self._report_changes(ctx, err.changes, revision)
+            raise ReconcileError("ReconciliationFailed", str(err)) from err
+        new_inventory = Inventory.from_objects(objects)
+        timings["apply"], mark = time.monotonic() - mark, time.monotonic()
+
+        if spec.prune:
+            stale = old_inventory.stale(new_inventory)
+            pruned, kept, errors = await delete_entries(applier, stale, ctx.name, ctx.namespace)
+            changes.entries.extend(pruned.entries)
+            new_inventory = Inventory([*new_inventory, *kept])
+            if errors:
+                self._set_inventory(ctx, new_inventory)
+                self._report_changes(ctx, changes, revision)
+                raise ReconcileError("PruneFailed", "\n".join(errors))
+        self._set_inventory(ctx, new_inventory)
+        timings["prune"] = time.monotonic() - mark
+        self._report_changes(ctx, changes, revision, timings)
+
+        await self._check_health(ctx, obj, objects, changes, exprs, revision)
+
+        ctx.status.last_applied_revision = revision
+        origin = (artifact.get("metadata") or {}).get("org.opencontainers.image.revision")
+        if origin:
+            ctx.status.last_applied_origin_revision = origin
+        ctx.set_condition(READY, "True", "ReconciliationSucceeded", f"Applied revision: {revision}")
+        return Result()
+
+    def _refuse_unsupported(self, obj: Kustomization) -> None:
+        spec = obj.spec
+        if spec.service_account_name:
+            raise StalledError(
+                "ReconciliationFailed",
+                f"spec.serviceAccountName '{spec.service_account_name}' is not supported by Tide yet "
+                "(impersonation): nothing was applied; remove the field to apply with the controller's "
+                "own identity",
+            )
+        if spec.kube_config is not None:
+            raise StalledError(
+                "ReconciliationFailed",
+                "spec.kubeConfig is not supported by Tide yet (remote clusters): nothing was applied; "
+                "remove the field to apply to this cluster",
+            )
+        if spec.source_ref.kind not in SERVED_SOURCE_KINDS:
+            raise StalledError(
+                "ArtifactFailed",
+                f"source kind '{spec.source_ref.kind}' is not served (the ExternalArtifact feature gate is off)",
+            )
+
+    async def _source(self, ctx: ReconcileContext, obj: Kustomization) -> dict[str, Any] | None:
+        ref = obj.spec.source_ref
+        namespace = ref.namespace or ctx.namespace
+        self._refuse_cross_namespace(ctx, f"{ref.kind} '{ref.name}'", ref.namespace)
+        scope = getattr(self.controller, "namespace", None)
+        return await self._cached_get(ctx, SOURCE_GROUP_VERSION, ref.kind, namespace, ref.name, scope)
+
+    def _check_dependencies(self, ctx: ReconcileContext, revision: str, requeue: float) -> None:
+        deps = dependency_keys(ctx.raw)
+        if not deps:
+            return
+        items = self._kustomizations()
+        cycle = find_cycle((ctx.namespace, ctx.name), dependency_graph(items or [ctx.raw]))
+        if cycle:
+            raise ReconcileError("DependencyNotReady", f"circular dependency detected: {format_cycle(cycle)}",
+                                 requeue_after=requeue)
+        cache = {((o.get("metadata") or {}).get("namespace", ""), (o.get("metadata") or {}).get("name", "")): o
+                 for o in items}
+        for dep_key in deps:
+            self._refuse_cross_namespace(ctx, f"dependency '{dep_key[1]}'", dep_key[0])
+            reason = dependency_not_ready(ctx.raw, dep_key, cache.get(dep_key), revision)
+            if reason:
+                raise ReconcileError("DependencyNotReady", reason, requeue_after=requeue)
+
+    # --- build ---------------------------------------------------------------------------------------
+
+    async def _variables(self, ctx: ReconcileContext, obj: Kustomization) -> dict[str, str] | None:
+        post = obj.spec.post_build
+        if post is None:
+            return None
+        variables: dict[str, str] = {}
+        for ref in post.substitute_from or []:
+            found = await self._cached_get(ctx, "v1", ref.kind, ctx.namespace, ref.name, ctx.namespace)
+            if found is None:
+                if ref.optional:
+                    continue
+                raise ReconcileError(
+                    "BuildFailed",
+                    f"substitute from '{ref.kind}/{ctx.namespace}/{ref.name}' failed: "
+                    f"{ref.kind.lower()}s \"{ref.name}\" not found",
+                )
+            data = found.get("data") or {}
+            if ref.kind == "Secret":
+                variables.update({k: base64.b64decode(v).decode(errors="replace") for k, v in data.items()})
+            else:
+                variables.update({k: str(v) for k, v in data.items()})
+        variables.update(post.substitute or {})
+        if not variables and (post.substitute_strategy or "WithVariables") != "Always":
+            return None
+        return variables
+
+    async def _keyring_source(self, ctx: ReconcileContext, obj: Kustomization) -> tuple[dict[str, bytes], str]:
+        decryption = obj.spec.decryption
+        if decryption is None or decryption.secret_ref is None:
+            return {}, ""
+        name = decryption.secret_ref.name
+        secret = await self._cached_get(ctx, "v1", "Secret", ctx.namespace, name, ctx.namespace)
+        if secret is None:
+            raise ReconcileError("BuildFailed", f"decryption secret '{ctx.namespace}/{name}' not found")
+        data = {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
+        return data, str((secret.get("metadata") or {}).get("resourceVersion", ""))
+
+    async def _desired_objects(
+        self, ctx: ReconcileContext, obj: Kustomization, key: Key, artifact: dict[str, Any], revision: str,
+        requeue_dependency: float,
+    ) -> list[dict[str, Any]]:
+        variables = await self._variables(ctx, obj)
+        keys, keys_version = await self._keyring_source(ctx, obj)
+        inputs = digest([artifact.get("digest"), ctx.generation, variables, keys_version,
+                         bool(self._option(ctx, "no_remote_bases", False))])
+        cached = self.builds.get(key)
+        if cached is None or cached.inputs != inputs:
+            t0 = time.monotonic()
+            await ctx.progress(f"Building manifests for revision {revision}")
+            ctx.log.info("PROFILE progress %.0f", (time.monotonic() - t0) * 1000)
+            objects = await self._build(ctx, obj, artifact, variables, keys, requeue_dependency)
+            cached = CachedBuild(inputs, objects)
+            self.builds[key] = cached
+        objects = copy.deepcopy(cached.objects)
+        apply_common_metadata(objects, (ctx.raw.get("spec") or {}).get("commonMetadata"))
+        for o in objects:
+            set_owner_labels(o, ctx.name, ctx.namespace)
+        return objects
+
+    async def _build(
+        self, ctx: ReconcileContext, obj: Kustomization, artifact: dict[str, Any],
+        variables: dict[str, str] | None, keys: dict[str, bytes], requeue_dependency: float,
+    ) -> list[dict[str, Any]]:
+        try:
+            t0 = time.monotonic()
+            root = await download(artifact)
+            ctx.log.info("PROFILE download %.0f", (time.monotonic() - t0) * 1000)
+        except SourceNotReady as err:
+            raise ReconcileError("ArtifactFailed", str(err), requeue_after=requeue_dependency) from err
+        except ArtifactError as err:
+            raise ReconcileError("ArtifactFailed", f"failed to fetch artifact: {err}") from err
+        keyring = decrypt.Keyring.from_secret_data(keys) if keys else decrypt.Keyring()
+        try:
+            before = None
+            if obj.spec.decryption is not None:
+                def before(root_dir: Path, directory: Path) -> None:
+                    decrypt.decrypt_generator_sources(root_dir, directory, keyring)
+            t0 = time.monotonic()
+            docs = await build(
+                root, ctx.raw.get("spec") or {},
+                no_remote_bases=bool(self._option(ctx, "no_remote_bases", False)),
+                timeout=obj.spec.timeout_seconds(),
+                before_build=before,
+            )
+            ctx.log.info("PROFILE build %.0f", (time.monotonic() - t0) * 1000)
+            objects = [d.obj for d in docs]
+            texts: list[str | None] = [d.text for d in docs]
+            for o in objects:
+                if not o.get("apiVersion") or not o.get("kind") or not (o.get("metadata") or {}).get("name"):
+                    raise BuildError(f"object without apiVersion, kind or metadata.name in the build output: {o}")
+            if obj.spec.decryption is not None or any(o.get("kind") == "Secret" and "sops" in o for o in objects):
+                before_decrypt = copy.deepcopy(objects)
+                objects = await asyncio.to_thread(decrypt.decrypt_resources, objects, keyring)
+                texts = [t if o == b else None for o, b, t in zip(objects, before_decrypt, texts, strict=True)]
+            if variables is not None:
+                objects = substitute_objects(objects, variables, strict=True, texts=texts)
+            return objects
+        except decrypt.DecryptionError as err:
+            raise ReconcileError("BuildFailed", f"decryption failed: {err}") from err
+        except (BuildError, SubstitutionError) as err:
+            if "timed out" in str(err) or "binary not found" in str(err):
+                raise ReconcileError("BuildFailed", str(err)) from err
+            raise StalledError("BuildFailed", str(err)) from err
+        finally:
+            close = getattr(keyring, "close", None)
+            if callable(close):
+                close()
+            await asyncio.to_thread(shutil.rmtree, root, True)
+
+    # --- report --------------------------------------------------------------------------------------
+
+    def _set_inventory(self, ctx: ReconcileContext, inventory: Inventory) -> None:
+        ctx.status.inventory = ResourceInventory.model_validate(inventory.to_status())
+
+    def _report_changes(self, ctx: ReconcileContext, changes: ChangeSet, revision: str,
+                        timings: dict[str, float] | None = None) -> None:
+        message = changes.message()
+        if message:
+            ms = {k: round(v * 1000) for k, v in (timings or {}).items()}
+            ctx.log.info("server-side apply completed",
+                         extra={"revision": revision, "changes": changes.counts(), "durationsMs": ms})
+            ctx.event("Normal", "Progressing", message, metadata={"revision": revision})
+
+    # --- health --------------------------------------------------------------------------------------
+
+    async def _check_health(
+        self, ctx: ReconcileContext, obj: Kustomization, objects: list[dict[str, Any]], changes: ChangeSet,
+        exprs: list[Any], revision: str,
+    ) -> None:
+        spec = obj.spec
+        generations = {c.ref: c.generation for c in changes.entries}
+        skipped = {c.ref for c in changes.entries if c.action == "skipped"}
+        targets: list[HealthTarget] = []
+        if spec.wait:
+            for o in objects:
+                ref = ObjectRef.of(o)
+                if ref not in skipped:
+                    targets.append(HealthTarget(ref, o["apiVersion"], generations.get(ref)))
+        else:
+            for check in spec.health_checks or []:
+                group, _ = split_api_version(check.api_version or "")
+                ref = ObjectRef(group, check.kind, check.namespace or "", check.name)
+                targets.append(HealthTarget(ref, check.api_version or "v1", generations.get(ref)))
+        if not targets:
+            ctx.remove_condition(HEALTHY)
+            return
+        applier = self._applier(ctx)
+
+        async def get(target: HealthTarget) -> dict[str, Any] | None:
+            meta: dict[str, Any] = {"name": target.ref.name}
+            if target.ref.namespace:
+                meta["namespace"] = target.ref.namespace
+            return await applier.live({"apiVersion": target.api_version, "kind": target.ref.kind, "metadata": meta})
+
+        source_ref = spec.source_ref
+        scope = getattr(self.controller, "namespace", None)
+
+        def new_revision() -> bool:
+            informer = ctx.kube.informer(SOURCE_GROUP_VERSION, source_ref.kind, namespace=scope)
+            current = artifact_of(informer.get(source_ref.namespace or ctx.namespace, source_ref.name))
+            return current is not None and current.get("revision") != revision
+
+        started = time.monotonic()
+        timeout = spec.timeout_seconds()
+        try:
+            # A first look without touching the status: a no-op reconcile of healthy objects is free.
+            await wait_for_health(targets, get, exprs, timeout=0, poll=0)
+        except TimeoutError:
+            ctx.set_condition(HEALTHY, "Unknown", "Progressing", "Running health checks")
+            await ctx.progress(f"Running health checks for revision {revision} with a timeout of {timeout:g}s")
+            try:
+                await wait_for_health(targets, get, exprs, timeout=timeout, poll=1.0, canceled=new_revision)
+            except HealthCheckCanceled as err:
+                ctx.set_condition(HEALTHY, "False", "HealthCheckCanceled", str(err))
+                raise ReconcileError("HealthCheckCanceled", str(err), requeue_after=0.5) from err
+            except (TimeoutError, RuntimeError) as err:
+                self._health_failed(ctx, started, err)
+        except RuntimeError as err:
+            self._health_failed(ctx, started, err)
+        current = ctx.get_condition(HEALTHY)
+        if not current or current.get("status") != "True":
+            ctx.set_condition(HEALTHY, "True", "Succeeded",
+                              f"Health check passed in {time.monotonic() - started:.3f}s")
+
+    def _health_failed(self, ctx: ReconcileContext, started: float, err: Exception) -> None:
+        message = f"Health check failed after {time.monotonic() - started:.3f}s: {err}"
+        ctx.set_condition(HEALTHY, "False", "HealthCheckFailed", message)
+        raise ReconcileError("HealthCheckFailed", message) from err
+
+    # --- deletion ------------------------------------------------------------------------------------
+
+    async def finalize(self, obj: Kustomization, ctx: ReconcileContext) -> None:
+        spec = obj.spec
+        self.builds.pop((ctx.namespace, ctx.name), None)
+        policy = spec.effective_deletion_policy()
+        if spec.service_account_name or spec.kube_config is not None:
+            return
+        if not should_delete_on_finalize(policy, bool(spec.prune), bool(spec.suspend)):
+            return
+        inventory = Inventory.from_status((ctx.raw.get("status") or {}).get("inventory"))
+        entries = list(reversed(list(inventory)))
+        applier = self._applier(ctx)
+        changes, _, errors = await delete_entries(applier, entries, ctx.name, ctx.namespace)
+        if changes.entries:
+            ctx.event("Normal", "Progressing", changes.message())
+        if errors:
+            raise ReconcileError("PruneFailed", "\n".join(errors))
+        if policy == "WaitForTermination":
+            remaining = await wait_terminated(applier, [e for e in entries], spec.timeout_seconds())
+            if remaining:
+                raise ReconcileError("PruneFailed", "timeout waiting for termination of: " + ", ".join(remaining))
+

@@ -1,0 +1,84 @@
+"""tide-source-controller: GitRepository reconciler plus the artifact server."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+from tide.controllers.source.reconciler import GitRepositoryReconciler
+from tide.controllers.source.server import ArtifactServer
+from tide.controllers.source.storage import Storage, advertised_address
+from tide.shared.runtime import controller_arg_parser, run_controller
+from tide.shared.runtime.controller import parse_duration_flag
+
+NAME = "source-controller"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = controller_arg_parser(NAME, 2)
+    parser.add_argument(
+        "--storage-path",
+        default=os.environ.get("STORAGE_PATH", ""),
+        help="The local storage path (default /data, else a temp dir).",
+    )
+    parser.add_argument(
+        "--storage-addr",
+        default=os.environ.get("STORAGE_ADDR", ":9090"),
+        help="The address the static file server binds to.",
+    )
+    parser.add_argument(
+        "--storage-adv-addr",
+        default=os.environ.get("STORAGE_ADV_ADDR", ""),
+        help="The advertised address of the static file server.",
+    )
+    parser.add_argument(
+        "--artifact-retention-ttl",
+        type=parse_duration_flag,
+        default=60.0,
+        help="How long artifacts from previous reconciliations are kept.",
+    )
+    parser.add_argument(
+        "--artifact-retention-records",
+        type=int,
+        default=2,
+        help="The maximum number of artifacts kept per object after garbage collection.",
+    )
+    parser.add_argument("--artifact-digest-algo", default="sha256", choices=["sha256"])
+    parser.add_argument(
+        "--artifact-max-size",
+        type=int,
+        default=100 * 1024 * 1024,
+        help="Fail artifacts whose extracted size exceeds this many bytes (0: no limit).",
+    )
+    return parser
+
+
+def storage_root(flag: str) -> Path:
+    if flag:
+        return Path(flag)
+    default = Path("/data")
+    if default.is_dir() and os.access(default, os.W_OK):
+        return default
+    return Path(tempfile.gettempdir()) / "tide-source-storage"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    root = storage_root(args.storage_path)
+    storage = Storage(
+        root,
+        advertised_address(args.storage_addr, args.storage_adv_addr),
+        retention_records=args.artifact_retention_records,
+        retention_ttl=args.artifact_retention_ttl,
+    )
+    run_controller(
+        args,
+        reconcilers=[GitRepositoryReconciler(storage, args.artifact_max_size)],
+        servers=[ArtifactServer(root, args.storage_addr)],
+    )
+
+
+if __name__ == "__main__":
+    main()

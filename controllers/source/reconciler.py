@@ -1,0 +1,408 @@
+"""GitRepository: list refs, fetch if moved, verify, include, archive, store, report.
+
+A reconcile where the remote ref still points at the stored artifact's commit (and the
+spec's ignore/include/sparse/submodule settings are unchanged) is one ref listing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, NoReturn
+
+from tide.controllers.source import git, refs
+from tide.controllers.source.refs import Target
+from tide.controllers.source.sourceignore import matcher_for_tree
+from tide.controllers.source.storage import Storage
+from tide.controllers.source.tarball import ArtifactTooLarge, build_tarball
+from tide.controllers.source.verify import VerificationError, describe, normalise_mode, verify
+from tide.shared.api.meta import Artifact
+from tide.shared.api.source import GitRepository
+from tide.shared.artifact import ArtifactError, extract_tarball
+from tide.shared.runtime import ReconcileContext, ReconcileError, Result, StalledError
+
+KIND = "GitRepository"
+API_VERSION = "source.toolkit.fluxcd.io/v1"
+
+READY = "Ready"
+ARTIFACT_IN_STORAGE = "ArtifactInStorage"
+ARTIFACT_OUTDATED = "ArtifactOutdated"
+FETCH_FAILED = "FetchFailed"
+INCLUDE_UNAVAILABLE = "IncludeUnavailable"
+SOURCE_VERIFIED = "SourceVerified"
+STORAGE_FAILED = "StorageOperationFailed"
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _decode_secret(secret: dict[str, Any]) -> dict[str, bytes]:
+    data = {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
+    data.update({k: v.encode() for k, v in (secret.get("stringData") or {}).items()})
+    return data
+
+
+def _dump(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return [_dump(v) for v in value]
+    return value.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def _safe_subpath(path: str | None, what: str) -> PurePosixPath:
+    p = PurePosixPath((path or ".").strip())
+    if p.is_absolute() or ".." in p.parts:
+        raise StalledError(
+            "InvalidIncludePath", f"invalid {what} '{path}': must be a relative path inside the artifact"
+        )
+    return p
+
+
+@dataclass
+class Include:
+    name: str
+    artifact: Artifact
+    from_path: PurePosixPath
+    to_path: PurePosixPath
+
+
+class GitRepositoryReconciler:
+    model = GitRepository
+    finalizer: str | None = "finalizers.fluxcd.io"
+
+    def __init__(self, storage: Storage, max_artifact_size: int = 100 * 1024 * 1024) -> None:
+        self.storage = storage
+        self.max_artifact_size = max_artifact_size
+
+    def setup(self, controller: Any) -> None:
+        """A new artifact of a GitRepository reconciles the GitRepositories that include it."""
+        informer = controller.informer
+
+        def on_event(event_type: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+            if event_type != "MODIFIED" or old is None:
+                return
+            digest = ((obj.get("status") or {}).get("artifact") or {}).get("digest")
+            if digest == ((old.get("status") or {}).get("artifact") or {}).get("digest"):
+                return
+            meta = obj.get("metadata") or {}
+            for other in informer.items():
+                other_meta = other.get("metadata") or {}
+                if other_meta.get("namespace") != meta.get("namespace"):
+                    continue
+                includes = (other.get("spec") or {}).get("include") or []
+                if any((i.get("repository") or {}).get("name") == meta.get("name") for i in includes):
+                    controller.enqueue(other_meta.get("namespace") or "", other_meta.get("name") or "")
+
+        informer.add_handler(on_event)
+
+    # -- the story --------------------------------------------------------------------------
+
+    async def reconcile(self, obj: GitRepository, ctx: ReconcileContext) -> Result:
+        spec, status = obj.spec, ctx.status
+        ns, name = obj.metadata.namespace or "", obj.metadata.name or ""
+        await self._check_storage(obj, ctx)
+        auth = await self._auth(obj, ctx)
+        includes = await self._includes(obj, ctx)
+
+        timeout = spec.timeout_seconds()
+        try:
+            remote = git.Remote(spec.url, auth, timeout)
+        except git.GitError as exc:
+            self._fetch_failed(ctx, exc.reason, f"failed to configure the Git client: {exc}")
+        try:
+            target = await self._run(ctx, timeout, self._resolve, remote, obj)
+            if self._up_to_date(obj, ctx, target, includes):
+                self._ready(ctx, status.artifact.revision)
+                await self._collect_garbage(obj, ctx)
+                ctx.log.debug("artifact up-to-date with remote revision: '%s'", status.artifact.revision)
+                return Result()
+            await ctx.progress(f"building artifact: new upstream revision for '{target.ref or target.want}'")
+            workdir = Path(tempfile.mkdtemp(prefix="tide-checkout-"))
+            try:
+                options = git.CheckoutOptions(
+                    sparse=spec.sparse_checkout or [], recurse_submodules=bool(spec.recurse_submodules)
+                )
+                checkout = await self._run(ctx, timeout, git.clone, remote, target, workdir / "tree", options)
+                revision = refs.revision(target, checkout.commit)
+                if status.artifact is None or status.artifact.revision != revision:
+                    ctx.set_condition(
+                        ARTIFACT_OUTDATED, "True", "NewRevision", f"new upstream revision '{revision}'"
+                    )
+                ctx.remove_condition(FETCH_FAILED)
+                await self._verify(obj, ctx, checkout)
+                await asyncio.to_thread(self._copy_includes, workdir / "tree", includes)
+                artifact = await self._archive(obj, ctx, workdir / "tree", checkout.commit, revision)
+            finally:
+                await asyncio.to_thread(shutil.rmtree, workdir, True)
+        finally:
+            await asyncio.to_thread(remote.close)
+
+        previous = status.artifact
+        status.artifact = artifact
+        status.included_artifacts = [i.artifact for i in includes] or None
+        status.observed_ignore = spec.ignore
+        status.observed_recurse_submodules = spec.recurse_submodules
+        status.observed_include = spec.include
+        status.observed_sparse_checkout = spec.sparse_checkout
+        self._ready(ctx, artifact.revision)
+        if previous is None or previous.revision != artifact.revision or previous.digest != artifact.digest:
+            subject = (
+                checkout.message.strip().splitlines()[0] if checkout.message.strip() else checkout.commit
+            )
+            ctx.event(
+                "Normal",
+                "NewArtifact",
+                f"stored artifact for commit '{subject}'",
+                metadata={"revision": artifact.revision, "digest": artifact.digest or ""},
+            )
+        await self._collect_garbage(obj, ctx)
+        ctx.log.info("stored artifact for revision '%s' (%s/%s)", artifact.revision, ns, name)
+        return Result()
+
+    async def finalize(self, obj: GitRepository, ctx: ReconcileContext) -> None:
+        await asyncio.to_thread(
+            self.storage.remove_all, KIND, obj.metadata.namespace or "", obj.metadata.name or ""
+        )
+
+    # -- steps ------------------------------------------------------------------------------
+
+    async def _run(self, ctx: ReconcileContext, limit: float, fn: Any, *args: Any) -> Any:
+        """Blocking Git work in a thread, bounded by spec.timeout; errors become conditions."""
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(fn, *args), limit)
+        except TimeoutError:
+            self._fetch_failed(
+                ctx,
+                "GitOperationFailed",
+                f"failed to checkout and determine revision: timeout after {limit:g}s",
+            )
+        except refs.InvalidSemver as exc:
+            self._fetch_failed(ctx, "GitOperationFailed", f"failed to checkout and determine revision: {exc}")
+        except refs.RefNotFound as exc:
+            self._fetch_failed(
+                ctx,
+                "GitOperationFailed",
+                f"failed to checkout and determine revision: unable to clone "
+                f"'{git.redact(args[0].url)}': {exc}",
+            )
+        except git.GitError as exc:
+            self._fetch_failed(ctx, exc.reason, f"failed to checkout and determine revision: {exc}")
+        raise AssertionError("unreachable")
+
+    def _fetch_failed(self, ctx: ReconcileContext, reason: str, message: str) -> NoReturn:
+        ctx.set_condition(FETCH_FAILED, "True", reason, message)
+        raise ReconcileError(reason, message)
+
+    @staticmethod
+    def _resolve(remote: git.Remote, obj: GitRepository) -> Target:
+        ref = obj.spec.ref
+        if ref is not None and ref.commit:
+            return refs.choose(ref, None)
+        listing = remote.ls_remote(refs.ref_prefixes(ref))
+        return refs.choose(ref, listing)
+
+    async def _check_storage(self, obj: GitRepository, ctx: ReconcileContext) -> None:
+        """The advertised artifact must exist with its digest; otherwise forget it and rebuild."""
+        artifact = ctx.status.artifact
+        if artifact is None:
+            return
+        ok = await asyncio.to_thread(self.storage.verify, artifact.path, artifact.digest)
+        if not ok:
+            ctx.log.info("artifact %s missing or changed in storage: rebuilding", artifact.path)
+            ctx.status.artifact = None
+            ctx.remove_condition(ARTIFACT_IN_STORAGE)
+
+    async def _secret(
+        self, ctx: ReconcileContext, namespace: str, name: str, reason: str, condition: str
+    ) -> dict[str, bytes]:
+        secret = await ctx.kube.get("v1", "Secret", name, namespace)
+        if secret is None:
+            message = f"failed to get secret '{namespace}/{name}': secrets \"{name}\" not found"
+            ctx.set_condition(condition, "True" if condition != SOURCE_VERIFIED else "False", reason, message)
+            raise ReconcileError(reason, message)
+        return _decode_secret(secret)
+
+    async def _auth(self, obj: GitRepository, ctx: ReconcileContext) -> git.GitAuth:
+        spec, ns = obj.spec, obj.metadata.namespace or ""
+        scheme = spec.url.split("://", 1)[0]
+        data: dict[str, bytes] = {}
+        if spec.secret_ref is not None:
+            data = await self._secret(ctx, ns, spec.secret_ref.name, "AuthenticationFailed", FETCH_FAILED)
+        try:
+            auth = git.GitAuth.from_secret(data, scheme)
+        except git.InvalidAuth as exc:
+            ctx.set_condition(FETCH_FAILED, "True", exc.reason, str(exc))
+            raise ReconcileError(exc.reason, str(exc)) from exc
+        if spec.proxy_secret_ref is not None:
+            proxy = await self._secret(
+                ctx, ns, spec.proxy_secret_ref.name, "AuthenticationFailed", FETCH_FAILED
+            )
+            if not proxy.get("address"):
+                message = f"invalid proxy secret '{ns}/{spec.proxy_secret_ref.name}': key 'address' not found"
+                ctx.set_condition(FETCH_FAILED, "True", "AuthenticationFailed", message)
+                raise ReconcileError("AuthenticationFailed", message)
+            auth.proxy = git.Proxy(
+                proxy["address"].decode(),
+                proxy["username"].decode() if "username" in proxy else None,
+                proxy["password"].decode() if "password" in proxy else None,
+            )
+        return auth
+
+    async def _includes(self, obj: GitRepository, ctx: ReconcileContext) -> list[Include]:
+        out: list[Include] = []
+        ns = obj.metadata.namespace or ""
+        for inc in obj.spec.include or []:
+            name = inc.repository.name
+            from_path = _safe_subpath(inc.from_path, "fromPath")
+            to_path = _safe_subpath(inc.to_path or name, "toPath")
+            other = await ctx.kube.get(API_VERSION, KIND, name, ns)
+            artifact_doc = ((other or {}).get("status") or {}).get("artifact")
+            if other is None or not artifact_doc:
+                message = f"could not get resource for include '{name}': " + (
+                    "not found" if other is None else "no artifact available"
+                )
+                ctx.set_condition(
+                    INCLUDE_UNAVAILABLE, "True", "NotFound" if other is None else "NoArtifact", message
+                )
+                raise ReconcileError(INCLUDE_UNAVAILABLE, message)
+            artifact = Artifact.model_validate(artifact_doc)
+            if not await asyncio.to_thread(self.storage.verify, artifact.path, artifact.digest):
+                message = f"artifact for include '{name}' is not in storage (yet)"
+                ctx.set_condition(INCLUDE_UNAVAILABLE, "True", "NoArtifact", message)
+                raise ReconcileError(INCLUDE_UNAVAILABLE, message)
+            out.append(Include(name, artifact, from_path, to_path))
+        ctx.remove_condition(INCLUDE_UNAVAILABLE)
+        return out
+
+    def _copy_includes(self, tree: Path, includes: list[Include]) -> None:
+        for inc in includes:
+            scratch = Path(tempfile.mkdtemp(prefix="tide-include-"))
+            try:
+                extract_tarball(
+                    self.storage.local_path(inc.artifact.path),
+                    scratch / "x",
+                    self.max_artifact_size or 1 << 62,
+                )
+                source = scratch / "x" / inc.from_path
+                if not source.exists():
+                    raise ReconcileError(
+                        INCLUDE_UNAVAILABLE, f"fromPath '{inc.from_path}' not found in include '{inc.name}'"
+                    )
+                dest = tree / inc.to_path
+                if dest.is_symlink():
+                    dest.unlink()
+                if source.is_dir():
+                    shutil.copytree(source, dest, symlinks=True, dirs_exist_ok=True)
+                else:
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(source, dest, follow_symlinks=False)
+            except ArtifactError as exc:
+                raise ReconcileError(
+                    INCLUDE_UNAVAILABLE, f"failed to copy include '{inc.name}': {exc}"
+                ) from exc
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+
+    def _up_to_date(
+        self, obj: GitRepository, ctx: ReconcileContext, target: Target, includes: list[Include]
+    ) -> bool:
+        spec, status = obj.spec, ctx.status
+        artifact = status.artifact
+        if artifact is None or target.commit is None:
+            return False
+        if artifact.revision != refs.revision(target, target.commit):
+            return False
+        if status.observed_ignore != spec.ignore:
+            return False
+        if bool(status.observed_recurse_submodules) != bool(spec.recurse_submodules):
+            return False
+        if (status.observed_sparse_checkout or None) != (spec.sparse_checkout or None):
+            return False
+        if _dump(status.observed_include) != _dump(spec.include):
+            return False
+        stored = {(a.revision, a.digest) for a in status.included_artifacts or []}
+        if stored != {(i.artifact.revision, i.artifact.digest) for i in includes}:
+            return False
+        if spec.verify is not None:
+            verified = ctx.get_condition(SOURCE_VERIFIED)
+            if not verified or verified.get("status") != "True":
+                return False
+            if status.source_verification_mode != normalise_mode(spec.verify.mode):
+                return False
+        return True
+
+    async def _verify(self, obj: GitRepository, ctx: ReconcileContext, checkout: git.Checkout) -> None:
+        spec = obj.spec
+        if spec.verify is None:
+            ctx.remove_condition(SOURCE_VERIFIED)
+            ctx.status.source_verification_mode = None
+            return
+        keys = await self._secret(
+            ctx,
+            obj.metadata.namespace or "",
+            spec.verify.secret_ref.name,
+            "VerificationError",
+            SOURCE_VERIFIED,
+        )
+        try:
+            results = await asyncio.to_thread(
+                verify, spec.verify.mode, keys, checkout.commit_object, checkout.tag_object
+            )
+        except VerificationError as exc:
+            ctx.set_condition(SOURCE_VERIFIED, "False", exc.reason, exc.message)
+            raise ReconcileError(exc.reason, exc.message) from exc
+        ctx.set_condition(SOURCE_VERIFIED, "True", "Succeeded", describe(results))
+        ctx.status.source_verification_mode = normalise_mode(spec.verify.mode)
+
+    async def _archive(
+        self, obj: GitRepository, ctx: ReconcileContext, tree: Path, commit: str, revision: str
+    ) -> Artifact:
+        ns, name = obj.metadata.namespace or "", obj.metadata.name or ""
+        rel = f"{self.storage.object_dir(KIND, ns, name)}/{commit}.tar.gz"
+        temp = self.storage.new_temp_file(KIND, ns, name)
+        try:
+            matcher = await asyncio.to_thread(matcher_for_tree, tree, obj.spec.ignore)
+            archive = await asyncio.to_thread(
+                build_tarball, tree, temp, matcher.ignored, self.max_artifact_size
+            )
+            self.storage.commit(temp, rel, archive.digest)
+        except ArtifactTooLarge as exc:
+            message = f"failed to archive revision '{revision}': {exc}"
+            ctx.set_condition(STORAGE_FAILED, "True", "ArchiveOperationFailed", message)
+            raise ReconcileError("ArchiveOperationFailed", message) from exc
+        except OSError as exc:
+            message = f"failed to store artifact for revision '{revision}': {exc}"
+            ctx.set_condition(STORAGE_FAILED, "True", "ArchiveOperationFailed", message)
+            raise ReconcileError("ArchiveOperationFailed", message) from exc
+        finally:
+            temp.unlink(missing_ok=True)
+        ctx.remove_condition(STORAGE_FAILED)
+        return Artifact(
+            path=rel,
+            url=self.storage.url(rel),
+            revision=revision,
+            digest=archive.digest,
+            last_update_time=now(),
+            size=archive.size,
+        )
+
+    def _ready(self, ctx: ReconcileContext, revision: str) -> None:
+        message = f"stored artifact for revision '{revision}'"
+        ctx.remove_condition(ARTIFACT_OUTDATED)
+        ctx.remove_condition(FETCH_FAILED)
+        ctx.remove_condition(STORAGE_FAILED)
+        ctx.set_condition(ARTIFACT_IN_STORAGE, "True", "Succeeded", message)
+        ctx.set_condition(READY, "True", "Succeeded", message)
+
+    async def _collect_garbage(self, obj: GitRepository, ctx: ReconcileContext) -> None:
+        current = ctx.status.artifact.path if ctx.status.artifact else None
+        await asyncio.to_thread(
+            self.storage.garbage_collect, KIND, obj.metadata.namespace or "", obj.metadata.name or "", current
+        )

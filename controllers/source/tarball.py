@@ -1,0 +1,144 @@
+"""Deterministic tar.gz artifacts of a checked-out tree.
+
+Sorted entries, zero times, uid/gid 0, no user names, Flux's normalised modes and a gzip
+header without name or time: the same tree always gives the same bytes and digest.
+Symlinks stay only when they resolve inside the tree; anything else that is not a file
+or directory is left out.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import stat
+import tarfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO
+
+from tide.shared.artifact.errors import ArtifactError
+from tide.shared.artifact.extract import check_symlink_target
+
+DIR_MODE = 0o750
+FILE_MODE = 0o600
+EXEC_MODE = 0o700
+COMPRESS_LEVEL = 6
+DEFAULT_MAX_SIZE = 100 * 1024 * 1024
+
+# (path components, is_dir) -> excluded?
+Filter = Callable[[Sequence[str], bool], bool]
+
+
+class ArtifactTooLarge(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Archive:
+    digest: str  # sha256:<hex> of the tar.gz bytes
+    size: int  # bytes of the tar.gz
+    files: int
+    content_size: int  # bytes of file content (what an extraction writes)
+
+
+class _HashingWriter(io.RawIOBase):
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out = out
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self.hash.update(data)
+        self.out.write(data)
+        self.size += len(data)
+        return len(data)
+
+
+def _inside(root: str, path: str) -> bool:
+    real = os.path.realpath(path)
+    return real == root or real.startswith(root + os.sep)
+
+
+def build_tarball(
+    root: Path,
+    out_file: Path,
+    exclude: Filter | None = None,
+    max_size: int = DEFAULT_MAX_SIZE,
+) -> Archive:
+    """Write root's tree into out_file as a deterministic tar.gz; return digest and sizes.
+
+    max_size caps the extracted size (sum of file sizes); 0 means no cap.
+    """
+    real_root = os.path.realpath(root)
+    content_size = 0
+    files = 0
+    with out_file.open("wb") as raw:
+        hashing = _HashingWriter(raw)
+        with (
+            gzip.GzipFile(
+                filename="", mode="wb", fileobj=hashing, compresslevel=COMPRESS_LEVEL, mtime=0
+            ) as gz,
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar,
+        ):
+
+            def walk(directory: str, rel: tuple[str, ...]) -> None:
+                nonlocal content_size, files
+                with os.scandir(directory) as it:
+                    entries = sorted(it, key=lambda e: e.name.encode("utf-8", "surrogateescape"))
+                for entry in entries:
+                    parts = (*rel, entry.name)
+                    if not rel and entry.name == ".git":
+                        continue
+                    name = "/".join(parts)
+                    st = entry.stat(follow_symlinks=False)
+                    if stat.S_ISDIR(st.st_mode):
+                        if exclude is None or not exclude(parts, True):
+                            tar.addfile(_info(name + "/", tarfile.DIRTYPE, DIR_MODE))
+                        walk(entry.path, parts)
+                    elif stat.S_ISREG(st.st_mode):
+                        if exclude is not None and exclude(parts, False):
+                            continue
+                        content_size += st.st_size
+                        if max_size and content_size > max_size:
+                            raise ArtifactTooLarge(
+                                f"artifact size exceeds the limit of {max_size} bytes when extracted"
+                            )
+                        mode = EXEC_MODE if st.st_mode & stat.S_IXUSR else FILE_MODE
+                        info = _info(name, tarfile.REGTYPE, mode)
+                        info.size = st.st_size
+                        with open(entry.path, "rb") as f:
+                            tar.addfile(info, f)
+                        files += 1
+                    elif stat.S_ISLNK(st.st_mode):
+                        if exclude is not None and exclude(parts, False):
+                            continue
+                        target = os.readlink(entry.path)
+                        try:
+                            check_symlink_target(PurePosixPath(name), target)
+                        except ArtifactError:
+                            continue
+                        if not _inside(real_root, entry.path):
+                            continue
+                        info = _info(name, tarfile.SYMTYPE, 0o777)
+                        info.linkname = target
+                        tar.addfile(info)
+                        files += 1
+
+            walk(str(root), ())
+    return Archive(f"sha256:{hashing.hash.hexdigest()}", hashing.size, files, content_size)
+
+
+def _info(name: str, kind: bytes, mode: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.mode = mode
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info

@@ -1,0 +1,78 @@
+"""spec.wait / healthChecks / healthCheckExprs against the real control plane (kwok runs the Pods)."""
+
+from __future__ import annotations
+
+import pytest
+
+from e2e.fixtures.kustomize import get_obj, git_source, kustomization, wait_ks
+from e2e.fixtures.source import apply, condition
+
+pytestmark = pytest.mark.e2e
+
+DEPLOYMENT = """apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.27
+"""
+
+
+def test_wait_until_deployment_available(git_server, flux_controllers, kubectl, namespace) -> None:  # type: ignore[no-untyped-def]
+    repo = git_server.create_repo(f"health-{namespace}", {"web.yaml": DEPLOYMENT})
+    flux_controllers()
+    apply(kubectl, namespace, git_source("repo", repo.public_http_url),
+          kustomization("app", targetNamespace=namespace,
+                        healthChecks=[{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web",
+                                       "namespace": namespace}]))  # fmt: skip
+    ks = wait_ks(kubectl, namespace, "app", revision=f"main@sha1:{repo.head()}")
+    healthy = condition(ks, "Healthy")
+    assert healthy["status"] == "True" and healthy["reason"] == "Succeeded"
+    dep = get_obj(kubectl, namespace, "deployment", "web")
+    # Ready only once the Deployment was Available: kstatus' rule for Deployments.
+    assert dep["status"].get("availableReplicas") == 2
+
+
+def test_failing_health_check_names_the_object(git_server, flux_controllers, kubectl, namespace) -> None:  # type: ignore[no-untyped-def]
+    cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: gate\ndata:\n  state: pending\n"
+    repo = git_server.create_repo(f"cel-{namespace}", {"gate.yaml": cm})
+    flux_controllers()
+    exprs = [{"apiVersion": "v1", "kind": "ConfigMap",
+              "current": "self.data.state == 'ready'", "failed": "self.data.state == 'broken'"}]  # fmt: skip
+    apply(kubectl, namespace, git_source("repo", repo.public_http_url),
+          kustomization("app", targetNamespace=namespace, wait=True, timeout="5s", retryInterval="2s",
+                        healthCheckExprs=exprs))  # fmt: skip
+    ks = wait_ks(kubectl, namespace, "app", status="False", reason="HealthCheckFailed",
+                 contains=f"ConfigMap/{namespace}/gate status: 'InProgress'")  # fmt: skip
+    assert condition(ks, "Healthy")["status"] == "False"
+
+    repo.commit({"gate.yaml": cm.replace("pending", "broken")})
+    kubectl("annotate", "-n", namespace, "--overwrite", "gitrepository/repo", "reconcile.fluxcd.io/requestedAt=1")
+    wait_ks(kubectl, namespace, "app", status="False", reason="HealthCheckFailed",
+            contains=f"ConfigMap/{namespace}/gate status: 'Failed'")  # fmt: skip
+
+    repo.commit({"gate.yaml": cm.replace("pending", "ready")})
+    kubectl("annotate", "-n", namespace, "--overwrite", "gitrepository/repo", "reconcile.fluxcd.io/requestedAt=2")
+    ks = wait_ks(kubectl, namespace, "app", revision=f"main@sha1:{repo.head()}")
+    assert condition(ks, "Healthy")["status"] == "True"
+
+
+def test_invalid_cel_expression_stalls(git_server, flux_controllers, kubectl, namespace) -> None:  # type: ignore[no-untyped-def]
+    repo = git_server.create_repo(f"badcel-{namespace}", {"gate.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: g\n"})
+    flux_controllers()
+    apply(kubectl, namespace, git_source("repo", repo.public_http_url),
+          kustomization("app", targetNamespace=namespace, wait=True,
+                        healthCheckExprs=[{"apiVersion": "v1", "kind": "ConfigMap", "current": "self.data =="}]))  # fmt: skip
+    ks = wait_ks(kubectl, namespace, "app", status="False", reason="InvalidCELExpression")
+    assert condition(ks, "Stalled")["status"] == "True"

@@ -1,0 +1,15 @@
+"""Errors raised by the artifact client."""
+
+from __future__ import annotations
+
+
+class ArtifactError(Exception):
+    """The artifact could not be downloaded, verified or extracted."""
+
+
+class ArtifactNotFound(ArtifactError):
+    """The artifact server answered 404: the source has not published it (yet)."""
+
+
+class ArtifactDigestMismatch(ArtifactError):
+    """The downloaded bytes do not hash to the digest advertised in the source's status."""

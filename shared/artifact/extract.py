@@ -1,0 +1,119 @@
+"""Safe extraction of artifact tarballs.
+
+The rules follow Flux's untar: no absolute paths, no `..`, no backslashes, only regular
+files, directories and symlinks that resolve inside the destination, and a cap on the
+extracted size. Anything else makes the whole artifact an error; nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tarfile
+from pathlib import Path, PurePosixPath
+
+from tide.shared.artifact.errors import ArtifactError
+
+# Flux's default for untar: 100 MiB once extracted.
+DEFAULT_MAX_EXTRACTED_SIZE = 100 * 1024 * 1024
+
+
+def check_member_name(name: str) -> PurePosixPath:
+    """Return the relative path of a tar member, or raise if it could escape the root."""
+    if not name or "\\" in name or "\x00" in name:
+        raise ArtifactError(f"illegal file path in artifact: {name!r}")
+    if name.startswith("/") or PurePosixPath(name).is_absolute():
+        raise ArtifactError(f"illegal absolute path in artifact: {name!r}")
+    parts = [p for p in PurePosixPath(name).parts if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        raise ArtifactError(f"illegal path traversal in artifact: {name!r}")
+    if not parts:
+        return PurePosixPath(".")
+    return PurePosixPath(*parts)
+
+
+def check_symlink_target(member: PurePosixPath, target: str) -> None:
+    """Reject absolute symlink targets and targets that leave the root lexically."""
+    if not target or target.startswith("/") or "\\" in target or "\x00" in target:
+        raise ArtifactError(f"illegal symlink target in artifact: {member} -> {target!r}")
+    depth = len(member.parts) - 1
+    for part in PurePosixPath(target).parts:
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                raise ArtifactError(f"symlink escapes the artifact root: {member} -> {target!r}")
+        elif part not in ("", "."):
+            depth += 1
+
+
+def _inside(root: Path, path: str) -> bool:
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    return real == real_root or real.startswith(real_root + os.sep)
+
+
+def extract_tarball(archive: Path, dest_dir: Path, max_size: int = DEFAULT_MAX_EXTRACTED_SIZE) -> Path:
+    """Extract a .tar.gz into dest_dir (created if missing) following the safety rules.
+
+    On any error dest_dir is removed again and ArtifactError raised.
+    """
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        _extract(archive, dest_dir, max_size)
+    except ArtifactError:
+        shutil.rmtree(dest_dir, ignore_errors=True)
+        raise
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        shutil.rmtree(dest_dir, ignore_errors=True)
+        raise ArtifactError(f"corrupt artifact: {exc}") from exc
+    return dest_dir
+
+
+def _extract(archive: Path, dest_dir: Path, max_size: int) -> None:
+    total = 0
+    symlinks: list[tuple[PurePosixPath, str]] = []
+    seen: set[PurePosixPath] = set()
+    with tarfile.open(archive, mode="r:gz") as tar:
+        for member in tar:
+            rel = check_member_name(member.name)
+            if rel == PurePosixPath("."):
+                continue
+            if rel in seen:
+                raise ArtifactError(f"duplicate path in artifact: {rel}")
+            seen.add(rel)
+            target = dest_dir / rel
+            if member.isdir():
+                target.mkdir(parents=True, exist_ok=True)
+                target.chmod(0o755)
+                continue
+            if member.issym():
+                check_symlink_target(rel, member.linkname)
+                symlinks.append((rel, member.linkname))
+                continue
+            if not member.isreg():
+                raise ArtifactError(f"unsupported entry type in artifact: {rel}")
+            total += member.size
+            if total > max_size:
+                raise ArtifactError(f"artifact exceeds the maximum extracted size of {max_size} bytes")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not _inside(dest_dir, str(target.parent)):
+                raise ArtifactError(f"illegal path in artifact: {rel}")
+            source = tar.extractfile(member)
+            if source is None:
+                raise ArtifactError(f"unreadable entry in artifact: {rel}")
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+            mode = 0o755 if member.mode & stat.S_IXUSR else 0o644
+            fd = os.open(target, flags, mode)
+            with os.fdopen(fd, "wb") as out, source:
+                shutil.copyfileobj(source, out, 1024 * 1024)
+    # Symlinks last, so no file is ever written through one; then prove none escapes.
+    for rel, link in symlinks:
+        path = dest_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not _inside(dest_dir, str(path.parent)):
+            raise ArtifactError(f"illegal path in artifact: {rel}")
+        os.symlink(link, path)
+    for rel, link in symlinks:
+        if not _inside(dest_dir, str(dest_dir / rel)):
+            raise ArtifactError(f"symlink escapes the artifact root: {rel} -> {link!r}")

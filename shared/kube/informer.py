@@ -1,0 +1,223 @@
+"""Informer: list + watch + a local cache of one kind.
+
+Resumes a dropped watch from the last resourceVersion it saw (bookmarks included), relists when the
+API server answers 410 Gone, and retries a lost connection with backoff instead of failing. Handlers
+are called with (event_type, obj, old) where event_type is ADDED, MODIFIED or DELETED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from tide.shared.kube.errors import KubeApiError
+
+if TYPE_CHECKING:
+    from tide.shared.kube.client import KubeClient
+
+log = logging.getLogger("tide.kube.informer")
+
+Handler = Callable[[str, dict[str, Any], dict[str, Any] | None], Awaitable[None] | None]
+CacheKey = tuple[str, str]
+
+RETRY_MIN = 0.8
+RETRY_MAX = 30.0
+
+
+class Gone(Exception):
+    """The watch's resourceVersion is too old (410): the cache must be rebuilt from a list."""
+
+
+def object_key(obj: dict[str, Any]) -> CacheKey:
+    meta = obj.get("metadata") or {}
+    return str(meta.get("namespace") or ""), str(meta.get("name") or "")
+
+
+def resource_version(obj: dict[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+
+
+class Informer:
+    def __init__(
+        self,
+        client: KubeClient,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> None:
+        self.client = client
+        self.api_version = api_version
+        self.kind = kind
+        self.namespace = namespace
+        self.label_selector = label_selector
+        self.field_selector = field_selector
+        self._cache: dict[CacheKey, dict[str, Any]] = {}
+        self._handlers: list[Handler] = []
+        self._synced = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._pending: set[asyncio.Future[Any]] = set()
+        self.resource_version = ""
+        self.relists = 0
+        self.reconnects = 0
+
+    # --- cache -----------------------------------------------------------------------------
+
+    def get(self, namespace: str | None, name: str) -> dict[str, Any] | None:
+        return self._cache.get((namespace or "", name))
+
+    def items(self) -> list[dict[str, Any]]:
+        return list(self._cache.values())
+
+    def keys(self) -> list[CacheKey]:
+        return list(self._cache)
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    @property
+    def synced(self) -> bool:
+        return self._synced.is_set()
+
+    def add_handler(self, handler: Handler) -> None:
+        """Called for every change; for objects already cached, called now with ADDED."""
+        self._handlers.append(handler)
+        for obj in list(self._cache.values()):
+            self._call(handler, "ADDED", obj, None)
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name=f"informer-{self.kind}-{self.namespace or '*'}"
+            )
+
+    async def wait_synced(self, seconds: float | None = None) -> None:
+        self.start()
+        await asyncio.wait_for(self._synced.wait(), seconds)
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # --- list and watch --------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        delay = RETRY_MIN
+        need_list = True
+        while True:
+            try:
+                if need_list:
+                    await self._list()
+                    need_list = False
+                await self._watch()
+                delay = RETRY_MIN
+            except asyncio.CancelledError:
+                raise
+            except Gone:
+                log.info("watch of %s expired (410 Gone), relisting", self.kind)
+                need_list = True
+            except (TimeoutError, KubeApiError, aiohttp.ClientError, OSError, ValueError) as err:
+                self.reconnects += 1
+                log.warning("watch of %s interrupted, retrying in %.1fs: %s", self.kind, delay, err)
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, RETRY_MAX)
+            except Exception:
+                log.exception("informer for %s failed, retrying in %.1fs", self.kind, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX)
+
+    async def _list(self) -> None:
+        items, version = await self.client.list_with_version(
+            self.api_version, self.kind, self.namespace, self.label_selector, self.field_selector
+        )
+        self.relists += 1
+        fresh = {object_key(item): item for item in items}
+        old_cache, self._cache = self._cache, fresh
+        self.resource_version = version
+        for key, obj in fresh.items():
+            old = old_cache.get(key)
+            if old is None:
+                self._emit("ADDED", obj, None)
+            elif resource_version(old) != resource_version(obj):
+                self._emit("MODIFIED", obj, old)
+        for key, old in old_cache.items():
+            if key not in fresh:
+                self._emit("DELETED", old, old)
+        self._synced.set()
+
+    async def _watch(self) -> None:
+        from tide.shared.kube.client import watch_timeout_seconds
+
+        info = await self.client.resource(self.api_version, self.kind)
+        timeout_seconds = watch_timeout_seconds()
+        query = {
+            "watch": "1",
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(timeout_seconds),
+            "resourceVersion": self.resource_version,
+        }
+        if self.label_selector:
+            query["labelSelector"] = self.label_selector
+        if self.field_selector:
+            query["fieldSelector"] = self.field_selector
+        async with self.client.stream(
+            info.path(self.namespace), query, read_timeout=timeout_seconds + 30
+        ) as resp:
+            async for line in resp.content:
+                if line.strip():
+                    self._on_event(json.loads(line))
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        obj = event.get("object") or {}
+        if kind == "ERROR":
+            if obj.get("code") == 410 or obj.get("reason") in ("Expired", "Gone"):
+                raise Gone()
+            raise KubeApiError(
+                int(obj.get("code") or 500), str(obj.get("reason", "")), str(obj.get("message", ""))
+            )
+        version = resource_version(obj)
+        if version:
+            self.resource_version = version
+        if kind == "BOOKMARK":
+            return
+        obj.setdefault("apiVersion", self.api_version)
+        obj.setdefault("kind", self.kind)
+        key = object_key(obj)
+        old = self._cache.get(key)
+        if kind == "DELETED":
+            self._cache.pop(key, None)
+            self._emit("DELETED", obj, old)
+        elif kind in ("ADDED", "MODIFIED"):
+            self._cache[key] = obj
+            self._emit("ADDED" if old is None else "MODIFIED", obj, old)
+
+    def _emit(self, event_type: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+        for handler in self._handlers:
+            self._call(handler, event_type, obj, old)
+
+    def _call(
+        self, handler: Handler, event_type: str, obj: dict[str, Any], old: dict[str, Any] | None
+    ) -> None:
+        try:
+            result = handler(event_type, obj, old)
+            if inspect.isawaitable(result):
+                task = asyncio.ensure_future(result)
+                self._pending.add(task)
+                task.add_done_callback(self._pending.discard)
+        except Exception:
+            log.exception("informer handler for %s failed", self.kind)

@@ -1,0 +1,112 @@
+"""Objects `tide create` builds, Go durations, export cleaning, and the YAML format."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from tide.cli import objects
+
+
+@pytest.mark.parametrize(
+    ("text", "go"),
+    [
+        ("1m", "1m0s"),
+        ("90s", "1m30s"),
+        ("10m", "10m0s"),
+        ("2h", "2h0m0s"),
+        ("1h30m", "1h30m0s"),
+        ("500ms", "500ms"),
+        ("0", "0s"),
+        ("1.5s", "1.5s"),
+    ],
+)
+def test_go_duration(text: str, go: str) -> None:
+    assert objects.go_duration(text) == go
+
+
+def test_bad_duration() -> None:
+    for bad in ("1x", "m", "1m 2s", "-1s"):
+        with pytest.raises(ValueError):
+            objects.parse_duration(bad)
+
+
+def test_git_repository_ref_and_url() -> None:
+    obj = objects.git_repository("a", "ns", "https://x/y.git", tag="v1", secret_ref="creds")
+    assert obj["spec"]["ref"] == {"tag": "v1"} and obj["spec"]["secretRef"] == {"name": "creds"}
+    assert objects.git_repository("a", "ns", "ssh://git@x/y.git")["spec"]["ref"] == {"branch": "master"}
+    with pytest.raises(ValueError, match="scp-like"):
+        objects.git_repository("a", "ns", "git@github.com:x/y.git")
+
+
+def test_kustomization_source_refs_and_dependencies() -> None:
+    obj = objects.kustomization(
+        "apps",
+        "flux-system",
+        "OCIRepository/podinfo.other",
+        depends_on=["infra", "ops/db"],
+        health_checks=["Deployment/web.default"],
+        wait=True,
+        target_namespace="apps",
+    )
+    spec = obj["spec"]
+    assert spec["sourceRef"] == {"kind": "OCIRepository", "name": "podinfo", "namespace": "other"}
+    assert spec["dependsOn"] == [{"name": "infra"}, {"name": "db", "namespace": "ops"}]
+    assert spec["healthChecks"] == [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "namespace": "default"}
+    ]
+    assert spec["wait"] is True and spec["targetNamespace"] == "apps" and spec["prune"] is False
+    same_ns = objects.kustomization("a", "flux-system", "podinfo.flux-system")["spec"]["sourceRef"]
+    assert same_ns == {"kind": "GitRepository", "name": "podinfo"}
+
+
+def test_git_secret() -> None:
+    s = objects.git_secret("c", "ns", "https://x", username="u", password="p")
+    assert s["stringData"] == {"username": "u", "password": "p"}
+    s = objects.git_secret("c", "ns", "ssh://git@x/y", private_key="KEY", known_hosts="x ssh-ed25519 AAA")
+    assert s["stringData"] == {"identity": "KEY", "known_hosts": "x ssh-ed25519 AAA"}
+    with pytest.raises(ValueError):
+        objects.git_secret("c", "ns", "ssh://git@x/y")
+    with pytest.raises(ValueError):
+        objects.git_secret("c", "ns", "https://x")
+
+
+def test_exported_drops_server_fields() -> None:
+    live = {
+        "apiVersion": "v1",
+        "kind": "X",
+        "metadata": {
+            "name": "a",
+            "namespace": "n",
+            "uid": "u",
+            "resourceVersion": "1",
+            "generation": 3,
+            "managedFields": [{}],
+            "labels": {"l": "v"},
+            "annotations": {
+                "kubectl.kubernetes.io/last-applied-configuration": "{}",
+                "reconcile.fluxcd.io/requestedAt": "t",
+                "keep": "me",
+            },
+        },
+        "spec": {"interval": "1m0s"},
+        "status": {"conditions": []},
+    }
+    assert objects.exported(live) == {
+        "apiVersion": "v1",
+        "kind": "X",
+        "metadata": {"name": "a", "namespace": "n", "labels": {"l": "v"}, "annotations": {"keep": "me"}},
+        "spec": {"interval": "1m0s"},
+    }
+
+
+def test_to_yaml_documents_start_with_separator() -> None:
+    text = objects.to_yaml([{"a": 1}, {"b": 2}])
+    assert text.startswith("---\n") and text.count("---\n") == 2
+    assert list(yaml.safe_load_all(text)) == [{"a": 1}, {"b": 2}]
+
+
+def test_labels() -> None:
+    assert objects.parse_labels(["a=b,c=d", "e=f"]) == {"a": "b", "c": "d", "e": "f"}
+    with pytest.raises(ValueError):
+        objects.parse_labels(["nope"])

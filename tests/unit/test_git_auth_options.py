@@ -1,0 +1,40 @@
+"""Secret keys to Git credentials, with Flux's key names and its bad-input messages."""
+
+import pytest
+
+from tide.controllers.source.git import GitAuth, InvalidAuth, redact
+
+
+def test_basic_bearer_and_tls_keys():
+    auth = GitAuth.from_secret({"username": b"u", "password": b"p", "ca.crt": b"CA"}, "https")
+    assert (auth.username, auth.password, auth.ca_pem) == ("u", "p", b"CA")
+    assert GitAuth.from_secret({"bearerToken": b"t"}, "https").bearer_token == "t"
+    auth = GitAuth.from_secret({"caFile": b"CA2", "tls.crt": b"C", "tls.key": b"K"}, "https")
+    assert (auth.ca_pem, auth.cert_pem, auth.key_pem) == (b"CA2", b"C", b"K")
+
+
+def test_ssh_keys():
+    auth = GitAuth.from_secret(
+        {"identity": b"KEY", "known_hosts": b"host ssh-ed25519 AAA", "password": b"pw"}, "ssh"
+    )
+    assert (auth.identity, auth.known_hosts, auth.password) == (b"KEY", b"host ssh-ed25519 AAA", "pw")
+
+
+@pytest.mark.parametrize(
+    ("data", "scheme", "message"),
+    [
+        ({"identity": b"KEY"}, "ssh", "'known_hosts' is required"),
+        ({"known_hosts": b"x"}, "ssh", "'identity' is required"),
+        ({"username": b"u"}, "https", "'password' is required"),
+        ({"username": b"u", "password": b"p", "bearerToken": b"t"}, "https", "mutually exclusive"),
+        ({"tls.crt": b"C"}, "https", "must be given together"),
+    ],
+)
+def test_bad_secrets(data, scheme, message):
+    with pytest.raises(InvalidAuth, match=message):
+        GitAuth.from_secret(data, scheme)
+
+
+def test_redact_hides_credentials_and_queries():
+    assert redact("https://user:pw@example.com:8443/repo.git") == "https://example.com:8443/repo.git"
+    assert redact("https://example.com/repo.git?token=abc") == "https://example.com/repo.git"

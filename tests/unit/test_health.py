@@ -1,0 +1,111 @@
+import pytest
+
+from tide.controllers.kustomize.health import (
+    HealthCheckCanceled,
+    HealthTarget,
+    InvalidCELExpression,
+    compile_exprs,
+    object_status,
+    wait_for_health,
+)
+from tide.controllers.kustomize.inventory import ObjectRef
+from tide.shared.kube.kstatus import StatusKind
+
+EXPRS = compile_exprs(
+    [
+        {
+            "apiVersion": "example.com/v1",
+            "kind": "Widget",
+            "inProgress": "has(self.status.phase) && self.status.phase == 'Pending'",
+            "failed": "self.status.phase == 'Failed'",
+            "current": "self.status.phase == 'Ready'",
+        }
+    ]
+)
+
+
+def widget(phase: str | None) -> dict:
+    obj: dict = {
+        "apiVersion": "example.com/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w", "namespace": "n"},
+    }
+    if phase:
+        obj["status"] = {"phase": phase}
+    return obj
+
+
+def test_cel_order_in_progress_failed_current() -> None:
+    assert object_status(widget("Pending"), EXPRS).status == StatusKind.IN_PROGRESS
+    assert object_status(widget("Failed"), EXPRS).status == StatusKind.FAILED
+    assert object_status(widget("Ready"), EXPRS).status == StatusKind.CURRENT
+    assert object_status(widget(None), EXPRS).status == StatusKind.IN_PROGRESS  # missing field: not yet
+
+
+def test_kind_optional_matches_by_api_version() -> None:
+    exprs = compile_exprs([{"apiVersion": "example.com/v1", "current": "self.status.phase == 'Ready'"}])
+    assert object_status(widget("Ready"), exprs).status == StatusKind.CURRENT
+
+
+def test_invalid_expression_is_reported() -> None:
+    with pytest.raises(InvalidCELExpression, match="current"):
+        compile_exprs([{"apiVersion": "v1", "kind": "X", "current": "self.status =="}])
+
+
+def test_other_kinds_use_kstatus() -> None:
+    dep = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "d", "generation": 2},
+        "spec": {"replicas": 1},
+        "status": {"observedGeneration": 1},
+    }
+    assert object_status(dep, EXPRS).status == StatusKind.IN_PROGRESS
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}
+    assert object_status(cm, EXPRS).status == StatusKind.CURRENT
+
+
+TARGET = HealthTarget(ObjectRef("example.com", "Widget", "n", "w"), "example.com/v1")
+
+
+async def test_wait_returns_when_current() -> None:
+    states = iter(["Pending", "Pending", "Ready"])
+
+    async def get(_: HealthTarget) -> dict:
+        return widget(next(states))
+
+    await wait_for_health([TARGET], get, EXPRS, timeout=5, poll=0)
+
+
+async def test_wait_fails_fast_and_names_the_object() -> None:
+    async def get(_: HealthTarget) -> dict:
+        return widget("Failed")
+
+    with pytest.raises(RuntimeError, match="Widget/n/w status: 'Failed'"):
+        await wait_for_health([TARGET], get, EXPRS, timeout=5, poll=0)
+
+
+async def test_wait_times_out_with_pending_list() -> None:
+    async def get(_: HealthTarget) -> dict:
+        return widget("Pending")
+
+    with pytest.raises(TimeoutError, match=r"timeout waiting for: \[Widget/n/w status: 'InProgress'\]"):
+        await wait_for_health([TARGET], get, EXPRS, timeout=0.05, poll=0.01)
+
+
+async def test_wait_is_canceled_by_new_revision() -> None:
+    async def get(_: HealthTarget) -> dict:
+        return widget("Pending")
+
+    with pytest.raises(HealthCheckCanceled):
+        await wait_for_health([TARGET], get, EXPRS, timeout=5, poll=0, canceled=lambda: True)
+
+
+async def test_stale_cached_generation_is_not_trusted() -> None:
+    target = HealthTarget(ObjectRef("", "ConfigMap", "n", "c"), "v1", min_generation=3)
+    seen = iter([1, 3])
+
+    async def get(_: HealthTarget) -> dict:
+        return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "generation": next(seen)}}
+
+    await wait_for_health([target], get, [], timeout=5, poll=0)

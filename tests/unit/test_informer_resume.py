@@ -1,0 +1,121 @@
+"""The informer's cache and watch bookkeeping against a scripted fake client: resume from the last
+resourceVersion (bookmarks too), relist on 410 Gone with a diff of what changed, retry on errors."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tide.shared.kube import informer as informer_module
+from tide.shared.kube.discovery import ResourceInfo
+from tide.shared.kube.informer import Informer
+
+
+def obj(name: str, rv: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "ns", "resourceVersion": rv},
+        **extra,
+    }
+
+
+class Body:
+    def __init__(self, events: list[dict[str, Any]]) -> None:
+        self.lines = [json.dumps(e).encode() + b"\n" for e in events]
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        async def gen() -> AsyncIterator[bytes]:
+            for line in self.lines:
+                yield line
+
+        return gen()
+
+
+class Response:
+    def __init__(self, events: list[dict[str, Any]]) -> None:
+        self.content = Body(events)
+
+
+class ScriptedClient:
+    """lists: successive list results; watches: successive watch scripts (events, or an exception)."""
+
+    def __init__(self, lists: list[tuple[list[dict[str, Any]], str]], watches: list[Any]) -> None:
+        self.lists = lists
+        self.watches = watches
+        self.watch_versions: list[str] = []
+        self.done = asyncio.Event()
+
+    async def resource(self, api_version: str, kind: str) -> ResourceInfo:
+        return ResourceInfo("v1", "ConfigMap", "configmaps", True)
+
+    async def list_with_version(self, *args: Any) -> tuple[list[dict[str, Any]], str]:
+        return self.lists.pop(0)
+
+    @contextlib.asynccontextmanager
+    async def stream(self, path: str, query: dict[str, str], read_timeout: float) -> AsyncIterator[Response]:
+        self.watch_versions.append(query["resourceVersion"])
+        if not self.watches:
+            self.done.set()
+            await asyncio.sleep(3600)
+        script = self.watches.pop(0)
+        if isinstance(script, Exception):
+            raise script
+        yield Response(script)
+
+
+async def run(client: ScriptedClient) -> tuple[Informer, list[tuple[str, str, str]]]:
+    informer = Informer(client, "v1", "ConfigMap")  # type: ignore[arg-type]
+    seen: list[tuple[str, str, str]] = []
+    informer.add_handler(
+        lambda t, o, old: seen.append((t, o["metadata"]["name"], o["metadata"]["resourceVersion"]))
+    )
+    informer.start()
+    await asyncio.wait_for(client.done.wait(), 5)
+    await informer.stop()
+    return informer, seen
+
+
+async def test_watch_resumes_from_last_resource_version_and_bookmarks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(informer_module, "RETRY_MIN", 0.01)
+    client = ScriptedClient(
+        lists=[([obj("a", "1")], "10")],
+        watches=[
+            [{"type": "MODIFIED", "object": obj("a", "11")}, {"type": "ADDED", "object": obj("b", "12")}],
+            aiohttp.ClientConnectionError("connection reset"),
+            [
+                {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "20"}}},
+                {"type": "DELETED", "object": obj("b", "21")},
+            ],
+        ],
+    )
+    informer, seen = await run(client)
+    assert client.watch_versions == ["10", "12", "12", "21"]
+    assert seen == [
+        ("ADDED", "a", "1"),
+        ("MODIFIED", "a", "11"),
+        ("ADDED", "b", "12"),
+        ("DELETED", "b", "21"),
+    ]
+    assert [o["metadata"]["name"] for o in informer.items()] == ["a"]
+    assert informer.relists == 1 and informer.reconnects == 1
+
+
+async def test_gone_relists_and_reports_the_difference() -> None:
+    client = ScriptedClient(
+        lists=[([obj("a", "1"), obj("b", "2")], "10"), ([obj("a", "1"), obj("c", "30")], "31")],
+        watches=[[{"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired"}}]],
+    )
+    informer, seen = await run(client)
+    assert client.watch_versions == ["10", "31"]
+    assert seen[2:] == [("ADDED", "c", "30"), ("DELETED", "b", "2")]
+    assert sorted(o["metadata"]["name"] for o in informer.items()) == ["a", "c"]
+    assert informer.relists == 2
