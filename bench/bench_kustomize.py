@@ -17,6 +17,7 @@ Uses TIDE_E2E_KUBECONFIG when set, else starts its own control plane in a temp d
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -95,7 +96,8 @@ async def build_time() -> list[dict[str, str]]:
     return [{"benchmark": "kustomize: build of a 20-object path (generate + kustomize + parse)",
              "value": f"{statistics.median(times) * 1000:.0f} ms", "peer": "",
              "note": f"median of 10, min {min(times) * 1000:.0f} ms; skipped entirely on a no-op reconcile "
-                     "(build reused while artifact digest, generation and variables are the same)"}]  # fmt: skip
+                     "(build reused while artifact digest, generation and variables "
+                     "are the same)"}]  # fmt: skip
 
 
 class Harness:
@@ -123,7 +125,9 @@ class Harness:
         self.procs.clear()
 
 
-def objects(namespace: str, url: str, name: str, path: str, interval: str, **spec: Any) -> list[dict[str, Any]]:
+def objects(
+    namespace: str, url: str, name: str, path: str, interval: str, **spec: Any
+) -> list[dict[str, Any]]:
     return [
         {"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
          "metadata": {"name": name, "namespace": namespace},
@@ -147,7 +151,13 @@ async def noop_requests(kubeconfig: Path, workdir: Path, git: GitServer) -> list
         repo = git.create_repo("bench-noop", twenty_objects())
         _, kustomize = harness.start(ns)
         items = objects(ns, repo.public_http_url, "apps", "./", "2s", wait=True)
-        kubectl(kubeconfig, "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+        kubectl(
+            kubeconfig,
+            "apply",
+            "-f",
+            "-",
+            input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}),
+        )
         url = kustomize.metrics_url
         deadline = time.monotonic() + 120
         while reconcile_count(scrape(url), ns, "apps") < 4:
@@ -183,9 +193,11 @@ async def noop_requests(kubeconfig: Path, workdir: Path, git: GitServer) -> list
              "value": f"{rss / 1024:.0f} MiB", "peer": "", "note": "VmRSS"},
         ]  # fmt: skip
     finally:
+        # Delete while the controllers run, so the Kustomizations' finalizers are handled.
+        with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
+            kubectl(kubeconfig, "delete", "namespace", ns, "--wait=true", "--timeout=240s")
         harness.stop()
         await kube.close()
-        kubectl(kubeconfig, "delete", "namespace", ns, "--wait=false")
 
 
 async def mttp(kubeconfig: Path, workdir: Path, git: GitServer, n: int) -> list[dict[str, str]]:
@@ -226,13 +238,16 @@ async def mttp(kubeconfig: Path, workdir: Path, git: GitServer, n: int) -> list[
         return [
             {"benchmark": f"kustomize: MTTP, {n} apps (GitRepository + Kustomization each) all Ready",
              "value": f"{took:.1f} s", "peer": peer + " (kind, 16-core runner)",
-             "note": f"{n * 4} objects; 2 cores shared; peak RSS source {peak.get('source', 0) / 1024:.0f} MiB, "
+             "note": f"{n * 4} objects; 2 cores shared; peak RSS source "
+                     f"{peak.get('source', 0) / 1024:.0f} MiB, "
                      f"kustomize {peak.get('kustomize', 0) / 1024:.0f} MiB"},
         ]  # fmt: skip
     finally:
+        # Delete while the controllers run, so the Kustomizations' finalizers are handled.
+        with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
+            kubectl(kubeconfig, "delete", "namespace", ns, "--wait=true", "--timeout=240s")
         harness.stop()
         await kube.close()
-        kubectl(kubeconfig, "delete", "namespace", ns, "--wait=false")
 
 
 async def main() -> list[dict[str, str]]:

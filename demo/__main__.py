@@ -237,7 +237,7 @@ def up() -> None:
 
     with steps.step("Bootstrapping: Tide's manifests committed to clusters/local/flux-system, synced from Git"):
         run(VENV_BIN / "tide", "bootstrap", "git", f"--url={url}", "--branch=main", "--path=clusters/local",
-            "--controllers=external", f"--repo-dir={REPO}", "--timeout=3m")
+            "--crds-only", "--silent", "--timeout=3m")
         run("git", "-C", REPO, "pull", "-q", "--ff-only")
 
     with steps.step("Waiting until the demo app is applied and healthy"):
@@ -246,24 +246,8 @@ def up() -> None:
     with steps.step("Adding a Receiver and a post-receive hook, so a push converges at once"):
         kubectl("-n", NAMESPACE, "create", "secret", "generic", "webhook-token",
                 "--from-literal=token=demo-webhook-token")
-        receiver = textwrap.dedent("""\
-            apiVersion: notification.toolkit.fluxcd.io/v1
-            kind: Receiver
-            metadata:
-              name: git-push
-              namespace: flux-system
-            spec:
-              type: generic
-              secretRef:
-                name: webhook-token
-              resources:
-                - apiVersion: source.toolkit.fluxcd.io/v1
-                  kind: GitRepository
-                  name: flux-system
-            """)
-        subprocess.run([str(BIN / "kubectl"), "apply", "-f", "-"], input=receiver, text=True, check=True,
-                       capture_output=True)
-        wait(lambda: ready("receiver", "git-push"), 60, "Receiver git-push Ready")
+        run(VENV_BIN / "tide", "create", "receiver", "git-push", "--type=generic", "--secret-ref=webhook-token",
+            "--resource=GitRepository/flux-system", "--timeout=1m")
         path = json.loads(kubectl("-n", NAMESPACE, "get", "receiver", "git-push", "-o", "json").stdout)[
             "status"]["webhookPath"]
         hook = SERVED / "demo.git" / "hooks" / "post-receive"

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.e2e
 
 
 def configmap(name: str, **data: str) -> str:
-    lines = "".join(f"  {k}: \"{v}\"\n" for k, v in data.items())
+    lines = "".join(f'  {k}: "{v}"\n' for k, v in data.items())
     return f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n{lines}"
 
 

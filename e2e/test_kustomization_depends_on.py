@@ -13,10 +13,13 @@ CM = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {}\n"
 
 
 def test_waits_for_dependency(git_server, flux_controllers, kubectl, namespace) -> None:  # type: ignore[no-untyped-def]
-    repo = git_server.create_repo(f"deps-{namespace}", {"infra/cm.yaml": CM.format("infra"), "apps/cm.yaml": CM.format("app")})
+    repo = git_server.create_repo(
+        f"deps-{namespace}", {"infra/cm.yaml": CM.format("infra"), "apps/cm.yaml": CM.format("app")}
+    )
     flux_controllers()
     apply(kubectl, namespace, git_source("repo", repo.public_http_url),
-          kustomization("apps", path="./apps", targetNamespace=namespace, dependsOn=[{"name": "infra"}]))  # fmt: skip
+          kustomization("apps", path="./apps", targetNamespace=namespace,
+                        dependsOn=[{"name": "infra"}]))  # fmt: skip
     wait_ks(kubectl, namespace, "apps", status="False", reason="DependencyNotReady",
             contains=f"dependency '{namespace}/infra' not found")  # fmt: skip
     assert not get_obj(kubectl, namespace, "configmap", "app")

@@ -58,21 +58,28 @@ def test_failing_health_check_names_the_object(git_server, flux_controllers, kub
     assert condition(ks, "Healthy")["status"] == "False"
 
     repo.commit({"gate.yaml": cm.replace("pending", "broken")})
-    kubectl("annotate", "-n", namespace, "--overwrite", "gitrepository/repo", "reconcile.fluxcd.io/requestedAt=1")
+    kubectl(
+        "annotate", "-n", namespace, "--overwrite", "gitrepository/repo", "reconcile.fluxcd.io/requestedAt=1"
+    )
     wait_ks(kubectl, namespace, "app", status="False", reason="HealthCheckFailed",
             contains=f"ConfigMap/{namespace}/gate status: 'Failed'")  # fmt: skip
 
     repo.commit({"gate.yaml": cm.replace("pending", "ready")})
-    kubectl("annotate", "-n", namespace, "--overwrite", "gitrepository/repo", "reconcile.fluxcd.io/requestedAt=2")
+    kubectl(
+        "annotate", "-n", namespace, "--overwrite", "gitrepository/repo", "reconcile.fluxcd.io/requestedAt=2"
+    )
     ks = wait_ks(kubectl, namespace, "app", revision=f"main@sha1:{repo.head()}")
     assert condition(ks, "Healthy")["status"] == "True"
 
 
 def test_invalid_cel_expression_stalls(git_server, flux_controllers, kubectl, namespace) -> None:  # type: ignore[no-untyped-def]
-    repo = git_server.create_repo(f"badcel-{namespace}", {"gate.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: g\n"})
+    repo = git_server.create_repo(
+        f"badcel-{namespace}", {"gate.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: g\n"}
+    )
     flux_controllers()
     apply(kubectl, namespace, git_source("repo", repo.public_http_url),
           kustomization("app", targetNamespace=namespace, wait=True,
-                        healthCheckExprs=[{"apiVersion": "v1", "kind": "ConfigMap", "current": "self.data =="}]))  # fmt: skip
+                        healthCheckExprs=[{"apiVersion": "v1", "kind": "ConfigMap",
+                                           "current": "self.data =="}]))  # fmt: skip
     ks = wait_ks(kubectl, namespace, "app", status="False", reason="InvalidCELExpression")
     assert condition(ks, "Stalled")["status"] == "True"

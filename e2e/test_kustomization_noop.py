@@ -50,8 +50,10 @@ def test_noop_reconcile_makes_at_most_two_requests(git_server, flux_controllers,
     # A manual change is still corrected at the next interval.
     kubectl("scale", "deployment", "app3", "-n", namespace, "--replicas=2")
     kubectl("patch", "service", "app1", "-n", namespace, "--type=json",
-            "-p", json.dumps([{"op": "replace", "path": "/spec/ports/0/targetPort", "value": 9999}]))  # fmt: skip
+            "-p", json.dumps([{"op": "replace", "path": "/spec/ports/0/targetPort",
+                               "value": 9999}]))  # fmt: skip
     wait_until(lambda: get_obj(kubectl, namespace, "deployment", "app3")["spec"]["replicas"] == 0, 30,
                "replicas reverted")  # fmt: skip
-    wait_until(lambda: get_obj(kubectl, namespace, "service", "app1")["spec"]["ports"][0]["targetPort"] == "http",
+    wait_until(lambda: get_obj(kubectl, namespace, "service", "app1")["spec"]["ports"][0]["targetPort"]
+               == "http",
                30, "service targetPort reverted")  # fmt: skip

@@ -10,6 +10,8 @@ from e2e.fixtures.source import apply, condition, secret
 
 pytestmark = pytest.mark.e2e
 
+NAMESPACE = "apiVersion: v1\nkind: Namespace\nmetadata:\n"
+
 
 def seed_repo(uid: str) -> dict[str, str]:
     group = f"cert-manager-{uid}.example.com"
@@ -35,7 +37,10 @@ spec:
         # clusters/<name>: what the root Kustomization applies, per cluster.
         "clusters/us-east-1/infrastructure.yaml": ks("infrastructure", "./infrastructure"),
         "clusters/us-east-1/cert-manager.yaml": ks("cert-manager", "./cert-manager", "  wait: true\n"),
-        "clusters/us-east-1/apps.yaml": ks("payment-service", "./apps/payment-service/overlays/us-east-1", f"""  force: false
+        "clusters/us-east-1/apps.yaml": ks(
+            "payment-service",
+            "./apps/payment-service/overlays/us-east-1",
+            f"""  force: false
   targetNamespace: payment-{uid}
   healthChecks:
     - apiVersion: apps/v1
@@ -53,16 +58,17 @@ spec:
         name: cluster-settings
       - kind: Secret
         name: cluster-secrets
-"""),
+""",
+        ),
         "clusters/eu-west-1/infrastructure.yaml": ks("infrastructure", "./infrastructure"),
         # infrastructure: namespaces for the apps and shared services.
         "infrastructure/ingress-nginx/kustomization.yaml": "resources:\n- namespace.yaml\n- config.yaml\n",
-        "infrastructure/ingress-nginx/namespace.yaml": f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ingress-{uid}\n",
+        "infrastructure/ingress-nginx/namespace.yaml": f"{NAMESPACE}  name: ingress-{uid}\n",
         "infrastructure/ingress-nginx/config.yaml": (
             f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ingress-nginx\n  namespace: ingress-{uid}\n"
-            "data:\n  use-forwarded-headers: \"true\"\n"
+            'data:\n  use-forwarded-headers: "true"\n'
         ),
-        "infrastructure/payment/namespace.yaml": f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: payment-{uid}\n",
+        "infrastructure/payment/namespace.yaml": f"{NAMESPACE}  name: payment-{uid}\n",
         # cert-manager: a CRD and a custom resource of it in the same build (staged apply).
         "cert-manager/crd.yaml": f"""apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
@@ -93,7 +99,9 @@ spec:
     server: https://acme-v02.api.letsencrypt.org/directory
 """,
         # apps: base and per-cluster overlays.
-        "apps/payment-service/base/kustomization.yaml": "resources:\n- deployment.yaml\n- service.yaml\n- config.yaml\n",
+        "apps/payment-service/base/kustomization.yaml": (
+            "resources:\n- deployment.yaml\n- service.yaml\n- config.yaml\n"
+        ),
         "apps/payment-service/base/deployment.yaml": """apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -182,7 +190,8 @@ def test_seed_layout_converges(git_server, flux_controllers, kubectl, namespace)
     cert = wait_ks(kubectl, namespace, "cert-manager", revision=revision)
     assert condition(cert, "Healthy")["status"] == "True"
     ids = [e["id"] for e in cert["status"]["inventory"]["entries"]]
-    assert ids == [f"_clusterissuers.cert-manager-{uid}.example.com_apiextensions.k8s.io_CustomResourceDefinition",
+    assert ids == [f"_clusterissuers.cert-manager-{uid}.example.com_apiextensions.k8s.io_"
+                   "CustomResourceDefinition",
                    f"_letsencrypt-{uid}_cert-manager-{uid}.example.com_ClusterIssuer"]  # fmt: skip
 
     # Removing the cluster's apps file prunes the payment-service Kustomization, which prunes its objects.
@@ -199,7 +208,9 @@ def test_seed_layout_converges(git_server, flux_controllers, kubectl, namespace)
         kubectl, "", "namespace", f"ingress-{uid}")["status"]["phase"] == "Terminating"  # fmt: skip
 
 
-def test_missing_substitution_source_is_a_clear_error(git_server, flux_controllers, kubectl, namespace) -> None:  # type: ignore[no-untyped-def]
+def test_missing_substitution_source_is_a_clear_error(
+    git_server, flux_controllers, kubectl, namespace
+) -> None:  # type: ignore[no-untyped-def]
     repo = git_server.create_repo(f"subst-{namespace}", {
         "cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  v: ${v}\n",
     })  # fmt: skip
@@ -207,7 +218,8 @@ def test_missing_substitution_source_is_a_clear_error(git_server, flux_controlle
     apply(kubectl, namespace, git_source("repo", repo.public_http_url),
           kustomization("app", targetNamespace=namespace, retryInterval="2s",
                         postBuild={"substituteFrom": [{"kind": "ConfigMap", "name": "vars"},
-                                                      {"kind": "Secret", "name": "maybe", "optional": True}]}))  # fmt: skip
+                                                      {"kind": "Secret", "name": "maybe",
+                                                       "optional": True}]}))  # fmt: skip
     wait_ks(kubectl, namespace, "app", status="False", contains='configmaps "vars" not found')
     apply(kubectl, namespace, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "vars"},
                                "data": {"v": "from-configmap"}})  # fmt: skip

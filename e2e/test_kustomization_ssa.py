@@ -19,7 +19,7 @@ def cm(name: str, value: str, annotations: dict[str, str] | None = None, immutab
         text += f"  annotations:\n{ann}"
     if immutable:
         text += "immutable: true\n"
-    return text + f"data:\n  v: \"{value}\"\n"
+    return text + f'data:\n  v: "{value}"\n'
 
 
 def refresh(kubectl, namespace: str) -> None:  # type: ignore[no-untyped-def]
@@ -64,7 +64,9 @@ def test_force_recreates_immutable_objects(git_server, flux_controllers, kubectl
     assert condition(ks, "Ready")["reason"] == "ReconciliationFailed"
     assert get_obj(kubectl, namespace, "configmap", "frozen")["data"] == {"v": "1"}
 
-    repo.commit({"frozen.yaml": cm("frozen", "3", {"kustomize.toolkit.fluxcd.io/force": "Enabled"}, immutable=True)})
+    repo.commit(
+        {"frozen.yaml": cm("frozen", "3", {"kustomize.toolkit.fluxcd.io/force": "Enabled"}, immutable=True)}
+    )
     refresh(kubectl, namespace)
     wait_ks(kubectl, namespace, "app", revision=f"main@sha1:{repo.head()}")
     frozen = get_obj(kubectl, namespace, "configmap", "frozen")
@@ -100,7 +102,8 @@ spec:
     wait_ks(kubectl, namespace, "app", revision=f"main@sha1:{repo.head()}")
     kubectl("scale", "deployment", "web", "-n", namespace, "--replicas=3")  # e.g. an HPA
     kubectl("label", "deployment", "web", "-n", namespace, "--overwrite", "tier=hacked")
-    wait_until(lambda: get_obj(kubectl, namespace, "deployment", "web")["metadata"]["labels"]["tier"] == "web",
+    wait_until(lambda: get_obj(kubectl, namespace, "deployment", "web")["metadata"]["labels"]["tier"]
+               == "web",
                30, "label drift corrected")  # fmt: skip
     time.sleep(4)
     assert get_obj(kubectl, namespace, "deployment", "web")["spec"]["replicas"] == 3

@@ -78,3 +78,14 @@ def test_lease_is_released_on_sigterm(start_probe, kubectl, namespace) -> None:
     create_probe(kubectl, "q", namespace)
     obj = wait_probe(kubectl, "q", namespace, is_ready)
     assert second.reconciled(obj)
+
+
+def test_losing_the_lease_stops_the_process(start_probe, kubectl, namespace) -> None:
+    leader = start_probe(*elect_args(namespace))
+    wait_for(lambda: is_leader(leader), what="leads")
+    now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+    patch = {"spec": {"holderIdentity": "someone-else", "renewTime": now, "leaseDurationSeconds": 60}}
+    kubectl("patch", "lease", LEASE, "-n", namespace, "--type=merge", "-p", json.dumps(patch))
+    assert leader.proc is not None
+    assert leader.proc.wait(30) == 1, "exits 1 like Flux's main on 'leader election lost'"
+    assert any(e.get("msg") == "leader election lost" for e in leader.log_entries())

@@ -35,10 +35,28 @@ CLUSTER_DEFINITIONS = {
 }
 # kustomize's legacy order, used inside a stage so e.g. ServiceAccounts precede Deployments.
 KIND_ORDER = [
-    "Namespace", "ResourceQuota", "StorageClass", "CustomResourceDefinition", "ServiceAccount",
-    "PodSecurityPolicy", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding", "ConfigMap", "Secret",
-    "Endpoints", "Service", "LimitRange", "PriorityClass", "PersistentVolume", "PersistentVolumeClaim",
-    "Deployment", "StatefulSet", "CronJob", "PodDisruptionBudget",
+    "Namespace",
+    "ResourceQuota",
+    "StorageClass",
+    "CustomResourceDefinition",
+    "ServiceAccount",
+    "PodSecurityPolicy",
+    "Role",
+    "ClusterRole",
+    "RoleBinding",
+    "ClusterRoleBinding",
+    "ConfigMap",
+    "Secret",
+    "Endpoints",
+    "Service",
+    "LimitRange",
+    "PriorityClass",
+    "PersistentVolume",
+    "PersistentVolumeClaim",
+    "Deployment",
+    "StatefulSet",
+    "CronJob",
+    "PodDisruptionBudget",
 ]
 KIND_LAST = ["MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"]
 BUILTIN_GROUP_SUFFIXES = (".k8s.io",)
@@ -49,13 +67,21 @@ STAGE_NAMES = ["cluster definitions", "class definitions", "custom resources", "
 
 class Kube(Protocol):  # the part of tide.shared.kube.KubeClient used here
     async def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Any: ...
-    async def apply(self, obj: dict[str, Any], field_manager: str, force: bool = True,
-                    dry_run: bool = False) -> dict[str, Any]: ...
-    async def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None,
-                     propagation: str = "Background") -> bool: ...
+    async def apply(
+        self, obj: dict[str, Any], field_manager: str, force: bool = True, dry_run: bool = False
+    ) -> dict[str, Any]: ...
+    async def delete(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str | None = None,
+        propagation: str = "Background",
+    ) -> bool: ...
     async def resource(self, api_version: str, kind: str) -> Any: ...
-    def informer(self, api_version: str, kind: str, namespace: str | None = None,
-                 label_selector: str | None = None) -> Any: ...
+    def informer(
+        self, api_version: str, kind: str, namespace: str | None = None, label_selector: str | None = None
+    ) -> Any: ...
 
 
 class ApplyError(Exception):
@@ -144,14 +170,21 @@ def selector_matches(target: Mapping[str, Any] | None, obj: Mapping[str, Any]) -
         return True
     group, version = split_api_version(obj.get("apiVersion", ""))
     meta = obj.get("metadata") or {}
-    values = {"group": group, "version": version, "kind": obj.get("kind", ""),
-              "name": meta.get("name", ""), "namespace": meta.get("namespace") or ""}
+    values = {
+        "group": group,
+        "version": version,
+        "kind": obj.get("kind", ""),
+        "name": meta.get("name", ""),
+        "namespace": meta.get("namespace") or "",
+    }
     for key, value in values.items():
         pattern = target.get(key)
         if pattern and not re.fullmatch(pattern, value):
             return False
-    for key, source in (("labelSelector", meta.get("labels") or {}),
-                        ("annotationSelector", meta.get("annotations") or {})):
+    for key, source in (
+        ("labelSelector", meta.get("labels") or {}),
+        ("annotationSelector", meta.get("annotations") or {}),
+    ):
         if target.get(key) and not _equality_selector_matches(target[key], source):
             return False
     return True
@@ -248,7 +281,7 @@ class ChangeSet:
 
 def _immutable(err: KubeApiError) -> bool:
     text = str(err).lower()
-    return err.status == 422 and ("immutable" in text or "may not change" in text) or (
+    return (err.status == 422 and ("immutable" in text or "may not change" in text)) or (
         err.status == 422 and "cannot change" in text
     )
 
@@ -317,7 +350,6 @@ class Applier:
 
     async def apply_one(self, obj: dict[str, Any], options: ApplyOptions) -> Change:
         ref = ObjectRef.of(obj)
-        _, version = split_api_version(obj["apiVersion"])
         policy = ssa_policy(obj)
         if policy == "Ignore":
             return Change(ref, "skipped", obj["apiVersion"])
@@ -339,7 +371,9 @@ class Applier:
                 return Change(ref, "unchanged", obj["apiVersion"], _generation(live))
         result = await self._apply(obj, options, dry_run=False)
         self._remember(key, desired_digest, result)
-        return Change(ref, "created" if live is None else "configured", obj["apiVersion"], _generation(result))
+        return Change(
+            ref, "created" if live is None else "configured", obj["apiVersion"], _generation(result)
+        )
 
     def _remember(self, key: tuple[str, str, str], desired_digest: str, result: Mapping[str, Any]) -> None:
         fp = Fingerprint.of(desired_digest, result, self.manager)
@@ -361,11 +395,15 @@ class Applier:
 
     async def _recreate(self, obj: dict[str, Any], options: ApplyOptions) -> None:
         meta = obj["metadata"]
-        await self.kube.delete(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"),
-                               propagation="Foreground")
+        await self.kube.delete(
+            obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"), propagation="Foreground"
+        )
         deadline = time.monotonic() + options.wait_timeout
         while time.monotonic() < deadline:
-            if await self.kube.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace")) is None:
+            if (
+                await self.kube.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
+                is None
+            ):
                 return
             await asyncio.sleep(0.5)
 
@@ -379,7 +417,7 @@ class Applier:
                 continue
             errors: list[str] = []
 
-            async def one(obj: dict[str, Any]) -> Change | None:
+            async def one(obj: dict[str, Any], errors: list[str] = errors) -> Change | None:
                 async with semaphore:
                     try:
                         await self.normalize(obj)
@@ -399,11 +437,12 @@ class Applier:
                 await self.wait_for_crds(stage, options.wait_timeout)
         return changes
 
-    async def wait_for_crds(self, stage: list[dict[str, Any]], timeout: float) -> None:
+    async def wait_for_crds(self, stage: list[dict[str, Any]], limit: float) -> None:
         crds = [o for o in stage if o.get("kind") == "CustomResourceDefinition"]
         if not crds:
             return
-        deadline = time.monotonic() + timeout
+        timeout = limit
+        deadline = time.monotonic() + limit
         for crd in crds:
             name = crd["metadata"]["name"]
             while True:
@@ -411,8 +450,9 @@ class Applier:
                 if live and _condition_true(live, "Established"):
                     break
                 if time.monotonic() > deadline:
-                    raise ApplyError(f"CustomResourceDefinition/{name} not Established after {timeout:g}s",
-                                     ChangeSet())
+                    raise ApplyError(
+                        f"CustomResourceDefinition/{name} not Established after {timeout:g}s", ChangeSet()
+                    )
                 await asyncio.sleep(0.5)
         invalidate = getattr(self.kube, "invalidate_discovery", None)
         if invalidate is not None:

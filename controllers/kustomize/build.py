@@ -87,8 +87,16 @@ def _is_remote(entry: str) -> bool:
 
 def _path_entries(kus: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
     """(field, entry) for every file or directory a kustomization file names."""
-    for field in ("resources", "bases", "components", "crds", "configurations",
-                  "generators", "transformers", "validators"):
+    for field in (
+        "resources",
+        "bases",
+        "components",
+        "crds",
+        "configurations",
+        "generators",
+        "transformers",
+        "validators",
+    ):
         for entry in kus.get(field) or []:
             if isinstance(entry, str) and "\n" not in entry:
                 yield field, entry
@@ -262,7 +270,9 @@ def write_kustomization(directory: Path, spec: Mapping[str, Any]) -> Path:
     else:
         kus = load_kustomization_file(kfile)
     kus = merge_overrides(kus, spec)
-    add_components(kus, directory, list(spec.get("components") or []), bool(spec.get("ignoreMissingComponents")))
+    add_components(
+        kus, directory, list(spec.get("components") or []), bool(spec.get("ignoreMissingComponents"))
+    )
     kfile.write_text(yaml.dump(kus, Dumper=_Dumper, sort_keys=False, default_flow_style=False))
     return kfile
 
@@ -296,19 +306,29 @@ def split_documents(output: str) -> list[Document]:
     return docs
 
 
-async def run_kustomize(directory: Path, binary: str, timeout: float) -> str:
+async def run_kustomize(directory: Path, binary: str, limit: float) -> str:
     # No plugins, no helm, no exec: those need --enable-* flags that are never passed.
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(directory), "XDG_CONFIG_HOME": str(directory)}
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(directory),
+        "XDG_CONFIG_HOME": str(directory),
+    }
     proc = await asyncio.create_subprocess_exec(
-        binary, "build", str(directory), "--load-restrictor", "LoadRestrictionsNone",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        binary,
+        "build",
+        str(directory),
+        "--load-restrictor",
+        "LoadRestrictionsNone",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
     )
     try:
-        stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout)
+        stdout, stderr = await asyncio.wait_for(proc.communicate(), limit)
     except TimeoutError:
         proc.kill()
         await proc.wait()
-        raise BuildError(f"kustomize build timed out after {timeout:g}s") from None
+        raise BuildError(f"kustomize build timed out after {limit:g}s") from None
     if proc.returncode != 0:
         message = stderr.decode(errors="replace").strip().removeprefix("Error: ")
         raise BuildError(f"kustomize build failed: {message}")
@@ -320,25 +340,26 @@ async def build(
     spec: Mapping[str, Any],
     *,
     no_remote_bases: bool = False,
-    timeout: float = 300.0,
+    limit: float = 300.0,
     binary: str | None = None,
     before_build: Callable[[Path, Path], None] | None = None,
 ) -> list[Document]:
     """Build spec.path of an extracted artifact (the tree is modified in place: it is ours).
     before_build(root, directory) runs after the checks, before kustomize (SOPS generator sources)."""
-    root = root.resolve()
-    directory = resolve_path(root, spec.get("path"))
-    await asyncio.to_thread(_prepare, root, directory, spec, no_remote_bases)
+    root, directory = await asyncio.to_thread(_prepare, root, spec, no_remote_bases)
     if before_build is not None:
         await asyncio.to_thread(before_build, root, directory)
-    output = await run_kustomize(directory, binary or find_kustomize(), timeout)
+    output = await run_kustomize(directory, binary or find_kustomize(), limit)
     return await asyncio.to_thread(split_documents, output)
 
 
-def _prepare(root: Path, directory: Path, spec: Mapping[str, Any], no_remote_bases: bool) -> None:
+def _prepare(root: Path, spec: Mapping[str, Any], no_remote_bases: bool) -> tuple[Path, Path]:
+    root = root.resolve()
+    directory = resolve_path(root, spec.get("path"))
     check_symlinks(root)
     write_kustomization(directory, spec)
     check_references(root, directory, no_remote_bases)
+    return root, directory
 
 
 def apply_common_metadata(objects: list[dict[str, Any]], common: Mapping[str, Any] | None) -> None:

@@ -36,7 +36,11 @@ def digest(value: Any) -> str:
 def managed_fields(obj: Mapping[str, Any], manager: str, operation: str = "Apply") -> dict[str, Any] | None:
     """The FieldsV1 set the manager owns through apply (None when it owns nothing)."""
     for entry in (obj.get("metadata") or {}).get("managedFields") or []:
-        if entry.get("manager") == manager and entry.get("operation") == operation and not entry.get("subresource"):
+        if (
+            entry.get("manager") == manager
+            and entry.get("operation") == operation
+            and not entry.get("subresource")
+        ):
             fields = entry.get("fieldsV1")
             return fields if isinstance(fields, dict) else {}
     return None

@@ -57,7 +57,9 @@ def compile_exprs(exprs: list[Mapping[str, Any]] | None) -> list[CompiledExpr]:
                 api_version=expr.get("apiVersion", ""),
                 kind=expr.get("kind") or None,
                 current=_compile(expr.get("current", ""), f"{where} current"),
-                in_progress=_compile(expr["inProgress"], f"{where} inProgress") if expr.get("inProgress") else None,
+                in_progress=_compile(expr["inProgress"], f"{where} inProgress")
+                if expr.get("inProgress")
+                else None,
                 failed=_compile(expr["failed"], f"{where} failed") if expr.get("failed") else None,
             )
         )
@@ -120,13 +122,13 @@ async def wait_for_health(
     targets: list[HealthTarget],
     get: Getter,
     exprs: list[CompiledExpr],
-    timeout: float,
+    limit: float,
     poll: float = 1.0,
     canceled: Callable[[], bool] | None = None,
 ) -> None:
     """Return when every target is Current; raise TimeoutError (with the pending list) or RuntimeError
     for a Failed object (fail fast), HealthCheckCanceled when canceled() turns true."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + limit
     while True:
         results: dict[HealthTarget, Status] = {}
         for target in targets:
@@ -135,7 +137,11 @@ async def wait_for_health(
                 results[target] = Status(StatusKind.NOT_FOUND, "not found")
                 continue
             generation = (obj.get("metadata") or {}).get("generation")
-            if target.min_generation is not None and isinstance(generation, int) and generation < target.min_generation:
+            if (
+                target.min_generation is not None
+                and isinstance(generation, int)
+                and generation < target.min_generation
+            ):
                 results[target] = Status(StatusKind.IN_PROGRESS, "waiting for the applied generation")
                 continue
             results[target] = object_status(obj, exprs)

@@ -34,7 +34,12 @@ class ObjectRef:
     def of(cls, obj: Mapping[str, Any]) -> ObjectRef:
         group, _ = split_api_version(obj.get("apiVersion", ""))
         meta = obj.get("metadata") or {}
-        return cls(group=group, kind=obj.get("kind", ""), namespace=meta.get("namespace") or "", name=meta.get("name", ""))
+        return cls(
+            group=group,
+            kind=obj.get("kind", ""),
+            namespace=meta.get("namespace") or "",
+            name=meta.get("name", ""),
+        )
 
     def display(self) -> str:
         """Flux's change set naming: `Kind/namespace/name` or `Kind/name` for cluster-scoped objects."""

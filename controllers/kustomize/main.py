@@ -13,15 +13,29 @@ NAME = "kustomize-controller"
 
 def arg_parser() -> argparse.ArgumentParser:
     parser = controller_arg_parser(NAME, concurrent_default=4)
-    parser.add_argument("--concurrent-ssa", type=int, default=4,
-                        help="The number of concurrent server-side apply operations.")
-    add_bool(parser, "--no-remote-bases", False,
-             "Disallow remote bases usage in Kustomize overlays; remote bases are refused.")
-    parser.add_argument("--http-retry", type=int, default=9, help="The maximum number of retries when fetching artifacts.")
-    parser.add_argument("--sops-age-secret", default="",
-                        help="The name of a Secret in the runtime namespace with age keys for every Kustomization.")
-    parser.add_argument("--override-manager", action="append", default=[],
-                        help="Field manager whose fields are overridden on apply (repeatable).")
+    parser.add_argument(
+        "--concurrent-ssa", type=int, default=4, help="The number of concurrent server-side apply operations."
+    )
+    add_bool(
+        parser,
+        "--no-remote-bases",
+        False,
+        "Disallow remote bases usage in Kustomize overlays; remote bases are refused.",
+    )
+    parser.add_argument(
+        "--http-retry", type=int, default=9, help="The maximum number of retries when fetching artifacts."
+    )
+    parser.add_argument(
+        "--sops-age-secret",
+        default="",
+        help="The name of a Secret in the runtime namespace with age keys for every Kustomization.",
+    )
+    parser.add_argument(
+        "--override-manager",
+        action="append",
+        default=[],
+        help="Field manager whose fields are overridden on apply (repeatable).",
+    )
     parser.add_argument("--default-kubeconfig-service-account", default="")
     parser.add_argument("--default-decryption-service-account", default="")
     return parser

@@ -33,8 +33,11 @@ async def delete_entries(
     errors: list[str] = []
     for entry in entries:
         ref = entry.ref
-        probe = {"apiVersion": entry.api_version, "kind": ref.kind,
-                 "metadata": {"name": ref.name, **({"namespace": ref.namespace} if ref.namespace else {})}}
+        probe = {
+            "apiVersion": entry.api_version,
+            "kind": ref.kind,
+            "metadata": {"name": ref.name, **({"namespace": ref.namespace} if ref.namespace else {})},
+        }
         try:
             live = await applier.live(probe)
         except KubeApiError as err:
@@ -57,15 +60,16 @@ async def delete_entries(
     return changes, kept, errors
 
 
-async def wait_terminated(applier: Applier, entries: list[Entry], timeout: float) -> list[str]:
+async def wait_terminated(applier: Applier, entries: list[Entry], limit: float) -> list[str]:
     """WaitForTermination: names of objects still present after timeout."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + limit
     remaining = list(entries)
     while remaining and time.monotonic() < deadline:
         still = []
         for entry in remaining:
-            got: Any = await applier.kube.get(entry.api_version, entry.ref.kind, entry.ref.name,
-                                              entry.ref.namespace or None)
+            got: Any = await applier.kube.get(
+                entry.api_version, entry.ref.kind, entry.ref.name, entry.ref.namespace or None
+            )
             if got is not None:
                 still.append(entry)
         remaining = still

@@ -102,12 +102,18 @@ class KustomizationReconciler:
         self.controller = controller
         for kind in SERVED_SOURCE_KINDS:
             controller.watch(
-                SOURCE_GROUP_VERSION, kind, self._users_of_source(kind),
-                namespace=controller.namespace, predicate=_artifact_changed,
+                SOURCE_GROUP_VERSION,
+                kind,
+                self._users_of_source(kind),
+                namespace=controller.namespace,
+                predicate=_artifact_changed,
             )
         controller.watch(
-            KUSTOMIZATION_API, "Kustomization", self._dependents_of,
-            namespace=controller.namespace, predicate=_readiness_changed,
+            KUSTOMIZATION_API,
+            "Kustomization",
+            self._dependents_of,
+            namespace=controller.namespace,
+            predicate=_readiness_changed,
         )
 
     def _kustomizations(self) -> list[dict[str, Any]]:
@@ -120,9 +126,13 @@ class KustomizationReconciler:
             for ks in self._kustomizations():
                 ks_meta = ks.get("metadata") or {}
                 ref = (ks.get("spec") or {}).get("sourceRef") or {}
-                if (ref.get("kind") == kind and ref.get("name") == meta.get("name")
-                        and (ref.get("namespace") or ks_meta.get("namespace")) == meta.get("namespace")):
+                if (
+                    ref.get("kind") == kind
+                    and ref.get("name") == meta.get("name")
+                    and (ref.get("namespace") or ks_meta.get("namespace")) == meta.get("namespace")
+                ):
                     yield (ks_meta.get("namespace", ""), ks_meta.get("name", ""))
+
         return keys
 
     def _dependents_of(self, dep: dict[str, Any]) -> Iterable[Key]:
@@ -144,7 +154,12 @@ class KustomizationReconciler:
         return self.applier
 
     async def _cached_get(
-        self, ctx: ReconcileContext, api_version: str, kind: str, namespace: str, name: str,
+        self,
+        ctx: ReconcileContext,
+        api_version: str,
+        kind: str,
+        namespace: str,
+        name: str,
         scope: str | None = None,
     ) -> dict[str, Any] | None:
         """An object from a watch cache (scope: None = all namespaces, else that namespace); a
@@ -183,11 +198,17 @@ class KustomizationReconciler:
         ref = spec.source_ref
         source_name = f"{ref.kind}/{ref.namespace or ctx.namespace}/{ref.name}"
         if source is None:
-            raise ReconcileError("ArtifactFailed", f"Source '{source_name}' not found",
-                                 requeue_after=spec.retry_interval_seconds())
+            raise ReconcileError(
+                "ArtifactFailed",
+                f"Source '{source_name}' not found",
+                requeue_after=spec.retry_interval_seconds(),
+            )
         if artifact is None:
-            raise ReconcileError("ArtifactFailed", f"Source '{source_name}' is not ready, artifact not found",
-                                 requeue_after=requeue_dependency)
+            raise ReconcileError(
+                "ArtifactFailed",
+                f"Source '{source_name}' is not ready, artifact not found",
+                requeue_after=requeue_dependency,
+            )
         revision = str(artifact.get("revision", ""))
         ctx.status.last_attempted_revision = revision
 
@@ -261,7 +282,8 @@ class KustomizationReconciler:
         if spec.source_ref.kind not in SERVED_SOURCE_KINDS:
             raise StalledError(
                 "ArtifactFailed",
-                f"source kind '{spec.source_ref.kind}' is not served (the ExternalArtifact feature gate is off)",
+                f"source kind '{spec.source_ref.kind}' is not served "
+                "(the ExternalArtifact feature gate is off)",
             )
 
     async def _source(self, ctx: ReconcileContext, obj: Kustomization) -> dict[str, Any] | None:
@@ -278,10 +300,15 @@ class KustomizationReconciler:
         items = self._kustomizations()
         cycle = find_cycle((ctx.namespace, ctx.name), dependency_graph(items or [ctx.raw]))
         if cycle:
-            raise ReconcileError("DependencyNotReady", f"circular dependency detected: {format_cycle(cycle)}",
-                                 requeue_after=requeue)
-        cache = {((o.get("metadata") or {}).get("namespace", ""), (o.get("metadata") or {}).get("name", "")): o
-                 for o in items}
+            raise ReconcileError(
+                "DependencyNotReady",
+                f"circular dependency detected: {format_cycle(cycle)}",
+                requeue_after=requeue,
+            )
+        cache = {
+            ((o.get("metadata") or {}).get("namespace", ""), (o.get("metadata") or {}).get("name", "")): o
+            for o in items
+        }
         for dep_key in deps:
             self._refuse_cross_namespace(ctx, f"dependency '{dep_key[1]}'", dep_key[0])
             reason = dependency_not_ready(ctx.raw, dep_key, cache.get(dep_key), revision)
@@ -303,7 +330,7 @@ class KustomizationReconciler:
                 raise ReconcileError(
                     "BuildFailed",
                     f"substitute from '{ref.kind}/{ctx.namespace}/{ref.name}' failed: "
-                    f"{ref.kind.lower()}s \"{ref.name}\" not found",
+                    f'{ref.kind.lower()}s "{ref.name}" not found',
                 )
             data = found.get("data") or {}
             if ref.kind == "Secret":
@@ -315,7 +342,9 @@ class KustomizationReconciler:
             return None
         return variables
 
-    async def _keyring_source(self, ctx: ReconcileContext, obj: Kustomization) -> tuple[dict[str, bytes], str]:
+    async def _keyring_source(
+        self, ctx: ReconcileContext, obj: Kustomization
+    ) -> tuple[dict[str, bytes], str]:
         decryption = obj.spec.decryption
         if decryption is None or decryption.secret_ref is None:
             return {}, ""
@@ -327,18 +356,28 @@ class KustomizationReconciler:
         return data, str((secret.get("metadata") or {}).get("resourceVersion", ""))
 
     async def _desired_objects(
-        self, ctx: ReconcileContext, obj: Kustomization, key: Key, artifact: dict[str, Any], revision: str,
+        self,
+        ctx: ReconcileContext,
+        obj: Kustomization,
+        key: Key,
+        artifact: dict[str, Any],
+        revision: str,
         requeue_dependency: float,
     ) -> list[dict[str, Any]]:
         variables = await self._variables(ctx, obj)
         keys, keys_version = await self._keyring_source(ctx, obj)
-        inputs = digest([artifact.get("digest"), ctx.generation, variables, keys_version,
-                         bool(self._option(ctx, "no_remote_bases", False))])
+        inputs = digest(
+            [
+                artifact.get("digest"),
+                ctx.generation,
+                variables,
+                keys_version,
+                bool(self._option(ctx, "no_remote_bases", False)),
+            ]
+        )
         cached = self.builds.get(key)
         if cached is None or cached.inputs != inputs:
-            t0 = time.monotonic()
             await ctx.progress(f"Building manifests for revision {revision}")
-            ctx.log.info("PROFILE progress %.0f", (time.monotonic() - t0) * 1000)
             objects = await self._build(ctx, obj, artifact, variables, keys, requeue_dependency)
             cached = CachedBuild(inputs, objects)
             self.builds[key] = cached
@@ -349,13 +388,16 @@ class KustomizationReconciler:
         return objects
 
     async def _build(
-        self, ctx: ReconcileContext, obj: Kustomization, artifact: dict[str, Any],
-        variables: dict[str, str] | None, keys: dict[str, bytes], requeue_dependency: float,
+        self,
+        ctx: ReconcileContext,
+        obj: Kustomization,
+        artifact: dict[str, Any],
+        variables: dict[str, str] | None,
+        keys: dict[str, bytes],
+        requeue_dependency: float,
     ) -> list[dict[str, Any]]:
         try:
-            t0 = time.monotonic()
             root = await download(artifact)
-            ctx.log.info("PROFILE download %.0f", (time.monotonic() - t0) * 1000)
         except SourceNotReady as err:
             raise ReconcileError("ArtifactFailed", str(err), requeue_after=requeue_dependency) from err
         except ArtifactError as err:
@@ -364,25 +406,32 @@ class KustomizationReconciler:
         try:
             before = None
             if obj.spec.decryption is not None:
+
                 def before(root_dir: Path, directory: Path) -> None:
                     decrypt.decrypt_generator_sources(root_dir, directory, keyring)
-            t0 = time.monotonic()
+
             docs = await build(
-                root, ctx.raw.get("spec") or {},
+                root,
+                ctx.raw.get("spec") or {},
                 no_remote_bases=bool(self._option(ctx, "no_remote_bases", False)),
-                timeout=obj.spec.timeout_seconds(),
+                limit=obj.spec.timeout_seconds(),
                 before_build=before,
             )
-            ctx.log.info("PROFILE build %.0f", (time.monotonic() - t0) * 1000)
             objects = [d.obj for d in docs]
             texts: list[str | None] = [d.text for d in docs]
             for o in objects:
                 if not o.get("apiVersion") or not o.get("kind") or not (o.get("metadata") or {}).get("name"):
-                    raise BuildError(f"object without apiVersion, kind or metadata.name in the build output: {o}")
-            if obj.spec.decryption is not None or any(o.get("kind") == "Secret" and "sops" in o for o in objects):
+                    raise BuildError(
+                        f"object without apiVersion, kind or metadata.name in the build output: {o}"
+                    )
+            if obj.spec.decryption is not None or any(
+                o.get("kind") == "Secret" and "sops" in o for o in objects
+            ):
                 before_decrypt = copy.deepcopy(objects)
                 objects = await asyncio.to_thread(decrypt.decrypt_resources, objects, keyring)
-                texts = [t if o == b else None for o, b, t in zip(objects, before_decrypt, texts, strict=True)]
+                texts = [
+                    t if o == b else None for o, b, t in zip(objects, before_decrypt, texts, strict=True)
+                ]
             if variables is not None:
                 objects = substitute_objects(objects, variables, strict=True, texts=texts)
             return objects
@@ -403,20 +452,32 @@ class KustomizationReconciler:
     def _set_inventory(self, ctx: ReconcileContext, inventory: Inventory) -> None:
         ctx.status.inventory = ResourceInventory.model_validate(inventory.to_status())
 
-    def _report_changes(self, ctx: ReconcileContext, changes: ChangeSet, revision: str,
-                        timings: dict[str, float] | None = None) -> None:
+    def _report_changes(
+        self,
+        ctx: ReconcileContext,
+        changes: ChangeSet,
+        revision: str,
+        timings: dict[str, float] | None = None,
+    ) -> None:
         message = changes.message()
         if message:
             ms = {k: round(v * 1000) for k, v in (timings or {}).items()}
-            ctx.log.info("server-side apply completed",
-                         extra={"revision": revision, "changes": changes.counts(), "durationsMs": ms})
+            ctx.log.info(
+                "server-side apply completed",
+                extra={"revision": revision, "changes": changes.counts(), "durationsMs": ms},
+            )
             ctx.event("Normal", "Progressing", message, metadata={"revision": revision})
 
     # --- health --------------------------------------------------------------------------------------
 
     async def _check_health(
-        self, ctx: ReconcileContext, obj: Kustomization, objects: list[dict[str, Any]], changes: ChangeSet,
-        exprs: list[Any], revision: str,
+        self,
+        ctx: ReconcileContext,
+        obj: Kustomization,
+        objects: list[dict[str, Any]],
+        changes: ChangeSet,
+        exprs: list[Any],
+        revision: str,
     ) -> None:
         spec = obj.spec
         generations = {c.ref: c.generation for c in changes.entries}
@@ -441,7 +502,9 @@ class KustomizationReconciler:
             meta: dict[str, Any] = {"name": target.ref.name}
             if target.ref.namespace:
                 meta["namespace"] = target.ref.namespace
-            return await applier.live({"apiVersion": target.api_version, "kind": target.ref.kind, "metadata": meta})
+            return await applier.live(
+                {"apiVersion": target.api_version, "kind": target.ref.kind, "metadata": meta}
+            )
 
         source_ref = spec.source_ref
         scope = getattr(self.controller, "namespace", None)
@@ -455,12 +518,14 @@ class KustomizationReconciler:
         timeout = spec.timeout_seconds()
         try:
             # A first look without touching the status: a no-op reconcile of healthy objects is free.
-            await wait_for_health(targets, get, exprs, timeout=0, poll=0)
+            await wait_for_health(targets, get, exprs, limit=0, poll=0)
         except TimeoutError:
             ctx.set_condition(HEALTHY, "Unknown", "Progressing", "Running health checks")
-            await ctx.progress(f"Running health checks for revision {revision} with a timeout of {timeout:g}s")
+            await ctx.progress(
+                f"Running health checks for revision {revision} with a timeout of {timeout:g}s"
+            )
             try:
-                await wait_for_health(targets, get, exprs, timeout=timeout, poll=1.0, canceled=new_revision)
+                await wait_for_health(targets, get, exprs, limit=timeout, poll=1.0, canceled=new_revision)
             except HealthCheckCanceled as err:
                 ctx.set_condition(HEALTHY, "False", "HealthCheckCanceled", str(err))
                 raise ReconcileError("HealthCheckCanceled", str(err), requeue_after=0.5) from err
@@ -470,8 +535,9 @@ class KustomizationReconciler:
             self._health_failed(ctx, started, err)
         current = ctx.get_condition(HEALTHY)
         if not current or current.get("status") != "True":
-            ctx.set_condition(HEALTHY, "True", "Succeeded",
-                              f"Health check passed in {time.monotonic() - started:.3f}s")
+            ctx.set_condition(
+                HEALTHY, "True", "Succeeded", f"Health check passed in {time.monotonic() - started:.3f}s"
+            )
 
     def _health_failed(self, ctx: ReconcileContext, started: float, err: Exception) -> None:
         message = f"Health check failed after {time.monotonic() - started:.3f}s: {err}"
@@ -499,5 +565,6 @@ class KustomizationReconciler:
         if policy == "WaitForTermination":
             remaining = await wait_terminated(applier, [e for e in entries], spec.timeout_seconds())
             if remaining:
-                raise ReconcileError("PruneFailed", "timeout waiting for termination of: " + ", ".join(remaining))
-
+                raise ReconcileError(
+                    "PruneFailed", "timeout waiting for termination of: " + ", ".join(remaining)
+                )

@@ -73,7 +73,7 @@ def _evaluate(expr: str, variables: Mapping[str, str], strict: bool) -> str:
         if op:
             raise SubstitutionError(f"bad substitution '${{{expr}}}'")
         if strict and not defined:
-            raise SubstitutionError(f"variable not set (strict mode): \"{name}\"")
+            raise SubstitutionError(f'variable not set (strict mode): "{name}"')
         return str(len(value))
 
     # Defaults: `:=`/`:-` apply when unset or empty, `=`/`-` only when unset.
@@ -85,7 +85,7 @@ def _evaluate(expr: str, variables: Mapping[str, str], strict: bool) -> str:
             return value
 
     if strict and not defined:
-        raise SubstitutionError(f"variable not set (strict mode): \"{name}\"")
+        raise SubstitutionError(f'variable not set (strict mode): "{name}"')
 
     if op == "":
         return value

@@ -1,0 +1,1 @@
+"""The notification controller: Flux events in, Alerts to Providers out, webhook Receivers."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import os
 import ssl
@@ -73,6 +74,17 @@ def ssl_context(cfg: ProviderConfig) -> ssl.SSLContext | None:
     return context
 
 
+def check_ok_answer(request: OutgoingRequest, answer: bytes) -> None:
+    """Slack's chat.postMessage answers 200 with {"ok": false, "error": ...} on failure."""
+    try:
+        parsed = json.loads(answer)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict) or parsed.get("ok") is not True:
+        error = parsed.get("error") if isinstance(parsed, dict) else answer[:200].decode(errors="replace")
+        raise SendError(f"{request.method} {request.url}: service answered with error: {error}", False)
+
+
 class HttpSender:
     """Sends with pooled keep-alive connections: one aiohttp session per TLS identity (custom CA
     and client certificate), shared by every Provider that uses it."""
@@ -110,7 +122,9 @@ class HttpSender:
                 timeout=aiohttp.ClientTimeout(total=cfg.timeout),
             ) as response:
                 if response.status < 300:
-                    await response.read()
+                    answer = await response.read()
+                    if request.expect == "json-ok":
+                        check_ok_answer(request, answer)
                     return
                 text = (await response.text(errors="replace"))[:300]
                 retryable = response.status in (408, 429) or response.status >= 500

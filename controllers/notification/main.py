@@ -51,7 +51,8 @@ class NotificationServers:
         """Read from a watch cache once it has synced; list from the API until then."""
         informer = self.kube.informer(api_version, kind)
         try:
-            await informer.wait_synced(15)
+            # Listeners must not wait long for caches: until synced, reads go to the API.
+            await informer.wait_synced(3)
         except Exception as exc:
             log.warning("watch cache for %s not ready (%s), reading from the API", kind, exc)
 
@@ -67,8 +68,10 @@ class NotificationServers:
         from tide.shared.kube import KubeClient
 
         self.kube = await KubeClient.from_kubeconfig(self.kubeconfig, qps=self.qps, burst=self.burst)
-        alerts = await self._cached(NOTIFICATION_API, "Alert")
-        receivers = await self._cached("notification.toolkit.fluxcd.io/v1", "Receiver")
+        alerts, receivers = await asyncio.gather(
+            self._cached(NOTIFICATION_API, "Alert"),
+            self._cached("notification.toolkit.fluxcd.io/v1", "Receiver"),
+        )
         provider_cache = self.kube.informer(NOTIFICATION_API, "Provider")
 
         async def provider(namespace: str, name: str) -> dict[str, Any] | None:

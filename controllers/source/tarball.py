@@ -14,7 +14,9 @@ import io
 import os
 import stat
 import tarfile
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
@@ -60,6 +62,52 @@ class _HashingWriter(io.RawIOBase):
         return len(data)
 
 
+class _BlockGzipWriter(io.RawIOBase):
+    """gzip in fixed-size blocks, each its own gzip member, compressed on a thread pool.
+
+    Concatenated members are one valid gzip stream (RFC 1952; Go's and Python's readers read
+    them all). Block boundaries, level and headers are fixed, so the bytes stay deterministic.
+    """
+
+    BLOCK = 4 * 1024 * 1024
+
+    def __init__(self, out: _HashingWriter, pool: ThreadPoolExecutor, window: int) -> None:
+        self.out = out
+        self.pool = pool
+        self.window = window
+        self.buf = bytearray()
+        self.pending: deque[Future[bytes]] = deque()
+        self.members = 0
+        self.written = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.written
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self.written += len(data)
+        self.buf += data
+        while len(self.buf) >= self.BLOCK:
+            self._submit(bytes(self.buf[: self.BLOCK]))
+            del self.buf[: self.BLOCK]
+        return len(data)
+
+    def _submit(self, block: bytes) -> None:
+        self.pending.append(self.pool.submit(gzip.compress, block, COMPRESS_LEVEL, mtime=0))
+        self.members += 1
+        while len(self.pending) > self.window:
+            self.out.write(self.pending.popleft().result())
+
+    def finish(self) -> None:
+        if self.buf or not self.members:
+            self._submit(bytes(self.buf))
+            self.buf.clear()
+        while self.pending:
+            self.out.write(self.pending.popleft().result())
+
+
 def _inside(root: str, path: str) -> bool:
     real = os.path.realpath(path)
     return real == root or real.startswith(root + os.sep)
@@ -78,14 +126,11 @@ def build_tarball(
     real_root = os.path.realpath(root)
     content_size = 0
     files = 0
-    with out_file.open("wb") as raw:
+    workers = max(2, os.cpu_count() or 2)
+    with out_file.open("wb") as raw, ThreadPoolExecutor(max_workers=workers) as pool:
         hashing = _HashingWriter(raw)
-        with (
-            gzip.GzipFile(
-                filename="", mode="wb", fileobj=hashing, compresslevel=COMPRESS_LEVEL, mtime=0
-            ) as gz,
-            tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar,
-        ):
+        gz = _BlockGzipWriter(hashing, pool, window=workers * 2)
+        with tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
 
             def walk(directory: str, rel: tuple[str, ...]) -> None:
                 nonlocal content_size, files
@@ -131,6 +176,7 @@ def build_tarball(
                         files += 1
 
             walk(str(root), ())
+        gz.finish()
     return Archive(f"sha256:{hashing.hash.hexdigest()}", hashing.size, files, content_size)
 
 

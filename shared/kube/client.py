@@ -81,7 +81,8 @@ class KubeClient:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(ssl=self.connection.ssl_context(), limit=200)
+            # Each watch holds a connection (HTTP/1.1): no pool limit, so watches never starve requests.
+            connector = aiohttp.TCPConnector(ssl=self.connection.ssl_context(), limit=0)
             self._session = aiohttp.ClientSession(
                 connector=connector, read_bufsize=2**21, headers={"User-Agent": self._user_agent}
             )

@@ -26,6 +26,8 @@ log = logging.getLogger("tide.runtime.events")
 
 NORMAL = "Normal"
 WARNING = "Warning"
+TRACE = "Trace"
+"""Flux's trace events: recorded as Normal Kubernetes Events only, never sent to --events-addr."""
 FLUX_MESSAGE_LIMIT = 39000
 KUBE_MESSAGE_LIMIT = 32768
 QUEUE_SIZE = 1024
@@ -180,12 +182,14 @@ class EventRecorder:
         message: str,
         metadata: dict[str, str] | None = None,
     ) -> None:
-        if type_ not in (NORMAL, WARNING):
-            raise ValueError(f"event type must be Normal or Warning, not {type_!r}")
+        if type_ not in (NORMAL, WARNING, TRACE):
+            raise ValueError(f"event type must be Normal, Warning or Trace, not {type_!r}")
         ref = ObjectReference.of(obj)
-        event = Event(ref, type_, reason, message, qualify_metadata(ref.group, metadata))
+        event = Event(
+            ref, NORMAL if type_ == TRACE else type_, reason, message, qualify_metadata(ref.group, metadata)
+        )
         self._offer(self._kube_queue, event)
-        if self.events_addr:
+        if self.events_addr and type_ != TRACE:
             self._offer(self._post_queue, event)
 
     def _offer(self, queue: asyncio.Queue[Event], event: Event) -> None:

@@ -104,3 +104,27 @@ async def test_full_queue_drops():
     assert d.submit(cfg("q"), event())
     assert not d.submit(cfg("q"), event())
     await d.close()
+
+
+def test_slack_api_answers_are_checked():
+    import pytest
+
+    from tide.controllers.notification.dispatch import check_ok_answer
+    from tide.controllers.notification.providers import build_requests
+
+    e = event()
+    [api] = build_requests(
+        ProviderConfig(
+            type="slack", address="https://slack.com/api/chat.postMessage", token="x", channel="c"
+        ),
+        e,
+    )
+    assert api.expect == "json-ok"
+    [hook] = build_requests(ProviderConfig(type="slack", address="https://hooks.slack.com/services/x"), e)
+    assert hook.expect == ""
+    check_ok_answer(api, b'{"ok": true}')
+    with pytest.raises(SendError) as err:
+        check_ok_answer(api, b'{"ok": false, "error": "channel_not_found"}')
+    assert "channel_not_found" in str(err.value) and not err.value.retryable
+    with pytest.raises(SendError):
+        check_ok_answer(api, b"ok")

@@ -74,7 +74,7 @@ async def test_wait_returns_when_current() -> None:
     async def get(_: HealthTarget) -> dict:
         return widget(next(states))
 
-    await wait_for_health([TARGET], get, EXPRS, timeout=5, poll=0)
+    await wait_for_health([TARGET], get, EXPRS, limit=5, poll=0)
 
 
 async def test_wait_fails_fast_and_names_the_object() -> None:
@@ -82,7 +82,7 @@ async def test_wait_fails_fast_and_names_the_object() -> None:
         return widget("Failed")
 
     with pytest.raises(RuntimeError, match="Widget/n/w status: 'Failed'"):
-        await wait_for_health([TARGET], get, EXPRS, timeout=5, poll=0)
+        await wait_for_health([TARGET], get, EXPRS, limit=5, poll=0)
 
 
 async def test_wait_times_out_with_pending_list() -> None:
@@ -90,7 +90,7 @@ async def test_wait_times_out_with_pending_list() -> None:
         return widget("Pending")
 
     with pytest.raises(TimeoutError, match=r"timeout waiting for: \[Widget/n/w status: 'InProgress'\]"):
-        await wait_for_health([TARGET], get, EXPRS, timeout=0.05, poll=0.01)
+        await wait_for_health([TARGET], get, EXPRS, limit=0.05, poll=0.01)
 
 
 async def test_wait_is_canceled_by_new_revision() -> None:
@@ -98,7 +98,7 @@ async def test_wait_is_canceled_by_new_revision() -> None:
         return widget("Pending")
 
     with pytest.raises(HealthCheckCanceled):
-        await wait_for_health([TARGET], get, EXPRS, timeout=5, poll=0, canceled=lambda: True)
+        await wait_for_health([TARGET], get, EXPRS, limit=5, poll=0, canceled=lambda: True)
 
 
 async def test_stale_cached_generation_is_not_trusted() -> None:
@@ -108,4 +108,4 @@ async def test_stale_cached_generation_is_not_trusted() -> None:
     async def get(_: HealthTarget) -> dict:
         return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "generation": next(seen)}}
 
-    await wait_for_health([target], get, [], timeout=5, poll=0)
+    await wait_for_health([target], get, [], limit=5, poll=0)

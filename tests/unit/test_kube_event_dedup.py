@@ -4,6 +4,7 @@ Flux's event JSON for the notification controller."""
 from tide.shared.runtime.events import (
     Event,
     EventDeduplicator,
+    EventRecorder,
     ObjectReference,
     flux_event_payload,
     qualify_metadata,
@@ -64,3 +65,21 @@ def test_metadata_keys_with_a_prefix_are_kept() -> None:
         "a/b": "1",
         "source.toolkit.fluxcd.io/revision": "2",
     }
+
+
+async def test_trace_events_are_kubernetes_events_only() -> None:
+    recorder = EventRecorder(None, "c", events_addr="http://127.0.0.1:1/")
+    obj = {"apiVersion": "a.io/v1", "kind": "K", "metadata": {"name": "n", "namespace": "ns"}}
+    recorder.record(obj, "Trace", "Progressing", "step")
+    recorder.record(obj, "Warning", "Failed", "boom")
+    assert recorder._kube_queue.qsize() == 2
+    assert recorder._post_queue.qsize() == 1
+    assert recorder._kube_queue.get_nowait().type == "Normal"
+
+
+async def test_recording_never_blocks_when_the_queues_are_full() -> None:
+    recorder = EventRecorder(None, "c", events_addr="http://127.0.0.1:1/", queue_size=2)
+    obj = {"apiVersion": "a.io/v1", "kind": "K", "metadata": {"name": "n", "namespace": "ns"}}
+    for i in range(10):
+        recorder.record(obj, "Normal", "R", str(i))
+    assert recorder.dropped == 16

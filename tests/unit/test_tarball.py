@@ -76,3 +76,28 @@ def test_size_limit(tmp_path: Path):
     (root / "big").write_bytes(b"x" * 2000)
     with pytest.raises(ArtifactTooLarge, match="exceeds the limit of 1000 bytes"):
         build_tarball(root, tmp_path / "x.tar.gz", max_size=1000)
+
+
+def test_large_trees_span_several_gzip_members_and_stay_deterministic(tmp_path: Path):
+    import random
+    import subprocess
+
+    rng = random.Random(1)
+    for name in ("a", "b"):
+        root = tmp_path / name
+        root.mkdir()
+        for i in range(3):
+            (root / f"f{i}.bin").write_bytes(rng.randbytes(3 * 1024 * 1024) if name == "a" else b"")
+    src = tmp_path / "a"
+    first = build_tarball(src, tmp_path / "1.tar.gz")
+    second = build_tarball(src, tmp_path / "2.tar.gz")
+    assert first.digest == second.digest and first.size > 9 * 1024 * 1024
+    with tarfile.open(tmp_path / "1.tar.gz") as tar:
+        assert sorted(t.name for t in tar.getmembers()) == ["f0.bin", "f1.bin", "f2.bin"]
+        assert tar.extractfile("f2.bin").read() == (src / "f2.bin").read_bytes()
+    listed = subprocess.run(["tar", "-tzf", str(tmp_path / "1.tar.gz")], capture_output=True, text=True)
+    assert listed.stdout.split() == ["f0.bin", "f1.bin", "f2.bin"]
+    empty = build_tarball(tmp_path / "b", tmp_path / "3.tar.gz")
+    with tarfile.open(tmp_path / "3.tar.gz") as tar:
+        assert len(tar.getmembers()) == 3
+    assert empty.content_size == 0

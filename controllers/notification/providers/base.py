@@ -47,6 +47,9 @@ class OutgoingRequest:
     url: str
     headers: dict[str, str]
     body: bytes
+    # Services that answer 200 with an error in the body (Slack's chat.postMessage): "json-ok"
+    # means the answer must be a JSON object with `"ok": true`.
+    expect: str = ""
 
     def json(self) -> Any:
         return json.loads(self.body)

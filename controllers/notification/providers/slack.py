@@ -41,7 +41,10 @@ def build_slack(cfg: ProviderConfig, event: Event) -> list[OutgoingRequest]:
     url = require_url(cfg.address, cfg.type)
     headers = {"Authorization": f"Bearer {cfg.token}"} if cfg.token else {}
     headers.update(cfg.headers)
-    return [json_request(url, slack_payload(cfg, event), headers)]
+    request = json_request(url, slack_payload(cfg, event), headers)
+    if url.startswith("https://slack.com/api/chat.postMessage"):
+        request.expect = "json-ok"
+    return [request]
 
 
 def build_rocket(cfg: ProviderConfig, event: Event) -> list[OutgoingRequest]:
