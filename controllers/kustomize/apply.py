@@ -79,6 +79,9 @@ class Kube(Protocol):  # the part of tide.shared.kube.KubeClient used here
         propagation: str = "Background",
     ) -> bool: ...
     async def resource(self, api_version: str, kind: str) -> Any: ...
+    async def patch_json(
+        self, api_version: str, kind: str, name: str, namespace: str | None, operations: list[dict[str, Any]]
+    ) -> dict[str, Any]: ...
     def informer(
         self, api_version: str, kind: str, namespace: str | None = None, label_selector: str | None = None
     ) -> Any: ...
@@ -292,6 +295,27 @@ class ApplyOptions:
     concurrency: int = 4
     wait_timeout: float = 60.0
     ignore: list[Mapping[str, Any]] = field(default_factory=list)
+    override_managers: tuple[str, ...] = ()
+
+
+# Managers whose fields Flux takes over (kubectl apply/create before Flux managed the object).
+KUBECTL_MANAGERS = ("kubectl-client-side-apply", "before-first-apply")
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def takeover_patch(live: Mapping[str, Any], managers: tuple[str, ...]) -> list[dict[str, Any]]:
+    """JSON patch dropping kubectl's client-side apply managers and last-applied annotation, so the
+    fields they held are ours on the next apply (Flux does this unless ssa: Merge). Empty: nothing to do."""
+    meta = live.get("metadata") or {}
+    entries = meta.get("managedFields") or []
+    kept = [e for e in entries if e.get("manager") not in managers]
+    ops: list[dict[str, Any]] = []
+    if len(kept) != len(entries) and kept:
+        ops.append({"op": "replace", "path": "/metadata/managedFields", "value": kept})
+    if LAST_APPLIED in (meta.get("annotations") or {}):
+        escaped = LAST_APPLIED.replace("~", "~0").replace("/", "~1")
+        ops.append({"op": "remove", "path": f"/metadata/annotations/{escaped}"})
+    return ops
 
 
 class Applier:
@@ -356,6 +380,13 @@ class Applier:
         live = await self.live(obj)
         if live is not None and policy == "IfNotPresent":
             return Change(ref, "skipped", obj["apiVersion"], _generation(live))
+        if live is not None and policy != "Merge":
+            ops = takeover_patch(live, KUBECTL_MANAGERS + tuple(options.override_managers))
+            if ops:
+                meta = obj["metadata"]
+                live = await self.kube.patch_json(
+                    obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"), ops
+                )
         desired_digest = digest(obj)
         key = self._key(obj)
         if live is not None:

@@ -42,7 +42,7 @@ from tide.controllers.kustomize.inventory import Entry, Inventory, ObjectRef, sp
 from tide.controllers.kustomize.prune import delete_entries, should_delete_on_finalize, wait_terminated
 from tide.controllers.kustomize.substitute import SubstitutionError, substitute_objects
 from tide.shared.api.kustomize import Kustomization
-from tide.shared.api.meta import ResourceInventory
+from tide.shared.api.meta import ResourceInventory, format_duration
 from tide.shared.artifact import ArtifactError
 from tide.shared.runtime.context import ReconcileContext
 from tide.shared.runtime.result import ReconcileError, Result, StalledError
@@ -189,7 +189,7 @@ class KustomizationReconciler:
         raw_spec: dict[str, Any] = ctx.raw.get("spec") or {}
         key = (ctx.namespace, ctx.name)
         timings: dict[str, float] = {}
-        mark = time.monotonic()
+        started = mark = time.monotonic()
         requeue_dependency = float(self._option(ctx, "requeue_dependency", 30.0))
         self._refuse_unsupported(obj)
 
@@ -228,6 +228,7 @@ class KustomizationReconciler:
             concurrency=int(self._option(ctx, "concurrent_ssa", 4)),
             wait_timeout=spec.timeout_seconds(),
             ignore=list(raw_spec.get("ignore") or []),
+            override_managers=tuple(self._option(ctx, "override_manager", []) or ()),
         )
         old_inventory = Inventory.from_status((ctx.raw.get("status") or {}).get("inventory"))
         try:
@@ -261,7 +262,20 @@ class KustomizationReconciler:
         origin = (artifact.get("metadata") or {}).get("org.opencontainers.image.revision")
         if origin:
             ctx.status.last_applied_origin_revision = origin
+        stored = ctx.stored_status
+        was_ready = any(
+            c.get("type") == READY and c.get("status") == "True" for c in stored.get("conditions") or []
+        )
         ctx.set_condition(READY, "True", "ReconciliationSucceeded", f"Applied revision: {revision}")
+        if not was_ready or stored.get("lastAppliedRevision") != revision:
+            # Flux's success event, which commit-status providers turn into a Git status.
+            ctx.event(
+                "Normal",
+                "ReconciliationSucceeded",
+                f"Reconciliation finished in {format_duration(time.monotonic() - started)}, "
+                f"next run in {format_duration(spec.interval_seconds())}",
+                metadata={"revision": revision, "commit_status": "update"},
+            )
         return Result()
 
     def _refuse_unsupported(self, obj: Kustomization) -> None:

@@ -106,3 +106,20 @@ def test_change_set_message_is_flux_like() -> None:
     cs.add(Change(ObjectRef("", "Namespace", "", "apps"), "created"))
     assert cs.message() == "Deployment/default/podinfo configured\nNamespace/apps created"
     assert cs.counts() == {"configured": 1, "unchanged": 1, "created": 1}
+
+
+def test_takeover_patch_drops_kubectl_managers_and_last_applied() -> None:
+    from tide.controllers.kustomize.apply import KUBECTL_MANAGERS, takeover_patch
+
+    live = o("v1", "ConfigMap", "c", annotations={"kubectl.kubernetes.io/last-applied-configuration": "{}"})
+    live["metadata"]["managedFields"] = [
+        {"manager": "kubectl-client-side-apply", "operation": "Update"},
+        {"manager": "kustomize-controller", "operation": "Apply"},
+    ]
+    ops = takeover_patch(live, KUBECTL_MANAGERS)
+    assert ops == [
+        {"op": "replace", "path": "/metadata/managedFields",
+         "value": [{"manager": "kustomize-controller", "operation": "Apply"}]},
+        {"op": "remove", "path": "/metadata/annotations/kubectl.kubernetes.io~1last-applied-configuration"},
+    ]  # fmt: skip
+    assert takeover_patch(o("v1", "ConfigMap", "c"), KUBECTL_MANAGERS) == []

@@ -1,0 +1,188 @@
+"""The applier's decisions and the API requests each one costs, against a small in-memory fake."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tide.controllers.kustomize.apply import Applier, ApplyError, ApplyOptions, set_owner_labels
+from tide.shared.kube.errors import KubeApiError
+
+M = "kustomize-controller"
+
+
+@dataclass
+class Info:
+    namespaced: bool = True
+
+
+class FakeInformer:
+    synced = True
+
+    def __init__(self, store: dict[tuple[str, str, str], dict[str, Any]], kind: str) -> None:
+        self.store, self.kind = store, kind
+
+    def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        obj = self.store.get((self.kind, namespace, name))
+        return copy.deepcopy(obj) if obj else None
+
+
+class FakeKube:
+    """Apply keeps what was sent plus server fields; managedFields list the sent fields as owned."""
+
+    def __init__(self) -> None:
+        self.store: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.requests: list[str] = []
+        self.immutable: set[str] = set()
+        self.rv = 0
+
+    def informer(self, api_version: str, kind: str, namespace: str | None = None,
+                 label_selector: str | None = None) -> FakeInformer:  # fmt: skip
+        return FakeInformer(self.store, kind)
+
+    async def resource(self, api_version: str, kind: str) -> Info:
+        return Info(namespaced=kind != "Namespace")
+
+    async def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Any:
+        self.requests.append("get")
+        return copy.deepcopy(self.store.get((kind, namespace or "", name)))
+
+    async def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None,
+                     propagation: str = "Background") -> bool:  # fmt: skip
+        self.requests.append("delete")
+        return self.store.pop((kind, namespace or "", name), None) is not None
+
+    async def apply(self, obj: dict[str, Any], field_manager: str, force: bool = True,
+                    dry_run: bool = False) -> dict[str, Any]:  # fmt: skip
+        self.requests.append("dry-run" if dry_run else "apply")
+        meta = obj["metadata"]
+        key = (obj["kind"], meta.get("namespace") or "", meta["name"])
+        live = self.store.get(key)
+        if live is not None and obj["kind"] in self.immutable and live.get("data") != obj.get("data"):
+            raise KubeApiError(422, "Invalid", "data: Forbidden: field is immutable when `immutable` is set")
+        result = copy.deepcopy(obj)
+        self.rv += 1
+        result["metadata"].update(resourceVersion=str(self.rv), uid="u-" + meta["name"], managedFields=[
+            {"manager": field_manager, "operation": "Apply", "fieldsV1": fields_of(obj)}])  # fmt: skip
+        if not dry_run:
+            self.store[key] = result
+        return copy.deepcopy(result)
+
+    def edit(self, kind: str, namespace: str, name: str, path: list[str], value: Any) -> None:
+        """A manual change by another manager, which takes over the changed field."""
+        obj = self.store[(kind, namespace, name)]
+        target = obj
+        for p in path[:-1]:
+            target = target[p]
+        target[path[-1]] = value
+        fields = obj["metadata"]["managedFields"][0]["fieldsV1"]
+        for p in path[:-1]:
+            fields = fields[f"f:{p}"]
+        fields.pop(f"f:{path[-1]}", None)
+        obj["metadata"]["managedFields"].append(
+            {"manager": "kubectl-edit", "operation": "Update", "fieldsV1": {}}
+        )
+
+
+def fields_of(value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return {f"f:{k}": fields_of(v) for k, v in value.items() if k not in ("apiVersion", "kind")}
+    return {}
+
+
+def cm(name: str, **data: str) -> dict[str, Any]:
+    obj = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "apps"},
+        "data": data,
+    }
+    set_owner_labels(obj, "ks", "flux-system")
+    return obj
+
+
+async def apply_all(applier: Applier, objs: list[dict[str, Any]], **options: Any) -> dict[str, str]:
+    changes = await applier.apply_all(copy.deepcopy(objs), ApplyOptions(**options))
+    return {c.ref.name: c.action for c in changes.entries}
+
+
+async def test_noop_reconcile_makes_no_request() -> None:
+    kube = FakeKube()
+    applier = Applier(kube)
+    objs = [cm(f"c{i}", v=str(i)) for i in range(20)]
+    first = await apply_all(applier, objs)
+    assert set(first.values()) == {"created"}
+    kube.requests.clear()
+    again = await apply_all(applier, objs)
+    assert set(again.values()) == {"unchanged"}
+    assert kube.requests == []
+
+
+async def test_restarted_controller_proves_equality_without_requests() -> None:
+    kube = FakeKube()
+    await apply_all(Applier(kube), [cm("a", v="1")])
+    kube.requests.clear()
+    assert await apply_all(Applier(kube), [cm("a", v="1")]) == {"a": "unchanged"}  # no fingerprints
+    assert kube.requests == []
+
+
+async def test_manual_edit_is_corrected_with_one_dry_run_and_one_apply() -> None:
+    kube = FakeKube()
+    applier = Applier(kube)
+    await apply_all(applier, [cm("a", v="1")])
+    kube.edit("ConfigMap", "apps", "a", ["data", "v"], "hacked")
+    kube.requests.clear()
+    assert await apply_all(applier, [cm("a", v="1")]) == {"a": "configured"}
+    assert kube.requests == ["dry-run", "apply"]
+    assert kube.store[("ConfigMap", "apps", "a")]["data"] == {"v": "1"}
+
+
+async def test_changed_git_content_is_applied() -> None:
+    kube = FakeKube()
+    applier = Applier(kube)
+    await apply_all(applier, [cm("a", v="1")])
+    kube.requests.clear()
+    assert await apply_all(applier, [cm("a", v="2")]) == {"a": "configured"}
+    assert kube.requests == ["dry-run", "apply"]
+
+
+async def test_ssa_if_not_present_and_ignore() -> None:
+    kube = FakeKube()
+    applier = Applier(kube)
+    once = cm("once", v="1")
+    once["metadata"]["annotations"] = {"kustomize.toolkit.fluxcd.io/ssa": "IfNotPresent"}
+    ignored = cm("ignored", v="1")
+    ignored["metadata"]["annotations"] = {"kustomize.toolkit.fluxcd.io/ssa": "Ignore"}
+    assert await apply_all(applier, [once, ignored]) == {"once": "created", "ignored": "skipped"}
+    kube.edit("ConfigMap", "apps", "once", ["data", "v"], "mine")
+    changed = copy.deepcopy(once)
+    changed["data"]["v"] = "2"
+    assert await apply_all(applier, [changed, ignored]) == {"once": "skipped", "ignored": "skipped"}
+    assert kube.store[("ConfigMap", "apps", "once")]["data"] == {"v": "mine"}
+    assert ("ConfigMap", "apps", "ignored") not in kube.store
+
+
+async def test_immutable_change_fails_without_force_and_recreates_with_it() -> None:
+    kube = FakeKube()
+    kube.immutable.add("ConfigMap")
+    applier = Applier(kube)
+    await apply_all(applier, [cm("frozen", v="1")])
+    with pytest.raises(ApplyError, match="immutable"):
+        await apply_all(applier, [cm("frozen", v="2")])
+    kube.requests.clear()
+    assert await apply_all(applier, [cm("frozen", v="2")], force=True) == {"frozen": "configured"}
+    assert "delete" in kube.requests
+    assert kube.store[("ConfigMap", "apps", "frozen")]["data"] == {"v": "2"}
+
+
+async def test_namespace_defaults_for_namespaced_objects() -> None:
+    kube = FakeKube()
+    obj = cm("a", v="1")
+    del obj["metadata"]["namespace"]
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "apps", "namespace": "wrong"}}
+    assert await apply_all(Applier(kube), [obj, ns]) == {"apps": "created", "a": "created"}
+    assert ("ConfigMap", "default", "a") in kube.store
+    assert ("Namespace", "", "apps") in kube.store
