@@ -122,10 +122,21 @@ class Steps:
         return time.monotonic() - self.start
 
 
-def run(*args: str | Path, cwd: Path | None = None, check: bool = True, env: dict[str, str] | None = None,
-        timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                            env={**os.environ, **(env or {})})
+def run(
+    *args: str | Path,
+    cwd: Path | None = None,
+    check: bool = True,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [str(a) for a in args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
     if check and result.returncode != 0:
         raise SystemExit(f"\n{' '.join(map(str, args))} failed:\n{result.stdout}{result.stderr}")
     return result
@@ -133,9 +144,15 @@ def run(*args: str | Path, cwd: Path | None = None, check: bool = True, env: dic
 
 def spawn(name: str, *args: str) -> int:
     LOGS.mkdir(parents=True, exist_ok=True)
-    log = open(LOGS / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
-    proc = subprocess.Popen(list(args), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    log = open(LOGS / f"{name}.log", "ab")
+    proc = subprocess.Popen(
+        list(args),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     return proc.pid
 
 
@@ -197,7 +214,9 @@ def up() -> None:
         SERVED.mkdir(parents=True, exist_ok=True)
         run("git", "init", "--bare", "-q", "-b", "main", SERVED / "demo.git")
         run("git", "-C", SERVED / "demo.git", "config", "http.receivepack", "true")
-        pids["git-server"] = spawn("git-server", sys.executable, "-m", "e2e.fixtures.git_http", "--root", str(SERVED))
+        pids["git-server"] = spawn(
+            "git-server", sys.executable, "-m", "e2e.fixtures.git_http", "--root", str(SERVED)
+        )
         listening = LOGS / "git-server.log"
         wait(lambda: listening.read_text().startswith("{"), 30, "the Git server to listen")
         ports["git"] = json.loads(listening.read_text().splitlines()[0])["http"]
@@ -216,45 +235,87 @@ def up() -> None:
         events = f"http://127.0.0.1:{ports['events']}/"
         common = ["--watch-all-namespaces=true", "--log-level=info"]
         pids["source"] = spawn(
-            "source-controller", str(VENV_BIN / "tide-source-controller"), *common,
-            f"--storage-path={DEMO / 'storage'}", f"--storage-addr=127.0.0.1:{ports['storage']}",
-            f"--storage-adv-addr=127.0.0.1:{ports['storage']}", f"--events-addr={events}",
-            f"--metrics-addr=127.0.0.1:{free_port()}", f"--health-addr=127.0.0.1:{(sh := free_port())}",
+            "source-controller",
+            str(VENV_BIN / "tide-source-controller"),
+            *common,
+            f"--storage-path={DEMO / 'storage'}",
+            f"--storage-addr=127.0.0.1:{ports['storage']}",
+            f"--storage-adv-addr=127.0.0.1:{ports['storage']}",
+            f"--events-addr={events}",
+            f"--metrics-addr=127.0.0.1:{free_port()}",
+            f"--health-addr=127.0.0.1:{(sh := free_port())}",
         )
         pids["kustomize"] = spawn(
-            "kustomize-controller", str(VENV_BIN / "tide-kustomize-controller"), *common,
-            f"--events-addr={events}", f"--metrics-addr=127.0.0.1:{free_port()}",
+            "kustomize-controller",
+            str(VENV_BIN / "tide-kustomize-controller"),
+            *common,
+            f"--events-addr={events}",
+            f"--metrics-addr=127.0.0.1:{free_port()}",
             f"--health-addr=127.0.0.1:{(kh := free_port())}",
         )
         pids["notification"] = spawn(
-            "notification-controller", str(VENV_BIN / "tide-notification-controller"), *common,
-            f"--events-addr=127.0.0.1:{ports['events']}", f"--receiverAddr=127.0.0.1:{ports['receiver']}",
-            f"--metrics-addr=127.0.0.1:{free_port()}", f"--health-addr=127.0.0.1:{(nh := free_port())}",
+            "notification-controller",
+            str(VENV_BIN / "tide-notification-controller"),
+            *common,
+            f"--events-addr=127.0.0.1:{ports['events']}",
+            f"--receiverAddr=127.0.0.1:{ports['receiver']}",
+            f"--metrics-addr=127.0.0.1:{free_port()}",
+            f"--health-addr=127.0.0.1:{(nh := free_port())}",
         )
         STATE.write_text(json.dumps(state))
         for port in (sh, kh, nh):
             wait(lambda port=port: http_ok(f"http://127.0.0.1:{port}/readyz"), 60, "the controllers' /readyz")
 
-    with steps.step("Bootstrapping: Tide's manifests committed to clusters/local/flux-system, synced from Git"):
-        run(VENV_BIN / "tide", "bootstrap", "git", f"--url={url}", "--branch=main", "--path=clusters/local",
-            "--crds-only", "--silent", "--timeout=3m")
+    with steps.step(
+        "Bootstrapping: Tide's manifests committed to clusters/local/flux-system, synced from Git"
+    ):
+        run(
+            VENV_BIN / "tide",
+            "bootstrap",
+            "git",
+            f"--url={url}",
+            "--branch=main",
+            "--path=clusters/local",
+            "--crds-only",
+            "--silent",
+            "--timeout=3m",
+        )
         run("git", "-C", REPO, "pull", "-q", "--ff-only")
 
     with steps.step("Waiting until the demo app is applied and healthy"):
         wait(lambda: ready("kustomization", "apps"), 180, "Kustomization apps Ready")
 
     with steps.step("Adding a Receiver and a post-receive hook, so a push converges at once"):
-        kubectl("-n", NAMESPACE, "create", "secret", "generic", "webhook-token",
-                "--from-literal=token=demo-webhook-token")
-        run(VENV_BIN / "tide", "create", "receiver", "git-push", "--type=generic", "--secret-ref=webhook-token",
-            "--resource=GitRepository/flux-system", "--timeout=1m")
+        kubectl(
+            "-n",
+            NAMESPACE,
+            "create",
+            "secret",
+            "generic",
+            "webhook-token",
+            "--from-literal=token=demo-webhook-token",
+        )
+        run(
+            VENV_BIN / "tide",
+            "create",
+            "receiver",
+            "git-push",
+            "--type=generic",
+            "--secret-ref=webhook-token",
+            "--resource=GitRepository/flux-system",
+            "--timeout=1m",
+        )
         path = json.loads(kubectl("-n", NAMESPACE, "get", "receiver", "git-push", "-o", "json").stdout)[
-            "status"]["webhookPath"]
+            "status"
+        ]["webhookPath"]
         hook = SERVED / "demo.git" / "hooks" / "post-receive"
-        hook.write_text(f"#!/bin/sh\ncurl -s -o /dev/null -X POST http://127.0.0.1:{ports['receiver']}{path}\n")
+        hook.write_text(
+            f"#!/bin/sh\ncurl -s -o /dev/null -X POST http://127.0.0.1:{ports['receiver']}{path}\n"
+        )
         hook.chmod(0o755)
 
-    print(textwrap.dedent(f"""
+    print(
+        textwrap.dedent(f"""
         Tide is running: the demo app converged from Git in {steps.total:.0f}s.
 
           export KUBECONFIG={plane.kubeconfig} PATH={BIN}:{VENV_BIN}:$PATH
@@ -270,7 +331,8 @@ def up() -> None:
           kubectl -n demo get deploy web
 
         Logs: {LOGS}/.   Stop everything: make demo-down
-        """))
+        """)
+    )
 
 
 def stop_demo() -> None:

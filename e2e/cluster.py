@@ -85,9 +85,15 @@ class Certificates:
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(
-                    digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                    key_encipherment=False, data_encipherment=False, key_agreement=False,
-                    encipher_only=False, decipher_only=False,
+                    digital_signature=True,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    encipher_only=False,
+                    decipher_only=False,
                 ),
                 critical=True,
             )
@@ -155,7 +161,10 @@ class Certificates:
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [
-                {"name": "tide", "cluster": {"server": server, **ref("certificate-authority", self.dir / "ca.crt")}}
+                {
+                    "name": "tide",
+                    "cluster": {"server": server, **ref("certificate-authority", self.dir / "ca.crt")},
+                }
             ],
             "users": [
                 {
@@ -166,7 +175,9 @@ class Certificates:
                     },
                 }
             ],
-            "contexts": [{"name": "tide", "context": {"cluster": "tide", "user": user, "namespace": "default"}}],
+            "contexts": [
+                {"name": "tide", "context": {"cluster": "tide", "user": user, "namespace": "default"}}
+            ],
             "current-context": "tide",
         }
         return json.dumps(config, indent=2)
@@ -193,7 +204,7 @@ class ControlPlane:
         binary = self.bin / name
         if not binary.exists():
             raise RuntimeError(f"{binary} is missing: run `tools/build.sh` (or `make tools`) first")
-        log = open(self.state / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
+        log = open(self.state / f"{name}.log", "ab")
         proc = subprocess.Popen(
             [str(binary), *args],
             stdout=log,
@@ -244,7 +255,9 @@ class ControlPlane:
         self.state.mkdir(parents=True, exist_ok=True)
         certs = Certificates(self.state / "pki")
         certs.generate()
-        self.ports = {name: free_port() for name in ("etcd", "etcd-peer", "apiserver", "kcm", "scheduler", "kwok")}
+        self.ports = {
+            name: free_port() for name in ("etcd", "etcd-peer", "apiserver", "kcm", "scheduler", "kwok")
+        }
         (self.state / "ports.json").write_text(json.dumps(self.ports))
         for user in ("controller-manager", "scheduler", "kwok"):
             (self.state / f"{user}.kubeconfig").write_text(certs.kubeconfig(user, self.server))
@@ -279,11 +292,17 @@ class ControlPlane:
         self._spawn(
             "etcd",
             [
-                "--name=tide", f"--data-dir={self.state / 'etcd'}",
-                f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
-                f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
-                f"--initial-cluster=tide={peer}", "--unsafe-no-fsync", "--log-level=warn",
-                "--listen-metrics-urls=", "--quota-backend-bytes=4294967296",
+                "--name=tide",
+                f"--data-dir={self.state / 'etcd'}",
+                f"--listen-client-urls={client}",
+                f"--advertise-client-urls={client}",
+                f"--listen-peer-urls={peer}",
+                f"--initial-advertise-peer-urls={peer}",
+                f"--initial-cluster=tide={peer}",
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+                "--listen-metrics-urls=",
+                "--quota-backend-bytes=4294967296",
             ],
         )
 
@@ -293,16 +312,21 @@ class ControlPlane:
             "kube-apiserver",
             [
                 f"--etcd-servers=http://127.0.0.1:{self.ports['etcd']}",
-                "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
                 f"--secure-port={self.ports['apiserver']}",
-                f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
+                f"--tls-cert-file={pki / 'apiserver.crt'}",
+                f"--tls-private-key-file={pki / 'apiserver.key'}",
                 f"--client-ca-file={pki / 'ca.crt'}",
                 f"--service-account-key-file={pki / 'sa.pub'}",
                 f"--service-account-signing-key-file={pki / 'sa.key'}",
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 "--api-audiences=https://kubernetes.default.svc.cluster.local",
-                "--authorization-mode=Node,RBAC", "--service-cluster-ip-range=10.0.0.0/24",
-                "--allow-privileged=true", "--profiling=false", "--v=1",
+                "--authorization-mode=Node,RBAC",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--allow-privileged=true",
+                "--profiling=false",
+                "--v=1",
                 # The fake node is Ready the moment kwok sees it: no not-ready taint to wait out.
                 "--disable-admission-plugins=TaintNodesByCondition",
                 # Loopback cannot be published as the `kubernetes` Service's endpoint.
@@ -320,12 +344,18 @@ class ControlPlane:
                 f"--authorization-kubeconfig={self.state / 'controller-manager.kubeconfig'}",
                 f"--service-account-private-key-file={pki / 'sa.key'}",
                 f"--root-ca-file={pki / 'ca.crt'}",
-                f"--cluster-signing-cert-file={pki / 'ca.crt'}", f"--cluster-signing-key-file={pki / 'ca.key'}",
-                "--use-service-account-credentials=false", "--leader-elect=false",
-                "--bind-address=127.0.0.1", f"--secure-port={self.ports['kcm']}",
+                f"--cluster-signing-cert-file={pki / 'ca.crt'}",
+                f"--cluster-signing-key-file={pki / 'ca.key'}",
+                "--use-service-account-credentials=false",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={self.ports['kcm']}",
                 "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route",
-                "--concurrent-deployment-syncs=10", "--concurrent-replicaset-syncs=10",
-                "--concurrent-namespace-syncs=10", "--concurrent-gc-syncs=20", "--node-monitor-period=1s",
+                "--concurrent-deployment-syncs=10",
+                "--concurrent-replicaset-syncs=10",
+                "--concurrent-namespace-syncs=10",
+                "--concurrent-gc-syncs=20",
+                "--node-monitor-period=1s",
                 "--v=1",
             ],
         )
@@ -335,8 +365,10 @@ class ControlPlane:
                 f"--kubeconfig={self.state / 'scheduler.kubeconfig'}",
                 f"--authentication-kubeconfig={self.state / 'scheduler.kubeconfig'}",
                 f"--authorization-kubeconfig={self.state / 'scheduler.kubeconfig'}",
-                "--leader-elect=false", "--bind-address=127.0.0.1",
-                f"--secure-port={self.ports['scheduler']}", "--v=1",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={self.ports['scheduler']}",
+                "--v=1",
             ],
         )
         self._spawn(
@@ -346,8 +378,10 @@ class ControlPlane:
                 "--manage-all-nodes=false",
                 "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
                 "--disregard-status-with-annotation-selector=kwok.x-k8s.io/status=custom",
-                "--cidr=10.244.0.0/16", "--node-ip=10.0.0.2",
-                f"--node-port={self.ports['kwok']}", f"--server-address=127.0.0.1:{self.ports['kwok']}",
+                "--cidr=10.244.0.0/16",
+                "--node-ip=10.0.0.2",
+                f"--node-port={self.ports['kwok']}",
+                f"--server-address=127.0.0.1:{self.ports['kwok']}",
             ],
         )
 
@@ -359,8 +393,10 @@ class ControlPlane:
                 "name": NODE_NAME,
                 "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
                 "labels": {
-                    "kubernetes.io/hostname": NODE_NAME, "kubernetes.io/os": "linux",
-                    "kubernetes.io/arch": "amd64", "type": "kwok",
+                    "kubernetes.io/hostname": NODE_NAME,
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                    "type": "kwok",
                 },
             },
             "status": {

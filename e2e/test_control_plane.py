@@ -55,12 +55,25 @@ def test_deployment_becomes_available_on_a_fake_node(kubectl, namespace):
 def test_custom_resource_is_served_and_namespace_deletion_removes_it(kubectl, namespace):
     kubectl("apply", "--server-side", "-f", "-", input=CRD)
     kubectl("wait", "crd/widgets.probe.tide.dev", "--for=condition=Established", "--timeout=30s")
-    kubectl("-n", namespace, "apply", "-f", "-",
-            input="apiVersion: probe.tide.dev/v1\nkind: Widget\nmetadata: {name: w1}\nspec: {size: 3}\n")
+    kubectl(
+        "-n",
+        namespace,
+        "apply",
+        "-f",
+        "-",
+        input="apiVersion: probe.tide.dev/v1\nkind: Widget\nmetadata: {name: w1}\nspec: {size: 3}\n",
+    )
     got = json.loads(kubectl("-n", namespace, "get", "widget", "w1", "-o", "json").stdout)
     assert got["spec"]["size"] == 3
-    invalid = kubectl("-n", namespace, "apply", "-f", "-", check=False,
-                      input="apiVersion: probe.tide.dev/v1\nkind: Widget\nmetadata: {name: w2}\nspec: {size: 0}\n")
+    invalid = kubectl(
+        "-n",
+        namespace,
+        "apply",
+        "-f",
+        "-",
+        check=False,
+        input="apiVersion: probe.tide.dev/v1\nkind: Widget\nmetadata: {name: w2}\nspec: {size: 0}\n",
+    )
     assert invalid.returncode != 0 and "spec.size" in invalid.stderr
 
     kubectl("delete", "namespace", namespace, "--wait=true", "--timeout=60s")

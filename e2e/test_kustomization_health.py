@@ -83,3 +83,21 @@ def test_invalid_cel_expression_stalls(git_server, flux_controllers, kubectl, na
                                            "current": "self.data =="}]))  # fmt: skip
     ks = wait_ks(kubectl, namespace, "app", status="False", reason="InvalidCELExpression")
     assert condition(ks, "Stalled")["status"] == "True"
+
+
+def test_new_revision_cancels_health_wait(git_server, flux_controllers, kubectl, namespace) -> None:  # type: ignore[no-untyped-def]
+    cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: gate\ndata:\n  state: pending\n"
+    repo = git_server.create_repo(f"cancel-{namespace}", {"gate.yaml": cm})
+    flux_controllers()
+    exprs = [{"apiVersion": "v1", "kind": "ConfigMap", "current": "self.data.state == 'ready'"}]
+    apply(kubectl, namespace, git_source("repo", repo.public_http_url),
+          kustomization("app", targetNamespace=namespace, wait=True, timeout="10m",
+                        healthCheckExprs=exprs))  # fmt: skip
+    wait_ks(kubectl, namespace, "app", status="Unknown", contains="health checks")
+    repo.commit({"gate.yaml": cm.replace("pending", "ready")})
+    kubectl(
+        "annotate", "-n", namespace, "--overwrite", "gitrepository/repo", "reconcile.fluxcd.io/requestedAt=1"
+    )
+    # Well before the 10m timeout: the wait for the old revision was canceled.
+    ks = wait_ks(kubectl, namespace, "app", revision=f"main@sha1:{repo.head()}", timeout=60)
+    assert condition(ks, "Healthy")["status"] == "True"

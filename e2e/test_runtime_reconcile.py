@@ -33,6 +33,11 @@ def test_status_transitions(start_probe, kubectl, namespace) -> None:
     ready = condition(obj, "Ready")
     assert ready is not None and ready["reason"] == "Succeeded" and ready["observedGeneration"] == 1
     first_transition = ready["lastTransitionTime"]
+    shown = json.loads(
+        kubectl("get", "probe", "app", "-n", namespace, "-o", "json", "--show-managed-fields").stdout
+    )
+    managers = {(m["manager"], m.get("subresource", "")) for m in shown["metadata"]["managedFields"]}
+    assert ("gotk-runtime-probe-controller", "status") in managers
 
     # Reconciled again on its interval and still Ready: the transition time does not move.
     count = status["reconcileCount"]
@@ -90,6 +95,22 @@ def test_status_transitions(start_probe, kubectl, namespace) -> None:
     patch_probe(kubectl, "app", namespace, {"spec": {"mode": "succeed"}})
     obj = wait_probe(kubectl, "app", namespace, is_ready)
     assert condition(obj, "Stalled") is None
+
+
+def test_logs_are_json_with_the_object_and_reconcile_id(start_probe, kubectl, namespace) -> None:
+    controller = start_probe()
+    create_probe(kubectl, "logged", namespace)
+    wait_probe(kubectl, "logged", namespace, is_ready)
+    finished = wait_for(
+        lambda: [
+            e for e in controller.log_entries() if str(e.get("msg", "")).startswith("Reconciliation finished")
+        ],
+        what="reconcile log line",
+    )
+    entry = finished[0]
+    assert entry["name"] == "logged" and entry["namespace"] == namespace
+    assert entry["controllerKind"] == "Probe" and entry["Probe"] == {"name": "logged", "namespace": namespace}
+    assert len(entry["reconcileID"]) == 36 and entry["level"] == "info" and entry["ts"]
 
 
 def test_finalizer_added_first_and_finalize_runs_on_delete(start_probe, kubectl, namespace) -> None:

@@ -212,7 +212,7 @@ class KustomizationReconciler:
         revision = str(artifact.get("revision", ""))
         ctx.status.last_attempted_revision = revision
 
-        self._check_dependencies(ctx, revision, requeue_dependency)
+        await self._check_dependencies(ctx, revision, requeue_dependency)
 
         try:
             exprs = compile_exprs(raw_spec.get("healthCheckExprs"))
@@ -307,7 +307,7 @@ class KustomizationReconciler:
         scope = getattr(self.controller, "namespace", None)
         return await self._cached_get(ctx, SOURCE_GROUP_VERSION, ref.kind, namespace, ref.name, scope)
 
-    def _check_dependencies(self, ctx: ReconcileContext, revision: str, requeue: float) -> None:
+    async def _check_dependencies(self, ctx: ReconcileContext, revision: str, requeue: float) -> None:
         deps = dependency_keys(ctx.raw)
         if not deps:
             return
@@ -325,7 +325,11 @@ class KustomizationReconciler:
         }
         for dep_key in deps:
             self._refuse_cross_namespace(ctx, f"dependency '{dep_key[1]}'", dep_key[0])
-            reason = dependency_not_ready(ctx.raw, dep_key, cache.get(dep_key), revision)
+            dep = cache.get(dep_key)
+            if dep is None:  # e.g. in another shard: read it live, as Flux does
+                found = await ctx.kube.get(KUSTOMIZATION_API, "Kustomization", dep_key[1], dep_key[0])
+                dep = found if isinstance(found, dict) else None
+            reason = dependency_not_ready(ctx.raw, dep_key, dep, revision)
             if reason:
                 raise ReconcileError("DependencyNotReady", reason, requeue_after=requeue)
 
@@ -359,15 +363,29 @@ class KustomizationReconciler:
     async def _keyring_source(
         self, ctx: ReconcileContext, obj: Kustomization
     ) -> tuple[dict[str, bytes], str]:
+        """The decryption Secret's data (plus the --sops-age-secret keys) and a version for the cache."""
         decryption = obj.spec.decryption
-        if decryption is None or decryption.secret_ref is None:
+        if decryption is None:
             return {}, ""
-        name = decryption.secret_ref.name
-        secret = await self._cached_get(ctx, "v1", "Secret", ctx.namespace, name, ctx.namespace)
-        if secret is None:
-            raise ReconcileError("BuildFailed", f"decryption secret '{ctx.namespace}/{name}' not found")
-        data = {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
-        return data, str((secret.get("metadata") or {}).get("resourceVersion", ""))
+        data: dict[str, bytes] = {}
+        versions: list[str] = []
+        global_name = str(self._option(ctx, "sops_age_secret", "") or "")
+        if global_name:
+            runtime_ns = str(self._option(ctx, "runtime_namespace", "") or "flux-system")
+            found = await self._cached_get(ctx, "v1", "Secret", runtime_ns, global_name, runtime_ns)
+            if found is not None:
+                data.update(
+                    {f"global-{k}": base64.b64decode(v) for k, v in (found.get("data") or {}).items()}
+                )
+                versions.append(str((found.get("metadata") or {}).get("resourceVersion", "")))
+        if decryption.secret_ref is not None:
+            name = decryption.secret_ref.name
+            secret = await self._cached_get(ctx, "v1", "Secret", ctx.namespace, name, ctx.namespace)
+            if secret is None:
+                raise ReconcileError("BuildFailed", f"decryption secret '{ctx.namespace}/{name}' not found")
+            data.update({k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()})
+            versions.append(str((secret.get("metadata") or {}).get("resourceVersion", "")))
+        return data, "/".join(versions)
 
     async def _desired_objects(
         self,
@@ -416,7 +434,11 @@ class KustomizationReconciler:
             raise ReconcileError("ArtifactFailed", str(err), requeue_after=requeue_dependency) from err
         except ArtifactError as err:
             raise ReconcileError("ArtifactFailed", f"failed to fetch artifact: {err}") from err
-        keyring = decrypt.Keyring.from_secret_data(keys) if keys else decrypt.Keyring()
+        try:
+            keyring = decrypt.Keyring.from_secret_data(keys) if keys else decrypt.Keyring()
+        except decrypt.DecryptionError as err:
+            await asyncio.to_thread(shutil.rmtree, root, True)
+            raise ReconcileError("BuildFailed", f"invalid decryption keys: {err}") from err
         try:
             before = None
             if obj.spec.decryption is not None:

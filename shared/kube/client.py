@@ -378,16 +378,30 @@ class KubeClient:
     # --- watch cache -----------------------------------------------------------------------
 
     def informer(
-        self, api_version: str, kind: str, namespace: str | None = None, label_selector: str | None = None
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        strip_managed_fields: bool = False,
     ) -> Informer:
         """The shared list+watch cache for these arguments, started on first use (await
-        `informer.wait_synced()` before trusting `.get()`/`.items()`)."""
+        `informer.wait_synced()` before trusting `.get()`/`.items()`). strip_managed_fields (taken from
+        whoever creates the informer first; the runtime does for each controller's own kind) drops
+        metadata.managedFields from the cached objects: less memory where nobody reads them."""
         from tide.shared.kube.informer import Informer
 
         key = (api_version, kind, namespace, label_selector)
         informer = self._informers.get(key)
         if informer is None:
-            informer = Informer(self, api_version, kind, namespace=namespace, label_selector=label_selector)
+            informer = Informer(
+                self,
+                api_version,
+                kind,
+                namespace=namespace,
+                label_selector=label_selector,
+                strip_managed_fields=strip_managed_fields,
+            )
             self._informers[key] = informer
         with contextlib.suppress(RuntimeError):  # no running loop: started by wait_synced()/start()
             asyncio.get_running_loop()

@@ -54,8 +54,10 @@ class Informer:
         namespace: str | None = None,
         label_selector: str | None = None,
         field_selector: str | None = None,
+        strip_managed_fields: bool = False,
     ) -> None:
         self.client = client
+        self.strip_managed_fields = strip_managed_fields
         self.api_version = api_version
         self.kind = kind
         self.namespace = namespace
@@ -145,6 +147,9 @@ class Informer:
             self.api_version, self.kind, self.namespace, self.label_selector, self.field_selector
         )
         self.relists += 1
+        if self.strip_managed_fields:
+            for item in items:
+                (item.get("metadata") or {}).pop("managedFields", None)
         fresh = {object_key(item): item for item in items}
         old_cache, self._cache = self._cache, fresh
         self.resource_version = version
@@ -197,6 +202,8 @@ class Informer:
             return
         obj.setdefault("apiVersion", self.api_version)
         obj.setdefault("kind", self.kind)
+        if self.strip_managed_fields:
+            (obj.get("metadata") or {}).pop("managedFields", None)
         key = object_key(obj)
         old = self._cache.get(key)
         if kind == "DELETED":

@@ -7,6 +7,7 @@ the object; Reconciling and Stalled are abnormal-true (present only while True).
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,8 +27,16 @@ _ORDER = {READY: 0, STALLED: 1, RECONCILING: 2}
 Condition = dict[str, Any]
 
 
+_clock_cache: tuple[int, str] = (0, "")
+
+
 def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Now at second precision (metav1.Time), formatted once per second."""
+    global _clock_cache
+    second = int(time.time())
+    if _clock_cache[0] != second:
+        _clock_cache = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return _clock_cache[1]
 
 
 def valid_reason(reason: str) -> str:

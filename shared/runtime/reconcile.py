@@ -230,7 +230,18 @@ class KindController:
     ) -> Informer:
         """Enqueue the keys map_to_keys(obj) returns whenever an object of another kind changes
         (and predicate(old, new) holds, when given). Call from the reconciler's `setup(controller)`."""
-        informer = self.kube.informer(api_version, kind, namespace=namespace, label_selector=label_selector)
+        own = self.informer
+        if own is not None and (api_version, kind, namespace, label_selector) == (
+            self.info.api_version,
+            self.info.kind,
+            self.namespace,
+            self.label_selector,
+        ):
+            informer = own  # one watch and one cache for the kind, however many watchers
+        else:
+            informer = self.kube.informer(
+                api_version, kind, namespace=namespace, label_selector=label_selector
+            )
 
         def on_event(event_type: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
             if predicate is not None and event_type == "MODIFIED" and not predicate(old, obj):
@@ -247,7 +258,11 @@ class KindController:
         if event_type == "DELETED":
             self._latest.pop(key, None)
             self.queue.add(key)
-        elif event_type == "ADDED" or needs_reconcile(old, obj):
+            return
+        latest = self._latest.get(key)
+        if latest is not None and newer(obj, latest) is obj:
+            del self._latest[key]  # the cache has caught up with our last write
+        if event_type == "ADDED" or needs_reconcile(old, obj):
             self.queue.add(key)
 
     def current(self, key: Key) -> dict[str, Any] | None:
@@ -270,6 +285,7 @@ class KindController:
             self.info.kind,
             namespace=self.namespace,
             label_selector=self.label_selector,
+            strip_managed_fields=True,
         )
         setup = getattr(self.reconciler, "setup", None)
         if callable(setup):
@@ -472,10 +488,17 @@ class KindController:
                 key, ctx, "ReconciliationFailed", f"{type(err).__name__}: {err}", None, retry_interval
             )
 
-        ctx.conditions = cond.finish_success(
-            ctx.conditions, generation, stored=ctx.stored_status.get("conditions") or []
-        )
-        ctx.observed_generation = generation
+        stored = ctx.stored_status.get("conditions") or []
+        ready = ctx.get_condition(cond.READY)
+        if ready is not None and ready.get("status") == "False":
+            # Returned normally but not Ready (Flux: Reconciling stays, ProgressingWithRetry, and
+            # observedGeneration waits for a Ready outcome).
+            ctx.conditions = cond.finish_failure(
+                ctx.conditions, str(ready.get("reason")), str(ready.get("message")), generation, stored=stored
+            )
+        else:
+            ctx.conditions = cond.finish_success(ctx.conditions, generation, stored=stored)
+            ctx.observed_generation = generation
         await ctx.patch_status()
         self.queue.forget(key)
         requeue_after = outcome.requeue_after if isinstance(outcome, Result) else None

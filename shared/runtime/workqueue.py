@@ -50,8 +50,8 @@ class ExponentialBackoff(Generic[K]):
 
 
 def jittered(interval: float, percentage: float, rand: Callable[[], float] = random.random) -> float:
-    """interval ± percentage% (Flux's --interval-jitter-percentage), never negative."""
-    if interval <= 0 or percentage <= 0:
+    """interval ± a random share of up to percentage% (Flux's jitter.Percent); 0 or >= 100 disable it."""
+    if interval <= 0 or percentage <= 0 or percentage >= 100:
         return max(interval, 0.0)
     spread = interval * percentage / 100.0
     return max(0.0, interval - spread + 2 * spread * rand())

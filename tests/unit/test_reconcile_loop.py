@@ -133,6 +133,9 @@ class WidgetReconciler:
             raise ReconcileError("Broken", "it broke", requeue_after=42)
         if obj.spec.outcome == "stall":
             raise StalledError("Hopeless", "cannot ever work")
+        if obj.spec.outcome == "not-ready":
+            ctx.set_condition("Ready", "False", "DependencyNotReady", "waiting for dependency")
+            return Result(requeue_after=7)
         ctx.set_condition("Ready", "True", "Done", "all good")
         return Result()
 
@@ -197,6 +200,17 @@ async def test_failure_with_requeue_after_or_retry_interval_does_not_back_off(se
     assert abs(controller.queue.due_at((NS, "a")) - now - 42) < 1  # type: ignore[operator]
     assert abs(controller.queue.due_at((NS, "b")) - now - 30) < 1  # type: ignore[operator]
     assert controller.queue.backoff.failures((NS, "a")) == 0
+
+
+async def test_returning_not_ready_keeps_reconciling_and_observed_generation(setup) -> None:
+    kube, _, controller = setup
+    kube.add("w", {"interval": "5m", "outcome": "not-ready"})
+    assert await controller.reconcile_key((NS, "w")) == "requeue_after"
+    conds = conditions(kube, "w")
+    assert conds["Ready"]["reason"] == "DependencyNotReady"
+    assert conds["Reconciling"]["reason"] == "ProgressingWithRetry"
+    assert "observedGeneration" not in kube.objects[(NS, "w")]["status"]
+    assert abs(controller.queue.due_at((NS, "w")) - controller.queue.now() - 7) < 1  # type: ignore[operator]
 
 
 async def test_stalled_is_not_retried(setup) -> None:

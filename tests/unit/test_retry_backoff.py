@@ -45,4 +45,5 @@ def test_jitter_stays_within_the_percentage() -> None:
 
 def test_jitter_zero_percent_is_the_interval() -> None:
     assert jittered(60, 0) == 60
+    assert jittered(60, 100) == 60
     assert jittered(0, 5) == 0
