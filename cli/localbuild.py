@@ -90,7 +90,7 @@ async def build_local(
             shutil.copytree, root, copy, symlinks=True, ignore=shutil.ignore_patterns(".git")
         )
         try:
-            docs = await kbuild.build(copy, spec, timeout=build_seconds, binary=kustomize_binary())
+            docs = await kbuild.build(copy, spec, limit=build_seconds, binary=kustomize_binary())
         except kbuild.BuildError as exc:
             raise CliError(
                 f"build failed: {exc}", "fix the manifests under --path, then retry", EXIT_USAGE

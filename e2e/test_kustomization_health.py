@@ -101,3 +101,19 @@ def test_new_revision_cancels_health_wait(git_server, flux_controllers, kubectl,
     # Well before the 10m timeout: the wait for the old revision was canceled.
     ks = wait_ks(kubectl, namespace, "app", revision=f"main@sha1:{repo.head()}", timeout=60)
     assert condition(ks, "Healthy")["status"] == "True"
+
+
+def test_health_check_on_an_object_applied_elsewhere(
+    git_server, flux_controllers, kubectl, namespace
+) -> None:  # type: ignore[no-untyped-def]
+    repo = git_server.create_repo(
+        f"foreign-{namespace}", {"cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n"}
+    )
+    kubectl("apply", "-n", namespace, "-f", "-", input=DEPLOYMENT)  # e.g. a Helm release's Deployment
+    flux_controllers()
+    apply(kubectl, namespace, git_source("repo", repo.public_http_url),
+          kustomization("app", targetNamespace=namespace,
+                        healthChecks=[{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web",
+                                       "namespace": namespace}]))  # fmt: skip
+    ks = wait_ks(kubectl, namespace, "app", revision=f"main@sha1:{repo.head()}")
+    assert condition(ks, "Healthy")["status"] == "True"

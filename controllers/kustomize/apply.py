@@ -344,14 +344,18 @@ class Applier:
             return None
         return informer
 
-    async def live(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
+    async def live(self, obj: Mapping[str, Any], owned_only: bool = False) -> dict[str, Any] | None:
+        """The object from the watch cache of objects carrying our owner label. An object missing
+        there may still exist without the label (created by someone else, or by a Helm release):
+        unless owned_only, read it from the API then."""
         meta = obj.get("metadata") or {}
         cache = await self.cache_for(obj["apiVersion"], obj["kind"])
         if cache is not None:
             cached = cache.get(meta.get("namespace") or "", meta["name"])
-            if cached is None or owned_labels_present(cached):
-                return copy.deepcopy(cached) if cached is not None else None
-        # Not in the label-selected cache: an object not (yet) labelled by us, e.g. adopted.
+            if cached is not None:
+                return copy.deepcopy(cached)
+            if owned_only:
+                return None
         result = await self.kube.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
         return result if isinstance(result, dict) else None
 
@@ -377,7 +381,9 @@ class Applier:
         policy = ssa_policy(obj)
         if policy == "Ignore":
             return Change(ref, "skipped", obj["apiVersion"])
-        live = await self.live(obj)
+        # Not in our cache means new, or not yet labelled by us: applying creates or adopts it
+        # either way, so only IfNotPresent needs to ask the API.
+        live = await self.live(obj, owned_only=policy != "IfNotPresent")
         if live is not None and policy == "IfNotPresent":
             return Change(ref, "skipped", obj["apiVersion"], _generation(live))
         if live is not None and policy != "Merge":
@@ -488,10 +494,6 @@ class Applier:
         invalidate = getattr(self.kube, "invalidate_discovery", None)
         if invalidate is not None:
             invalidate()
-
-
-def owned_labels_present(obj: Mapping[str, Any]) -> bool:
-    return NAME_LABEL in ((obj.get("metadata") or {}).get("labels") or {})
 
 
 def _generation(obj: Mapping[str, Any]) -> int | None:

@@ -39,7 +39,7 @@ async def delete_entries(
             "metadata": {"name": ref.name, **({"namespace": ref.namespace} if ref.namespace else {})},
         }
         try:
-            live = await applier.live(probe)
+            live = await applier.live(probe, owned_only=True)
         except KubeApiError as err:
             if err.status == 404:  # the kind itself is gone (CRD deleted)
                 continue

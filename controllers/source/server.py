@@ -29,7 +29,9 @@ def make_app(root: Path) -> web.Application:
 
 
 class ArtifactServer:
-    """Started and stopped with the controller process (an object with start/stop)."""
+    """Serves the storage to the other controllers; like Flux's, only the leader serves."""
+
+    leader_only = True
 
     def __init__(self, root: Path, address: str) -> None:
         self.listener = Listener(address, make_app(root))

@@ -186,3 +186,28 @@ async def test_namespace_defaults_for_namespaced_objects() -> None:
     assert await apply_all(Applier(kube), [obj, ns]) == {"apps": "created", "a": "created"}
     assert ("ConfigMap", "default", "a") in kube.store
     assert ("Namespace", "", "apps") in kube.store
+
+
+async def test_creating_an_object_costs_one_request() -> None:
+    kube = FakeKube()
+    assert await apply_all(Applier(kube), [cm("new", v="1")]) == {"new": "created"}
+    assert kube.requests == ["apply"]
+
+
+async def test_objects_outside_our_cache_are_read_from_the_api() -> None:
+    """e.g. a health check on a Deployment another tool created: not in the owner-label cache."""
+
+    class LabelSelectedInformer(FakeInformer):
+        def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+            obj = super().get(namespace, name)
+            labels = (obj or {}).get("metadata", {}).get("labels") or {}
+            return obj if "kustomize.toolkit.fluxcd.io/name" in labels else None
+
+    kube = FakeKube()
+    kube.informer = lambda *a, **k: LabelSelectedInformer(kube.store, a[1])  # type: ignore[method-assign]
+    foreign = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "f", "namespace": "apps"}}
+    kube.store[("ConfigMap", "apps", "f")] = foreign
+    applier = Applier(kube)
+    assert await applier.live(foreign) == foreign
+    assert kube.requests == ["get"]
+    assert await applier.live(foreign, owned_only=True) is None
