@@ -24,7 +24,8 @@ from pathlib import Path
 
 from e2e.cluster import BIN, ROOT, ControlPlane, free_port
 
-DEMO = ROOT / ".tide" / "demo"
+# TIDE_DEMO_HOME moves the demo's files (the e2e test runs the demo in a temp dir).
+DEMO = Path(os.environ.get("TIDE_DEMO_HOME", ROOT / ".tide" / "demo"))
 REPO = DEMO / "repo"
 SERVED = DEMO / "served"
 LOGS = DEMO / "logs"
@@ -195,7 +196,7 @@ def write_app(repo: Path) -> None:
         target.write_text(textwrap.dedent(text))
 
 
-def up() -> None:
+def up(kubeconfig: str | None = None) -> None:
     steps = Steps()
     stop_demo()
     DEMO.mkdir(parents=True, exist_ok=True)
@@ -205,10 +206,13 @@ def up() -> None:
     state["ports"] = ports
 
     with steps.step("Starting a local Kubernetes control plane (etcd, kube-apiserver, kwok node)"):
-        plane = ControlPlane()
-        if not plane.running():
-            plane.up()
-        os.environ["KUBECONFIG"] = str(plane.kubeconfig)
+        if kubeconfig:
+            os.environ["KUBECONFIG"] = kubeconfig
+        else:
+            plane = ControlPlane()
+            if not plane.running():
+                plane.up()
+            os.environ["KUBECONFIG"] = str(plane.kubeconfig)
 
     with steps.step("Starting a Git server and creating the demo repository"):
         SERVED.mkdir(parents=True, exist_ok=True)
@@ -318,7 +322,7 @@ def up() -> None:
         textwrap.dedent(f"""
         Tide is running: the demo app converged from Git in {steps.total:.0f}s.
 
-          export KUBECONFIG={plane.kubeconfig} PATH={BIN}:{VENV_BIN}:$PATH
+          export KUBECONFIG={os.environ["KUBECONFIG"]} PATH={BIN}:{VENV_BIN}:$PATH
           tide get kustomizations            # flux-system and apps, Ready
           kubectl -n demo get deploy,svc,cm  # what Git declared
 
@@ -347,17 +351,23 @@ def stop_demo() -> None:
         shutil.rmtree(DEMO, ignore_errors=True)
 
 
-def down() -> None:
+def down(keep_cluster: bool = False) -> None:
     stop_demo()
-    ControlPlane().down()
-    print("demo: stopped the controllers, the Git server and the control plane")
+    if not keep_cluster:
+        ControlPlane().down()
+    print(f"demo: stopped the controllers, the Git server{'' if keep_cluster else ' and the control plane'}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__)
     parser.add_argument("command", choices=["up", "down"])
+    parser.add_argument("--kubeconfig", help="use this cluster instead of starting the local control plane")
+    parser.add_argument("--keep-cluster", action="store_true", help="down: leave the control plane running")
     args = parser.parse_args(argv)
-    up() if args.command == "up" else down()
+    if args.command == "up":
+        up(args.kubeconfig)
+    else:
+        down(args.keep_cluster)
     return 0
 
 
