@@ -52,7 +52,7 @@ def test_demo_converges_and_a_push_scales_the_deployment(cluster, kubectl, tmp_p
         # Suspended first, so deleting flux-system does not prune the CRDs it applied from Git.
         kubectl("-n", "flux-system", "patch", "kustomization", "flux-system", "--type=merge",
                 "-p", '{"spec":{"suspend":true}}', check=False)  # fmt: skip
-        kubectl("-n", "flux-system", "delete", "kustomization", "apps", "--wait=true", "--timeout=60s", check=False)
+        kubectl("-n", "flux-system", "delete", "kustomization", "apps", "--timeout=60s", check=False)
         kubectl("-n", "flux-system", "delete", "kustomizations,gitrepositories,receivers", "--all",
                 "--wait=true", "--timeout=60s", check=False)  # fmt: skip
         demo("down", "--keep-cluster", home=home)
