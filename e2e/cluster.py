@@ -216,19 +216,20 @@ class ControlPlane:
         self._pidfile(name).write_text(str(proc.pid))
 
     def _pid(self, name: str) -> int | None:
+        """The component's pid while it runs; a zombie left for another parent to reap counts as gone."""
         try:
             pid = int(self._pidfile(name).read_text())
-            os.kill(pid, 0)
-            return pid
+            stat = Path(f"/proc/{pid}/stat").read_text()
         except (OSError, ValueError):
             return None
+        return None if stat.rpartition(")")[2].split()[0] in ("Z", "X") else pid
 
-    def _stop(self, name: str, timeout: float = 10) -> None:
+    def _stop(self, name: str, timeout: float = 10, sig: int = signal.SIGTERM) -> None:
         pid = self._pid(name)
         if pid is None:
             return
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, sig)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self._pid(name) is not None:
             with contextlib.suppress(ChildProcessError):
@@ -250,8 +251,8 @@ class ControlPlane:
     # -- lifecycle -------------------------------------------------------------------------------
     def up(self, timeout: float = 120) -> float:
         """Starts every component and waits for a ready API and node; returns the seconds taken."""
-        start = time.monotonic()
         self.down()
+        start = time.monotonic()
         self.state.mkdir(parents=True, exist_ok=True)
         certs = Certificates(self.state / "pki")
         certs.generate()
@@ -273,9 +274,10 @@ class ControlPlane:
         return time.monotonic() - start
 
     def down(self) -> None:
+        # The state is thrown away, so there is nothing to shut down gracefully for.
         for name in reversed(COMPONENTS):
             if self.state.exists():
-                self._stop(name)
+                self._stop(name, sig=signal.SIGKILL)
         if self.state.exists():
             shutil.rmtree(self.state, ignore_errors=True)
         self.kubeconfig.unlink(missing_ok=True)
