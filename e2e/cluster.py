@@ -55,7 +55,7 @@ def _die_with_parent() -> None:
 
 
 class Certificates:
-    """A throw-away CA and the certificates the components present to each other."""
+    """A throw-away CA and the certificates the components (and test servers) present."""
 
     def __init__(self, directory: Path) -> None:
         self.dir = directory
@@ -69,19 +69,19 @@ class Certificates:
             )
         )
 
-    def generate(self) -> None:
+    def create_ca(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=1)
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tide-local-ca")])
+        self._now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=1)
+        self._ca_key = ec.generate_private_key(ec.SECP256R1())
+        self._ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tide-local-ca")])
         ca = (
             x509.CertificateBuilder()
-            .subject_name(ca_name)
-            .issuer_name(ca_name)
-            .public_key(ca_key.public_key())
+            .subject_name(self._ca_name)
+            .issuer_name(self._ca_name)
+            .public_key(self._ca_key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now)
-            .not_valid_after(now + datetime.timedelta(days=365))
+            .not_valid_before(self._now)
+            .not_valid_after(self._now + datetime.timedelta(days=365))
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(
@@ -97,50 +97,48 @@ class Certificates:
                 ),
                 critical=True,
             )
-            .sign(ca_key, hashes.SHA256())
+            .sign(self._ca_key, hashes.SHA256())
         )
         (self.dir / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-        self._write_key("ca", ca_key)
+        self._write_key("ca", self._ca_key)
 
-        def issue(name: str, cn: str, orgs: tuple[str, ...] = (), server: bool = False) -> None:
-            key = ec.generate_private_key(ec.SECP256R1())
-            attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
-            attrs += [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs]
-            builder = (
-                x509.CertificateBuilder()
-                .subject_name(x509.Name(attrs))
-                .issuer_name(ca_name)
-                .public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now)
-                .not_valid_after(now + datetime.timedelta(days=365))
-                .add_extension(
-                    x509.ExtendedKeyUsage(
-                        [x509.oid.ExtendedKeyUsageOID.SERVER_AUTH, x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]
-                    ),
-                    critical=False,
-                )
+    def issue(self, name: str, cn: str, orgs: tuple[str, ...] = (), dns: tuple[str, ...] = ()) -> None:
+        """Writes <name>.crt and <name>.key, good for client and server auth; `dns` names make it a
+        server certificate for them and 127.0.0.1."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+        attrs += [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs]
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name(attrs))
+            .issuer_name(self._ca_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(self._now)
+            .not_valid_after(self._now + datetime.timedelta(days=365))
+            .add_extension(
+                x509.ExtendedKeyUsage(
+                    [x509.oid.ExtendedKeyUsageOID.SERVER_AUTH, x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]
+                ),
+                critical=False,
             )
-            if server:
-                builder = builder.add_extension(
-                    x509.SubjectAlternativeName(
-                        [
-                            x509.DNSName("localhost"),
-                            x509.DNSName("kubernetes"),
-                            x509.DNSName("kubernetes.default"),
-                            x509.DNSName("kubernetes.default.svc"),
-                            x509.DNSName("kubernetes.default.svc.cluster.local"),
-                            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                            x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
-                        ]
-                    ),
-                    critical=False,
-                )
-            cert = builder.sign(ca_key, hashes.SHA256())
-            (self.dir / f"{name}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-            self._write_key(name, key)
+        )
+        if dns:
+            names: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
+            names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", "10.0.0.1")]
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        cert = builder.sign(self._ca_key, hashes.SHA256())
+        (self.dir / f"{name}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        self._write_key(name, key)
 
-        issue("apiserver", "kube-apiserver", server=True)
+    def generate(self) -> None:
+        """The CA and every certificate and key the control plane's components use."""
+        self.create_ca()
+        issue = self.issue
+        issue("apiserver", "kube-apiserver", dns=(
+            "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+        ))  # fmt: skip
         issue("admin", "tide-admin", ("system:masters",))
         issue("controller-manager", "system:kube-controller-manager", ("system:masters",))
         issue("scheduler", "system:kube-scheduler")
