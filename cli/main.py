@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -130,58 +131,14 @@ def _create(what: str) -> Handler:
     return handler
 
 
-async def _events(session: Session) -> int:
-    from tide.cli.commands import events
+def _command(module: str, function: str = "run") -> Handler:
+    """The handler `tide.cli.commands.<module>.<function>(session)`, imported when it runs."""
 
-    return await events.run(session)
+    async def handler(session: Session) -> int:
+        command = importlib.import_module(f"tide.cli.commands.{module}")
+        return int(await getattr(command, function)(session))
 
-
-async def _version(session: Session) -> int:
-    from tide.cli.commands import version
-
-    return await version.run(session)
-
-
-async def _install(session: Session) -> int:
-    from tide.cli.commands import install
-
-    return await install.install(session)
-
-
-async def _uninstall(session: Session) -> int:
-    from tide.cli.commands import install
-
-    return await install.uninstall(session)
-
-
-async def _check(session: Session) -> int:
-    from tide.cli.commands import check
-
-    return await check.run(session)
-
-
-async def _tree(session: Session) -> int:
-    from tide.cli.commands import tree
-
-    return await tree.run(session)
-
-
-async def _diff(session: Session) -> int:
-    from tide.cli.commands import diff
-
-    return await diff.run(session)
-
-
-async def _build(session: Session) -> int:
-    from tide.cli.commands import build
-
-    return await build.run(session)
-
-
-async def _bootstrap(session: Session) -> int:
-    from tide.cli.commands import bootstrap
-
-    return await bootstrap.run(session)
+    return handler
 
 
 # ---- the parser ----
@@ -229,12 +186,17 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = root.add_subparsers(dest="verb", metavar="<command>", required=True)
 
     # version
-    p = _leaf(verbs, "version", "print the client and controllers' versions", _version)
+    p = _leaf(verbs, "version", "print the client and controllers' versions", _command("version"))
     p.add_argument("--client", action="store_true", help="print only the client version")
     p.add_argument("-o", "--output", choices=["text", "yaml", "json"], default="text")
 
     # install / uninstall / check
-    p = _leaf(verbs, "install", "install or upgrade Tide (CRDs and controllers) in the cluster", _install)
+    p = _leaf(
+        verbs,
+        "install",
+        "install or upgrade Tide (CRDs and controllers) in the cluster",
+        _command("install", "install"),
+    )
     p.add_argument(
         "--export", action="store_true", help="print the manifests as YAML instead of applying them"
     )
@@ -264,12 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
         verbs,
         "uninstall",
         "remove Tide's controllers, CRDs and namespace (workloads it applied stay)",
-        _uninstall,
+        _command("install", "uninstall"),
     )
     p.add_argument("--keep-namespace", action="store_true", help="keep the namespace")
     p.add_argument("-s", "--silent", action="store_true", help="do not ask for confirmation")
     p.add_argument("--dry-run", action="store_true", help="only print what would be deleted")
-    p = _leaf(verbs, "check", "check the cluster, CRDs and controllers", _check)
+    p = _leaf(verbs, "check", "check the cluster, CRDs and controllers", _command("check"))
     p.add_argument("--pre", action="store_true", help="only the prerequisites (before install)")
     p.add_argument(
         "--components",
@@ -286,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     boot = _group(
         verbs, "bootstrap", "put Tide under GitOps: commit its manifests to a repository and sync from it"
     )
-    p = _leaf(boot, "git", "bootstrap from any Git server (HTTP(S) or SSH)", _bootstrap)
+    p = _leaf(boot, "git", "bootstrap from any Git server (HTTP(S) or SSH)", _command("bootstrap"))
     p.add_argument("--url", required=True, help="Git repository URL (http(s):// or ssh://)")
     p.add_argument("--branch", default="main", help="Git branch (default main)")
     p.add_argument("--path", default="", help="path in the repository, e.g. clusters/dev")
@@ -435,14 +397,20 @@ def build_parser() -> argparse.ArgumentParser:
             extra(_leaf(grp, "alert-provider", f"{verb} a Provider", handler_for(k.PROVIDER)))
 
     # events
-    p = _leaf(verbs, "events", "show the Kubernetes events of Flux objects", _events)
+    p = _leaf(verbs, "events", "show the Kubernetes events of Flux objects", _command("events"))
     p.add_argument("--for", dest="for_", default=None, help="only events of <Kind>/<name>")
     p.add_argument("-A", "--all-namespaces", action="store_true")
     p.add_argument("-w", "--watch", action="store_true")
 
     # tree / diff / build
     grp = _group(verbs, "tree", "show the objects a Kustomization manages, as a tree")
-    p = _leaf(grp, "kustomization", "the inventory of a Kustomization (recursive)", _tree, aliases=("ks",))
+    p = _leaf(
+        grp,
+        "kustomization",
+        "the inventory of a Kustomization (recursive)",
+        _command("tree"),
+        aliases=("ks",),
+    )
     _name(p)
     p.add_argument("--compact", action="store_true", help="only Flux objects")
     p.add_argument("-o", "--output", choices=["tree", "yaml", "json"], default="tree")
@@ -451,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
         grp,
         "kustomization",
         "server-side dry-run diff of a local build (exit 1 when there is a diff)",
-        _diff,
+        _command("diff"),
         aliases=("ks",),
     )
     _name(p)
@@ -469,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
         grp,
         "kustomization",
         "kustomize build and substitute like the controller does",
-        _build,
+        _command("build"),
         aliases=("ks",),
     )
     _name(p)
