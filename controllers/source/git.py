@@ -414,6 +414,21 @@ def clone(
 ) -> Checkout:
     """Fetch what target needs (shallow when possible) and write its tree into dest."""
     options = options or CheckoutOptions()
+    repo, obj, tag_object = fetch_commit(remote, target)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        gitlinks = write_tree(repo, obj.tree, dest, options.sparse)
+        if options.recurse_submodules and gitlinks:
+            _checkout_submodules(remote, repo, obj, dest, gitlinks)
+        message = obj.message.decode(errors="replace")
+        return Checkout(obj.id.decode(), message, tag_object, obj, remote.round_trips)
+    finally:
+        repo.close()
+
+
+def fetch_commit(remote: Remote, target: Target) -> tuple[MemoryRepo, Commit, Tag | None]:
+    """Fetch what target needs (shallow when possible): the repo (close it), the commit and
+    the annotated tag that led to it, if any."""
     # Objects are inflated once, straight from the pack into memory (no pack index on disk):
     # a shallow fetch holds one tree's worth.
     repo = MemoryRepo()
@@ -427,14 +442,15 @@ def clone(
             obj = store[obj.object[1]]
         if not isinstance(obj, Commit):
             raise GitError(f"reference '{target.ref or target.want}' does not point at a commit")
-        dest.mkdir(parents=True, exist_ok=True)
-        gitlinks = write_tree(repo, obj.tree, dest, options.sparse)
-        if options.recurse_submodules and gitlinks:
-            _checkout_submodules(remote, repo, obj, dest, gitlinks)
-        message = obj.message.decode(errors="replace")
-        return Checkout(obj.id.decode(), message, tag_object, obj, remote.round_trips)
-    finally:
+    except BaseException:
         repo.close()
+        raise
+    return repo, obj, tag_object
+
+
+def check_entry_name(name: str, rel: str) -> None:
+    if name in ("", ".", "..", ".git") or "/" in name or "\\" in name or "\x00" in name:
+        raise GitError(f"refusing unsafe path in tree: {rel}{name!r}")
 
 
 def _fetch_target(remote: Remote, repo: BaseRepo, target: Target) -> None:
@@ -491,8 +507,7 @@ def write_tree(
         assert isinstance(tree, Tree)
         for entry in tree.iteritems():
             name = entry.path.decode("utf-8", "surrogateescape")
-            if name in ("", ".", "..", ".git") or "/" in name or "\\" in name or "\x00" in name:
-                raise GitError(f"refusing unsafe path in tree: {rel}{name!r}")
+            check_entry_name(name, rel)
             path = f"{rel}{name}"
             target = os.path.join(out, name)
             mode = entry.mode

@@ -7,6 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from tide.controllers.source.builder import BuildPool
 from tide.controllers.source.reconciler import GitRepositoryReconciler
 from tide.controllers.source.server import ArtifactServer
 from tide.controllers.source.storage import Storage, advertised_address
@@ -73,10 +74,12 @@ def main(argv: list[str] | None = None) -> None:
         retention_records=args.artifact_retention_records,
         retention_ttl=args.artifact_retention_ttl,
     )
+    # One build worker process per reconcile worker: the event loop only does I/O.
+    builds = BuildPool(args.concurrent)
     run_controller(
         args,
-        reconcilers=[GitRepositoryReconciler(storage, args.artifact_max_size)],
-        servers=[ArtifactServer(root, args.storage_addr)],
+        reconcilers=[GitRepositoryReconciler(storage, args.artifact_max_size, builds)],
+        servers=[builds, ArtifactServer(root, args.storage_addr)],
     )
 
 

@@ -11,19 +11,19 @@ import base64
 import datetime
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, NoReturn
 
-from tide.controllers.source import git, refs
+from tide.controllers.source import builder, git, refs
+from tide.controllers.source.builder import BuildPool, IncludeCopy, IncludeCopyError
 from tide.controllers.source.refs import Target
-from tide.controllers.source.sourceignore import matcher_for_tree
 from tide.controllers.source.storage import Storage
-from tide.controllers.source.tarball import ArtifactTooLarge, build_tarball
+from tide.controllers.source.tarball import ArtifactTooLarge
 from tide.controllers.source.verify import VerificationError, describe, normalise_mode, verify
 from tide.shared.api.meta import Artifact
 from tide.shared.api.source import GitRepository
-from tide.shared.artifact import ArtifactError, extract_tarball
 from tide.shared.runtime import ReconcileContext, ReconcileError, Result, StalledError
 
 KIND = "GitRepository"
@@ -77,9 +77,16 @@ class GitRepositoryReconciler:
     model = GitRepository
     finalizer: str | None = "finalizers.fluxcd.io"
 
-    def __init__(self, storage: Storage, max_artifact_size: int = 100 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        max_artifact_size: int = 100 * 1024 * 1024,
+        builds: BuildPool | None = None,
+    ) -> None:
         self.storage = storage
         self.max_artifact_size = max_artifact_size
+        # Fetch, checkout and archive hold the GIL: in worker processes when given a pool.
+        self.builds = builds or BuildPool(0)
 
     def setup(self, controller: Any) -> None:
         """A new artifact of a GitRepository reconciles the GitRepositories that include it."""
@@ -113,11 +120,13 @@ class GitRepositoryReconciler:
 
         timeout = spec.timeout_seconds()
         try:
-            remote = git.Remote(spec.url, auth, timeout)
+            # Off the loop: an https client loads the system CA store, ssh writes key files.
+            remote = await asyncio.to_thread(git.Remote, spec.url, auth, timeout)
         except git.GitError as exc:
             self._fetch_failed(ctx, exc.reason, f"failed to configure the Git client: {exc}")
+        started = time.perf_counter()
         try:
-            target = await self._run(ctx, timeout, self._resolve, remote, obj)
+            target = await self._run(ctx, timeout, asyncio.to_thread, self._resolve, remote, obj)
             if self._up_to_date(obj, ctx, target, includes):
                 self._ready(ctx, status.artifact.revision)
                 await self._collect_garbage(obj, ctx)
@@ -125,11 +134,23 @@ class GitRepositoryReconciler:
                 return Result()
             await ctx.progress(f"building artifact: new upstream revision for '{target.ref or target.want}'")
             workdir = Path(tempfile.mkdtemp(prefix="tide-checkout-"))
+            temp = await asyncio.to_thread(self.storage.new_temp_file, KIND, ns, name)
             try:
                 options = git.CheckoutOptions(
                     sparse=spec.sparse_checkout or [], recurse_submodules=bool(spec.recurse_submodules)
                 )
-                checkout = await self._run(ctx, timeout, git.clone, remote, target, workdir / "tree", options)
+                # Without includes, sparse checkout or submodules the artifact is written from
+                # the fetched objects; the checkout on disk is skipped.
+                direct = None
+                if not includes and not spec.sparse_checkout and not spec.recurse_submodules:
+                    direct = builder.DirectArchive(spec.ignore, temp, self.max_artifact_size)
+                resolved = time.perf_counter()
+                checked_out, archived_direct = await self._run(
+                    ctx, timeout, self.builds.run, builder.checkout,
+                    spec.url, auth, timeout, target, workdir / "tree", options, direct,
+                )  # fmt: skip
+                checkout = await asyncio.to_thread(checked_out.to_checkout)
+                fetched = time.perf_counter()
                 revision = refs.revision(target, checkout.commit)
                 if status.artifact is None or status.artifact.revision != revision:
                     ctx.set_condition(
@@ -137,9 +158,13 @@ class GitRepositoryReconciler:
                     )
                 ctx.remove_condition(FETCH_FAILED)
                 await self._verify(obj, ctx, checkout)
-                await asyncio.to_thread(self._copy_includes, workdir / "tree", includes)
-                artifact = await self._archive(obj, ctx, workdir / "tree", checkout.commit, revision)
+                archiving = time.perf_counter()
+                artifact = await self._archive(
+                    obj, ctx, workdir / "tree", includes, checkout.commit, revision, temp, archived_direct
+                )
+                archived = time.perf_counter()
             finally:
+                await asyncio.to_thread(temp.unlink, True)
                 await asyncio.to_thread(shutil.rmtree, workdir, True)
         finally:
             await asyncio.to_thread(remote.close)
@@ -163,7 +188,12 @@ class GitRepositoryReconciler:
                 metadata={"revision": artifact.revision, "digest": artifact.digest or ""},
             )
         await self._collect_garbage(obj, ctx)
-        ctx.log.info("stored artifact for revision '%s' (%s/%s)", artifact.revision, ns, name)
+        ctx.log.info(
+            "stored artifact for revision '%s' (%s/%s) in %.2fs: ls-remote %.2fs, fetch+checkout %.2fs, "
+            "archive %.2fs",
+            artifact.revision, ns, name, time.perf_counter() - started, resolved - started,
+            fetched - resolved, archived - archiving,
+        )  # fmt: skip
         return Result()
 
     async def finalize(self, obj: GitRepository, ctx: ReconcileContext) -> None:
@@ -173,10 +203,11 @@ class GitRepositoryReconciler:
 
     # -- steps ------------------------------------------------------------------------------
 
-    async def _run(self, ctx: ReconcileContext, limit: float, fn: Any, *args: Any) -> Any:
-        """Blocking Git work in a thread, bounded by spec.timeout; errors become conditions."""
+    async def _run(self, ctx: ReconcileContext, limit: float, runner: Any, fn: Any, *args: Any) -> Any:
+        """Blocking Git work (in a thread or a build worker via runner), bounded by spec.timeout;
+        errors become conditions."""
         try:
-            return await asyncio.wait_for(asyncio.to_thread(fn, *args), limit)
+            return await asyncio.wait_for(runner(fn, *args), limit)
         except TimeoutError:
             self._fetch_failed(
                 ctx,
@@ -190,7 +221,7 @@ class GitRepositoryReconciler:
                 ctx,
                 "GitOperationFailed",
                 f"failed to checkout and determine revision: unable to clone "
-                f"'{git.redact(args[0].url)}': {exc}",
+                f"'{git.redact(getattr(args[0], 'url', args[0]))}': {exc}",
             )
         except git.GitError as exc:
             self._fetch_failed(ctx, exc.reason, f"failed to checkout and determine revision: {exc}")
@@ -281,35 +312,6 @@ class GitRepositoryReconciler:
         ctx.remove_condition(INCLUDE_UNAVAILABLE)
         return out
 
-    def _copy_includes(self, tree: Path, includes: list[Include]) -> None:
-        for inc in includes:
-            scratch = Path(tempfile.mkdtemp(prefix="tide-include-"))
-            try:
-                extract_tarball(
-                    self.storage.local_path(inc.artifact.path),
-                    scratch / "x",
-                    self.max_artifact_size or 1 << 62,
-                )
-                source = scratch / "x" / inc.from_path
-                if not source.exists():
-                    raise ReconcileError(
-                        INCLUDE_UNAVAILABLE, f"fromPath '{inc.from_path}' not found in include '{inc.name}'"
-                    )
-                dest = tree / inc.to_path
-                if dest.is_symlink():
-                    dest.unlink()
-                if source.is_dir():
-                    shutil.copytree(source, dest, symlinks=True, dirs_exist_ok=True)
-                else:
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(source, dest, follow_symlinks=False)
-            except ArtifactError as exc:
-                raise ReconcileError(
-                    INCLUDE_UNAVAILABLE, f"failed to copy include '{inc.name}': {exc}"
-                ) from exc
-            finally:
-                shutil.rmtree(scratch, ignore_errors=True)
-
     def _up_to_date(
         self, obj: GitRepository, ctx: ReconcileContext, target: Target, includes: list[Include]
     ) -> bool:
@@ -362,17 +364,36 @@ class GitRepositoryReconciler:
         ctx.status.source_verification_mode = normalise_mode(spec.verify.mode)
 
     async def _archive(
-        self, obj: GitRepository, ctx: ReconcileContext, tree: Path, commit: str, revision: str
+        self,
+        obj: GitRepository,
+        ctx: ReconcileContext,
+        tree: Path,
+        includes: list[Include],
+        commit: str,
+        revision: str,
+        temp: Path,
+        direct: builder.DirectArchived | None,
     ) -> Artifact:
+        """Includes copied in, ignore rules applied, tar.gz built (in a build worker, unless
+        built from the fetched objects already) and stored."""
         ns, name = obj.metadata.namespace or "", obj.metadata.name or ""
         rel = f"{self.storage.object_dir(KIND, ns, name)}/{commit}.tar.gz"
-        temp = self.storage.new_temp_file(KIND, ns, name)
+        copies = [
+            IncludeCopy(i.name, self.storage.local_path(i.artifact.path), i.from_path, i.to_path)
+            for i in includes
+        ]
         try:
-            matcher = await asyncio.to_thread(matcher_for_tree, tree, obj.spec.ignore)
-            archive = await asyncio.to_thread(
-                build_tarball, tree, temp, matcher.ignored, self.max_artifact_size
-            )
-            self.storage.commit(temp, rel, archive.digest)
+            if direct is not None and direct.too_large is not None:
+                raise ArtifactTooLarge(direct.too_large)
+            if direct is not None and direct.archive is not None:
+                archive = direct.archive
+            else:
+                archive = await self.builds.run(
+                    builder.archive, tree, copies, obj.spec.ignore, temp, self.max_artifact_size
+                )
+            await asyncio.to_thread(self.storage.commit, temp, rel, archive.digest)
+        except IncludeCopyError as exc:
+            raise ReconcileError(INCLUDE_UNAVAILABLE, str(exc)) from exc
         except ArtifactTooLarge as exc:
             message = f"failed to archive revision '{revision}': {exc}"
             ctx.set_condition(STORAGE_FAILED, "True", "ArchiveOperationFailed", message)
@@ -381,8 +402,6 @@ class GitRepositoryReconciler:
             message = f"failed to store artifact for revision '{revision}': {exc}"
             ctx.set_condition(STORAGE_FAILED, "True", "ArchiveOperationFailed", message)
             raise ReconcileError("ArchiveOperationFailed", message) from exc
-        finally:
-            temp.unlink(missing_ok=True)
         ctx.remove_condition(STORAGE_FAILED)
         return Artifact(
             path=rel,

@@ -113,6 +113,48 @@ def _inside(root: str, path: str) -> bool:
     return real == root or real.startswith(root + os.sep)
 
 
+class DeterministicTar:
+    """The tar.gz writer both archive paths share: GNU tar, normalised headers, block gzip,
+    sha256 of the bytes written. Entries must be added in sorted order by the caller."""
+
+    def __init__(self, out_file: Path) -> None:
+        self.workers = max(2, os.cpu_count() or 2)
+        self._raw = out_file.open("wb")
+        try:
+            self._pool = ThreadPoolExecutor(max_workers=self.workers)
+            self.hashing = _HashingWriter(self._raw)
+            self._gz = _BlockGzipWriter(self.hashing, self._pool, window=self.workers * 2)
+            self.tar = tarfile.open(fileobj=self._gz, mode="w", format=tarfile.GNU_FORMAT)
+        except BaseException:
+            self._raw.close()
+            raise
+
+    def __enter__(self) -> DeterministicTar:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        try:
+            if exc_type is None:
+                self.tar.close()
+                self._gz.finish()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._raw.close()
+
+    def add_dir(self, name: str) -> None:
+        self.tar.addfile(_info(name + "/", tarfile.DIRTYPE, DIR_MODE))
+
+    def add_file(self, name: str, executable: bool, size: int, content: IO[bytes]) -> None:
+        info = _info(name, tarfile.REGTYPE, EXEC_MODE if executable else FILE_MODE)
+        info.size = size
+        self.tar.addfile(info, content)
+
+    def add_symlink(self, name: str, target: str) -> None:
+        info = _info(name, tarfile.SYMTYPE, 0o777)
+        info.linkname = target
+        self.tar.addfile(info)
+
+
 def build_tarball(
     root: Path,
     out_file: Path,
@@ -126,58 +168,50 @@ def build_tarball(
     real_root = os.path.realpath(root)
     content_size = 0
     files = 0
-    workers = max(2, os.cpu_count() or 2)
-    with out_file.open("wb") as raw, ThreadPoolExecutor(max_workers=workers) as pool:
-        hashing = _HashingWriter(raw)
-        gz = _BlockGzipWriter(hashing, pool, window=workers * 2)
-        with tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
+    with DeterministicTar(out_file) as tar:
 
-            def walk(directory: str, rel: tuple[str, ...]) -> None:
-                nonlocal content_size, files
-                with os.scandir(directory) as it:
-                    entries = sorted(it, key=lambda e: e.name.encode("utf-8", "surrogateescape"))
-                for entry in entries:
-                    parts = (*rel, entry.name)
-                    if not rel and entry.name == ".git":
+        def walk(directory: str, rel: tuple[str, ...]) -> None:
+            nonlocal content_size, files
+            with os.scandir(directory) as it:
+                entries = sorted(it, key=lambda e: e.name.encode("utf-8", "surrogateescape"))
+            for entry in entries:
+                parts = (*rel, entry.name)
+                if not rel and entry.name == ".git":
+                    continue
+                name = "/".join(parts)
+                st = entry.stat(follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    if exclude is None or not exclude(parts, True):
+                        tar.add_dir(name)
+                    walk(entry.path, parts)
+                elif stat.S_ISREG(st.st_mode):
+                    if exclude is not None and exclude(parts, False):
                         continue
-                    name = "/".join(parts)
-                    st = entry.stat(follow_symlinks=False)
-                    if stat.S_ISDIR(st.st_mode):
-                        if exclude is None or not exclude(parts, True):
-                            tar.addfile(_info(name + "/", tarfile.DIRTYPE, DIR_MODE))
-                        walk(entry.path, parts)
-                    elif stat.S_ISREG(st.st_mode):
-                        if exclude is not None and exclude(parts, False):
-                            continue
-                        content_size += st.st_size
-                        if max_size and content_size > max_size:
-                            raise ArtifactTooLarge(
-                                f"artifact size exceeds the limit of {max_size} bytes when extracted"
-                            )
-                        mode = EXEC_MODE if st.st_mode & stat.S_IXUSR else FILE_MODE
-                        info = _info(name, tarfile.REGTYPE, mode)
-                        info.size = st.st_size
-                        with open(entry.path, "rb") as f:
-                            tar.addfile(info, f)
-                        files += 1
-                    elif stat.S_ISLNK(st.st_mode):
-                        if exclude is not None and exclude(parts, False):
-                            continue
-                        target = os.readlink(entry.path)
-                        try:
-                            check_symlink_target(PurePosixPath(name), target)
-                        except ArtifactError:
-                            continue
-                        if not _inside(real_root, entry.path):
-                            continue
-                        info = _info(name, tarfile.SYMTYPE, 0o777)
-                        info.linkname = target
-                        tar.addfile(info)
-                        files += 1
+                    content_size += st.st_size
+                    check_size(content_size, max_size)
+                    with open(entry.path, "rb") as f:
+                        tar.add_file(name, bool(st.st_mode & stat.S_IXUSR), st.st_size, f)
+                    files += 1
+                elif stat.S_ISLNK(st.st_mode):
+                    if exclude is not None and exclude(parts, False):
+                        continue
+                    target = os.readlink(entry.path)
+                    try:
+                        check_symlink_target(PurePosixPath(name), target)
+                    except ArtifactError:
+                        continue
+                    if not _inside(real_root, entry.path):
+                        continue
+                    tar.add_symlink(name, target)
+                    files += 1
 
-            walk(str(root), ())
-        gz.finish()
-    return Archive(f"sha256:{hashing.hash.hexdigest()}", hashing.size, files, content_size)
+        walk(str(root), ())
+    return Archive(f"sha256:{tar.hashing.hash.hexdigest()}", tar.hashing.size, files, content_size)
+
+
+def check_size(content_size: int, max_size: int) -> None:
+    if max_size and content_size > max_size:
+        raise ArtifactTooLarge(f"artifact size exceeds the limit of {max_size} bytes when extracted")
 
 
 def _info(name: str, kind: bytes, mode: int) -> tarfile.TarInfo:

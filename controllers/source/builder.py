@@ -1,0 +1,291 @@
+"""The CPU-heavy half of a reconcile in worker processes: fetch + checkout, then include
+copies + ignore rules + deterministic tar.gz + sha256.
+
+Dulwich's pack inflation, tree writing and the tarball are Python code that holds the GIL
+even in threads, so under load they starved the controller's event loop (artifact
+downloads, watches, status patches). In a worker process they only cost the loop a pickle
+of paths and a few hundred bytes of result. Arguments and results are plain data; Git
+objects travel as their raw bytes.
+
+Where the spec allows (no includes, sparse checkout or submodules, no symlinks in the tree)
+the artifact is written straight from the fetched objects: no checkout on disk, about 4x
+less work for a small repo, and byte-identical to the artifact of a checkout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import multiprocessing
+import shutil
+import stat
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, TypeVar
+
+from dulwich.objects import Blob, Commit, Tag, Tree
+from dulwich.repo import BaseRepo
+
+from tide.controllers.source import git
+from tide.controllers.source.refs import Target
+from tide.controllers.source.sourceignore import (
+    IGNORE_FILE,
+    Pattern,
+    build_matcher,
+    matcher_for_tree,
+    read_patterns,
+)
+from tide.controllers.source.tarball import (
+    Archive,
+    ArtifactTooLarge,
+    DeterministicTar,
+    build_tarball,
+    check_size,
+)
+from tide.shared.artifact import ArtifactError, extract_tarball
+
+T = TypeVar("T")
+
+
+class IncludeCopyError(Exception):
+    """An include could not be copied into the tree (message for the IncludeUnavailable condition)."""
+
+
+class WorkerLost(git.GitError):
+    reason = "GitOperationFailed"
+
+
+@dataclass(frozen=True)
+class CheckedOut:
+    commit: str
+    message: str
+    commit_raw: bytes
+    tag_raw: bytes | None
+    round_trips: int
+
+    def to_checkout(self) -> git.Checkout:
+        commit = Commit.from_string(self.commit_raw)
+        tag = Tag.from_string(self.tag_raw) if self.tag_raw is not None else None
+        return git.Checkout(self.commit, self.message, tag, commit, self.round_trips)
+
+
+@dataclass(frozen=True)
+class IncludeCopy:
+    name: str
+    artifact_file: Path
+    from_path: PurePosixPath
+    to_path: PurePosixPath
+
+
+@dataclass(frozen=True)
+class DirectArchive:
+    """Archive straight from the fetched objects, no checkout on disk (when the tree has no
+    symlinks and the spec no includes, sparse checkout or submodules)."""
+
+    ignore: str | None
+    out_file: Path
+    max_size: int
+
+
+@dataclass(frozen=True)
+class DirectArchived:
+    archive: Archive | None = None
+    too_large: str | None = None  # raised by the reconciler after verification, as before
+
+
+def checkout(
+    url: str,
+    auth: git.GitAuth,
+    timeout: float,
+    target: Target,
+    dest: Path,
+    options: git.CheckoutOptions,
+    direct: DirectArchive | None = None,
+) -> tuple[CheckedOut, DirectArchived | None]:
+    """Fetch target (shallow where possible) and write its tree into dest; or, with direct,
+    write the artifact from the fetched objects and nothing into dest (None when the tree
+    needs a checkout on disk after all: then it is in dest)."""
+    with git.Remote(url, auth, timeout) as remote:
+        if direct is None:
+            result = git.clone(remote, target, dest, options)
+            return _checked_out(result.commit_object, result.tag_object, result.round_trips), None
+        repo, commit, tag = git.fetch_commit(remote, target)
+        try:
+            done = _direct_archive(repo, commit, direct)
+            if done is None:
+                dest.mkdir(parents=True, exist_ok=True)
+                git.write_tree(repo, commit.tree, dest)
+        finally:
+            repo.close()
+        return _checked_out(commit, tag, remote.round_trips), done
+
+
+def _checked_out(commit: Commit, tag: Tag | None, round_trips: int) -> CheckedOut:
+    return CheckedOut(
+        commit.id.decode(),
+        commit.message.decode(errors="replace"),
+        commit.as_raw_string(),
+        tag.as_raw_string() if tag is not None else None,
+        round_trips,
+    )
+
+
+class _NeedsCheckout(Exception):
+    pass
+
+
+def _entries(store: Any, tree_id: bytes, rel: str) -> list[tuple[str, int, bytes]]:
+    tree = store[tree_id]
+    assert isinstance(tree, Tree)
+    out: list[tuple[str, int, bytes]] = []
+    for entry in sorted(tree.iteritems(), key=lambda e: e.path):
+        name = entry.path.decode("utf-8", "surrogateescape")
+        git.check_entry_name(name, rel)
+        if stat.S_ISLNK(entry.mode):
+            raise _NeedsCheckout()  # whether it stays inside the tree is decided on disk
+        out.append((name, entry.mode, entry.sha))
+    return out
+
+
+def _ignore_patterns(store: Any, tree_id: bytes) -> list[Pattern]:
+    """sourceignore.load_ignore_patterns on the tree objects (same order)."""
+    patterns: list[Pattern] = []
+
+    def visit(tid: bytes, domain: tuple[str, ...]) -> None:
+        entries = _entries(store, tid, "/".join(domain) + "/" if domain else "")
+        for name, mode, sha in entries:
+            if name == IGNORE_FILE and stat.S_ISREG(mode):
+                blob = store[sha]
+                assert isinstance(blob, Blob)
+                patterns.extend(read_patterns(blob.data.decode("utf-8", errors="replace"), domain))
+        subdirs = sorted((name, sha) for name, mode, sha in entries if stat.S_ISDIR(mode))
+        for name, sha in subdirs:
+            visit(sha, (*domain, name))
+
+    visit(tree_id, ())
+    return patterns
+
+
+def _direct_archive(repo: BaseRepo, commit: Commit, direct: DirectArchive) -> DirectArchived | None:
+    """build_tarball's walk over the commit's tree: same entries, order, modes and bytes."""
+    store: Any = repo.object_store
+    try:
+        patterns = _ignore_patterns(store, commit.tree)
+    except _NeedsCheckout:
+        return None
+    if direct.ignore is not None:
+        patterns += read_patterns(direct.ignore)
+    exclude = build_matcher(patterns).ignored
+    content_size = 0
+    files = 0
+    try:
+        with DeterministicTar(direct.out_file) as tar:
+
+            def walk(tid: bytes, rel: tuple[str, ...]) -> None:
+                nonlocal content_size, files
+                for name, mode, sha in _entries(store, tid, "/".join(rel) + "/" if rel else ""):
+                    parts = (*rel, name)
+                    path = "/".join(parts)
+                    if stat.S_ISDIR(mode) or mode == 0o160000:  # a submodule is an empty directory
+                        if not exclude(parts, True):
+                            tar.add_dir(path)
+                        if stat.S_ISDIR(mode):
+                            walk(sha, parts)
+                        continue
+                    if exclude(parts, False):
+                        continue
+                    blob = store[sha]
+                    assert isinstance(blob, Blob)
+                    data = blob.as_raw_string()
+                    content_size += len(data)
+                    check_size(content_size, direct.max_size)
+                    tar.add_file(path, bool(mode & 0o100), len(data), io.BytesIO(data))
+                    files += 1
+
+            walk(commit.tree, ())
+    except ArtifactTooLarge as exc:
+        return DirectArchived(too_large=str(exc))
+    h = tar.hashing
+    return DirectArchived(Archive(f"sha256:{h.hash.hexdigest()}", h.size, files, content_size))
+
+
+def copy_includes(tree: Path, includes: list[IncludeCopy], max_size: int) -> None:
+    for inc in includes:
+        scratch = Path(tempfile.mkdtemp(prefix="tide-include-"))
+        try:
+            extract_tarball(inc.artifact_file, scratch / "x", max_size or 1 << 62)
+            source = scratch / "x" / inc.from_path
+            if not source.exists():
+                raise IncludeCopyError(f"fromPath '{inc.from_path}' not found in include '{inc.name}'")
+            dest = tree / inc.to_path
+            if dest.is_symlink():
+                dest.unlink()
+            if source.is_dir():
+                shutil.copytree(source, dest, symlinks=True, dirs_exist_ok=True)
+            else:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, dest, follow_symlinks=False)
+        except ArtifactError as exc:
+            raise IncludeCopyError(f"failed to copy include '{inc.name}': {exc}") from exc
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def archive(
+    tree: Path, includes: list[IncludeCopy], ignore: str | None, out_file: Path, max_size: int
+) -> Archive:
+    """Copy the includes into tree, apply the ignore rules and write the tar.gz."""
+    copy_includes(tree, includes, max_size)
+    matcher = matcher_for_tree(tree, ignore)
+    return build_tarball(tree, out_file, matcher.ignored, max_size)
+
+
+def _ready() -> None:
+    """Runs once in each new worker, so its imports are paid before the first build."""
+
+
+class BuildPool:
+    """Worker processes for builds, one per --concurrent worker; started and stopped with
+    the controller (a server in run_controller's sense). `workers=0` runs builds in threads."""
+
+    leader_only = False
+
+    def __init__(self, workers: int) -> None:
+        self.workers = max(0, workers)
+        self._executor: ProcessPoolExecutor | None = None
+
+    def _pool(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            # spawn: the controller has threads (to_thread, aiohttp's resolver), fork would copy locks.
+            self._executor = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=multiprocessing.get_context("spawn")
+            )
+        return self._executor
+
+    async def start(self) -> None:
+        if self.workers:
+            pool = self._pool()
+            for _ in range(self.workers):
+                pool.submit(_ready)
+
+    async def stop(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            await asyncio.to_thread(executor.shutdown, True, cancel_futures=True)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        if not self.workers:
+            return await asyncio.to_thread(fn, *args)
+        executor: Executor = self._pool()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+        except BrokenProcessPool as exc:
+            # A worker died (OOM kill, signal): start a fresh pool for the next reconcile.
+            if self._executor is executor:
+                self._executor = None
+                executor.shutdown(wait=False, cancel_futures=True)
+            raise WorkerLost(f"build worker process exited unexpectedly: {exc}") from exc
