@@ -422,11 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
         _command("diff"),
         aliases=("ks",),
     )
-    _name(p)
-    p.add_argument("--path", required=True, help="local directory to build")
-    p.add_argument(
-        "--kustomization-file", default=None, help="local Kustomization YAML to use instead of the cluster's"
-    )
+    _local_build_flags(p)
     p.add_argument(
         "--strict-substitute",
         action="store_true",
@@ -440,11 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
         _command("build"),
         aliases=("ks",),
     )
-    _name(p)
-    p.add_argument("--path", required=True, help="local directory to build")
-    p.add_argument(
-        "--kustomization-file", default=None, help="local Kustomization YAML to use instead of the cluster's"
-    )
+    _local_build_flags(p)
     p.add_argument(
         "--dry-run", action="store_true", help="do not read the cluster (substitute from the file only)"
     )
@@ -467,6 +459,15 @@ def build_parser() -> argparse.ArgumentParser:
     _export_flags(_leaf(grp, "alert", "export Alerts", _export((k.ALERT,))))
     _export_flags(_leaf(grp, "alert-provider", "export Providers", _export((k.PROVIDER,))))
     return root
+
+
+def _local_build_flags(p: argparse.ArgumentParser) -> None:
+    """What `diff` and `build` share: the Kustomization's name and the local tree to build."""
+    _name(p)
+    p.add_argument("--path", required=True, help="local directory to build")
+    p.add_argument(
+        "--kustomization-file", default=None, help="local Kustomization YAML to use instead of the cluster's"
+    )
 
 
 def _create_common(p: argparse.ArgumentParser, interval: bool = True) -> None:
