@@ -39,6 +39,9 @@ STATE = ROOT / ".tide" / "cluster"
 KUBECONFIG = ROOT / ".tide" / "kubeconfig"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 NODE_NAME = "kwok-node-0"
+# As kind's: a /24 runs out of ClusterIPs at 254 Services (Flux's MTTP with N=500 creates 500).
+SERVICE_CIDR = "10.96.0.0/16"
+SERVICE_CIDR_FIRST_IP = "10.96.0.1"
 
 
 def free_port() -> int:
@@ -125,7 +128,7 @@ class Certificates:
         )
         if dns:
             names: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
-            names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", "10.0.0.1")]
+            names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", SERVICE_CIDR_FIRST_IP)]
             builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
         cert = builder.sign(self._ca_key, hashes.SHA256())
         (self.dir / f"{name}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
@@ -323,7 +326,7 @@ class ControlPlane:
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 "--api-audiences=https://kubernetes.default.svc.cluster.local",
                 "--authorization-mode=Node,RBAC",
-                "--service-cluster-ip-range=10.0.0.0/24",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--allow-privileged=true",
                 "--profiling=false",
                 "--v=1",

@@ -62,6 +62,14 @@ def test_apply_prune_and_drift(git_server, flux_controllers, kubectl, namespace)
     assert get_obj(kubectl, namespace, "configmap", "a")["data"] == {"color": "yellow"}
     assert [e["id"] for e in ks["status"]["inventory"]["entries"]] == [f"{namespace}_a__ConfigMap"]
 
+    # Flux's status.history: one entry per distinct build, newest first.
+    first_revision = ks["status"]["history"][-1]["metadata"]["revision"]
+    assert [(h["metadata"]["revision"], h["lastReconciledStatus"]) for h in ks["status"]["history"]] == [
+        (revision, "ReconciliationSucceeded"), (first_revision, "ReconciliationSucceeded")]  # fmt: skip
+    assert first_revision != revision
+    assert all(h["digest"].startswith("sha256:") for h in ks["status"]["history"])
+    assert ks["status"]["history"][1]["totalReconciliations"] >= 2  # the interval reconciles in between
+
     events = kubectl("get", "events", "-n", namespace, "-o", "json").stdout
     assert f"ConfigMap/{namespace}/b deleted" in events
     assert f"ConfigMap/{namespace}/a configured" in events

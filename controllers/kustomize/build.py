@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from tide.controllers.kustomize.fetch import replace_file
+
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 KUSTOMIZE_API_VERSION = "kustomize.config.k8s.io/v1beta1"
 _REMOTE = re.compile(r"^(https?://|git::|ssh://|git@|github\.com/|gitlab\.com/|bitbucket\.org/)")
@@ -273,7 +275,8 @@ def write_kustomization(directory: Path, spec: Mapping[str, Any]) -> Path:
     add_components(
         kus, directory, list(spec.get("components") or []), bool(spec.get("ignoreMissingComponents"))
     )
-    kfile.write_text(yaml.dump(kus, Dumper=_Dumper, sort_keys=False, default_flow_style=False))
+    text = yaml.dump(kus, Dumper=_Dumper, sort_keys=False, default_flow_style=False)
+    replace_file(kfile, text.encode())
     return kfile
 
 

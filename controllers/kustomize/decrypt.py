@@ -45,6 +45,8 @@ from typing import Any
 
 import yaml
 
+from tide.controllers.kustomize.fetch import replace_file
+
 from .sops import (
     DecryptionError,
     Format,
@@ -189,11 +191,8 @@ class _SourceWalk:
         if not self.keyring.configured:
             raise _not_configured(name)
         plain = _guarded(name, lambda: decrypt_bytes(data, fmt, self.keyring, name=name))
-        # the build directory is the controller's private temp dir, removed after the build
-        fd = os.open(target, os.O_WRONLY | os.O_TRUNC)
-        with os.fdopen(fd, "wb") as out:
-            out.write(plain)
-        os.chmod(target, 0o600)
+        # a private checkout whose files may be hard links to the shared artifact: replace, never write in
+        replace_file(target, plain, 0o600)
         self.done_files.add(target)
 
     def verify_resource_file(self, path: Path) -> None:

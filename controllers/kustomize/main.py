@@ -26,6 +26,13 @@ def arg_parser() -> argparse.ArgumentParser:
         "--http-retry", type=int, default=9, help="The maximum number of retries when fetching artifacts."
     )
     parser.add_argument(
+        "--artifact-cache-revisions",
+        type=int,
+        default=8,
+        help="Extracted source revisions kept for Kustomizations that share a source, so each is "
+        "downloaded once (0: every build downloads its own copy, as Flux does).",
+    )
+    parser.add_argument(
         "--sops-age-secret",
         default="",
         help="The name of a Secret in the runtime namespace with age keys for every Kustomization.",
@@ -43,7 +50,8 @@ def arg_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> Any:
     args = arg_parser().parse_args(argv)
-    return run_controller(args, reconcilers=[KustomizationReconciler(args)])
+    reconciler = KustomizationReconciler(args)
+    return run_controller(args, reconcilers=[reconciler], servers=[reconciler.artifacts])
 
 
 if __name__ == "__main__":

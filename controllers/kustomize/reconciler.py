@@ -26,9 +26,9 @@ from tide.controllers.kustomize.depends_on import (
 from tide.controllers.kustomize.fetch import (
     SERVED_SOURCE_KINDS,
     SOURCE_GROUP_VERSION,
+    ArtifactCache,
     SourceNotReady,
     artifact_of,
-    download,
 )
 from tide.controllers.kustomize.fields import digest
 from tide.controllers.kustomize.health import (
@@ -38,12 +38,14 @@ from tide.controllers.kustomize.health import (
     compile_exprs,
     wait_for_health,
 )
+from tide.controllers.kustomize.history import upsert_history
 from tide.controllers.kustomize.inventory import Entry, Inventory, ObjectRef, split_api_version
 from tide.controllers.kustomize.prune import delete_entries, should_delete_on_finalize, wait_terminated
 from tide.controllers.kustomize.substitute import SubstitutionError, substitute_objects
-from tide.shared.api.kustomize import Kustomization
+from tide.shared.api.kustomize import Kustomization, Snapshot
 from tide.shared.api.meta import ResourceInventory, format_duration
 from tide.shared.artifact import ArtifactError
+from tide.shared.runtime.conditions import now_rfc3339
 from tide.shared.runtime.context import ReconcileContext
 from tide.shared.runtime.result import ReconcileError, Result, StalledError
 
@@ -60,6 +62,7 @@ class CachedBuild:
 
     inputs: str
     objects: list[dict[str, Any]]
+    digest: str = ""
 
 
 def _ready_condition(obj: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -93,6 +96,8 @@ class KustomizationReconciler:
         self.applier: Applier | None = None
         self.builds: dict[Key, CachedBuild] = {}
         self.controller: Any = None
+        self._built: dict[Key, tuple[str, str]] = {}  # this reconcile's build digest and revision
+        self.artifacts = ArtifactCache(keep=int(getattr(options, "artifact_cache_revisions", 8)))
 
     # --- watches -----------------------------------------------------------------------------------
 
@@ -185,6 +190,37 @@ class KustomizationReconciler:
     # --- the reconcile ------------------------------------------------------------------------------
 
     async def reconcile(self, obj: Kustomization, ctx: ReconcileContext) -> Result:
+        key = (ctx.namespace, ctx.name)
+        started = time.monotonic()
+        self._built.pop(key, None)
+        try:
+            result = await self._reconcile(obj, ctx)
+        except (ReconcileError, StalledError) as err:
+            self._record_history(ctx, key, started, err.reason)
+            raise
+        self._record_history(ctx, key, started, "ReconciliationSucceeded")
+        return result
+
+    def _record_history(self, ctx: ReconcileContext, key: Key, started: float, reason: str) -> None:
+        """Flux's status.history entry for a reconcile that got as far as a build."""
+        built = self._built.pop(key, None)
+        if built is None:
+            return
+        digest_, revision = built
+        metadata = {"revision": revision}
+        if ctx.status.last_applied_origin_revision and reason == "ReconciliationSucceeded":
+            metadata["originRevision"] = ctx.status.last_applied_origin_revision
+        history = upsert_history(
+            [s.model_dump(by_alias=True, exclude_none=True) for s in ctx.status.history or []],
+            digest_,
+            now_rfc3339(),
+            format_duration(time.monotonic() - started),
+            reason,
+            metadata,
+        )
+        ctx.status.history = [Snapshot.model_validate(e) for e in history]
+
+    async def _reconcile(self, obj: Kustomization, ctx: ReconcileContext) -> Result:
         spec = obj.spec
         raw_spec: dict[str, Any] = ctx.raw.get("spec") or {}
         key = (ctx.namespace, ctx.name)
@@ -319,13 +355,10 @@ class KustomizationReconciler:
                 f"circular dependency detected: {format_cycle(cycle)}",
                 requeue_after=requeue,
             )
-        cache = {
-            ((o.get("metadata") or {}).get("namespace", ""), (o.get("metadata") or {}).get("name", "")): o
-            for o in items
-        }
+        informer = getattr(self.controller, "informer", None)
         for dep_key in deps:
             self._refuse_cross_namespace(ctx, f"dependency '{dep_key[1]}'", dep_key[0])
-            dep = cache.get(dep_key)
+            dep = informer.get(*dep_key) if informer is not None else None
             if dep is None:  # e.g. in another shard: read it live, as Flux does
                 found = await ctx.kube.get(KUSTOMIZATION_API, "Kustomization", dep_key[1], dep_key[0])
                 dep = found if isinstance(found, dict) else None
@@ -411,8 +444,9 @@ class KustomizationReconciler:
         if cached is None or cached.inputs != inputs:
             await ctx.progress(f"Building manifests for revision {revision}")
             objects = await self._build(ctx, obj, artifact, variables, keys, requeue_dependency)
-            cached = CachedBuild(inputs, objects)
+            cached = CachedBuild(inputs, objects, "sha256:" + digest(objects))
             self.builds[key] = cached
+        self._built[key] = (cached.digest, revision)
         objects = copy.deepcopy(cached.objects)
         apply_common_metadata(objects, (ctx.raw.get("spec") or {}).get("commonMetadata"))
         for o in objects:
@@ -429,7 +463,7 @@ class KustomizationReconciler:
         requeue_dependency: float,
     ) -> list[dict[str, Any]]:
         try:
-            root = await download(artifact)
+            root = await self.artifacts.checkout(artifact)
         except SourceNotReady as err:
             raise ReconcileError("ArtifactFailed", str(err), requeue_after=requeue_dependency) from err
         except ArtifactError as err:

@@ -1,0 +1,68 @@
+"""The Flux CLI itself (v2.9, built from fluxcd/flux2 by tools/build.sh) on Tide's objects:
+`flux get`, `reconcile`, `suspend`, `resume`, `tree` and `events` read and drive them as Flux's own."""
+
+from __future__ import annotations
+
+import pytest
+
+from e2e.fixtures.kustomize import get_obj, git_source, kustomization, wait_ks
+from e2e.fixtures.source import apply
+
+pytestmark = pytest.mark.e2e
+
+
+def configmap(name: str, **data: str) -> str:
+    lines = "".join(f'  {k}: "{v}"\n' for k, v in data.items())
+    return f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n{lines}"
+
+
+def rows(out: str) -> list[list[str]]:
+    """flux get's table (tab-separated columns), without its header."""
+    return [[cell.strip() for cell in line.split("\t")][:5] for line in out.splitlines()[1:] if line.strip()]
+
+
+def test_flux_cli_drives_tide(git_server, flux_controllers, flux, kubectl, namespace) -> None:  # type: ignore[no-untyped-def]
+    repo = git_server.create_repo(f"flux-cli-{namespace}", {
+        "deploy/a.yaml": configmap("a", color="blue"),
+        "deploy/b.yaml": configmap("b", color="red"),
+    })  # fmt: skip
+    flux_controllers()
+    apply(kubectl, namespace, git_source("repo", repo.public_http_url, interval="1h"),
+          kustomization("app", path="./deploy", interval="1h", targetNamespace=namespace))  # fmt: skip
+    head = f"main@sha1:{repo.head()}"
+    wait_ks(kubectl, namespace, "app", revision=head)
+    ns = ["-n", namespace, "--timeout=90s"]
+
+    short = head[: len("main@sha1:") + 8]
+    assert rows(flux("get", "sources", "git", *ns).stdout) == [
+        ["repo", short, "False", "True", f"stored artifact for revision '{short}'"]]  # fmt: skip
+    assert rows(flux("get", "kustomizations", *ns).stdout) == [
+        ["app", short, "False", "True", f"Applied revision: {short}"]]  # fmt: skip
+
+    # A new commit, reconciled on demand with its source: flux waits on Tide's status fields.
+    repo.commit({"deploy/a.yaml": configmap("a", color="green")})
+    new_head = f"main@sha1:{repo.head()}"
+    res = flux("reconcile", "kustomization", "app", "--with-source", *ns)
+    assert f"fetched revision {new_head}" in res.stderr and f"applied revision {new_head}" in res.stderr
+    assert get_obj(kubectl, namespace, "configmap", "a")["data"] == {"color": "green"}
+
+    flux("suspend", "kustomization", "app", *ns)
+    assert get_obj(kubectl, namespace, "kustomization", "app")["spec"]["suspend"] is True
+    assert rows(flux("get", "kustomizations", *ns).stdout)[0][:4] == ["app", new_head[:18], "True", "True"]
+    res = flux("resume", "kustomization", "app", *ns)
+    assert f"applied revision {new_head}" in res.stderr
+    assert not get_obj(kubectl, namespace, "kustomization", "app")["spec"].get("suspend")
+
+    assert flux("tree", "kustomization", "app", *ns).stdout.strip().splitlines() == [
+        f"Kustomization/{namespace}/app",
+        f"├── ConfigMap/{namespace}/a",
+        f"└── ConfigMap/{namespace}/b",
+    ]
+    events = flux("events", "--for", "Kustomization/app", *ns).stdout
+    assert "ReconciliationSucceeded" in events and f"ConfigMap/{namespace}/a configured" in events
+
+    # A failing Kustomization reads as Flux's would: Ready False with the reason in the message.
+    apply(kubectl, namespace, kustomization("broken", path="./missing", targetNamespace=namespace))
+    wait_ks(kubectl, namespace, "broken", status="False")
+    broken = next(r for r in rows(flux("get", "kustomizations", *ns).stdout) if r[0] == "broken")
+    assert broken[1:4] == ["", "False", "False"] and "'./missing'" in broken[4]

@@ -1,0 +1,126 @@
+"""ArtifactCache: one download per digest, private hard-linked checkouts, writers never reach the
+shared tree, eviction keeps checkouts alive."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import tarfile
+from pathlib import Path
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from tide.controllers.kustomize.build import write_kustomization
+from tide.controllers.kustomize.fetch import ArtifactCache, link_tree, replace_file
+
+
+def tarball(files: dict[str, str]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+class Artifacts:
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}
+        self.requests = 0
+
+    def add(self, name: str, files: dict[str, str]) -> dict[str, str]:
+        self.blobs[name] = tarball(files)
+        return {"url": f"/{name}", "digest": "sha256:" + hashlib.sha256(self.blobs[name]).hexdigest()}
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        await asyncio.sleep(0.05)  # concurrent checkouts overlap the download
+        return web.Response(body=self.blobs[request.match_info["name"]])
+
+
+async def serve(artifacts: Artifacts) -> TestServer:
+    app = web.Application()
+    app.router.add_get("/{name}", artifacts.handle)
+    server = TestServer(app)
+    await server.start_server()
+    return server
+
+
+def absolute(server: TestServer, artifact: dict[str, str]) -> dict[str, str]:
+    return {**artifact, "url": str(server.make_url(artifact["url"]))}
+
+
+async def test_one_download_per_digest_and_private_checkouts(tmp_path: Path) -> None:
+    artifacts = Artifacts()
+    files = {
+        "app/deployment.yaml": "kind: Deployment\n",
+        "app/kustomization.yaml": "resources: [deployment.yaml]\n",
+    }
+    server = await serve(artifacts)
+    cache = ArtifactCache(tmp_path / "cache")
+    try:
+        artifact = absolute(server, artifacts.add("a", files))
+        copies = await asyncio.gather(*(cache.checkout(artifact) for _ in range(5)))
+        assert artifacts.requests == 1
+        assert len(set(copies)) == 5
+        for copy in copies:
+            assert (copy / "app" / "deployment.yaml").read_text() == "kind: Deployment\n"
+        # The build rewrites kustomization.yaml in its copy; the others and the shared tree keep theirs.
+        write_kustomization(copies[0] / "app", {"namePrefix": "x-"})
+        assert "namePrefix" in (copies[0] / "app" / "kustomization.yaml").read_text()
+        assert (copies[1] / "app" / "kustomization.yaml").read_text() == files["app/kustomization.yaml"]
+        again = await cache.checkout(artifact)
+        assert (again / "app" / "kustomization.yaml").read_text() == files["app/kustomization.yaml"]
+        assert artifacts.requests == 1
+    finally:
+        await cache.stop()
+        await server.close()
+
+
+async def test_eviction_keeps_checked_out_copies(tmp_path: Path) -> None:
+    artifacts = Artifacts()
+    server = await serve(artifacts)
+    cache = ArtifactCache(tmp_path / "cache", keep=1)
+    try:
+        first = await cache.checkout(absolute(server, artifacts.add("a", {"a.yaml": "a\n"})))
+        await cache.checkout(absolute(server, artifacts.add("b", {"b.yaml": "b\n"})))
+        assert (first / "a.yaml").read_text() == "a\n"
+        assert len([p for p in (tmp_path / "cache").iterdir() if p.name.startswith("tree-")]) == 1
+        await cache.checkout(absolute(server, artifacts.add("a", {"a.yaml": "a\n"})))
+        assert artifacts.requests == 3
+    finally:
+        await cache.stop()
+        await server.close()
+
+
+async def test_disabled_or_odd_digest_downloads_every_time(tmp_path: Path) -> None:
+    artifacts = Artifacts()
+    server = await serve(artifacts)
+    cache = ArtifactCache(tmp_path / "cache", keep=0)
+    try:
+        artifact = absolute(server, artifacts.add("a", {"a.yaml": "a\n"}))
+        await cache.checkout(artifact)
+        await cache.checkout(artifact)
+        assert artifacts.requests == 2
+    finally:
+        await cache.stop()
+        await server.close()
+
+
+def test_link_tree_keeps_symlinks_and_replace_file_breaks_the_link(tmp_path: Path) -> None:
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    (src / "dir").mkdir(parents=True)
+    (src / "dir" / "file.yaml").write_text("original\n")
+    (src / "link.yaml").symlink_to("dir/file.yaml")
+    dest.mkdir()
+    link_tree(src, dest)
+    assert (dest / "link.yaml").is_symlink() and (dest / "link.yaml").read_text() == "original\n"
+    assert (dest / "dir" / "file.yaml").stat().st_ino == (src / "dir" / "file.yaml").stat().st_ino
+    replace_file(dest / "dir" / "file.yaml", b"secret\n", 0o600)
+    assert (src / "dir" / "file.yaml").read_text() == "original\n"
+    assert (dest / "dir" / "file.yaml").read_text() == "secret\n"
+    assert (dest / "dir" / "file.yaml").stat().st_mode & 0o777 == 0o600
