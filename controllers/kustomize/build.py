@@ -76,11 +76,19 @@ def resolve_path(root: Path, path: str | None) -> Path:
 def check_symlinks(root: Path) -> None:
     """Every symlink in the artifact must point inside it."""
     root = root.resolve()
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = Path(dirpath) / name
-            if p.is_symlink() and not _inside(root, p.resolve()):
-                raise BuildError(f"symlink '{p.relative_to(root)}' points outside the source artifact root")
+    pending = [str(root)]
+    while pending:
+        # scandir's entry types come with the listing: no stat per file (this runs on every build)
+        with os.scandir(pending.pop()) as entries:
+            for entry in entries:
+                if entry.is_symlink():
+                    p = Path(entry.path)
+                    if not _inside(root, p.resolve()):
+                        raise BuildError(
+                            f"symlink '{p.relative_to(root)}' points outside the source artifact root"
+                        )
+                elif entry.is_dir():
+                    pending.append(entry.path)
 
 
 def _is_remote(entry: str) -> bool:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
-import shutil
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from tide.controllers.kustomize.fetch import (
     ArtifactCache,
     SourceNotReady,
     artifact_of,
+    remove_tree,
 )
 from tide.controllers.kustomize.fields import digest
 from tide.controllers.kustomize.health import (
@@ -471,7 +471,7 @@ class KustomizationReconciler:
         try:
             keyring = decrypt.Keyring.from_secret_data(keys) if keys else decrypt.Keyring()
         except decrypt.DecryptionError as err:
-            await asyncio.to_thread(shutil.rmtree, root, True)
+            await remove_tree(root)
             raise ReconcileError("BuildFailed", f"invalid decryption keys: {err}") from err
         try:
             before = None
@@ -515,7 +515,7 @@ class KustomizationReconciler:
             close = getattr(keyring, "close", None)
             if callable(close):
                 close()
-            await asyncio.to_thread(shutil.rmtree, root, True)
+            await remove_tree(root)
 
     # --- report --------------------------------------------------------------------------------------
 

@@ -124,3 +124,23 @@ def test_link_tree_keeps_symlinks_and_replace_file_breaks_the_link(tmp_path: Pat
     assert (src / "dir" / "file.yaml").read_text() == "original\n"
     assert (dest / "dir" / "file.yaml").read_text() == "secret\n"
     assert (dest / "dir" / "file.yaml").stat().st_mode & 0o777 == 0o600
+
+
+async def test_without_coreutils_python_links_and_removes(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from tide.controllers.kustomize import fetch
+
+    async def no_coreutils(*argv: str) -> bool:
+        return False
+
+    monkeypatch.setattr(fetch, "_run", no_coreutils)
+    artifacts = Artifacts()
+    server = await serve(artifacts)
+    cache = ArtifactCache(tmp_path / "cache")
+    try:
+        copy = await cache.checkout(absolute(server, artifacts.add("a", {"dir/a.yaml": "a\n"})))
+        assert (copy / "dir" / "a.yaml").read_text() == "a\n"
+        await fetch.remove_tree(copy)
+        assert not copy.exists()
+    finally:
+        await cache.stop()
+        await server.close()
