@@ -113,18 +113,22 @@ async def remove_tree(path: Path) -> None:
 class ArtifactCache:
     """Extracted artifacts by digest. Kustomizations of one source revision (Flux's usual layout: one
     GitRepository, many Kustomizations) download and extract it once; each build then gets a private
-    copy made of hard links. Content-addressed, so sharing across namespaces reveals nothing."""
+    copy made of hard links. Content-addressed, so sharing across namespaces reveals nothing.
+    At most `keep` trees are kept, least recently used first out, never one being copied."""
 
     def __init__(self, root: Path | None = None, keep: int = 8) -> None:
         self._root = root
         self.keep = keep
         self._trees: OrderedDict[str, Path] = OrderedDict()
+        self._users: dict[str, int] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
     @property
     def root(self) -> Path:
         if self._root is None:
             self._root = Path(tempfile.mkdtemp(prefix="tide-artifacts-"))
+        elif not self._root.is_dir():
+            self._root.mkdir(parents=True)
         return self._root
 
     async def checkout(self, artifact: dict[str, Any]) -> Path:
@@ -132,36 +136,48 @@ class ArtifactCache:
         digest = str(artifact.get("digest") or "")
         if self.keep <= 0 or not _DIGEST.fullmatch(digest):
             return await download(artifact)
-        tree = await self._tree(digest, artifact)
-        dest = Path(tempfile.mkdtemp(prefix="tide-kustomize-", dir=self.root))
+        tree = await self._acquire(digest, artifact)
         try:
-            if not await _run("cp", "-a", "-l", f"{tree}/.", str(dest)):
-                await asyncio.to_thread(_relink, tree, dest)
-        except BaseException:
-            await remove_tree(dest)
-            raise
+            dest = Path(tempfile.mkdtemp(prefix="tide-kustomize-", dir=self.root))
+            try:
+                if not await _run("cp", "-a", "-l", f"{tree}/.", str(dest)):
+                    await asyncio.to_thread(_relink, tree, dest)
+            except BaseException:
+                await remove_tree(dest)
+                raise
+        finally:
+            self._users[digest] -= 1
+            await self._evict()
         return dest
 
-    async def _tree(self, digest: str, artifact: dict[str, Any]) -> Path:
+    async def _acquire(self, digest: str, artifact: dict[str, Any]) -> Path:
+        """The tree of digest (downloaded once, however many ask at the same time), marked in use."""
         lock = self._locks.setdefault(digest, asyncio.Lock())
         async with lock:
             tree = self._trees.get(digest)
-            if tree is not None and tree.is_dir():
-                self._trees.move_to_end(digest)
-                return tree
-            tree = self.root / ("tree-" + digest.replace(":", "-"))
-            await asyncio.to_thread(shutil.rmtree, tree, True)
-            tree.mkdir(parents=True)
-            await download(artifact, tree)
-            self._trees[digest] = tree
-            while len(self._trees) > self.keep:
-                old_digest, old = self._trees.popitem(last=False)
-                old_lock = self._locks.get(old_digest)
-                if old_lock is not None and not old_lock.locked():
-                    del self._locks[old_digest]
-                # Copies already checked out are links, so they outlive the evicted tree.
-                await asyncio.to_thread(shutil.rmtree, old, True)
+            if tree is None:
+                # A fresh name: an evicted tree of the same digest may still be being removed.
+                tree = Path(tempfile.mkdtemp(prefix="tree-", dir=self.root))
+                try:
+                    await download(artifact, tree)
+                except BaseException:
+                    await remove_tree(tree)
+                    raise
+                self._trees[digest] = tree
+            self._trees.move_to_end(digest)
+            self._users[digest] = self._users.get(digest, 0) + 1
             return tree
+
+    async def _evict(self) -> None:
+        idle = [d for d in self._trees if not self._users.get(d)]
+        for digest in idle[: max(0, len(self._trees) - self.keep)]:
+            tree = self._trees.pop(digest)
+            self._users.pop(digest, None)
+            lock = self._locks.get(digest)
+            if lock is not None and not lock.locked():
+                del self._locks[digest]
+            # Copies already checked out are links, so they outlive the evicted tree.
+            await remove_tree(tree)
 
     async def start(self) -> None:
         pass
@@ -169,5 +185,6 @@ class ArtifactCache:
     async def stop(self) -> None:
         root, self._root = self._root, None
         self._trees.clear()
+        self._users.clear()
         if root is not None:
-            await asyncio.to_thread(shutil.rmtree, root, True)
+            await remove_tree(root)

@@ -144,3 +144,26 @@ async def test_without_coreutils_python_links_and_removes(tmp_path: Path, monkey
     finally:
         await cache.stop()
         await server.close()
+
+
+async def test_a_tree_being_copied_is_not_evicted(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from tide.controllers.kustomize import fetch
+
+    async def slow_copy(*argv: str) -> bool:
+        await asyncio.sleep(0.2 if argv[0] == "cp" else 0)
+        return False  # then the Python fallback copies from the tree
+
+    monkeypatch.setattr(fetch, "_run", slow_copy)
+    artifacts = Artifacts()
+    server = await serve(artifacts)
+    cache = ArtifactCache(tmp_path / "cache", keep=1)
+    try:
+        a = absolute(server, artifacts.add("a", {"a.yaml": "a\n"}))
+        b = absolute(server, artifacts.add("b", {"b.yaml": "b\n"}))
+        copy_a, copy_b = await asyncio.gather(cache.checkout(a), cache.checkout(b))
+        assert (copy_a / "a.yaml").read_text() == "a\n"
+        assert (copy_b / "b.yaml").read_text() == "b\n"
+        assert len([p for p in (tmp_path / "cache").iterdir() if p.name.startswith("tree-")]) == 1
+    finally:
+        await cache.stop()
+        await server.close()
