@@ -1,4 +1,4 @@
-"""tide-source-controller: GitRepository reconciler plus the artifact server."""
+"""tide-source-controller: GitRepository and OCIRepository reconcilers plus the artifact server."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from tide.controllers.source.builder import BuildPool
+from tide.controllers.source.oci_reconciler import OCIRepositoryReconciler
 from tide.controllers.source.reconciler import GitRepositoryReconciler
 from tide.controllers.source.server import ArtifactServer
 from tide.controllers.source.storage import Storage, advertised_address
@@ -78,7 +79,10 @@ def main(argv: list[str] | None = None) -> None:
     builds = BuildPool(args.concurrent)
     run_controller(
         args,
-        reconcilers=[GitRepositoryReconciler(storage, args.artifact_max_size, builds)],
+        reconcilers=[
+            GitRepositoryReconciler(storage, args.artifact_max_size, builds),
+            OCIRepositoryReconciler(storage, args.artifact_max_size, builds),
+        ],
         servers=[builds, ArtifactServer(root, args.storage_addr)],
     )
 

@@ -60,6 +60,17 @@ class Storage:
         st = target.stat()
         self._digests[rel] = (st.st_size, st.st_mtime_ns, digest)
 
+    def symlink(self, rel: str, name: str) -> str:
+        """Point `<name>` next to the artifact at it (Flux's `latest.tar.gz`); returns its URL."""
+        self.local_path(rel)
+        link_rel = f"{rel.rsplit('/', 1)[0]}/{name}"
+        link = self.root / link_rel
+        temp = link.with_name(f".tmp-link-{os.getpid()}-{name}")
+        temp.unlink(missing_ok=True)
+        os.symlink(rel.rsplit("/", 1)[-1], temp)
+        os.replace(temp, link)
+        return self.url(link_rel)
+
     def verify(self, rel: str, digest: str | None) -> bool:
         """True when the file exists and hashes to digest (hashing at most once per change)."""
         try:
