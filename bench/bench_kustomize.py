@@ -7,10 +7,11 @@
     own per-verb request counter over >= 5 reconciles (watch connections excluded); and the time to
     correct a manual edit (at most one interval). Flux: one dry-run request per object (20) plus gets.
 (c) MTTP, Flux's published scenario: N app packages (Deployment scaled to zero, ServiceAccount,
-    Service, Ingress), one GitRepository and one Kustomization per app, all created at once; time until
-    all N Kustomizations are Ready, and the controllers' peak memory (VmHWM). N from TIDE_BENCH_MTTP
-    (comma separated, default "100,500"; "0" skips). One Git repository per app, as Flux's
-    benchmark pushes one OCI artifact per app. Flux: 100 in 26-28 s, 500 in ~2 min (16-core runner).
+    Service, Ingress), one source and one Kustomization per app, all created at once; time until all N
+    Kustomizations are Ready, and the controllers' peak memory (VmHWM). Sources: OCIRepositories of
+    artifacts pushed with the Flux CLI to a real docker-registry, as Flux's benchmark does
+    (TIDE_BENCH_MTTP_OCI, comma separated, default "100,500"; "0" skips), and one Git repository per app
+    (TIDE_BENCH_MTTP, same default). Flux: 100 in 26-28 s, 500 in ~2 min (16-core runner).
 (d) Flux's bootstrap layout: one GitRepository with N apps (TIDE_BENCH_MONOREPO, default 100), one
     Kustomization per app, with the shared artifact cache on and off (off = Flux's behaviour: every
     Kustomization downloads and extracts the whole artifact).
@@ -30,6 +31,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -204,21 +206,46 @@ async def noop_requests(kubeconfig: Path, workdir: Path, git: GitServer) -> list
         await kube.close()
 
 
+def oci_objects(namespace: str, url: str, name: str, path: str) -> list[dict[str, Any]]:
+    return [
+        {"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "OCIRepository",
+         "metadata": {"name": name, "namespace": namespace},
+         "spec": {"url": url, "interval": "1h", "ref": {"tag": "latest"}, "insecure": True}},
+        {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+         "metadata": {"name": name, "namespace": namespace},
+         "spec": {"interval": "1h", "path": path, "prune": True, "targetNamespace": namespace,
+                  "sourceRef": {"kind": "OCIRepository", "name": name}}},
+    ]  # fmt: skip
+
+
+LAYOUTS = {
+    "oci": "MTTP, {n} apps (OCIRepository + Kustomization each, Flux's exact scenario) all Ready",
+    "git": "MTTP, {n} apps (GitRepository + Kustomization each) all Ready",
+    "monorepo": "{n} Kustomizations of one GitRepository ({n} apps in one repo) all Ready, "
+    "artifact cache {cache}",
+}
+
+
 async def mttp(
-    kubeconfig: Path, workdir: Path, git: GitServer, n: int, monorepo: bool = False, cache: bool = True
+    kubeconfig: Path, workdir: Path, git: GitServer, n: int, layout: str = "git", cache: bool = True
 ) -> list[dict[str, str]]:
+    """Flux's MTTP: N app packages and their sources and Kustomizations applied at once, until all are
+    Ready. Layouts: `oci` one OCI artifact per app pushed with the Flux CLI to a real registry (Flux's
+    benchmark); `git` one Git repository per app; `monorepo` one GitRepository holding every app (Flux's
+    bootstrap layout), where `cache` toggles the kustomize controller's shared artifact cache."""
+    from e2e.fixtures.oci import Registry
     from tide.shared.kube import KubeClient
 
-    layout = "monorepo" if monorepo else "per-app"
     ns = f"{NAMESPACE}-mttp-{n}-{layout}" + ("" if cache else "-nocache")
     kubectl(kubeconfig, "delete", "namespace", ns, "--ignore-not-found", "--wait=true")
     kubectl(kubeconfig, "create", "namespace", ns)
     harness = Harness(kubeconfig, workdir)
     kube = await KubeClient.from_kubeconfig(str(kubeconfig))
+    registry: Registry | None = None
     try:
         items: list[dict[str, Any]] = []
-        if monorepo:
-            # Flux's bootstrap layout: one GitRepository holding every app, one Kustomization per app.
+        source_kind = "OCIRepository" if layout == "oci" else "GitRepository"
+        if layout == "monorepo":
             files: dict[str, str] = {}
             for i in range(n):
                 files.update(app_package(f"app-{i}"))
@@ -228,8 +255,15 @@ async def mttp(
                 pair[1]["spec"]["sourceRef"]["name"] = "apps"
                 items.append(pair[1])
             items.append({**pair[0], "metadata": {"name": "apps", "namespace": ns}})
+        elif layout == "oci":
+            registry = Registry(workdir / f"registry-{ns}").start()
+            with ThreadPoolExecutor(4) as pool:  # `flux push artifact` processes, before the clock starts
+                list(
+                    pool.map(lambda i: registry.push(f"app-{i}", "latest", app_package(f"app-{i}")), range(n))
+                )
+            for i in range(n):
+                items += oci_objects(ns, registry.url(f"app-{i}"), f"app-{i}", f"./app-{i}")
         else:
-            # One package per source, as Flux's benchmark pushes one OCI artifact per app.
             for i in range(n):
                 url = git.create_repo(f"{ns}-app-{i}", app_package(f"app-{i}")).public_http_url
                 items += objects(ns, url, f"app-{i}", f"./app-{i}", "1h")
@@ -237,12 +271,12 @@ async def mttp(
         start = time.perf_counter()
         kubectl(kubeconfig, "apply", "--server-side", "-f", "-",
                 input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))  # fmt: skip
-        sources = 1 if monorepo else n
+        sources = 1 if layout == "monorepo" else n
         sources_ready: float | None = None
         while True:
             if sources_ready is None:
-                repos = await kube.list("source.toolkit.fluxcd.io/v1", "GitRepository", ns)
-                if sum(1 for r in repos if (r.get("status") or {}).get("artifact")) == sources:
+                listed = await kube.list("source.toolkit.fluxcd.io/v1", source_kind, ns)
+                if sum(1 for r in listed if (r.get("status") or {}).get("artifact")) == sources:
                     sources_ready = time.perf_counter() - start
             listed = await kube.list("kustomize.toolkit.fluxcd.io/v1", "Kustomization", ns)
             ready = sum(
@@ -257,21 +291,16 @@ async def mttp(
             await asyncio.sleep(0.5)
         took = time.perf_counter() - start
         peak = {p.name: memory_kib(p.proc.pid, "VmHWM") for p in (source, kustomize) if p.proc}
-        if monorepo:
-            title = (
-                f"kustomize: {n} Kustomizations of one GitRepository ({n} apps in one repo) all Ready, "
-                f"artifact cache {'on' if cache else 'off'}"
-            )
+        if layout == "monorepo":
             peer = "no Flux figure (Flux downloads the artifact once per Kustomization: cache off)"
         else:
-            title = f"kustomize: MTTP, {n} apps (GitRepository + Kustomization each) all Ready"
             peer = {100: "Flux: 26-28 s", 500: "Flux: ~2 min"}.get(n, "") + " (kind, 16-core runner)"
+        artifacts = "the artifact" if layout == "monorepo" else f"all {n} artifacts"
         return [
-            {"benchmark": title, "value": f"{took:.1f} s", "peer": peer,
-             "note": f"{n * 4} objects; {'the' if monorepo else f'all {n}'} artifact"
-                     f"{'' if monorepo else 's'} ready at {sources_ready or took:.1f} s; "
-                     f"2 cores shared; peak RSS source "
-                     f"{peak.get('source', 0) / 1024:.0f} MiB, "
+            {"benchmark": "kustomize: " + LAYOUTS[layout].format(n=n, cache="on" if cache else "off"),
+             "value": f"{took:.1f} s", "peer": peer,
+             "note": f"{n * 4} objects; {artifacts} ready at {sources_ready or took:.1f} s; 2 cores shared; "
+                     f"peak RSS source {peak.get('source', 0) / 1024:.0f} MiB, "
                      f"kustomize {peak.get('kustomize', 0) / 1024:.0f} MiB"},
         ]  # fmt: skip
     finally:
@@ -279,6 +308,8 @@ async def mttp(
         with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
             kubectl(kubeconfig, "delete", "namespace", ns, "--wait=true", "--timeout=240s")
         harness.stop()
+        if registry is not None:
+            registry.stop()
         await kube.close()
 
 
@@ -300,17 +331,20 @@ async def main() -> list[dict[str, str]]:
         kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
         kubectl(kubeconfig, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
         rows += await noop_requests(kubeconfig, workdir, git)
-        runs = [(int(v), False, True) for v in os.environ.get("TIDE_BENCH_MTTP", "100,500").split(",") if v]
-        monorepo = int(os.environ.get("TIDE_BENCH_MONOREPO", "100") or 0)
-        runs += [(monorepo, True, True), (monorepo, True, False)]
-        for n, shared_source, cache in runs:
-            if n > 0:
-                try:
-                    rows += await mttp(kubeconfig, workdir, git, n, monorepo=shared_source, cache=cache)
-                except RuntimeError as err:  # one run failing keeps the other rows
-                    what = "one GitRepository" if shared_source else "MTTP"
-                    rows.append({"benchmark": f"kustomize: {n} apps, {what}", "value": "failed",
-                                 "peer": "", "note": str(err)})  # fmt: skip
+
+        def sizes(variable: str, default: str) -> list[int]:
+            return [int(v) for v in os.environ.get(variable, default).split(",") if v and int(v) > 0]
+
+        runs = [(n, "oci", True) for n in sizes("TIDE_BENCH_MTTP_OCI", "100,500")]
+        runs += [(n, "git", True) for n in sizes("TIDE_BENCH_MTTP", "100,500")]
+        for n in sizes("TIDE_BENCH_MONOREPO", "100"):
+            runs += [(n, "monorepo", True), (n, "monorepo", False)]
+        for n, layout, cache in runs:
+            try:
+                rows += await mttp(kubeconfig, workdir, git, n, layout=layout, cache=cache)
+            except RuntimeError as err:  # one run failing keeps the other rows
+                rows.append({"benchmark": f"kustomize: {n} apps, {layout}", "value": "failed", "peer": "",
+                             "note": str(err)})  # fmt: skip
     finally:
         git.stop()
         if plane is not None:

@@ -146,7 +146,7 @@ class ArtifactCache:
                 await remove_tree(dest)
                 raise
         finally:
-            self._users[digest] -= 1
+            self._users[digest] = self._users.get(digest, 1) - 1
             await self._evict()
         return dest
 
@@ -169,8 +169,12 @@ class ArtifactCache:
             return tree
 
     async def _evict(self) -> None:
-        idle = [d for d in self._trees if not self._users.get(d)]
-        for digest in idle[: max(0, len(self._trees) - self.keep)]:
+        # One at a time, choosing again after each removal: while a tree is being removed another
+        # checkout may take up a tree that was idle a moment ago.
+        while len(self._trees) > self.keep:
+            digest = next((d for d in self._trees if not self._users.get(d)), None)
+            if digest is None:
+                return
             tree = self._trees.pop(digest)
             self._users.pop(digest, None)
             lock = self._locks.get(digest)

@@ -167,3 +167,29 @@ async def test_a_tree_being_copied_is_not_evicted(tmp_path: Path, monkeypatch) -
     finally:
         await cache.stop()
         await server.close()
+
+
+async def test_eviction_skips_a_tree_taken_up_while_another_is_removed(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from tide.controllers.kustomize import fetch
+
+    async def slow_tools(*argv: str) -> bool:
+        await asyncio.sleep(0.1 if argv[0] == "cp" else 0.05)
+        return False  # then the Python fallbacks do the work
+
+    artifacts = Artifacts()
+    server = await serve(artifacts)
+    cache = ArtifactCache(tmp_path / "cache", keep=3)
+    try:
+        a, b, c = (absolute(server, artifacts.add(n, {f"{n}.yaml": f"{n}\n"})) for n in "abc")
+        for artifact in (a, b, c):
+            await cache.checkout(artifact)
+        monkeypatch.setattr(fetch, "_run", slow_tools)
+        cache.keep = 1
+        # The eviction removes a (slowly); meanwhile b is checked out: b must not be evicted under it.
+        _, copy_b = await asyncio.gather(cache._evict(), cache.checkout(b))
+        assert (copy_b / "b.yaml").read_text() == "b\n"
+        assert len([p for p in (tmp_path / "cache").iterdir() if p.name.startswith("tree-")]) == 1
+        assert artifacts.requests == 3
+    finally:
+        await cache.stop()
+        await server.close()
