@@ -22,7 +22,7 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from tide.controllers.notification.events import parse_listen_address
-from tide.controllers.notification.providers.config import secret_data
+from tide.shared.kube import secret_data
 
 log = logging.getLogger("tide.notification.receivers")
 

@@ -16,10 +16,10 @@ from tide.controllers.notification.providers.base import require_url
 from tide.controllers.notification.providers.config import (
     check_commit_status_expr,
     resolve_provider,
-    secret_data,
 )
 from tide.controllers.notification.receivers import RECEIVER_TYPES, ResourceFilter, webhook_path
 from tide.shared.api.notification import Alert, Provider, Receiver
+from tide.shared.kube import secret_data
 from tide.shared.runtime import ReconcileContext, ReconcileError, Result, StalledError
 
 

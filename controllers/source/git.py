@@ -35,6 +35,7 @@ from dulwich.errors import GitProtocolError, HangupException, NotGitRepository
 from dulwich.objects import Blob, Commit, Tag, Tree
 from dulwich.repo import BaseRepo, MemoryRepo
 
+from tide.controllers.source.proxy import Proxy
 from tide.controllers.source.refs import Target
 
 
@@ -50,13 +51,6 @@ class AuthenticationError(GitError):
 
 class InvalidAuth(GitError):
     reason = "AuthenticationFailed"
-
-
-@dataclass
-class Proxy:
-    address: str
-    username: str | None = None
-    password: str | None = None
 
 
 @dataclass

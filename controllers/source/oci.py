@@ -30,6 +30,8 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 import aiohttp
 
+from tide.controllers.source.proxy import Proxy
+
 OCI_PREFIX = "oci://"
 DOCKER_HUB = "index.docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
@@ -307,13 +309,6 @@ class Manifest:
     @property
     def annotations(self) -> dict[str, str]:
         return {str(k): str(v) for k, v in (self.body.get("annotations") or {}).items()}
-
-
-@dataclass
-class Proxy:
-    address: str
-    username: str | None = None
-    password: str | None = None
 
 
 @dataclass

@@ -9,8 +9,7 @@ reference needs no request at all.
 from __future__ import annotations
 
 import asyncio
-import base64
-import datetime
+import functools
 import shutil
 import tempfile
 import time
@@ -18,27 +17,28 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import aiohttp
 
 from tide.controllers.source import oci, oci_layer, oci_refs
-from tide.controllers.source.builder import BuildPool
+from tide.controllers.source.conditions import (
+    ARTIFACT_OUTDATED,
+    FETCH_FAILED,
+    STORAGE_FAILED,
+)
 from tide.controllers.source.oci_refs import COPY
-from tide.controllers.source.storage import Storage
+from tide.controllers.source.proxy import Proxy
+from tide.controllers.source.stored_source import StoredSourceReconciler
 from tide.controllers.source.tarball import Archive, ArtifactTooLarge
 from tide.shared.api.meta import Artifact
 from tide.shared.api.source import OCIRepository
+from tide.shared.kube import secret_data
 from tide.shared.runtime import ReconcileContext, ReconcileError, Result, StalledError
+from tide.shared.runtime.conditions import now_rfc3339
 
 KIND = "OCIRepository"
 
-READY = "Ready"
-ARTIFACT_IN_STORAGE = "ArtifactInStorage"
-ARTIFACT_OUTDATED = "ArtifactOutdated"
-FETCH_FAILED = "FetchFailed"
-STORAGE_FAILED = "StorageOperationFailed"
-SOURCE_VERIFIED = "SourceVerified"
 
 AUTHENTICATION_FAILED = "AuthenticationFailed"
 READ_FAILED = "ReadOperationFailed"
@@ -52,23 +52,13 @@ SOURCE_ANNOTATION = "org.opencontainers.image.source"
 REVISION_ANNOTATION = "org.opencontainers.image.revision"
 
 
-def now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _decode_secret(secret: dict[str, Any]) -> dict[str, bytes]:
-    data = {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
-    data.update({k: v.encode() for k, v in (secret.get("stringData") or {}).items()})
-    return data
-
-
 @dataclass
 class Access:
     """How to talk to the registry: credentials, TLS and proxy from the spec's secrets."""
 
     credentials: oci.Credentials | None
     tls: Any  # ssl.SSLContext
-    proxy: oci.Proxy | None
+    proxy: Proxy | None
 
 
 @dataclass(frozen=True)
@@ -78,20 +68,15 @@ class Resolved:
     revision: str  # v1@sha256:... or sha256:...
 
 
-class OCIRepositoryReconciler:
+class OCIRepositoryReconciler(StoredSourceReconciler):
     model = OCIRepository
-    finalizer: str | None = "finalizers.fluxcd.io"
+    kind = KIND
+    ready_message = "stored artifact for digest '{revision}'"
 
-    def __init__(
-        self,
-        storage: Storage,
-        max_artifact_size: int = 100 * 1024 * 1024,
-        builds: BuildPool | None = None,
-    ) -> None:
-        self.storage = storage
-        self.max_artifact_size = max_artifact_size
-        self.builds = builds or BuildPool(0)
-        self.auth_cache = oci.AuthCache()
+    @functools.cached_property
+    def auth_cache(self) -> oci.AuthCache:
+        """Registry logins and tokens, reused across reconciles (a no-op stays one HEAD)."""
+        return oci.AuthCache()
 
     # -- the story --------------------------------------------------------------------------
 
@@ -141,11 +126,6 @@ class OCIRepositoryReconciler:
         )  # fmt: skip
         return Result()
 
-    async def finalize(self, obj: OCIRepository, ctx: ReconcileContext) -> None:
-        await asyncio.to_thread(
-            self.storage.remove_all, KIND, obj.metadata.namespace or "", obj.metadata.name or ""
-        )
-
     # -- steps ------------------------------------------------------------------------------
 
     @staticmethod
@@ -174,10 +154,6 @@ class OCIRepositoryReconciler:
             ctx.set_condition(FETCH_FAILED, "True", URL_INVALID, message)
             raise StalledError(URL_INVALID, message) from exc
 
-    def _fetch_failed(self, ctx: ReconcileContext, reason: str, message: str) -> NoReturn:
-        ctx.set_condition(FETCH_FAILED, "True", reason, message)
-        raise ReconcileError(reason, message)
-
     async def _secret(self, ctx: ReconcileContext, namespace: str, name: str, what: str) -> dict[str, bytes]:
         secret = await ctx.kube.get("v1", "Secret", name, namespace)
         if secret is None:
@@ -186,7 +162,7 @@ class OCIRepositoryReconciler:
                 AUTHENTICATION_FAILED,
                 f"{what}: failed to get secret '{namespace}/{name}': secrets \"{name}\" not found",
             )
-        return _decode_secret(secret)
+        return secret_data(secret)
 
     async def _access(self, obj: OCIRepository, ctx: ReconcileContext, repo: oci.Repository) -> Access:
         spec, ns = obj.spec, obj.metadata.namespace or ""
@@ -229,18 +205,14 @@ class OCIRepositoryReconciler:
         proxy = None
         if spec.proxy_secret_ref is not None:
             data = await self._secret(ctx, ns, spec.proxy_secret_ref.name, "failed to get proxy address")
-            if not data.get("address"):
+            proxy = Proxy.from_secret_data(data)
+            if proxy is None:
                 self._fetch_failed(
                     ctx,
                     AUTHENTICATION_FAILED,
                     f"failed to get proxy address: secret '{ns}/{spec.proxy_secret_ref.name}': "
                     "key 'address' not found",
                 )
-            proxy = oci.Proxy(
-                data["address"].decode(),
-                data["username"].decode() if "username" in data else None,
-                data["password"].decode() if "password" in data else None,
-            )
         return Access(credentials, tls, proxy)
 
     async def _service_account_secrets(
@@ -258,7 +230,7 @@ class OCIRepositoryReconciler:
             secret_name = ref.get("name") or ""
             secret = await ctx.kube.get("v1", "Secret", secret_name, namespace) if secret_name else None
             if secret is not None:
-                out.append((secret_name, _decode_secret(secret)))
+                out.append((secret_name, secret_data(secret)))
         return out
 
     @asynccontextmanager
@@ -350,7 +322,7 @@ class OCIRepositoryReconciler:
             url=self.storage.url(rel),
             revision=resolved.revision,
             digest=archive.digest,
-            last_update_time=now(),
+            last_update_time=now_rfc3339(),
             size=archive.size,
             metadata=manifest.annotations or None,
         )
@@ -392,25 +364,11 @@ class OCIRepositoryReconciler:
             raise ReconcileError(ARCHIVE_FAILED, message) from exc
         return archive
 
-    async def _check_storage(self, obj: OCIRepository, ctx: ReconcileContext) -> None:
-        """The advertised artifact must exist with its digest; otherwise forget it and rebuild."""
-        artifact = ctx.status.artifact
-        if artifact is None:
-            return
-        ok = await asyncio.to_thread(self.storage.verify, artifact.path, artifact.digest)
+    async def _check_storage(self, obj: OCIRepository, ctx: ReconcileContext) -> bool:
+        ok = await super()._check_storage(obj, ctx)
         if not ok:
-            ctx.log.info("artifact %s missing or changed in storage: rebuilding", artifact.path)
-            ctx.status.artifact = None
             ctx.status.url = None
-            ctx.remove_condition(ARTIFACT_IN_STORAGE)
-
-    def _ready(self, ctx: ReconcileContext, revision: str) -> None:
-        message = f"stored artifact for digest '{revision}'"
-        ctx.remove_condition(ARTIFACT_OUTDATED)
-        ctx.remove_condition(FETCH_FAILED)
-        ctx.remove_condition(STORAGE_FAILED)
-        ctx.set_condition(ARTIFACT_IN_STORAGE, "True", "Succeeded", message)
-        ctx.set_condition(READY, "True", "Succeeded", message)
+        return ok
 
     def _notify(
         self, obj: OCIRepository, ctx: ReconcileContext, previous: Artifact | None, recovering: bool
@@ -428,9 +386,3 @@ class OCIRepositoryReconciler:
             ctx.event("Normal", "NewArtifact", message, metadata=metadata)
         elif recovering:
             ctx.event("Normal", "Succeeded", message, metadata=metadata)
-
-    async def _collect_garbage(self, obj: OCIRepository, ctx: ReconcileContext) -> None:
-        current = ctx.status.artifact.path if ctx.status.artifact else None
-        await asyncio.to_thread(
-            self.storage.garbage_collect, KIND, obj.metadata.namespace or "", obj.metadata.name or "", current
-        )

@@ -12,9 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import semver
-
-from tide.controllers.source.refs import InvalidSemver, parse_constraint, parse_version
+from tide.controllers.source.refs import InvalidSemver, highest_version, parse_constraint
 from tide.shared.api.source import OCILayerSelector, OCIRepositoryRef
 
 DEFAULT_TAG = "latest"
@@ -68,18 +66,10 @@ def highest_tag(tags: Iterable[str], constraint: str, tag_filter: str | None = N
         check = parse_constraint(constraint)
     except InvalidSemver as exc:
         raise InvalidReference(f"semver '{constraint}' parse error: {exc}") from exc
-    best: tuple[semver.Version, str] | None = None
-    for tag in tags:
-        if pattern is not None and not pattern.search(tag):
-            continue
-        version = parse_version(tag)
-        if version is None or not check(version):
-            continue
-        if best is None or version > best[0]:
-            best = (version, tag)
-    if best is None:
+    found = highest_version((t for t in tags if pattern is None or pattern.search(t)), check)
+    if found is None:
         raise InvalidReference(f"no match found for semver: {constraint}")
-    return best[1]
+    return found
 
 
 def revision(tag: str | None, digest: str) -> str:

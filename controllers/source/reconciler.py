@@ -7,45 +7,36 @@ spec's ignore/include/sparse/submodule settings are unchanged) is one ref listin
 from __future__ import annotations
 
 import asyncio
-import base64
-import datetime
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, NoReturn
+from typing import Any
 
 from tide.controllers.source import builder, git, refs
-from tide.controllers.source.builder import BuildPool, IncludeCopy, IncludeCopyError
+from tide.controllers.source.builder import IncludeCopy, IncludeCopyError
+from tide.controllers.source.conditions import (
+    ARTIFACT_OUTDATED,
+    FETCH_FAILED,
+    SOURCE_VERIFIED,
+    STORAGE_FAILED,
+)
+from tide.controllers.source.proxy import Proxy
 from tide.controllers.source.refs import Target
-from tide.controllers.source.storage import Storage
+from tide.controllers.source.stored_source import StoredSourceReconciler
 from tide.controllers.source.tarball import ArtifactTooLarge
 from tide.controllers.source.verify import VerificationError, describe, normalise_mode, verify
 from tide.shared.api.meta import Artifact
 from tide.shared.api.source import GitRepository
+from tide.shared.kube import secret_data
 from tide.shared.runtime import ReconcileContext, ReconcileError, Result, StalledError
+from tide.shared.runtime.conditions import now_rfc3339
 
 KIND = "GitRepository"
 API_VERSION = "source.toolkit.fluxcd.io/v1"
 
-READY = "Ready"
-ARTIFACT_IN_STORAGE = "ArtifactInStorage"
-ARTIFACT_OUTDATED = "ArtifactOutdated"
-FETCH_FAILED = "FetchFailed"
 INCLUDE_UNAVAILABLE = "IncludeUnavailable"
-SOURCE_VERIFIED = "SourceVerified"
-STORAGE_FAILED = "StorageOperationFailed"
-
-
-def now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _decode_secret(secret: dict[str, Any]) -> dict[str, bytes]:
-    data = {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
-    data.update({k: v.encode() for k, v in (secret.get("stringData") or {}).items()})
-    return data
 
 
 def _dump(value: Any) -> Any:
@@ -73,20 +64,10 @@ class Include:
     to_path: PurePosixPath
 
 
-class GitRepositoryReconciler:
+class GitRepositoryReconciler(StoredSourceReconciler):
     model = GitRepository
-    finalizer: str | None = "finalizers.fluxcd.io"
-
-    def __init__(
-        self,
-        storage: Storage,
-        max_artifact_size: int = 100 * 1024 * 1024,
-        builds: BuildPool | None = None,
-    ) -> None:
-        self.storage = storage
-        self.max_artifact_size = max_artifact_size
-        # Fetch, checkout and archive hold the GIL: in worker processes when given a pool.
-        self.builds = builds or BuildPool(0)
+    kind = KIND
+    ready_message = "stored artifact for revision '{revision}'"
 
     def setup(self, controller: Any) -> None:
         """A new artifact of a GitRepository reconciles the GitRepositories that include it."""
@@ -196,11 +177,6 @@ class GitRepositoryReconciler:
         )  # fmt: skip
         return Result()
 
-    async def finalize(self, obj: GitRepository, ctx: ReconcileContext) -> None:
-        await asyncio.to_thread(
-            self.storage.remove_all, KIND, obj.metadata.namespace or "", obj.metadata.name or ""
-        )
-
     # -- steps ------------------------------------------------------------------------------
 
     async def _run(self, ctx: ReconcileContext, limit: float, runner: Any, fn: Any, *args: Any) -> Any:
@@ -227,10 +203,6 @@ class GitRepositoryReconciler:
             self._fetch_failed(ctx, exc.reason, f"failed to checkout and determine revision: {exc}")
         raise AssertionError("unreachable")
 
-    def _fetch_failed(self, ctx: ReconcileContext, reason: str, message: str) -> NoReturn:
-        ctx.set_condition(FETCH_FAILED, "True", reason, message)
-        raise ReconcileError(reason, message)
-
     @staticmethod
     def _resolve(remote: git.Remote, obj: GitRepository) -> Target:
         ref = obj.spec.ref
@@ -238,17 +210,6 @@ class GitRepositoryReconciler:
             return refs.choose(ref, None)
         listing = remote.ls_remote(refs.ref_prefixes(ref))
         return refs.choose(ref, listing)
-
-    async def _check_storage(self, obj: GitRepository, ctx: ReconcileContext) -> None:
-        """The advertised artifact must exist with its digest; otherwise forget it and rebuild."""
-        artifact = ctx.status.artifact
-        if artifact is None:
-            return
-        ok = await asyncio.to_thread(self.storage.verify, artifact.path, artifact.digest)
-        if not ok:
-            ctx.log.info("artifact %s missing or changed in storage: rebuilding", artifact.path)
-            ctx.status.artifact = None
-            ctx.remove_condition(ARTIFACT_IN_STORAGE)
 
     async def _secret(
         self, ctx: ReconcileContext, namespace: str, name: str, reason: str, condition: str
@@ -258,7 +219,7 @@ class GitRepositoryReconciler:
             message = f"failed to get secret '{namespace}/{name}': secrets \"{name}\" not found"
             ctx.set_condition(condition, "True" if condition != SOURCE_VERIFIED else "False", reason, message)
             raise ReconcileError(reason, message)
-        return _decode_secret(secret)
+        return secret_data(secret)
 
     async def _auth(self, obj: GitRepository, ctx: ReconcileContext) -> git.GitAuth:
         spec, ns = obj.spec, obj.metadata.namespace or ""
@@ -275,15 +236,11 @@ class GitRepositoryReconciler:
             proxy = await self._secret(
                 ctx, ns, spec.proxy_secret_ref.name, "AuthenticationFailed", FETCH_FAILED
             )
-            if not proxy.get("address"):
+            auth.proxy = Proxy.from_secret_data(proxy)
+            if auth.proxy is None:
                 message = f"invalid proxy secret '{ns}/{spec.proxy_secret_ref.name}': key 'address' not found"
                 ctx.set_condition(FETCH_FAILED, "True", "AuthenticationFailed", message)
                 raise ReconcileError("AuthenticationFailed", message)
-            auth.proxy = git.Proxy(
-                proxy["address"].decode(),
-                proxy["username"].decode() if "username" in proxy else None,
-                proxy["password"].decode() if "password" in proxy else None,
-            )
         return auth
 
     async def _includes(self, obj: GitRepository, ctx: ReconcileContext) -> list[Include]:
@@ -408,20 +365,6 @@ class GitRepositoryReconciler:
             url=self.storage.url(rel),
             revision=revision,
             digest=archive.digest,
-            last_update_time=now(),
+            last_update_time=now_rfc3339(),
             size=archive.size,
-        )
-
-    def _ready(self, ctx: ReconcileContext, revision: str) -> None:
-        message = f"stored artifact for revision '{revision}'"
-        ctx.remove_condition(ARTIFACT_OUTDATED)
-        ctx.remove_condition(FETCH_FAILED)
-        ctx.remove_condition(STORAGE_FAILED)
-        ctx.set_condition(ARTIFACT_IN_STORAGE, "True", "Succeeded", message)
-        ctx.set_condition(READY, "True", "Succeeded", message)
-
-    async def _collect_garbage(self, obj: GitRepository, ctx: ReconcileContext) -> None:
-        current = ctx.status.artifact.path if ctx.status.artifact else None
-        await asyncio.to_thread(
-            self.storage.garbage_collect, KIND, obj.metadata.namespace or "", obj.metadata.name or "", current
         )

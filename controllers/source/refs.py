@@ -6,7 +6,7 @@ Pure functions over a ref listing (`{b"refs/heads/main": b"<sha>", b"refs/tags/v
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import semver
@@ -237,18 +237,25 @@ def parse_constraint(constraint: str) -> Check:
     return check
 
 
-def highest_matching_tag(refs: Mapping[bytes, bytes], constraint: str) -> str:
-    check = parse_constraint(constraint)
+def highest_version(tags: Iterable[str], check: Check) -> str | None:
+    """The tag whose version is the highest that check accepts (tags that are no version skipped)."""
     best: tuple[semver.Version, str] | None = None
-    for key in refs:
-        if not key.startswith(b"refs/tags/") or key.endswith(PEELED):
-            continue
-        tag = key[len(b"refs/tags/") :].decode(errors="replace")
+    for tag in tags:
         version = parse_version(tag)
         if version is None or not check(version):
             continue
         if best is None or version > best[0]:
             best = (version, tag)
-    if best is None:
+    return best[1] if best is not None else None
+
+
+def highest_matching_tag(refs: Mapping[bytes, bytes], constraint: str) -> str:
+    tags = (
+        key[len(b"refs/tags/") :].decode(errors="replace")
+        for key in refs
+        if key.startswith(b"refs/tags/") and not key.endswith(PEELED)
+    )
+    found = highest_version(tags, parse_constraint(constraint))
+    if found is None:
         raise RefNotFound(f"no match found for semver: {constraint}")
-    return best[1]
+    return found

@@ -6,6 +6,7 @@ from tide.shared.kube.discovery import ResourceInfo
 from tide.shared.kube.errors import KubeApiError, ResourceNotFoundError
 from tide.shared.kube.informer import Informer
 from tide.shared.kube.kstatus import Status, StatusKind, compute_status
+from tide.shared.kube.secrets import secret_data
 
 __all__ = [
     "Connection",
@@ -19,4 +20,5 @@ __all__ = [
     "compute_status",
     "load_connection",
     "pod_namespace",
+    "secret_data",
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -11,6 +10,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from tide.controllers.notification.providers.base import ProviderConfig, ProviderConfigError
+from tide.shared.kube import secret_data
 
 DEFAULT_TIMEOUT = 15.0
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
@@ -24,15 +24,6 @@ def parse_duration(value: str) -> float:
     if not text or "".join(n + u for n, u in parts) != text:
         raise ValueError(f"invalid duration {value!r}")
     return sum(float(n) * _UNITS[u] for n, u in parts)
-
-
-def secret_data(secret: Mapping[str, Any] | None) -> dict[str, bytes]:
-    """A Secret's data decoded; stringData honoured for objects that were never stored."""
-    if not secret:
-        return {}
-    out = {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items() if v is not None}
-    out.update({k: str(v).encode() for k, v in (secret.get("stringData") or {}).items()})
-    return out
 
 
 def _text(data: Mapping[str, bytes], key: str) -> str:

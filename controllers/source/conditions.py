@@ -1,0 +1,10 @@
+"""The condition types every source kind reports, as Flux's source-controller names them."""
+
+from __future__ import annotations
+
+READY = "Ready"
+ARTIFACT_IN_STORAGE = "ArtifactInStorage"
+ARTIFACT_OUTDATED = "ArtifactOutdated"
+FETCH_FAILED = "FetchFailed"
+SOURCE_VERIFIED = "SourceVerified"
+STORAGE_FAILED = "StorageOperationFailed"

@@ -1,0 +1,74 @@
+"""What every source reconciler shares: the storage its artifacts live in, their lifecycle (checked
+on start, garbage-collected, removed with the object) and Flux's Ready story once one is stored."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, ClassVar, NoReturn
+
+from tide.controllers.source.builder import BuildPool
+from tide.controllers.source.conditions import (
+    ARTIFACT_IN_STORAGE,
+    ARTIFACT_OUTDATED,
+    FETCH_FAILED,
+    READY,
+    STORAGE_FAILED,
+)
+from tide.controllers.source.storage import Storage
+from tide.shared.runtime import ReconcileContext, ReconcileError
+
+
+class StoredSourceReconciler:
+    kind: ClassVar[str]
+    ready_message: ClassVar[str]  # format with {revision}
+    finalizer: str | None = "finalizers.fluxcd.io"
+
+    def __init__(
+        self,
+        storage: Storage,
+        max_artifact_size: int = 100 * 1024 * 1024,
+        builds: BuildPool | None = None,
+    ) -> None:
+        self.storage = storage
+        self.max_artifact_size = max_artifact_size
+        # Fetch, extract and archive hold the GIL: in worker processes when given a pool.
+        self.builds = builds or BuildPool(0)
+
+    async def finalize(self, obj: Any, ctx: ReconcileContext) -> None:
+        await asyncio.to_thread(
+            self.storage.remove_all, self.kind, obj.metadata.namespace or "", obj.metadata.name or ""
+        )
+
+    def _fetch_failed(self, ctx: ReconcileContext, reason: str, message: str) -> NoReturn:
+        ctx.set_condition(FETCH_FAILED, "True", reason, message)
+        raise ReconcileError(reason, message)
+
+    async def _check_storage(self, obj: Any, ctx: ReconcileContext) -> bool:
+        """The advertised artifact must exist with its digest; otherwise forget it (False) and rebuild."""
+        artifact = ctx.status.artifact
+        if artifact is None:
+            return True
+        ok = await asyncio.to_thread(self.storage.verify, artifact.path, artifact.digest)
+        if not ok:
+            ctx.log.info("artifact %s missing or changed in storage: rebuilding", artifact.path)
+            ctx.status.artifact = None
+            ctx.remove_condition(ARTIFACT_IN_STORAGE)
+        return bool(ok)
+
+    def _ready(self, ctx: ReconcileContext, revision: str) -> None:
+        message = self.ready_message.format(revision=revision)
+        ctx.remove_condition(ARTIFACT_OUTDATED)
+        ctx.remove_condition(FETCH_FAILED)
+        ctx.remove_condition(STORAGE_FAILED)
+        ctx.set_condition(ARTIFACT_IN_STORAGE, "True", "Succeeded", message)
+        ctx.set_condition(READY, "True", "Succeeded", message)
+
+    async def _collect_garbage(self, obj: Any, ctx: ReconcileContext) -> None:
+        current = ctx.status.artifact.path if ctx.status.artifact else None
+        await asyncio.to_thread(
+            self.storage.garbage_collect,
+            self.kind,
+            obj.metadata.namespace or "",
+            obj.metadata.name or "",
+            current,
+        )
