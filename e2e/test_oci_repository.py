@@ -108,7 +108,7 @@ def test_tag_ready_with_flux_revision_noop_is_one_head(
     assert "True" in line and f"v1@{digest[:15]}" in line, out  # the CLI shortens digests
 
 
-def test_kustomization_applies_each_pushed_revision(oci_registry, flux_controllers, kubectl, namespace):  # type: ignore[no-untyped-def]
+def test_kustomization_applies_each_pushed_revision(oci_registry, flux_controllers, flux, kubectl, namespace):  # type: ignore[no-untyped-def]
     registry = oci_registry.plain
     repo = f"{namespace}/config"
     first = registry.push(repo, "latest", {"deploy/cm.yaml": configmap("settings", color="blue")})
@@ -121,13 +121,27 @@ def test_kustomization_applies_each_pushed_revision(oci_registry, flux_controlle
     assert condition(ks, "Ready")["message"] == f"Applied revision: latest@{first}"
     assert get_obj(kubectl, namespace, "configmap", "settings")["data"] == {"color": "blue"}
 
-    # A new artifact under the same tag plus a reconcile request: new revision, applied.
+    # A new artifact under the same tag, reconciled on demand by the Flux CLI with its source.
     second = registry.push(repo, "latest", {"deploy/cm.yaml": configmap("settings", color="green")})
     assert second != first
-    request_reconcile(kubectl, namespace, "config", KIND)
+    res = flux("reconcile", "kustomization", "app", "--with-source", "-n", namespace, "--timeout=90s")
+    assert f"fetched revision latest@{second}" in res.stderr
+    assert f"applied revision latest@{second}" in res.stderr
     wait_ready(kubectl, namespace, "config", f"latest@{second}", kind=KIND)
-    wait_ks(kubectl, namespace, "app", revision=f"latest@{second}")
-    wait_until(lambda: get_obj(kubectl, namespace, "configmap", "settings")["data"] == {"color": "green"},
+    assert get_obj(kubectl, namespace, "configmap", "settings")["data"] == {"color": "green"}
+
+    # `flux suspend/resume source oci` on Tide's OCIRepository.
+    flux("suspend", "source", "oci", "config", "-n", namespace)
+    assert get_obj(kubectl, namespace, KIND, "config")["spec"]["suspend"] is True
+    res = flux("resume", "source", "oci", "config", "-n", namespace, "--timeout=90s")
+    assert f"fetched revision latest@{second}" in res.stderr
+
+    # And once more without the CLI: a reconcile request on the source alone.
+    third = registry.push(repo, "latest", {"deploy/cm.yaml": configmap("settings", color="red")})
+    request_reconcile(kubectl, namespace, "config", KIND)
+    wait_ready(kubectl, namespace, "config", f"latest@{third}", kind=KIND)
+    wait_ks(kubectl, namespace, "app", revision=f"latest@{third}")
+    wait_until(lambda: get_obj(kubectl, namespace, "configmap", "settings")["data"] == {"color": "red"},
                30, "new revision applied")  # fmt: skip
 
 
