@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from tide.cli.kinds import GIT_REPOSITORY, KUSTOMIZATION, RECEIVER, Kind, kind_by_word
+from tide.cli.kinds import GIT_REPOSITORY, KUSTOMIZATION, OCI_REPOSITORY, RECEIVER, Kind, kind_by_word
 
 Obj = dict[str, Any]
 
@@ -91,6 +91,39 @@ def git_repository(
         spec["timeout"] = go_duration(timeout)
     spec["url"] = url
     return _object(GIT_REPOSITORY, name, namespace, spec, labels)
+
+
+def oci_repository(
+    name: str,
+    namespace: str,
+    url: str,
+    interval: str = "1m",
+    tag: str | None = None,
+    semver: str | None = None,
+    digest: str | None = None,
+    secret_ref: str | None = None,
+    ignore_paths: list[str] | None = None,
+    insecure: bool = False,
+    labels: dict[str, str] | None = None,
+) -> Obj:
+    """As `flux create source oci`: the tag defaults to `latest` when no other reference is given."""
+    if not url.startswith("oci://"):
+        raise ValueError(f"OCI URL {url!r} must start with oci://")
+    ref: dict[str, str] = {}
+    if digest:
+        ref["digest"] = digest
+    if semver:
+        ref["semver"] = semver
+    if tag or not ref:
+        ref["tag"] = tag or "latest"
+    spec: Obj = {"interval": go_duration(interval), "ref": ref, "url": url}
+    if secret_ref:
+        spec["secretRef"] = {"name": secret_ref}
+    if ignore_paths:
+        spec["ignore"] = "\n".join(ignore_paths)
+    if insecure:
+        spec["insecure"] = True
+    return _object(OCI_REPOSITORY, name, namespace, spec, labels)
 
 
 def parse_source_ref(text: str, namespace: str) -> Obj:

@@ -279,3 +279,23 @@ def test_bearer_token_auth(oci_registry, source_controller, kubectl, namespace):
     time.sleep(0.3)
     assert registry.requests_since(mark, repo) == [("HEAD", f"/v2/{repo}/manifests/v1", 200)]
     assert issued() == before
+
+
+def test_tide_cli_creates_and_reconciles_an_oci_source(oci_registry, flux_controllers, tide, kubectl,  # type: ignore[no-untyped-def]
+                                                      namespace) -> None:  # fmt: skip
+    registry = oci_registry.plain
+    repo = f"{namespace}/site"
+    first = registry.push(repo, "v1.0.0", {"deploy/cm.yaml": configmap("site", v="1")})
+    flux_controllers()
+    ns = ["-n", namespace, "--timeout", "90s"]
+    res = tide(*ns, "create", "source", "oci", "site", "--url", registry.url(repo), "--tag-semver", ">=1.0.0",
+               "--insecure")  # fmt: skip
+    assert "is ready" in res.stderr
+    res = tide(*ns, "create", "kustomization", "site", "--source", "OCIRepository/site", "--path", "./deploy",
+               "--prune", "--target-namespace", namespace)  # fmt: skip
+    assert "is ready" in res.stderr
+    assert f"v1.0.0@{first}"[:20] in tide(*ns, "get", "sources", "oci").stdout
+    second = registry.push(repo, "v1.1.0", {"deploy/cm.yaml": configmap("site", v="2")})
+    res = tide(*ns, "reconcile", "ks", "site", "--with-source")
+    assert f"applied revision v1.1.0@{second}" in res.stderr
+    assert get_obj(kubectl, namespace, "configmap", "site")["data"] == {"v": "2"}

@@ -1,5 +1,5 @@
-"""`tide create source git | kustomization | secret git`: create or update (server-side apply), wait Ready,
-or print the YAML with --export."""
+"""`tide create source git | source oci | kustomization | secret git`: create or update (server-side
+apply), wait Ready, or print the YAML with --export."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 from tide.cli import objects
 from tide.cli.commands.reconcile import wait_ready
 from tide.cli.errors import EXIT_OK, EXIT_USAGE, CliError
-from tide.cli.kinds import GIT_REPOSITORY, KUSTOMIZATION, RECEIVER, Kind
+from tide.cli.kinds import GIT_REPOSITORY, KUSTOMIZATION, OCI_REPOSITORY, RECEIVER, Kind
 from tide.cli.session import FIELD_MANAGER, Session
 
 
@@ -40,6 +40,22 @@ def build_git_repository(args: argparse.Namespace, namespace: str) -> dict[str, 
         secret_ref=args.secret_ref,
         ignore_paths=args.ignore_paths,
         recurse_submodules=args.recurse_submodules,
+        labels=objects.parse_labels(args.label),
+    )
+
+
+def build_oci_repository(args: argparse.Namespace, namespace: str) -> dict[str, Any]:
+    return objects.oci_repository(
+        args.name,
+        namespace,
+        args.url,
+        interval=args.interval,
+        tag=args.tag,
+        semver=args.tag_semver,
+        digest=args.digest,
+        secret_ref=args.secret_ref,
+        ignore_paths=args.ignore_paths,
+        insecure=args.insecure,
         labels=objects.parse_labels(args.label),
     )
 
@@ -112,6 +128,7 @@ async def run(session: Session, what: str) -> int:
     args = session.args
     builders = {
         "source git": (build_git_repository, GIT_REPOSITORY),
+        "source oci": (build_oci_repository, OCI_REPOSITORY),
         "kustomization": (build_kustomization, KUSTOMIZATION),
         "secret git": (build_git_secret, None),
         "receiver": (build_receiver, RECEIVER),

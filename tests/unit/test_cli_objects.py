@@ -39,6 +39,15 @@ def test_git_repository_ref_and_url() -> None:
         objects.git_repository("a", "ns", "git@github.com:x/y.git")
 
 
+def test_oci_repository_ref_and_url() -> None:
+    assert objects.oci_repository("a", "ns", "oci://r/app")["spec"]["ref"] == {"tag": "latest"}
+    obj = objects.oci_repository("a", "ns", "oci://r/a", semver=">=1.0.0", insecure=True, secret_ref="creds")
+    assert obj["kind"] == "OCIRepository" and obj["spec"]["ref"] == {"semver": ">=1.0.0"}
+    assert obj["spec"]["insecure"] is True and obj["spec"]["secretRef"] == {"name": "creds"}
+    with pytest.raises(ValueError, match="oci://"):
+        objects.oci_repository("a", "ns", "https://r/app")
+
+
 def test_kustomization_source_refs_and_dependencies() -> None:
     obj = objects.kustomization(
         "apps",
