@@ -293,16 +293,9 @@ class KubeClient:
         subresource: str | None = None,
         dry_run: bool = False,
     ) -> dict[str, Any]:
-        info = await self.resource(api_version, kind)
-        patched: dict[str, Any] = await self.request(
-            "patch",
-            "PATCH",
-            info.path(namespace, name, subresource),
-            query=_write_query(field_manager, dry_run),
-            body=patch,
-            content_type=MERGE_PATCH,
+        return await self._patch(
+            api_version, kind, name, namespace, patch, MERGE_PATCH, field_manager, subresource, dry_run
         )
-        return patched
 
     async def patch_json(
         self,
@@ -314,14 +307,30 @@ class KubeClient:
         field_manager: str | None = None,
         subresource: str | None = None,
     ) -> dict[str, Any]:
+        return await self._patch(
+            api_version, kind, name, namespace, operations, JSON_PATCH, field_manager, subresource, False
+        )
+
+    async def _patch(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str | None,
+        body: Any,
+        content_type: str,
+        field_manager: str | None,
+        subresource: str | None,
+        dry_run: bool,
+    ) -> dict[str, Any]:
         info = await self.resource(api_version, kind)
         patched: dict[str, Any] = await self.request(
             "patch",
             "PATCH",
             info.path(namespace, name, subresource),
-            query=_write_query(field_manager, False),
-            body=operations,
-            content_type=JSON_PATCH,
+            query=_write_query(field_manager, dry_run),
+            body=body,
+            content_type=content_type,
         )
         return patched
 
