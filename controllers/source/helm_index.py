@@ -1,0 +1,162 @@
+"""A Helm repository index: parsed into the little a chart lookup needs, and the version a
+HelmChart asks for chosen from it (Helm's rules: an exact match wins, else the highest in
+the semver range).
+
+Parsing happens in build workers (the event loop never holds a 40 MiB YAML document) and
+the parsed index is kept per worker for the repository artifact it came from, so the
+HelmCharts of one repository revision share one parse.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import yaml
+
+from tide.controllers.source.refs import InvalidSemver, parse_constraint, parse_version
+
+try:  # libyaml when present: an order of magnitude faster on large indexes
+    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment,unused-ignore]
+except AttributeError:  # pragma: no cover
+    _Loader = yaml.SafeLoader
+
+
+class IndexError_(Exception):
+    """Base of the index errors (name clash with the builtin avoided)."""
+
+
+class InvalidIndex(IndexError_):
+    """The document is no Helm repository index."""
+
+
+class ChartNotFound(IndexError_):
+    pass
+
+
+class NoMatchingVersion(IndexError_):
+    pass
+
+
+class InvalidVersionConstraint(IndexError_):
+    pass
+
+
+@dataclass(frozen=True)
+class ChartVersion:
+    name: str
+    version: str
+    urls: tuple[str, ...]
+    digest: str | None  # hex sha256 of the .tgz as the index states it
+
+
+# name -> versions as listed; only what a lookup needs, so a parsed index is a fraction of the YAML
+Index = dict[str, list[ChartVersion]]
+
+
+def parse_index(data: bytes) -> Index:
+    try:
+        doc = yaml.load(data, Loader=_Loader)  # a safe loader
+    except yaml.YAMLError as exc:
+        raise InvalidIndex(f"failed to load Helm repository from index YAML: {exc}") from exc
+    if not isinstance(doc, dict) or not doc.get("apiVersion"):
+        raise InvalidIndex("failed to load Helm repository from index YAML: no API version")
+    entries = doc.get("entries") or {}
+    if not isinstance(entries, dict):
+        raise InvalidIndex("failed to load Helm repository from index YAML: 'entries' is no map")
+    index: Index = {}
+    for name, versions in entries.items():
+        out: list[ChartVersion] = []
+        for item in versions or []:
+            if not isinstance(item, dict) or not item.get("version"):
+                continue  # Helm skips invalid entries too
+            urls = item.get("urls") or []
+            digest = item.get("digest")
+            out.append(
+                ChartVersion(
+                    str(name),
+                    str(item["version"]),
+                    tuple(str(u) for u in urls if isinstance(u, str)),
+                    str(digest) if digest else None,
+                )
+            )
+        index[str(name)] = out
+    return index
+
+
+def resolve(index: Index, name: str, constraint: str | None) -> ChartVersion:
+    """Helm's ChartVersions.Get: an exact version string wins, otherwise the highest in range."""
+    versions = index.get(name)
+    if versions is None:
+        raise ChartNotFound(f"no chart name found: chart '{name}' is not in the repository index")
+    if not versions:
+        raise NoMatchingVersion(f"no chart version found for {name}")
+    wanted = (constraint or "").strip()
+    if wanted:
+        for cv in versions:
+            if cv.version == wanted:
+                return cv
+    try:
+        check = parse_constraint(wanted if wanted and wanted != "*" else "*")
+    except InvalidSemver as exc:
+        raise InvalidVersionConstraint(f"invalid chart version constraint '{wanted}': {exc}") from exc
+    best: tuple[object, ChartVersion] | None = None
+    for cv in versions:
+        parsed = parse_version(cv.version)
+        if parsed is None or not check(parsed):
+            continue
+        if best is None or parsed > best[0]:  # type: ignore[operator]
+            best = (parsed, cv)
+    if best is None:
+        raise NoMatchingVersion(f"no '{name}' chart with version matching '{wanted or '*'}' found")
+    return best[1]
+
+
+def chart_url(repository_url: str, version: ChartVersion) -> str:
+    """The first URL of the version, relative ones resolved against the repository URL."""
+    if not version.urls:
+        raise NoMatchingVersion(
+            f"chart '{version.name}' version '{version.version}' has no downloadable URLs"
+        )
+    url = version.urls[0]
+    if urlsplit(url).scheme:
+        return url
+    return urljoin(repository_url.rstrip("/") + "/", url)
+
+
+# -- the per-worker cache ------------------------------------------------------------------
+
+_CACHE_ENTRIES = 4
+_cache: OrderedDict[str, Index] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def cached_index(path: Path, digest: str) -> Index:
+    """The parsed index of a repository artifact, parsed once per content digest (the same
+    bytes parse the same, whichever object or path they came from)."""
+    key = digest
+    with _cache_lock:
+        found = _cache.get(key)
+        if found is not None:
+            _cache.move_to_end(key)
+            return found
+    index = parse_index(path.read_bytes())
+    with _cache_lock:
+        _cache[key] = index
+        while len(_cache) > _CACHE_ENTRIES:
+            _cache.popitem(last=False)
+    return index
+
+
+def resolve_stored(path: Path, digest: str, name: str, constraint: str | None) -> ChartVersion:
+    """Worker entry point: the chart version from a stored index artifact."""
+    return resolve(cached_index(path, digest), name, constraint)
+
+
+def check_index(path: Path, digest: str) -> int:
+    """Worker entry point: the document parses as an index (kept for the HelmCharts that
+    follow); returns its chart count."""
+    return len(cached_index(path, digest))
