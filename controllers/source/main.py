@@ -1,4 +1,5 @@
-"""tide-source-controller: GitRepository and OCIRepository reconcilers plus the artifact server."""
+"""tide-source-controller: GitRepository, OCIRepository, HelmRepository and HelmChart reconcilers
+plus the artifact server."""
 
 from __future__ import annotations
 
@@ -8,6 +9,13 @@ import tempfile
 from pathlib import Path
 
 from tide.controllers.source.builder import BuildPool
+from tide.controllers.source.helm_chart import HelmChartReconciler
+from tide.controllers.source.helm_chart_build import (
+    DEFAULT_CHART_FILE_MAX_SIZE,
+    DEFAULT_CHART_MAX_SIZE,
+    ChartLimits,
+)
+from tide.controllers.source.helm_repository import DEFAULT_INDEX_MAX_SIZE, HelmRepositoryReconciler
 from tide.controllers.source.oci_reconciler import OCIRepositoryReconciler
 from tide.controllers.source.reconciler import GitRepositoryReconciler
 from tide.controllers.source.server import ArtifactServer
@@ -54,6 +62,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=100 * 1024 * 1024,
         help="Fail artifacts whose extracted size exceeds this many bytes (0: no limit).",
     )
+    parser.add_argument(
+        "--helm-index-max-size",
+        type=int,
+        default=DEFAULT_INDEX_MAX_SIZE,
+        help="The max allowed size in bytes of a HelmRepository index file.",
+    )
+    parser.add_argument(
+        "--helm-chart-max-size",
+        type=int,
+        default=DEFAULT_CHART_MAX_SIZE,
+        help="The max allowed size in bytes of a HelmChart artifact.",
+    )
+    parser.add_argument(
+        "--helm-chart-file-max-size",
+        type=int,
+        default=DEFAULT_CHART_FILE_MAX_SIZE,
+        help="The max allowed size in bytes of a file in a HelmChart.",
+    )
     return parser
 
 
@@ -82,6 +108,15 @@ def main(argv: list[str] | None = None) -> None:
         reconcilers=[
             GitRepositoryReconciler(storage, args.artifact_max_size, builds),
             OCIRepositoryReconciler(storage, args.artifact_max_size, builds),
+            HelmRepositoryReconciler(
+                storage, args.artifact_max_size, builds, index_max_size=args.helm_index_max_size
+            ),
+            HelmChartReconciler(
+                storage,
+                args.artifact_max_size,
+                builds,
+                limits=ChartLimits(args.helm_chart_max_size, args.helm_chart_file_max_size),
+            ),
         ],
         servers=[builds, ArtifactServer(root, args.storage_addr)],
     )
