@@ -304,7 +304,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--secret-ref", default=None, help="Secret with username/password (or a docker config for oci)"
     )
     p.add_argument("--pass-credentials", action="store_true", help="pass credentials to all domains")
-    p.add_argument("--timeout", default=None, help="timeout of the index fetch (default 1m)")
     _create_common(p)
     p = _leaf(csub, "chart", "create or update a HelmChart", _create("source chart"))
     _name(p)

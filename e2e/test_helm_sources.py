@@ -417,3 +417,53 @@ def test_git_chart_with_repository_dependency(
         ]["revision"]
         == "0.1.0"
     )
+
+
+def test_tide_cli_drives_helm_sources(
+    chart_repo, chart_server, oci_registry, source_controller, tide, kubectl, namespace
+):  # type: ignore[no-untyped-def]
+    chart_repo.publish("app", "1.0.0")
+    source_controller()
+    apply(
+        kubectl,
+        namespace,
+        *repo_secrets(chart_server.pki.ca_pem),
+        helm_repository(
+            "charts", chart_repo.url, secretRef={"name": "charts-auth"}, certSecretRef={"name": "charts-ca"}
+        ),
+    )
+    ns = ["-n", namespace]
+    res = tide(
+        *ns,
+        "create",
+        "source",
+        "chart",
+        "app",
+        "--source",
+        "HelmRepository/charts",
+        "--chart",
+        "app",
+        "--chart-version",
+        "1.x",
+    )
+    assert "pulled 'app' chart with version '1.0.0'" in res.stdout + res.stderr
+    [row] = tide(*ns, "get", "sources", "chart").stdout.splitlines()[1:]
+    assert row.split()[:4] == ["app", "1.0.0", "False", "True"]
+
+    chart_repo.publish("app", "1.1.0")
+    tide(*ns, "reconcile", "source", "helm", "charts")
+    wait_ready(kubectl, namespace, "app", "1.1.0", kind=CHART)
+    tide(*ns, "suspend", "source", "chart", "app")
+    assert tide(*ns, "get", "sources", "chart").stdout.splitlines()[1].split()[2] == "True"
+    tide(*ns, "resume", "source", "chart", "app")
+    assert tide(*ns, "get", "sources", "chart").stdout.splitlines()[1].split()[2] == "False"
+
+    # An oci:// URL makes an OCI HelmRepository: no artifact, Ready.
+    url = f"oci://{oci_registry.plain.host}/{namespace}"
+    res = tide(*ns, "create", "source", "helm", "oci", "--url", url)
+    assert "Helm repository is ready" in res.stdout + res.stderr
+    assert get_obj_spec(kubectl, namespace, "oci")["type"] == "oci"
+
+
+def get_obj_spec(kubectl, namespace: str, name: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    return dict(json.loads(kubectl("get", REPO, name, "-n", namespace, "-o", "json").stdout)["spec"])

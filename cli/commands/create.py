@@ -76,7 +76,6 @@ def build_helm_repository(args: argparse.Namespace, namespace: str) -> dict[str,
         interval=args.interval,
         secret_ref=args.secret_ref,
         pass_credentials=args.pass_credentials,
-        timeout=args.timeout,
         labels=objects.parse_labels(args.label),
     )
 
