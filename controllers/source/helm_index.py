@@ -9,10 +9,13 @@ HelmCharts of one repository revision share one parse.
 
 from __future__ import annotations
 
+import io
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import urljoin, urlsplit
 
 import yaml
@@ -45,7 +48,7 @@ class InvalidVersionConstraint(IndexError_):
     pass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ChartVersion:
     name: str
     version: str
@@ -57,20 +60,136 @@ class ChartVersion:
 Index = dict[str, list[ChartVersion]]
 
 
+class _NeedsFullLoad(Exception):
+    """An alias or tag where a field is read: the event walk leaves the document to PyYAML."""
+
+
 def parse_index(data: bytes) -> Index:
+    return parse_index_stream(io.BytesIO(data))
+
+
+def parse_index_stream(stream: BinaryIO) -> Index:
+    """Walk the YAML events, keeping only name, version, urls and digest of each entry: the
+    document is never built as Python objects, so a 40 MiB index costs a fraction of that."""
     try:
-        doc = yaml.load(data, Loader=_Loader)  # a safe loader
+        try:
+            return _walk(yaml.parse(stream, Loader=_Loader))
+        except _NeedsFullLoad:
+            stream.seek(0)
+            return _from_document(yaml.load(stream, Loader=_Loader))  # a safe loader
     except yaml.YAMLError as exc:
         raise InvalidIndex(f"failed to load Helm repository from index YAML: {exc}") from exc
+
+
+def _invalid(why: str) -> InvalidIndex:
+    return InvalidIndex(f"failed to load Helm repository from index YAML: {why}")
+
+
+def _scalar(events: Iterator[yaml.Event], event: yaml.Event | None = None) -> str | None:
+    """The next value as a string; None for a null or for a collection (skipped)."""
+    event = event or next(events)
+    if isinstance(event, yaml.AliasEvent):
+        raise _NeedsFullLoad()
+    if isinstance(event, yaml.ScalarEvent):
+        if event.implicit[0] and event.value in ("", "~", "null", "Null", "NULL"):
+            return None
+        return str(event.value)
+    _skip(events, event)
+    return None
+
+
+def _skip(events: Iterator[yaml.Event], event: yaml.Event) -> None:
+    depth = 1 if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)) else 0
+    while depth:
+        event = next(events)
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+
+
+def _walk(parsed: Iterable[yaml.Event]) -> Index:
+    events = iter(parsed)
+    for expected in (yaml.StreamStartEvent, yaml.DocumentStartEvent):
+        if not isinstance(next(events, None), expected):
+            raise _invalid("no YAML document")
+    if not isinstance(next(events), yaml.MappingStartEvent):
+        raise _invalid("no API version")
+    api_version = None
+    index: Index = {}
+    while not isinstance(event := next(events), yaml.MappingEndEvent):
+        key = _scalar(events, event)
+        if key == "apiVersion":
+            api_version = _scalar(events)
+        elif key == "entries":
+            index = _entries(events)
+        else:
+            _skip(events, next(events))
+    if not api_version:
+        raise _invalid("no API version")
+    return index
+
+
+def _entries(events: Iterator[yaml.Event]) -> Index:
+    event = next(events)
+    if isinstance(event, yaml.ScalarEvent) and _scalar(events, event) is None:
+        return {}
+    if not isinstance(event, yaml.MappingStartEvent):
+        raise _NeedsFullLoad()  # an alias, or no map: the full load decides
+    index: Index = {}
+    while not isinstance(event := next(events), yaml.MappingEndEvent):
+        name = _scalar(events, event) or ""
+        versions: list[ChartVersion] = []
+        event = next(events)
+        if isinstance(event, yaml.SequenceStartEvent):
+            while not isinstance(event := next(events), yaml.SequenceEndEvent):
+                if isinstance(event, yaml.MappingStartEvent):
+                    version = _entry(events, name)
+                    if version is not None:
+                        versions.append(version)
+                else:
+                    _scalar(events, event)  # Helm skips what is no chart version
+        else:
+            _scalar(events, event)
+        index[name] = versions
+    return index
+
+
+def _entry(events: Iterator[yaml.Event], name: str) -> ChartVersion | None:
+    version = digest = None
+    urls: list[str] = []
+    while not isinstance(event := next(events), yaml.MappingEndEvent):
+        key = _scalar(events, event)
+        if key == "version":
+            version = _scalar(events)
+        elif key == "digest":
+            digest = _scalar(events)
+        elif key == "urls":
+            event = next(events)
+            if isinstance(event, yaml.SequenceStartEvent):
+                while not isinstance(event := next(events), yaml.SequenceEndEvent):
+                    url = _scalar(events, event)
+                    if url is not None:
+                        urls.append(url)
+            else:
+                _scalar(events, event)
+        else:
+            _skip(events, next(events))
+    if not version:
+        return None
+    return ChartVersion(name, version, tuple(urls), digest)
+
+
+def _from_document(doc: object) -> Index:
     if not isinstance(doc, dict) or not doc.get("apiVersion"):
-        raise InvalidIndex("failed to load Helm repository from index YAML: no API version")
+        raise _invalid("no API version")
     entries = doc.get("entries") or {}
     if not isinstance(entries, dict):
-        raise InvalidIndex("failed to load Helm repository from index YAML: 'entries' is no map")
+        raise _invalid("'entries' is no map")
     index: Index = {}
     for name, versions in entries.items():
         out: list[ChartVersion] = []
-        for item in versions or []:
+        for item in versions if isinstance(versions, list) else []:
             if not isinstance(item, dict) or not item.get("version"):
                 continue  # Helm skips invalid entries too
             urls = item.get("urls") or []
@@ -143,7 +262,8 @@ def cached_index(path: Path, digest: str) -> Index:
         if found is not None:
             _cache.move_to_end(key)
             return found
-    index = parse_index(path.read_bytes())
+    with path.open("rb") as stream:
+        index = parse_index_stream(stream)
     with _cache_lock:
         _cache[key] = index
         while len(_cache) > _CACHE_ENTRIES:

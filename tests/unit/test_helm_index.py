@@ -97,3 +97,45 @@ def test_parsed_once_per_digest(tmp_path: Path) -> None:
     assert helm_index.cached_index(path, "sha256:one") is first  # same digest: no parse
     assert helm_index.cached_index(path, "sha256:two") == {}
     assert helm_index.resolve_stored(path, "sha256:one", "app", "1.0.0").digest == "aaa"
+
+
+RICH = b"""
+apiVersion: v1
+generated: 2024-01-01T00:00:00Z
+serverInfo: {contextPath: /charts}
+entries:
+  web:
+  - apiVersion: v2
+    name: web
+    version: "1.0"
+    appVersion: 1.0
+    description: "a: b"
+    keywords: [x, y]
+    maintainers: [{name: me, email: me@example.com}]
+    dependencies:
+    - {name: db, version: ~1, repository: "https://x"}
+    annotations: {artifacthub.io/links: "- name: x\\n  url: y"}
+    urls: [web-1.0.tgz, "https://mirror/web-1.0.tgz"]
+    digest: abc
+    created: 2024-01-01T00:00:00Z
+  - not a chart version
+  - {name: web, urls: [x.tgz]}
+  nulls: ~
+  quoted:
+  - {name: quoted, version: "null", urls: []}
+"""
+
+
+def test_event_walk_reads_as_the_full_document() -> None:
+    import yaml
+
+    walked = helm_index.parse_index(RICH)
+    assert walked == helm_index._from_document(yaml.safe_load(RICH))
+    assert walked["web"] == [ChartVersion("web", "1.0", ("web-1.0.tgz", "https://mirror/web-1.0.tgz"), "abc")]
+    assert walked["nulls"] == [] and walked["quoted"][0].version == "null"
+
+
+def test_aliases_fall_back_to_the_full_load() -> None:
+    doc = b"apiVersion: v1\nentries:\n  a:\n  - &v {name: a, version: 1.0.0, urls: [a.tgz]}\n  b:\n  - *v\n"
+    index = helm_index.parse_index(doc)
+    assert index["b"][0].version == "1.0.0" and index["b"][0].name == "b"
