@@ -241,19 +241,14 @@ class HelmChartReconciler(StoredSourceReconciler):
         self, obj: HelmChart, ctx: ReconcileContext, repo: HelmRepository, work: Path
     ) -> Built | None:
         spec = obj.spec
-        index = repo.status.artifact
-        if index is None or not await asyncio.to_thread(self.storage.verify, index.path, index.digest):
+        if not await self._has_index(repo):
             self._fetch_failed(
                 ctx,
                 "NoSourceArtifact",
                 f"no artifact available for HelmRepository source '{repo.metadata.name}'",
             )
-        assert index is not None and index.digest is not None
         try:
-            version: helm_index.ChartVersion = await self.builds.run(
-                helm_index.resolve_stored, self.storage.local_path(index.path), index.digest, spec.chart,
-                spec.version,
-            )  # fmt: skip
+            version = await self._resolve(repo, spec.chart, spec.version)
         except helm_index.IndexError_ as exc:
             self._build_failed(ctx, CHART_REFERENCE_ERROR, f"chart reference error: {exc}")
         ctx.remove_condition(FETCH_FAILED)
@@ -261,30 +256,45 @@ class HelmChartReconciler(StoredSourceReconciler):
         if self._up_to_date(obj, ctx, with_metadata(version.version, wanted.version_metadata)):
             return None
         await self._outdated(ctx, f"new chart version '{version.version}' for '{spec.chart}'")
-        try:
-            access = await repository_access(ctx.kube, repo)
-        except (SecretMissing, oci.InvalidCredentials) as exc:
-            self._fetch_failed(ctx, "AuthenticationFailed", str(exc))
-        try:
-            url = helm_index.chart_url(repo.spec.url, version)
-        except helm_index.IndexError_ as exc:
-            self._build_failed(ctx, CHART_REFERENCE_ERROR, f"chart reference error: {exc}")
         archive = work / "chart.tgz"
         try:
-            fetched = await helm_http.fetch(
-                access, url, archive, self.limits.max_size, repo.spec.timeout_seconds(), "chart"
-            )
-        except helm_http.HelmHTTPError as exc:
+            await self._download(ctx, repo, version, archive)
+        except (SecretMissing, oci.InvalidCredentials) as exc:
+            self._fetch_failed(ctx, "AuthenticationFailed", str(exc))
+        except (helm_http.HelmHTTPError, helm_index.IndexError_) as exc:
             self._build_failed(ctx, CHART_PULL_ERROR, f"chart pull error: {exc}")
-        assert fetched is not None
-        if version.digest and fetched.digest != "sha256:" + version.digest.removeprefix("sha256:"):
-            self._build_failed(
-                ctx,
-                CHART_PULL_ERROR,
-                f"chart pull error: digest mismatch for '{url}': the index says "
-                f"'sha256:{version.digest.removeprefix('sha256:')}', the download is '{fetched.digest}'",
-            )
         return await self._build(ctx, archive, work, wanted)
+
+    async def _has_index(self, repo: HelmRepository) -> bool:
+        index = repo.status.artifact
+        return index is not None and await asyncio.to_thread(self.storage.verify, index.path, index.digest)
+
+    async def _resolve(
+        self, repo: HelmRepository, name: str, constraint: str | None
+    ) -> helm_index.ChartVersion:
+        """The chart version from the repository's stored index (parsed in a worker, once per revision)."""
+        index = repo.status.artifact
+        assert index is not None and index.digest is not None
+        version: helm_index.ChartVersion = await self.builds.run(
+            helm_index.resolve_stored, self.storage.local_path(index.path), index.digest, name, constraint
+        )
+        return version
+
+    async def _download(
+        self, ctx: ReconcileContext, repo: HelmRepository, version: helm_index.ChartVersion, dest: Path
+    ) -> None:
+        """The .tgz with the repository's credentials, checked against the digest of its index entry."""
+        url = helm_index.chart_url(repo.spec.url, version)
+        access = await repository_access(ctx.kube, repo)
+        fetched = await helm_http.fetch(
+            access, url, dest, self.limits.max_size, repo.spec.timeout_seconds(), "chart"
+        )
+        assert fetched is not None
+        want = "sha256:" + (version.digest or "").removeprefix("sha256:")
+        if version.digest and fetched.digest != want:
+            raise helm_http.HelmHTTPError(
+                f"digest mismatch for '{url}': the index says '{want}', the download is '{fetched.digest}'"
+            )
 
     async def _from_oci(
         self, obj: HelmChart, ctx: ReconcileContext, repo: HelmRepository, work: Path
@@ -464,33 +474,17 @@ class HelmChartReconciler(StoredSourceReconciler):
                 f"for dependency '{dep.name}'"
             )
         repo = HelmRepository.model_validate(match)
-        index = repo.status.artifact
-        if index is None or not await asyncio.to_thread(self.storage.verify, index.path, index.digest):
+        if not await self._has_index(repo):
             failed(f"dependency build error: HelmRepository '{repo.metadata.name}' has no index artifact yet")
-        assert index is not None and index.digest is not None
         try:
-            version: helm_index.ChartVersion = await self.builds.run(
-                helm_index.resolve_stored, self.storage.local_path(index.path), index.digest, dep.name,
-                dep.version,
-            )  # fmt: skip
-            url = helm_index.chart_url(repo.spec.url, version)
-        except helm_index.IndexError_ as exc:
+            version = await self._resolve(repo, dep.name, dep.version)
+            archive = work / "deps" / str(n) / f"{dep.name}-{version.version}.tgz"
+            await asyncio.to_thread(archive.parent.mkdir, parents=True)
+            await self._download(ctx, repo, version, archive)
+        except (
+            helm_index.IndexError_, helm_http.HelmHTTPError, SecretMissing, oci.InvalidCredentials,
+        ) as exc:  # fmt: skip
             failed(f"dependency build error: dependency '{dep.name}': {exc}")
-        try:
-            access = await repository_access(ctx.kube, repo)
-        except (SecretMissing, oci.InvalidCredentials) as exc:
-            failed(f"dependency build error: dependency '{dep.name}': {exc}")
-        archive = work / "deps" / str(n) / f"{dep.name}-{version.version}.tgz"
-        await asyncio.to_thread(archive.parent.mkdir, parents=True)
-        try:
-            fetched = await helm_http.fetch(
-                access, url, archive, self.limits.max_size, repo.spec.timeout_seconds(), "chart"
-            )
-        except helm_http.HelmHTTPError as exc:
-            failed(f"dependency build error: dependency '{dep.name}': {exc}")
-        assert fetched is not None
-        if version.digest and fetched.digest != "sha256:" + version.digest.removeprefix("sha256:"):
-            failed(f"dependency build error: dependency '{dep.name}': digest mismatch for '{url}'")
         return archive
 
     # -- build and store --------------------------------------------------------------------
