@@ -116,9 +116,16 @@ class HelmChartReconciler(StoredSourceReconciler):
     kind = KIND
     ready_message = "stored artifact: revision '{revision}'"
 
-    def __init__(self, *args: Any, limits: ChartLimits | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        limits: ChartLimits | None = None,
+        index_cache: helm_index.CacheSettings | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.limits = limits or ChartLimits()
+        self.index_cache = index_cache or helm_index.CacheSettings()
         self.auth_cache = oci.AuthCache()
 
     def setup(self, controller: Any) -> None:
@@ -276,8 +283,9 @@ class HelmChartReconciler(StoredSourceReconciler):
         index = repo.status.artifact
         assert index is not None and index.digest is not None
         version: helm_index.ChartVersion = await self.builds.run(
-            helm_index.resolve_stored, self.storage.local_path(index.path), index.digest, name, constraint
-        )
+            helm_index.resolve_stored, self.storage.local_path(index.path), index.digest, name, constraint,
+            self.index_cache,
+        )  # fmt: skip
         return version
 
     async def _download(

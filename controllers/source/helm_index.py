@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -248,35 +249,66 @@ def chart_url(repository_url: str, version: ChartVersion) -> str:
 
 # -- the per-worker cache ------------------------------------------------------------------
 
-_CACHE_ENTRIES = 4
-_cache: OrderedDict[str, Index] = OrderedDict()
+
+@dataclass(frozen=True)
+class CacheSettings:
+    """--helm-cache-max-size / -ttl / -purge-interval, applied in each build worker."""
+
+    max_size: int = 4  # parsed indexes kept per worker; 0 turns the cache off
+    ttl: float = 15 * 60.0  # an index unused this long is dropped
+    purge_interval: float = 60.0  # how often the expired ones are swept
+
+
+@dataclass
+class _Cached:
+    index: Index
+    used: float
+
+
+_cache: OrderedDict[str, _Cached] = OrderedDict()
 _cache_lock = threading.Lock()
+_last_purge = 0.0
 
 
-def cached_index(path: Path, digest: str) -> Index:
+def _purge(now: float, settings: CacheSettings) -> None:
+    global _last_purge
+    if now - _last_purge < settings.purge_interval:
+        return
+    _last_purge = now
+    for key in [k for k, v in _cache.items() if now - v.used > settings.ttl]:
+        del _cache[key]
+
+
+def cached_index(path: Path, digest: str, settings: CacheSettings = CacheSettings()) -> Index:
     """The parsed index of a repository artifact, parsed once per content digest (the same
     bytes parse the same, whichever object or path they came from)."""
-    key = digest
+    now = time.monotonic()
     with _cache_lock:
-        found = _cache.get(key)
-        if found is not None:
-            _cache.move_to_end(key)
-            return found
+        _purge(now, settings)
+        found = _cache.get(digest)
+        if found is not None and now - found.used <= settings.ttl:
+            found.used = now
+            _cache.move_to_end(digest)
+            return found.index
     with path.open("rb") as stream:
         index = parse_index_stream(stream)
     with _cache_lock:
-        _cache[key] = index
-        while len(_cache) > _CACHE_ENTRIES:
+        if settings.max_size > 0:
+            _cache[digest] = _Cached(index, now)
+            _cache.move_to_end(digest)
+        while len(_cache) > settings.max_size:
             _cache.popitem(last=False)
     return index
 
 
-def resolve_stored(path: Path, digest: str, name: str, constraint: str | None) -> ChartVersion:
+def resolve_stored(
+    path: Path, digest: str, name: str, constraint: str | None, settings: CacheSettings = CacheSettings()
+) -> ChartVersion:
     """Worker entry point: the chart version from a stored index artifact."""
-    return resolve(cached_index(path, digest), name, constraint)
+    return resolve(cached_index(path, digest, settings), name, constraint)
 
 
-def check_index(path: Path, digest: str) -> int:
+def check_index(path: Path, digest: str, settings: CacheSettings = CacheSettings()) -> int:
     """Worker entry point: the document parses as an index (kept for the HelmCharts that
     follow); returns its chart count."""
-    return len(cached_index(path, digest))
+    return len(cached_index(path, digest, settings))

@@ -104,9 +104,16 @@ class HelmRepositoryReconciler(StoredSourceReconciler):
     kind = KIND
     ready_message = "stored artifact: revision '{revision}'"
 
-    def __init__(self, *args: Any, index_max_size: int = DEFAULT_INDEX_MAX_SIZE, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        index_max_size: int = DEFAULT_INDEX_MAX_SIZE,
+        index_cache: helm_index.CacheSettings | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.index_max_size = index_max_size
+        self.index_cache = index_cache or helm_index.CacheSettings()
 
     @functools.cached_property
     def _seen(self) -> dict[tuple[str, str], _Seen]:
@@ -159,7 +166,7 @@ class HelmRepositoryReconciler(StoredSourceReconciler):
                 return Result()
 
             try:
-                charts = await self.builds.run(helm_index.check_index, temp, fetched.digest)
+                charts = await self.builds.run(helm_index.check_index, temp, fetched.digest, self.index_cache)
             except helm_index.InvalidIndex as exc:
                 self._fetch_failed(ctx, INDEXATION_FAILED, str(exc))
             ctx.remove_condition(FETCH_FAILED)

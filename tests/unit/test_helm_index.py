@@ -139,3 +139,24 @@ def test_aliases_fall_back_to_the_full_load() -> None:
     doc = b"apiVersion: v1\nentries:\n  a:\n  - &v {name: a, version: 1.0.0, urls: [a.tgz]}\n  b:\n  - *v\n"
     index = helm_index.parse_index(doc)
     assert index["b"][0].version == "1.0.0" and index["b"][0].name == "b"
+
+
+def test_cache_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "index.yaml"
+    path.write_bytes(INDEX)
+    off = helm_index.CacheSettings(max_size=0)
+    assert helm_index.cached_index(path, "sha256:off", off) is not helm_index.cached_index(
+        path, "sha256:off", off
+    )
+
+    clock = [1000.0]
+    monkeypatch.setattr(helm_index.time, "monotonic", lambda: clock[0])
+    short = helm_index.CacheSettings(max_size=2, ttl=60, purge_interval=10)
+    first = helm_index.cached_index(path, "sha256:a", short)
+    clock[0] += 50
+    assert helm_index.cached_index(path, "sha256:a", short) is first  # used: 60s more
+    clock[0] += 100
+    assert helm_index.cached_index(path, "sha256:a", short) is not first  # expired
+    helm_index.cached_index(path, "sha256:b", short)
+    helm_index.cached_index(path, "sha256:c", short)
+    assert len(helm_index._cache) <= 2
