@@ -38,11 +38,10 @@ from tide.controllers.source.helm_chart_build import (
     ValuesFilesError,
     with_metadata,
 )
-from tide.controllers.source.helm_repository import SecretMissing, repository_access
+from tide.controllers.source.helm_repository import SecretMissing, read_secret, repository_access
 from tide.controllers.source.stored_source import StoredSourceReconciler
 from tide.shared.api.meta import Artifact
 from tide.shared.api.source import GitRepository, HelmChart, HelmRepository
-from tide.shared.kube import secret_data
 from tide.shared.runtime import ReconcileContext, ReconcileError, Result, StalledError
 from tide.shared.runtime.conditions import now_rfc3339
 
@@ -379,26 +378,16 @@ class HelmChartReconciler(StoredSourceReconciler):
         credentials = None
         try:
             if rspec.secret_ref is not None:
-                secret = await ctx.kube.get("v1", "Secret", rspec.secret_ref.name, ns)
-                if secret is None:
-                    raise SecretMissing(
-                        f"failed to get secret '{ns}/{rspec.secret_ref.name}': "
-                        f'secrets "{rspec.secret_ref.name}" '
-                        "not found"
-                    )
-                data = secret_data(secret)
+                data = await read_secret(ctx.kube, ns, rspec.secret_ref.name)
                 if data.get("username") and data.get("password"):
                     credentials = oci.Credentials(data["username"].decode(), data["password"].decode())
                 else:
                     credentials = oci.credentials_for(target.registry, oci.docker_config_auths(data))
             tls_data: dict[str, bytes] = {}
             if rspec.cert_secret_ref is not None:
-                secret = await ctx.kube.get("v1", "Secret", rspec.cert_secret_ref.name, ns)
-                if secret is None:
-                    raise SecretMissing(
-                        f"failed to get TLS authentication secret '{ns}/{rspec.cert_secret_ref.name}'"
-                    )
-                tls_data = secret_data(secret)
+                tls_data = await read_secret(
+                    ctx.kube, ns, rspec.cert_secret_ref.name, "TLS authentication secret "
+                )
             tls = await asyncio.to_thread(
                 oci.tls_context,
                 tls_data.get("ca.crt"),
@@ -519,14 +508,9 @@ class HelmChartReconciler(StoredSourceReconciler):
         temp = await asyncio.to_thread(self.storage.new_temp_file, KIND, ns, name)
         try:
             digest, size = await asyncio.to_thread(_copy_hashing, built.path, temp)
-            await asyncio.to_thread(self.storage.commit, temp, rel, digest)
-        except (OSError, ValueError) as exc:
-            message = f"unable to save artifact to storage: {exc}"
-            ctx.set_condition(STORAGE_FAILED, "True", "ArchiveOperationFailed", message)
-            raise ReconcileError("ArchiveOperationFailed", message) from exc
+            await self._commit(ctx, temp, rel, digest)
         finally:
             await asyncio.to_thread(temp.unlink, True)
-        ctx.remove_condition(STORAGE_FAILED)
         ctx.remove_condition(BUILD_FAILED)
         return Artifact(
             path=rel,

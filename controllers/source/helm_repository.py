@@ -26,7 +26,7 @@ from tide.controllers.source.stored_source import StoredSourceReconciler
 from tide.shared.api.meta import Artifact
 from tide.shared.api.source import HelmRepository
 from tide.shared.kube import secret_data
-from tide.shared.runtime import ReconcileContext, ReconcileError, Result, StalledError
+from tide.shared.runtime import ReconcileContext, Result, StalledError
 from tide.shared.runtime.conditions import now_rfc3339
 
 KIND = "HelmRepository"
@@ -35,7 +35,6 @@ API_VERSION = "source.toolkit.fluxcd.io/v1"
 AUTHENTICATION_FAILED = "AuthenticationFailed"
 URL_INVALID = "URLInvalid"
 INDEXATION_FAILED = "IndexationFailed"
-ARCHIVE_FAILED = "ArchiveOperationFailed"
 FAILED = "Failed"
 
 # Flux's --helm-index-max-size default.
@@ -73,7 +72,7 @@ async def repository_access(
     spec, ns = repo.spec, repo.metadata.namespace or ""
     username = password = None
     if spec.secret_ref is not None and with_basic_auth:
-        data = await _secret(kube, ns, spec.secret_ref.name)
+        data = await read_secret(kube, ns, spec.secret_ref.name)
         if b"username" in data or b"password" in data:
             if not data.get("username") or not data.get("password"):
                 raise oci.InvalidCredentials(
@@ -85,14 +84,14 @@ async def repository_access(
             username, password = user_raw.decode(), pass_raw.decode()
     tls = None
     if spec.cert_secret_ref is not None:
-        data = await _secret(kube, ns, spec.cert_secret_ref.name, "TLS authentication secret ")
+        data = await read_secret(kube, ns, spec.cert_secret_ref.name, "TLS authentication secret ")
         tls = await asyncio.to_thread(
             oci.tls_context, data.get("ca.crt"), data.get("tls.crt"), data.get("tls.key"), False
         )
     return RepositoryAccess(spec.url, username, password, tls, bool(spec.pass_credentials))
 
 
-async def _secret(kube: Any, namespace: str, name: str, what: str = "secret ") -> dict[str, bytes]:
+async def read_secret(kube: Any, namespace: str, name: str, what: str = "secret ") -> dict[str, bytes]:
     secret = await kube.get("v1", "Secret", name, namespace)
     if secret is None:
         raise SecretMissing(f"failed to get {what}'{namespace}/{name}': secrets \"{name}\" not found")
@@ -176,12 +175,7 @@ class HelmRepositoryReconciler(StoredSourceReconciler):
                 ctx.set_condition(ARTIFACT_OUTDATED, "True", "NewRevision", message)
             await ctx.progress(f"building artifact: {message}")
             rel = f"{self.storage.object_dir(KIND, ns, name)}/index-{revision.removeprefix('sha256:')}.yaml"
-            try:
-                await asyncio.to_thread(self.storage.commit, temp, rel, fetched.digest)
-            except OSError as exc:
-                message = f"unable to save artifact to storage: {exc}"
-                ctx.set_condition(STORAGE_FAILED, "True", ARCHIVE_FAILED, message)
-                raise ReconcileError(ARCHIVE_FAILED, message) from exc
+            await self._commit(ctx, temp, rel, fetched.digest)
         finally:
             await asyncio.to_thread(temp.unlink, True)
 
