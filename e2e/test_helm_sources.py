@@ -212,6 +212,8 @@ def test_bad_inputs_get_their_messages(
         namespace,
         *repo_secrets(ca),
         secret("wrong", {"username": USER, "password": "nope"}),
+        secret("half", {"username": USER}),
+        helm_repository("half", chart_repo.url, secretRef={"name": "half"}),
         helm_repository(
             "charts", chart_repo.url, secretRef={"name": "charts-auth"}, certSecretRef={"name": "charts-ca"}
         ),
@@ -223,6 +225,7 @@ def test_bad_inputs_get_their_messages(
         helm_chart("bucket", "app", "b", kind="Bucket"),
     )
     wait_failing(kubectl, namespace, "wrong-password", contains="401", kind=REPO)
+    wait_failing(kubectl, namespace, "half", contains="required fields username and password", kind=REPO)
     wait_failing(
         kubectl,
         namespace,

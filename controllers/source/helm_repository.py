@@ -64,22 +64,18 @@ def human_size(size: int) -> str:
     return f"{size} B"  # pragma: no cover
 
 
-async def repository_access(
-    kube: Any, repo: HelmRepository, with_basic_auth: bool = True
-) -> RepositoryAccess:
+async def repository_access(kube: Any, repo: HelmRepository) -> RepositoryAccess:
     """Credentials (secretRef username/password) and TLS (certSecretRef) of an HTTP repository.
     Raises SecretMissing or oci.InvalidCredentials with the condition's message."""
     spec, ns = repo.spec, repo.metadata.namespace or ""
     username = password = None
-    if spec.secret_ref is not None and with_basic_auth:
+    if spec.secret_ref is not None:
         data = await read_secret(kube, ns, spec.secret_ref.name)
-        if b"username" in data or b"password" in data:
-            if not data.get("username") or not data.get("password"):
-                raise oci.InvalidCredentials(
-                    f"invalid '{ns}/{spec.secret_ref.name}' secret data: "
-                    "required fields username and password"
-                )
         user_raw, pass_raw = data.get("username"), data.get("password")
+        if ("username" in data or "password" in data) and not (user_raw and pass_raw):
+            raise oci.InvalidCredentials(
+                f"invalid '{ns}/{spec.secret_ref.name}' secret data: required fields username and password"
+            )
         if user_raw and pass_raw:
             username, password = user_raw.decode(), pass_raw.decode()
     tls = None
