@@ -365,6 +365,11 @@ def test_git_chart_with_repository_dependency(
         if p.is_file()
     }
     files["charts/umbrella/values-prod.yaml"] = "color: orange\n"
+    # A dependency whose repository no HelmRepository names is read as Flux reads it: no credentials.
+    files["charts/orphan/Chart.yaml"] = (
+        f"apiVersion: v2\nname: orphan\nversion: 0.0.1\ndependencies:\n"
+        f"- name: lib\n  version: '*'\n  repository: {chart_repo.url}-elsewhere\n"
+    )
     git = git_server.create_repo(f"helm-{namespace}", files)
     source_controller()
     apply(
@@ -387,6 +392,7 @@ def test_git_chart_with_repository_dependency(
         },
         secret("git-auth", {"username": git_server.user, "password": git_server.password}),
         helm_chart("umbrella", "./charts/umbrella", "src", kind="GitRepository"),
+        helm_chart("orphan", "charts/orphan", "src", kind="GitRepository"),
         helm_chart(
             "byrev",
             "charts/umbrella",
@@ -404,6 +410,11 @@ def test_git_chart_with_repository_dependency(
     docs = render(archive, tmp_path / "h")
     assert configmap_data(docs)["color"] == "purple"
     assert configmap_data(docs, "rel-lib") == {"from": "lib"}
+
+    orphan = wait_failing(
+        kubectl, namespace, "orphan", contains="no HelmRepository with this URL", kind=CHART
+    )
+    assert condition(orphan, "BuildFailed")["reason"] == "DependencyBuildError"  # type: ignore[index]
 
     commit = git.head()
     byrev = wait_ready(kubectl, namespace, "byrev", f"0.1.0+{commit[:12]}.1", kind=CHART, timeout=90)

@@ -38,7 +38,12 @@ from tide.controllers.source.helm_chart_build import (
     ValuesFilesError,
     with_metadata,
 )
-from tide.controllers.source.helm_repository import SecretMissing, read_secret, repository_access
+from tide.controllers.source.helm_repository import (
+    DEFAULT_INDEX_MAX_SIZE,
+    SecretMissing,
+    read_secret,
+    repository_access,
+)
 from tide.controllers.source.stored_source import StoredSourceReconciler
 from tide.shared.api.meta import Artifact
 from tide.shared.api.source import GitRepository, HelmChart, HelmRepository
@@ -58,6 +63,8 @@ VALUES_FILES_ERROR = "ValuesFilesError"
 CHART_PACKAGE_ERROR = "ChartPackageError"
 
 HELM_CHART_LAYER = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
+# A dependency's repository that no HelmRepository names has no spec.timeout: Flux's default.
+UNLISTED_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -290,12 +297,21 @@ class HelmChartReconciler(StoredSourceReconciler):
     async def _download(
         self, ctx: ReconcileContext, repo: HelmRepository, version: helm_index.ChartVersion, dest: Path
     ) -> None:
-        """The .tgz with the repository's credentials, checked against the digest of its index entry."""
-        url = helm_index.chart_url(repo.spec.url, version)
+        """The .tgz with the repository's credentials."""
         access = await repository_access(ctx.kube, repo)
-        fetched = await helm_http.fetch(
-            access, url, dest, self.limits.max_size, repo.spec.timeout_seconds(), "chart"
-        )
+        await self._fetch_checked(access, repo.spec.url, version, dest, repo.spec.timeout_seconds())
+
+    async def _fetch_checked(
+        self,
+        access: helm_http.RepositoryAccess,
+        repository_url: str,
+        version: helm_index.ChartVersion,
+        dest: Path,
+        timeout: float,  # noqa: ASYNC109 - the repository's spec.timeout
+    ) -> None:
+        """Download a chart version and check it against the digest of its index entry."""
+        url = helm_index.chart_url(repository_url, version)
+        fetched = await helm_http.fetch(access, url, dest, self.limits.max_size, timeout, "chart")
         assert fetched is not None
         want = "sha256:" + (version.digest or "").removeprefix("sha256:")
         if version.digest and fetched.digest != want:
@@ -466,10 +482,13 @@ class HelmChartReconciler(StoredSourceReconciler):
             None,
         )
         if match is None:
-            failed(
-                f"dependency build error: no HelmRepository in namespace '{ns}' with URL '{dep.repository}' "
-                f"for dependency '{dep.name}'"
-            )
+            try:
+                return await self._unlisted_dependency(dep, work / "deps" / str(n))
+            except (helm_index.IndexError_, helm_http.HelmHTTPError) as exc:
+                failed(
+                    f"dependency build error: dependency '{dep.name}' from '{dep.repository}' "
+                    f"(no HelmRepository with this URL, read without credentials): {exc}"
+                )
         repo = HelmRepository.model_validate(match)
         if not await self._has_index(repo):
             failed(f"dependency build error: HelmRepository '{repo.metadata.name}' has no index artifact yet")
@@ -482,6 +501,23 @@ class HelmChartReconciler(StoredSourceReconciler):
             helm_index.IndexError_, helm_http.HelmHTTPError, SecretMissing, oci.InvalidCredentials,
         ) as exc:  # fmt: skip
             failed(f"dependency build error: dependency '{dep.name}': {exc}")
+        return archive
+
+    async def _unlisted_dependency(self, dep: helm_chart_build.Dependency, work: Path) -> Path:
+        """As Flux: a repository no HelmRepository names is read directly, without credentials."""
+        await asyncio.to_thread(work.mkdir, parents=True)
+        access = helm_http.RepositoryAccess(dep.repository)
+        index_file = work / "index.yaml"
+        fetched = await helm_http.fetch(
+            access, helm_http.index_url(dep.repository), index_file, DEFAULT_INDEX_MAX_SIZE, UNLISTED_TIMEOUT,
+            "index",
+        )  # fmt: skip
+        assert fetched is not None
+        version: helm_index.ChartVersion = await self.builds.run(
+            helm_index.resolve_stored, index_file, fetched.digest, dep.name, dep.version, self.index_cache
+        )
+        archive = work / f"{dep.name}-{version.version}.tgz"
+        await self._fetch_checked(access, dep.repository, version, archive, UNLISTED_TIMEOUT)
         return archive
 
     # -- build and store --------------------------------------------------------------------
