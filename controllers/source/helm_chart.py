@@ -127,10 +127,12 @@ class HelmChartReconciler(StoredSourceReconciler):
         *args: Any,
         limits: ChartLimits | None = None,
         index_cache: helm_index.CacheSettings | None = None,
+        index_max_size: int = DEFAULT_INDEX_MAX_SIZE,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.limits = limits or ChartLimits()
+        self.index_max_size = index_max_size
         self.index_cache = index_cache or helm_index.CacheSettings()
         self.auth_cache = oci.AuthCache()
 
@@ -509,7 +511,7 @@ class HelmChartReconciler(StoredSourceReconciler):
         access = helm_http.RepositoryAccess(dep.repository)
         index_file = work / "index.yaml"
         fetched = await helm_http.fetch(
-            access, helm_http.index_url(dep.repository), index_file, DEFAULT_INDEX_MAX_SIZE, UNLISTED_TIMEOUT,
+            access, helm_http.index_url(dep.repository), index_file, self.index_max_size, UNLISTED_TIMEOUT,
             "index",
         )  # fmt: skip
         assert fetched is not None

@@ -145,6 +145,7 @@ def main(argv: list[str] | None = None) -> None:
                 builds,
                 limits=ChartLimits(args.helm_chart_max_size, args.helm_chart_file_max_size),
                 index_cache=index_cache,
+                index_max_size=args.helm_index_max_size,
             ),
         ],
         servers=[builds, ArtifactServer(root, args.storage_addr)],
