@@ -283,7 +283,9 @@ def test_bad_inputs_get_their_messages(
     assert not list((tmp_path / "storage").rglob("*.txt"))
 
 
-def test_oci_repository_chart(chart_repo, oci_registry, source_controller, kubectl, namespace, tmp_path):  # type: ignore[no-untyped-def]
+def test_oci_repository_chart(
+    chart_repo, oci_registry, git_server, source_controller, kubectl, namespace, tmp_path
+):  # type: ignore[no-untyped-def]
     registry = oci_registry.auth  # TLS and basic auth
     home = chart_repo.home
     ca = registry.tls.ca_file
@@ -336,9 +338,38 @@ def test_oci_repository_chart(chart_repo, oci_registry, source_controller, kubec
     apply(
         kubectl,
         namespace,
-        helm_repository("cloud", f"oci://{registry.host}/{namespace}", type="oci", provider="aws"),
+        helm_repository("cloud", f"oci://{registry.host}/{namespace}/cloud", type="oci", provider="aws"),
     )
     wait_failing(kubectl, namespace, "cloud", contains="provider 'aws' is not supported", kind=REPO)
+
+    # A Git chart's oci:// dependency comes through the OCI HelmRepository with that URL.
+    umbrella = write_chart(
+        tmp_path / "git",
+        "umbrella",
+        "1.0.0",
+        templates={
+            "u.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-umbrella\n"
+        },
+        chart_extra=f"dependencies:\n- name: ociapp\n  version: '~0.3'\n  repository: oci://{registry.host}/{namespace}\n",
+    )
+    files = {f"umbrella/{p.relative_to(umbrella)}": p.read_text() for p in umbrella.rglob("*") if p.is_file()}
+    git = git_server.create_repo(f"helm-oci-{namespace}", files)
+    apply(
+        kubectl,
+        namespace,
+        {
+            "apiVersion": API,
+            "kind": "GitRepository",
+            "metadata": {"name": "src"},
+            "spec": {"url": git.public_http_url, "interval": "10m", "ref": {"branch": "main"}},
+        },
+        helm_chart("umbrella", "umbrella", "src", kind="GitRepository"),
+    )
+    chart = wait_ready(kubectl, namespace, "umbrella", "1.0.0", kind=CHART, timeout=90)
+    docs = render(download(chart["status"]["artifact"]["url"], tmp_path / "umbrella.tgz"), tmp_path / "h")
+    names = sorted(d["metadata"]["name"] for d in docs if d["kind"] == "ConfigMap")
+    assert names == ["rel-cm", "rel-umbrella"]
+    assert configmap_data(docs)["version"] == "0.3.0"  # the dependency, pulled from the registry
 
 
 def test_git_chart_with_repository_dependency(

@@ -15,7 +15,8 @@ import hashlib
 import shutil
 import ssl
 import tempfile
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -324,16 +325,45 @@ class HelmChartReconciler(StoredSourceReconciler):
     async def _from_oci(
         self, obj: HelmChart, ctx: ReconcileContext, repo: HelmRepository, work: Path
     ) -> Built | None:
-        spec, rspec = obj.spec, repo.spec
+        spec = obj.spec
+        archive = work / "chart.tgz"
+        async with self._oci_client(ctx, repo, spec.chart) as (client, timeout):
+            try:
+                chosen, tag = await self._oci_choose(client, spec.chart, spec.version, timeout)
+            except helm_index.IndexError_ as exc:
+                self._build_failed(ctx, CHART_REFERENCE_ERROR, f"chart reference error: {exc}")
+            except (oci.RegistryError, TimeoutError) as exc:
+                self._build_failed(
+                    ctx,
+                    CHART_PULL_ERROR,
+                    f"chart pull error: failed to list tags of '{repo.spec.url}/{spec.chart}': "
+                    f"{exc or 'timeout'}",
+                )
+            ctx.remove_condition(FETCH_FAILED)
+            wanted = self._wanted(obj, "HelmRepository", None)
+            if self._up_to_date(obj, ctx, with_metadata(chosen.version, wanted.version_metadata)):
+                return None
+            await self._outdated(ctx, f"new chart version '{chosen.version}' for '{spec.chart}'")
+            try:
+                await self._oci_pull(client, tag, archive, timeout)
+            except (oci.RegistryError, TimeoutError, OSError) as exc:
+                self._build_failed(ctx, CHART_PULL_ERROR, f"chart pull error: {exc or 'timeout'}")
+        return await self._build(ctx, archive, work, wanted)
+
+    @asynccontextmanager
+    async def _oci_client(
+        self, ctx: ReconcileContext, repo: HelmRepository, chart: str
+    ) -> AsyncIterator[tuple[oci.RegistryClient, float]]:
+        """A registry client for `<repository URL>/<chart>` with the repository's credentials."""
+        rspec = repo.spec
         if (rspec.provider or "generic") != "generic":
             raise StalledError(
                 "UnsupportedProvider",
-                f"HelmRepository '{repo.metadata.name}' uses provider '{rspec.provider}', "
-                "which Tide does not "
-                "support: use provider 'generic' with spec.secretRef",
+                f"HelmRepository '{repo.metadata.name}' uses provider '{rspec.provider}', which Tide does "
+                "not support: use provider 'generic' with spec.secretRef",
             )
         try:
-            target = oci.parse_url(f"{rspec.url.rstrip('/')}/{spec.chart}", bool(rspec.insecure))
+            target = oci.parse_url(f"{rspec.url.rstrip('/')}/{chart}", bool(rspec.insecure))
         except oci.InvalidURL as exc:
             self._fetch_failed(ctx, "URLInvalid", f"invalid OCI chart reference: {exc}")
         credentials, tls = await self._oci_access(ctx, repo, target)
@@ -343,51 +373,47 @@ class HelmChartReconciler(StoredSourceReconciler):
         async with aiohttp.ClientSession(
             connector=connector, timeout=client_timeout, auto_decompress=False
         ) as http:
-            client = oci.RegistryClient(http, target, credentials, None, self.auth_cache)
-            try:
-                async with asyncio.timeout(timeout):
-                    tags = await client.tags()
-            except (oci.RegistryError, TimeoutError) as exc:
-                self._build_failed(
-                    ctx,
-                    CHART_PULL_ERROR,
-                    f"chart pull error: failed to list tags of '{rspec.url}/{spec.chart}': "
-                    f"{exc or 'timeout'}",
+            yield oci.RegistryClient(http, target, credentials, None, self.auth_cache), timeout
+
+    @staticmethod
+    async def _oci_choose(
+        client: oci.RegistryClient,
+        chart: str,
+        constraint: str | None,
+        timeout: float,  # noqa: ASYNC109
+    ) -> tuple[helm_index.ChartVersion, str]:
+        """The chart version among the tags (Helm's rules) and its tag."""
+        async with asyncio.timeout(timeout):
+            tags = await client.tags()
+        # `helm push` writes `+` of a version as `_` in the tag.
+        versions = {tag.replace("_", "+"): tag for tag in tags}
+        index = {chart: [helm_index.ChartVersion(chart, v, (), None) for v in versions]}
+        chosen = helm_index.resolve(index, chart, constraint)
+        return chosen, versions[chosen.version]
+
+    async def _oci_pull(
+        self,
+        client: oci.RegistryClient,
+        tag: str,
+        archive: Path,
+        timeout: float,  # noqa: ASYNC109
+    ) -> None:
+        """The chart layer of the tag's manifest, size-checked before the download."""
+        async with asyncio.timeout(timeout):
+            manifest = await client.manifest(tag)
+            layers = [
+                layer
+                for layer in manifest.body.get("layers") or []
+                if layer.get("mediaType") == HELM_CHART_LAYER
+            ]
+            if not layers:
+                raise oci.RegistryError(f"'{client.repo.reference(tag=tag)}' is no Helm chart")
+            size = layers[0].get("size")
+            if isinstance(size, int) and self.limits.max_size and size > self.limits.max_size:
+                raise oci.RegistryError(
+                    f"chart size {size} exceeds the maximum of {self.limits.max_size} bytes"
                 )
-            # `helm push` writes `+` of a version as `_` in the tag.
-            versions = {tag.replace("_", "+"): tag for tag in tags}
-            index = {spec.chart: [helm_index.ChartVersion(spec.chart, v, (), None) for v in versions]}
-            try:
-                chosen = helm_index.resolve(index, spec.chart, spec.version)
-            except helm_index.IndexError_ as exc:
-                self._build_failed(ctx, CHART_REFERENCE_ERROR, f"chart reference error: {exc}")
-            ctx.remove_condition(FETCH_FAILED)
-            wanted = self._wanted(obj, "HelmRepository", None)
-            if self._up_to_date(obj, ctx, with_metadata(chosen.version, wanted.version_metadata)):
-                return None
-            await self._outdated(ctx, f"new chart version '{chosen.version}' for '{spec.chart}'")
-            archive = work / "chart.tgz"
-            try:
-                async with asyncio.timeout(timeout):
-                    manifest = await client.manifest(versions[chosen.version])
-                    layers = [
-                        layer
-                        for layer in manifest.body.get("layers") or []
-                        if layer.get("mediaType") == HELM_CHART_LAYER
-                    ]
-                    if not layers:
-                        raise oci.RegistryError(
-                            f"'{target.reference(tag=versions[chosen.version])}' is no Helm chart"
-                        )
-                    size = layers[0].get("size")
-                    if isinstance(size, int) and self.limits.max_size and size > self.limits.max_size:
-                        raise oci.RegistryError(
-                            f"chart size {size} exceeds the maximum of {self.limits.max_size} bytes"
-                        )
-                    await client.download_blob(layers[0], archive)
-            except (oci.RegistryError, TimeoutError, OSError) as exc:
-                self._build_failed(ctx, CHART_PULL_ERROR, f"chart pull error: {exc or 'timeout'}")
-        return await self._build(ctx, archive, work, wanted)
+            await client.download_blob(layers[0], archive)
 
     async def _oci_access(
         self, ctx: ReconcileContext, repo: HelmRepository, target: oci.Repository
@@ -467,6 +493,8 @@ class HelmChartReconciler(StoredSourceReconciler):
         if dep.repository.startswith("file://"):
             return None  # packaged from the source in the worker
         failed = functools.partial(self._build_failed, ctx, "DependencyBuildError")
+        if dep.repository.startswith("oci://"):
+            return await self._oci_dependency(obj, ctx, dep, work / "deps" / str(n))
         if not dep.repository.startswith(("http://", "https://")):
             failed(
                 f"dependency build error: dependency '{dep.name}' "
@@ -503,6 +531,37 @@ class HelmChartReconciler(StoredSourceReconciler):
             helm_index.IndexError_, helm_http.HelmHTTPError, SecretMissing, oci.InvalidCredentials,
         ) as exc:  # fmt: skip
             failed(f"dependency build error: dependency '{dep.name}': {exc}")
+        return archive
+
+    async def _oci_dependency(
+        self, obj: HelmChart, ctx: ReconcileContext, dep: helm_chart_build.Dependency, work: Path
+    ) -> Path:
+        """An oci:// dependency through the OCI HelmRepository with its URL (else without credentials)."""
+        ns = obj.metadata.namespace or ""
+        repos = (await ctx.kube.list(API_VERSION, "HelmRepository", ns)) or []
+        match = next(
+            (
+                r
+                for r in repos
+                if (r.get("spec") or {}).get("type") == "oci"
+                and (r.get("spec") or {}).get("url", "").rstrip("/") == dep.repository.rstrip("/")
+            ),
+            {"metadata": {"name": "", "namespace": ns}, "spec": {"url": dep.repository, "type": "oci"}},
+        )
+        repo = HelmRepository.model_validate(match)
+        await asyncio.to_thread(work.mkdir, parents=True)
+        async with self._oci_client(ctx, repo, dep.name) as (client, timeout):
+            try:
+                chosen, tag = await self._oci_choose(client, dep.name, dep.version, timeout)
+                archive = work / f"{dep.name}-{chosen.version}.tgz"
+                await self._oci_pull(client, tag, archive, timeout)
+            except (helm_index.IndexError_, oci.RegistryError, TimeoutError, OSError) as exc:
+                self._build_failed(
+                    ctx,
+                    "DependencyBuildError",
+                    f"dependency build error: dependency '{dep.name}' from '{dep.repository}': "
+                    f"{exc or 'timeout'}",
+                )
         return archive
 
     async def _unlisted_dependency(self, dep: helm_chart_build.Dependency, work: Path) -> Path:
