@@ -56,10 +56,14 @@ def helm_chart(
     }
 
 
-def repo_secrets(pki_ca: bytes, password: str = PASSWORD) -> list[dict[str, Any]]:
+def served_repository(chart_server: Any, chart_repo: ChartRepo, name: str = "charts") -> list[dict[str, Any]]:
+    """The test's directory on nginx as a HelmRepository, with its basic auth and CA secrets."""
     return [
-        secret("charts-auth", {"username": USER, "password": password}),
-        secret("charts-ca", {"ca.crt": pki_ca}),
+        secret("charts-auth", {"username": USER, "password": PASSWORD}),
+        secret("charts-ca", {"ca.crt": chart_server.pki.ca_pem}),
+        helm_repository(
+            name, chart_repo.url, secretRef={"name": "charts-auth"}, certSecretRef={"name": "charts-ca"}
+        ),
     ]
 
 
@@ -113,10 +117,7 @@ def test_http_repository_and_chart(chart_repo, chart_server, source_controller, 
     apply(
         kubectl,
         namespace,
-        *repo_secrets(chart_server.pki.ca_pem),
-        helm_repository(
-            "charts", chart_repo.url, secretRef={"name": "charts-auth"}, certSecretRef={"name": "charts-ca"}
-        ),
+        *served_repository(chart_server, chart_repo),
         helm_chart("app", "app", "charts"),
     )
 
@@ -174,10 +175,7 @@ def test_values_files_packaged(chart_repo, chart_server, source_controller, kube
     apply(
         kubectl,
         namespace,
-        *repo_secrets(chart_server.pki.ca_pem),
-        helm_repository(
-            "charts", chart_repo.url, secretRef={"name": "charts-auth"}, certSecretRef={"name": "charts-ca"}
-        ),
+        *served_repository(chart_server, chart_repo),
         helm_chart(
             "app",
             "app",
@@ -206,17 +204,13 @@ def test_bad_inputs_get_their_messages(
 ):  # type: ignore[no-untyped-def]
     chart_repo.publish("app", "1.0.0")
     source_controller("--helm-index-max-size=20000")
-    ca = chart_server.pki.ca_pem
     apply(
         kubectl,
         namespace,
-        *repo_secrets(ca),
+        *served_repository(chart_server, chart_repo),
         secret("wrong", {"username": USER, "password": "nope"}),
         secret("half", {"username": USER}),
         helm_repository("half", chart_repo.url, secretRef={"name": "half"}),
-        helm_repository(
-            "charts", chart_repo.url, secretRef={"name": "charts-auth"}, certSecretRef={"name": "charts-ca"}
-        ),
         helm_repository(
             "wrong-password", chart_repo.url, secretRef={"name": "wrong"}, certSecretRef={"name": "charts-ca"}
         ),
@@ -406,10 +400,7 @@ def test_git_chart_with_repository_dependency(
     apply(
         kubectl,
         namespace,
-        *repo_secrets(chart_server.pki.ca_pem),
-        helm_repository(
-            "charts", chart_repo.url, secretRef={"name": "charts-auth"}, certSecretRef={"name": "charts-ca"}
-        ),
+        *served_repository(chart_server, chart_repo),
         {
             "apiVersion": API,
             "kind": "GitRepository",
@@ -472,10 +463,7 @@ def test_tide_cli_drives_helm_sources(
     apply(
         kubectl,
         namespace,
-        *repo_secrets(chart_server.pki.ca_pem),
-        helm_repository(
-            "charts", chart_repo.url, secretRef={"name": "charts-auth"}, certSecretRef={"name": "charts-ca"}
-        ),
+        *served_repository(chart_server, chart_repo),
     )
     ns = ["-n", namespace]
     res = tide(
