@@ -114,6 +114,10 @@ class HelmRepositoryReconciler(StoredSourceReconciler):
     def _seen(self) -> dict[tuple[str, str], _Seen]:
         return {}
 
+    async def finalize(self, obj: HelmRepository, ctx: ReconcileContext) -> None:
+        self._seen.pop((obj.metadata.namespace or "", obj.metadata.name or ""), None)
+        await super().finalize(obj, ctx)
+
     async def reconcile(self, obj: HelmRepository, ctx: ReconcileContext) -> Result:
         if obj.is_oci():
             return await self._reconcile_oci(obj, ctx)
