@@ -332,8 +332,8 @@ class KustomizationReconciler:
         if spec.source_ref.kind not in SERVED_SOURCE_KINDS:
             raise StalledError(
                 "ArtifactFailed",
-                f"source kind '{spec.source_ref.kind}' is not served "
-                "(the ExternalArtifact feature gate is off)",
+                f"source kind '{spec.source_ref.kind}' is not supported by Tide yet: nothing was "
+                f"applied; supported source kinds are {', '.join(SERVED_SOURCE_KINDS)}",
             )
 
     async def _source(self, ctx: ReconcileContext, obj: Kustomization) -> dict[str, Any] | None:
