@@ -43,8 +43,9 @@ from tide.controllers.kustomize.inventory import Entry, Inventory, ObjectRef, sp
 from tide.controllers.kustomize.prune import delete_entries, should_delete_on_finalize, wait_terminated
 from tide.controllers.kustomize.substitute import SubstitutionError, substitute_objects
 from tide.shared.api.kustomize import Kustomization, Snapshot
-from tide.shared.api.meta import ResourceInventory, format_duration
+from tide.shared.api.meta import NamespacedObjectKindReference, ResourceInventory, format_duration
 from tide.shared.artifact import ArtifactError
+from tide.shared.kube.errors import ResourceNotFoundError
 from tide.shared.runtime.conditions import now_rfc3339
 from tide.shared.runtime.context import ReconcileContext
 from tide.shared.runtime.result import ReconcileError, Result, StalledError
@@ -560,9 +561,8 @@ class KustomizationReconciler:
                     targets.append(HealthTarget(ref, o["apiVersion"], generations.get(ref)))
         else:
             for check in spec.health_checks or []:
-                group, _ = split_api_version(check.api_version or "")
-                ref = ObjectRef(group, check.kind, check.namespace or "", check.name)
-                targets.append(HealthTarget(ref, check.api_version or "v1", generations.get(ref)))
+                ref, api_version = await self._health_check_ref(ctx, check)
+                targets.append(HealthTarget(ref, api_version, generations.get(ref)))
         if not targets:
             ctx.remove_condition(HEALTHY)
             return
@@ -608,6 +608,27 @@ class KustomizationReconciler:
             ctx.set_condition(
                 HEALTHY, "True", "Succeeded", f"Health check passed in {time.monotonic() - started:.3f}s"
             )
+
+    async def _health_check_ref(
+        self, ctx: ReconcileContext, check: NamespacedObjectKindReference
+    ) -> tuple[ObjectRef, str]:
+        """A spec.healthChecks entry as Flux reads it: without apiVersion (as `flux create
+        kustomization --health-check=Kind/name.namespace` writes it) the API server's preferred
+        version of the kind; without namespace, the Kustomization's for a namespaced kind."""
+        what = f"health check {check.kind}/{check.name}"
+        try:
+            api_version = check.api_version or await ctx.kube.preferred_api_version(check.kind)
+            info = await ctx.kube.resource(api_version, check.kind)
+        except ResourceNotFoundError as err:
+            served = f" in {err.api_version}" if err.api_version else ""
+            raise ReconcileError(
+                "HealthCheckFailed",
+                f"{what}: the API server does not serve the kind {check.kind}{served}; "
+                "check the kind and apiVersion, or install its CustomResourceDefinition",
+            ) from err
+        namespace = (check.namespace or ctx.namespace) if info.namespaced else ""
+        group, _ = split_api_version(api_version)
+        return ObjectRef(group, check.kind, namespace, check.name), api_version
 
     def _health_failed(self, ctx: ReconcileContext, started: float, err: Exception) -> None:
         message = f"Health check failed after {time.monotonic() - started:.3f}s: {err}"
