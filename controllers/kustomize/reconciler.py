@@ -48,12 +48,15 @@ from tide.shared.artifact import ArtifactError
 from tide.shared.kube.errors import ResourceNotFoundError
 from tide.shared.runtime.conditions import now_rfc3339
 from tide.shared.runtime.context import ReconcileContext
+from tide.shared.runtime.controller import feature_gates
 from tide.shared.runtime.result import ReconcileError, Result, StalledError
 
 KUSTOMIZATION_API = Kustomization.storage_api_version()
 READY = "Ready"
 HEALTHY = "Healthy"
 CACHE_SYNC_TIMEOUT = 10.0
+# Off by default, as in Flux: a health wait runs to its end before a new revision is applied.
+CANCEL_HEALTH_CHECK_GATE = "CancelHealthCheckOnNewRevision"
 Key = tuple[str, str]
 
 
@@ -579,25 +582,37 @@ class KustomizationReconciler:
         source_ref = spec.source_ref
         scope = getattr(self.controller, "namespace", None)
 
-        def new_revision() -> bool:
+        source_name = f"{source_ref.kind}/{source_ref.namespace or ctx.namespace}/{source_ref.name}"
+        queue = getattr(self.controller, "queue", None)
+
+        def new_reconcile() -> str | None:
+            """Flux's CancelHealthCheckOnNewRevision: a new source revision, or any other new
+            reconcile of this Kustomization queued meanwhile (a reconcile request, a spec change)."""
             informer = ctx.kube.informer(SOURCE_GROUP_VERSION, source_ref.kind, namespace=scope)
             current = artifact_of(informer.get(source_ref.namespace or ctx.namespace, source_ref.name))
-            return current is not None and current.get("revision") != revision
+            if current is not None and current.get("revision") != revision:
+                return f"New reconciliation triggered by {source_name}"
+            if queue is not None and queue.is_queued((ctx.namespace, ctx.name)):
+                return f"New reconciliation triggered by Kustomization/{ctx.namespace}/{ctx.name}"
+            return None
 
+        gates = feature_gates(self.options) if self.options is not None else {}
+        canceled = new_reconcile if gates.get(CANCEL_HEALTH_CHECK_GATE, False) else None
         started = time.monotonic()
         timeout = spec.timeout_seconds()
         try:
             # A first look without touching the status: a no-op reconcile of healthy objects is free.
             await wait_for_health(targets, get, exprs, limit=0, poll=0)
         except TimeoutError:
-            ctx.set_condition(HEALTHY, "Unknown", "Progressing", "Running health checks")
-            await ctx.progress(
-                f"Running health checks for revision {revision} with a timeout of {timeout:g}s"
+            message = (
+                f"Running health checks for revision {revision} with a timeout of {format_duration(timeout)}"
             )
+            ctx.set_condition(HEALTHY, "Unknown", "Progressing", message)
+            await ctx.progress(message)
             try:
-                await wait_for_health(targets, get, exprs, limit=timeout, poll=1.0, canceled=new_revision)
+                await wait_for_health(targets, get, exprs, limit=timeout, poll=1.0, canceled=canceled)
             except HealthCheckCanceled as err:
-                ctx.set_condition(HEALTHY, "False", "HealthCheckCanceled", str(err))
+                # As Flux: Healthy stays Unknown; the queued reconcile runs next.
                 raise ReconcileError("HealthCheckCanceled", str(err), requeue_after=0.5) from err
             except (TimeoutError, RuntimeError) as err:
                 self._health_failed(ctx, started, err)
