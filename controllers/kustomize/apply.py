@@ -456,10 +456,6 @@ class Applier:
             _generation(result),
         )
 
-    async def apply_one(self, obj: dict[str, Any], options: ApplyOptions) -> Change:
-        plan = await self.plan_one(obj, options)
-        return plan.change if plan.change is not None else await self.write(plan, options)
-
     def _remember(self, key: tuple[str, str, str], desired_digest: str, result: Mapping[str, Any]) -> None:
         fp = Fingerprint.of(desired_digest, result, self.manager)
         if fp is None:
