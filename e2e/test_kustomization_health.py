@@ -4,29 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from e2e.fixtures.kustomize import get_obj, git_source, kustomization, wait_ks
+from e2e.fixtures.kustomize import deployment, get_obj, git_source, kustomization, wait_ks
 from e2e.fixtures.source import apply, condition
 
 pytestmark = pytest.mark.e2e
 
-DEPLOYMENT = """apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-spec:
-  replicas: 2
-  selector:
-    matchLabels:
-      app: web
-  template:
-    metadata:
-      labels:
-        app: web
-    spec:
-      containers:
-      - name: web
-        image: nginx:1.27
-"""
+DEPLOYMENT = deployment("web", 2)
 
 
 def test_wait_until_deployment_available(git_server, flux_controllers, kubectl, namespace) -> None:  # type: ignore[no-untyped-def]
