@@ -9,6 +9,7 @@ plugins; split the output into documents (text kept: substitution works on kusto
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import re
 import shutil
@@ -37,6 +38,10 @@ class BuildError(Exception):
     """The path cannot be built; retrying the same revision will not help (Flux: BuildFailed)."""
 
 
+class SymlinkLoop(BuildError):
+    """A symlink in the artifact that never resolves."""
+
+
 @dataclass
 class Document:
     """One object of the build output with the text kustomize printed for it."""
@@ -61,11 +66,21 @@ def _inside(root: Path, path: Path) -> bool:
         return False
 
 
+def _resolve(path: Path, root: Path) -> Path:
+    """The real path; a symlink loop is a build error (Path.resolve raises RuntimeError or OSError)."""
+    try:
+        return Path(os.path.realpath(path, strict=True))
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise SymlinkLoop(f"'{_rel(root, path)}' is a symlink loop") from None
+        return Path(os.path.realpath(path))  # missing: kustomize reports what it cannot find
+
+
 def resolve_path(root: Path, path: str | None) -> Path:
     """spec.path relative to the artifact root; `..` or a symlink leading out is refused."""
     root = root.resolve()
     rel = (path or "./").lstrip("/")
-    target = (root / rel).resolve()
+    target = _resolve(root / rel, root)
     if not _inside(root, target):
         raise BuildError(f"path '{path}' is outside the source artifact root")
     if not target.is_dir():
@@ -74,7 +89,7 @@ def resolve_path(root: Path, path: str | None) -> Path:
 
 
 def check_symlinks(root: Path) -> None:
-    """Every symlink in the artifact must point inside it."""
+    """Every symlink in the artifact must resolve, inside it."""
     root = root.resolve()
     pending = [str(root)]
     while pending:
@@ -83,7 +98,7 @@ def check_symlinks(root: Path) -> None:
             for entry in entries:
                 if entry.is_symlink():
                     p = Path(entry.path)
-                    if not _inside(root, p.resolve()):
+                    if not _inside(root, _resolve(p, root)):
                         raise BuildError(
                             f"symlink '{p.relative_to(root)}' points outside the source artifact root"
                         )
@@ -164,7 +179,7 @@ def check_references(root: Path, directory: Path, no_remote_bases: bool) -> None
         for field, entry in _path_entries(kus):
             if os.path.isabs(entry):
                 raise BuildError(f"{field} '{entry}' in {_rel(root, kfile)}: absolute paths are not allowed")
-            target = (current / entry).resolve()
+            target = _resolve(current / entry, root)
             if target.exists() or not _is_remote(entry):
                 if not _inside(root, target):
                     raise BuildError(
@@ -204,12 +219,12 @@ def generate_resources(directory: Path) -> list[str]:
 
     def walk(current: Path) -> None:
         for entry in sorted(current.iterdir(), key=lambda p: p.name):
-            if entry.is_dir():
+            if entry.is_dir() and not entry.is_symlink():  # as Flux's walk: links are not followed
                 if find_kustomization_file(entry):
                     resources.append(str(entry.relative_to(directory)))
                 else:
                     walk(entry)
-            elif entry.suffix in (".yaml", ".yml") and _is_kubernetes_yaml(entry):
+            elif entry.suffix in (".yaml", ".yml") and entry.is_file() and _is_kubernetes_yaml(entry):
                 resources.append(str(entry.relative_to(directory)))
 
     walk(directory)
