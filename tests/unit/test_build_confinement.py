@@ -1,4 +1,5 @@
-"""Hostile artifacts against the kustomize build, with the real kustomize (.tide/bin)."""
+"""Hostile artifacts against the kustomize build, with the real kustomize (.tide/bin): nothing outside the
+artifact gets into a build, nothing is fetched with remote bases off, symlink loops are build errors."""
 
 from __future__ import annotations
 
@@ -7,12 +8,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tide.controllers.kustomize.build import (
+    ReferenceRefused,
+    RemoteBasesDisabled,
     SymlinkLoop,
     build,
+    check_references,
     find_kustomize,
+    is_fetched,
 )
+
+SECRET = "OUTSIDE-SECRET"
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  k: v\n"
 
@@ -30,10 +38,160 @@ def _build(root: Path, spec: dict[str, Any] | None = None, **kwargs: Any) -> str
 
 
 @pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """What an attacker wants: a file beside the artifact (think /etc/passwd or a service-account token),
+    and a patch that would copy it in."""
+    d = tmp_path / "outside"
+    _write(
+        d,
+        {
+            "token": f"TOKEN={SECRET}\n",
+            "patch.yaml": CM.format(name="app").replace("k: v", f"stolen: {SECRET}"),
+        },
+    )
+    return d
+
+
+@pytest.fixture
 def root(tmp_path: Path) -> Path:
     d = tmp_path / "artifact"
     _write(d, {"app.yaml": CM.format(name="app")})
     return d
+
+
+def _generator(kind: str, field: str, path: str) -> str:
+    return yaml.safe_dump(
+        {"apiVersion": "builtin", "kind": kind, "metadata": {"name": "leak"}, field: [path]}
+    )
+
+
+def _hostile_kustomizations(outside: Path) -> dict[str, dict[str, str]]:
+    token = str(outside / "token")
+    return {
+        "configmap-generator-file-absolute": {
+            "kustomization.yaml": "resources: [app.yaml]\ngenerators: [gen.yaml]\n",
+            "gen.yaml": _generator("ConfigMapGenerator", "files", token),
+        },
+        "configmap-generator-file-dotdot": {
+            "kustomization.yaml": "resources: [app.yaml]\ngenerators: [gen.yaml]\n",
+            "gen.yaml": _generator("ConfigMapGenerator", "files", "../outside/token"),
+        },
+        "secret-generator-envs-absolute": {
+            "kustomization.yaml": "resources: [app.yaml]\ngenerators: [gen.yaml]\n",
+            "gen.yaml": _generator("SecretGenerator", "envs", token),
+        },
+        "secret-generator-inline-document": {
+            "kustomization.yaml": yaml.safe_dump(
+                {"resources": ["app.yaml"], "generators": [_generator("SecretGenerator", "files", token)]}
+            ),
+        },
+        "patch-transformer-absolute-path": {
+            "kustomization.yaml": "resources: [app.yaml]\ntransformers: [patch.yaml]\n",
+            "patch.yaml": yaml.safe_dump(
+                {
+                    "apiVersion": "builtin",
+                    "kind": "PatchTransformer",
+                    "metadata": {"name": "p"},
+                    "path": str(outside / "patch.yaml"),
+                    "target": {"kind": "ConfigMap"},
+                }
+            ),
+        },
+        "generator-config-built-by-a-kustomization": {
+            "kustomization.yaml": "resources: [app.yaml]\ngenerators: [gen]\n",
+            "gen/kustomization.yaml": "resources: [gen.yaml]\n",
+            "gen/gen.yaml": _generator("ConfigMapGenerator", "files", token),
+        },
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_hostile_kustomizations(Path("/x"))))
+def test_generators_and_transformers_cannot_read_outside_the_artifact(
+    case: str, root: Path, outside: Path
+) -> None:
+    _write(root, _hostile_kustomizations(outside)[case])
+    with pytest.raises(ReferenceRefused) as err:
+        _build(root)
+    assert "outside" in str(err.value)
+    assert (
+        str(outside / "token") in str(err.value)
+        or "../outside/token" in str(err.value)
+        or (str(outside / "patch.yaml") in str(err.value))
+    )
+
+
+def test_files_elsewhere_in_the_artifact_still_build(root: Path) -> None:
+    """Flux lets a kustomization name any file of the artifact, not only those below it."""
+    _write(
+        root,
+        {
+            "common/cm.yaml": CM.format(name="common"),
+            "common/data.txt": "shared data\n",
+            "common/patch.yaml": CM.format(name="common").replace("k: v", "p: patched"),
+            "base/kustomization.yaml": "resources: [../common/cm.yaml]\n",
+            "apps/overlay/kustomization.yaml": yaml.safe_dump(
+                {
+                    "resources": ["../../base"],
+                    "patches": [{"path": "../../common/patch.yaml"}],
+                    "configMapGenerator": [{"name": "gen", "files": ["../../common/data.txt"]}],
+                }
+            ),
+        },
+    )
+    out = _build(root, {"path": "./apps/overlay"})
+    objects = {o["metadata"]["name"].split("-")[0]: o for o in yaml.safe_load_all(out)}
+    assert objects["common"]["data"] == {"k": "v", "p": "patched"}
+    assert objects["gen"]["data"] == {"data.txt": "shared data\n"}
+
+
+def test_file_bases_are_refused_even_with_remote_bases_on(root: Path) -> None:
+    for entry in ("file:///srv/repo", "FILE:///srv/repo", "git::file:///srv/repo"):
+        _write(root, {"kustomization.yaml": f"resources:\n- {entry}\n"})
+        with pytest.raises(ReferenceRefused, match="file://"):
+            check_references(root, root, no_remote_bases=False)
+
+
+def test_what_kustomize_takes_as_local_after_all_is_confined(root: Path, outside: Path) -> None:
+    # `deploy@x/..` reads like scp-style but, where the path exists, kustomize loads it from disk
+    (root / "deploy@x").mkdir()
+    _write(outside, {"kustomization.yaml": "resources: [patch.yaml]\n"})
+    _write(root, {"kustomization.yaml": "resources:\n- deploy@x/../../outside\n"})
+    with pytest.raises(ReferenceRefused, match="outside the source artifact root"):
+        check_references(root, root, no_remote_bases=False)
+
+
+FETCHED = [
+    "https://github.com/org/repo//deploy?ref=v1",
+    "HTTPS://github.com/org/repo",
+    "Http://example.com/cm.yaml",
+    "git::https://example.com/org/repo",
+    "GIT::HTTPS://example.com/org/repo",
+    "ssh://git@example.com/org/repo",
+    "SSH://git@example.com/org/repo",
+    "git@example.com:org/repo",
+    "deploy@example.com:org/repo",
+    "github.com/org/repo/deploy?ref=v1",
+    "GitHub.com/org/repo",
+    "gh:org/repo",
+    "s3::https://bucket/key",
+]
+
+
+@pytest.mark.parametrize("entry", FETCHED)
+def test_every_fetched_reference_is_refused_with_remote_bases_off(root: Path, entry: str) -> None:
+    assert is_fetched(entry)
+    _write(root, {"kustomization.yaml": yaml.safe_dump({"resources": [entry]})})
+    check_references(root, root, no_remote_bases=False)
+    with pytest.raises(RemoteBasesDisabled, match="remote bases are disabled"):
+        check_references(root, root, no_remote_bases=True)
+    _write(root, {"kustomization.yaml": yaml.safe_dump({"patches": [{"path": entry}]})})
+    with pytest.raises(RemoteBasesDisabled, match="remote bases are disabled"):
+        check_references(root, root, no_remote_bases=True)
+
+
+@pytest.mark.parametrize("entry", ["base", "./base", "../artifact/base", "my.app/base", "base/cm.yaml"])
+def test_local_paths_are_not_fetched(entry: str) -> None:
+    assert not is_fetched(entry)
 
 
 def test_symlink_loop_is_a_build_error(root: Path) -> None:
