@@ -17,6 +17,7 @@ not restricted by kustomize: the walk below keeps them in the artifact.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import re
@@ -410,31 +411,74 @@ def split_documents(output: str) -> list[Document]:
     return docs
 
 
-async def run_kustomize(root: Path, directory: Path, binary: str, limit: float) -> str:
+def kustomize_env(home: Path, remote_bases: bool) -> dict[str, str]:
+    """The child's whole environment: a home and config directory of its own (never the artifact: an
+    artifact's .gitconfig would configure the git kustomize runs for remote bases), no system or
+    global git config, only network protocols for git; without remote bases no git and no HTTP."""
+    env = {
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "TMPDIR": str(home),  # remote clones land here and go with it
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_ALLOW_PROTOCOL": "https:http:ssh",
+    }
+    if remote_bases:
+        env["PATH"] = os.environ.get("PATH", "/usr/bin:/bin")
+        for name in (
+            "HTTPS_PROXY",
+            "HTTP_PROXY",
+            "NO_PROXY",
+            "https_proxy",
+            "http_proxy",
+            "no_proxy",
+            "SSL_CERT_FILE",
+            "SSL_CERT_DIR",
+        ):
+            if name in os.environ:
+                env[name] = os.environ[name]
+    else:
+        # An empty PATH: no git (nor anything else) to run. Files named by URL inside generator configs
+        # are fetched by kustomize itself over HTTP: send those to a proxy that does not exist.
+        env["PATH"] = str(home / "bin")
+        env["HTTPS_PROXY"] = env["HTTP_PROXY"] = "http://127.0.0.1:9"
+    return env
+
+
+async def run_kustomize(
+    root: Path, directory: Path, binary: str, limit: float, *, remote_bases: bool = True
+) -> str:
     """`kustomize build` of directory, run from the artifact root with root-only load restrictions.
     No plugins, no helm, no exec: those need --enable-* flags that are never passed."""
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(directory),
-        "XDG_CONFIG_HOME": str(directory),
-    }
-    proc = await asyncio.create_subprocess_exec(
-        binary,
-        "build",
-        str(directory.relative_to(root)) or ".",
-        "--load-restrictor",
-        "LoadRestrictionsRootOnly",
-        cwd=root,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
+    home = Path(tempfile.mkdtemp(prefix="tide-kustomize-home-"))
+    target = str(directory.relative_to(root)) or "."
     try:
-        stdout, stderr = await asyncio.wait_for(proc.communicate(), limit)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise BuildError(f"kustomize build timed out after {limit:g}s") from None
+        proc = await asyncio.create_subprocess_exec(
+            binary,
+            "build",
+            target,
+            "--load-restrictor",
+            "LoadRestrictionsRootOnly",
+            cwd=root,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=kustomize_env(home, remote_bases),
+        )
+        try:
+            stdout, stderr = await asyncio.wait_for(proc.communicate(), limit)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise BuildError(f"kustomize build timed out after {limit:g}s") from None
+        except asyncio.CancelledError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            raise
+    finally:
+        await asyncio.to_thread(shutil.rmtree, home, True)
     if proc.returncode != 0:
         raise _failure(stderr.decode(errors="replace"), root)
     return stdout.decode()
@@ -464,7 +508,9 @@ async def build(
     root, directory = await asyncio.to_thread(_prepare, root, spec, no_remote_bases)
     if before_build is not None:
         await asyncio.to_thread(before_build, root, directory)
-    output = await run_kustomize(root, directory, binary or find_kustomize(), limit)
+    output = await run_kustomize(
+        root, directory, binary or find_kustomize(), limit, remote_bases=not no_remote_bases
+    )
     return await asyncio.to_thread(split_documents, output)
 
 

@@ -1,9 +1,12 @@
 """Hostile artifacts against the kustomize build, with the real kustomize (.tide/bin): nothing outside the
-artifact gets into a build, nothing is fetched with remote bases off, symlink loops are build errors."""
+artifact gets into a build, an artifact's git config never runs, nothing is fetched with remote bases
+off, symlink loops are build errors."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,7 @@ import pytest
 import yaml
 
 from tide.controllers.kustomize.build import (
+    BuildError,
     ReferenceRefused,
     RemoteBasesDisabled,
     SymlinkLoop,
@@ -18,6 +22,7 @@ from tide.controllers.kustomize.build import (
     check_references,
     find_kustomize,
     is_fetched,
+    run_kustomize,
 )
 
 SECRET = "OUTSIDE-SECRET"
@@ -142,6 +147,45 @@ def test_files_elsewhere_in_the_artifact_still_build(root: Path) -> None:
     objects = {o["metadata"]["name"].split("-")[0]: o for o in yaml.safe_load_all(out)}
     assert objects["common"]["data"] == {"k": "v", "p": "patched"}
     assert objects["gen"]["data"] == {"data.txt": "shared data\n"}
+
+
+def _git_repo(path: Path) -> None:
+    _write(path, {"kustomization.yaml": "resources: [cm.yaml]\n", "cm.yaml": CM.format(name="remote")})
+    env = {**os.environ, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+    for argv in (
+        ["git", "init", "-q", "-b", "main"],
+        ["git", "add", "."],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base"],
+    ):
+        subprocess.run(argv, cwd=path, env=env, check=True)
+
+
+def _git_config_attack(root: Path, marker: Path) -> None:
+    """An artifact that configures git through HOME and XDG_CONFIG_HOME: hooks, fsmonitor and the
+    upload-pack hook (honoured from global config) each create the marker."""
+    hook = f"#!/bin/sh\ntouch {marker}\n"
+    _write(root, {"hooks/post-checkout": hook, "hooks/reference-transaction": hook})
+    for name in ("post-checkout", "reference-transaction"):
+        (root / "hooks" / name).chmod(0o755)
+    config = (
+        f'[core]\n\thooksPath = {root / "hooks"}\n\tfsmonitor = "touch {marker}; false"\n'
+        f'[uploadpack]\n\tpackObjectsHook = "touch {marker}; false"\n'
+    )
+    _write(root, {".gitconfig": config, ".config/git/config": config, "git/config": config})
+
+
+@pytest.mark.parametrize("remote_bases", [True, False])
+def test_git_config_in_the_artifact_never_runs(tmp_path: Path, root: Path, remote_bases: bool) -> None:
+    _git_repo(tmp_path / "repo")
+    marker = tmp_path / "pwned"
+    _git_config_attack(root, marker)
+    # The reference check refuses file:// before kustomize runs: attack kustomize's run directly.
+    _write(root, {"kustomization.yaml": f"resources:\n- file://{tmp_path / 'repo'}\n"})
+    with pytest.raises(BuildError) as err:
+        asyncio.run(run_kustomize(root, root, find_kustomize(), 60, remote_bases=remote_bases))
+    assert not marker.exists()
+    if not remote_bases:
+        assert "git" in str(err.value)  # no git to run at all
 
 
 def test_file_bases_are_refused_even_with_remote_bases_on(root: Path) -> None:
