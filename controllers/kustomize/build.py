@@ -19,9 +19,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import math
 import os
 import re
+import resource
 import shutil
+import signal
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -42,6 +45,11 @@ _FETCHED = re.compile(
 _FILE_URL = re.compile(r"^([a-z][a-z0-9+.-]*::)?file:", re.I)
 # Flux-legal files outside a kustomization's directory are linked into it under this prefix.
 _OUTSIDE_LINKS = ".tide-ref-"
+# kustomize's memory ceiling; a 400-byte alias bomb in a resource otherwise takes gigabytes. A small
+# build needs about 100 MiB.
+DEFAULT_MEMORY_LIMIT = 1 << 30
+# Cores one build may keep busy; its CPU time limit is this many times its timeout.
+KUSTOMIZE_THREADS = 2
 
 try:
     _Loader: Any = yaml.CSafeLoader
@@ -54,6 +62,8 @@ except AttributeError:  # pragma: no cover
 class BuildError(Exception):
     """The path cannot be built; retrying the same revision will not help (Flux: BuildFailed)."""
 
+    transient = False  # True: the same revision may build on a later attempt
+
 
 class ReferenceRefused(BuildError):
     """A reference leaves the artifact (a path, a symlink, a `file://` base)."""
@@ -65,6 +75,18 @@ class RemoteBasesDisabled(BuildError):
 
 class SymlinkLoop(BuildError):
     """A symlink in the artifact that never resolves."""
+
+
+class BuildLimitExceeded(BuildError):
+    """kustomize was killed for going over its memory or CPU limit."""
+
+
+class BuildTimeout(BuildError):
+    transient = True
+
+
+class KustomizeNotFound(BuildError):
+    transient = True
 
 
 @dataclass
@@ -394,7 +416,7 @@ def find_kustomize() -> str:
         candidate = parent / ".tide" / "bin" / "kustomize"
         if candidate.exists():
             return str(candidate)
-    raise BuildError("kustomize binary not found: set TIDE_KUSTOMIZE or put kustomize on PATH")
+    raise KustomizeNotFound("kustomize binary not found: set TIDE_KUSTOMIZE or put kustomize on PATH")
 
 
 def split_documents(output: str) -> list[Document]:
@@ -424,6 +446,7 @@ def kustomize_env(home: Path, remote_bases: bool) -> dict[str, str]:
         "GIT_CONFIG_GLOBAL": os.devnull,
         "GIT_TERMINAL_PROMPT": "0",
         "GIT_ALLOW_PROTOCOL": "https:http:ssh",
+        "GOMAXPROCS": str(KUSTOMIZE_THREADS),
     }
     if remote_bases:
         env["PATH"] = os.environ.get("PATH", "/usr/bin:/bin")
@@ -447,8 +470,25 @@ def kustomize_env(home: Path, remote_bases: bool) -> dict[str, str]:
     return env
 
 
+def resource_limits(memory: int, cpu_seconds: int) -> Callable[[], None]:
+    def apply() -> None:  # in the child between fork and exec: only setrlimit calls
+        if memory > 0:
+            # RLIMIT_DATA, not RLIMIT_AS: Go reserves address space in large, uneven steps (a 1200 MiB
+            # RLIMIT_AS fails at start where 1024 MiB works); the data limit counts memory in use.
+            resource.setrlimit(resource.RLIMIT_DATA, (memory, memory))
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
+
+    return apply
+
+
 async def run_kustomize(
-    root: Path, directory: Path, binary: str, limit: float, *, remote_bases: bool = True
+    root: Path,
+    directory: Path,
+    binary: str,
+    limit: float,
+    *,
+    remote_bases: bool = True,
+    memory_limit: int = DEFAULT_MEMORY_LIMIT,
 ) -> str:
     """`kustomize build` of directory, run from the artifact root with root-only load restrictions.
     No plugins, no helm, no exec: those need --enable-* flags that are never passed."""
@@ -466,13 +506,14 @@ async def run_kustomize(
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             env=kustomize_env(home, remote_bases),
+            preexec_fn=resource_limits(memory_limit, KUSTOMIZE_THREADS * math.ceil(limit) + 1),
         )
         try:
             stdout, stderr = await asyncio.wait_for(proc.communicate(), limit)
         except TimeoutError:
             proc.kill()
             await proc.wait()
-            raise BuildError(f"kustomize build timed out after {limit:g}s") from None
+            raise BuildTimeout(f"kustomize build timed out after {limit:g}s") from None
         except asyncio.CancelledError:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
@@ -480,11 +521,19 @@ async def run_kustomize(
     finally:
         await asyncio.to_thread(shutil.rmtree, home, True)
     if proc.returncode != 0:
-        raise _failure(stderr.decode(errors="replace"), root)
+        raise _failure(proc.returncode or 0, stderr.decode(errors="replace"), root, memory_limit)
     return stdout.decode()
 
 
-def _failure(stderr: str, root: Path) -> BuildError:
+def _failure(returncode: int, stderr: str, root: Path, memory_limit: int) -> BuildError:
+    if "out of memory" in stderr or "cannot allocate memory" in stderr:
+        return BuildLimitExceeded(
+            f"kustomize build exceeded its memory limit of {memory_limit >> 20} MiB and was stopped"
+        )
+    if returncode == -signal.SIGXCPU:
+        return BuildLimitExceeded("kustomize build exceeded its CPU time limit and was stopped")
+    if returncode == -signal.SIGKILL:
+        return BuildLimitExceeded("kustomize build was killed (over its CPU time limit, or out of memory)")
     # Paths relative to the artifact root: the checkout's temporary name means nothing to the user.
     message = stderr.strip().removeprefix("Error: ").replace(f"{root}/", "").replace(str(root), ".")
     if "security; file" in message:
@@ -500,6 +549,7 @@ async def build(
     *,
     no_remote_bases: bool = False,
     limit: float = 300.0,
+    memory_limit: int = DEFAULT_MEMORY_LIMIT,
     binary: str | None = None,
     before_build: Callable[[Path, Path], None] | None = None,
 ) -> list[Document]:
@@ -509,7 +559,12 @@ async def build(
     if before_build is not None:
         await asyncio.to_thread(before_build, root, directory)
     output = await run_kustomize(
-        root, directory, binary or find_kustomize(), limit, remote_bases=not no_remote_bases
+        root,
+        directory,
+        binary or find_kustomize(),
+        limit,
+        remote_bases=not no_remote_bases,
+        memory_limit=memory_limit,
     )
     return await asyncio.to_thread(split_documents, output)
 

@@ -1,12 +1,13 @@
 """Hostile artifacts against the kustomize build, with the real kustomize (.tide/bin): nothing outside the
 artifact gets into a build, an artifact's git config never runs, nothing is fetched with remote bases
-off, symlink loops are build errors."""
+off, memory is bounded, symlink loops are build errors."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import yaml
 
 from tide.controllers.kustomize.build import (
     BuildError,
+    BuildLimitExceeded,
     ReferenceRefused,
     RemoteBasesDisabled,
     SymlinkLoop,
@@ -22,11 +24,11 @@ from tide.controllers.kustomize.build import (
     check_references,
     find_kustomize,
     is_fetched,
+    resource_limits,
     run_kustomize,
 )
 
 SECRET = "OUTSIDE-SECRET"
-
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  k: v\n"
 
 
@@ -236,6 +238,30 @@ def test_every_fetched_reference_is_refused_with_remote_bases_off(root: Path, en
 @pytest.mark.parametrize("entry", ["base", "./base", "../artifact/base", "my.app/base", "base/cm.yaml"])
 def test_local_paths_are_not_fetched(entry: str) -> None:
     assert not is_fetched(entry)
+
+
+ALIAS_BOMB = Path(__file__).resolve().parent.parent / "fixtures" / "hostile" / "alias-bomb.yaml"
+
+
+def test_alias_bomb_is_stopped_by_the_memory_limit(root: Path) -> None:
+    _write(root, {"kustomization.yaml": "resources: [bomb.yaml]\n", "bomb.yaml": ALIAS_BOMB.read_text()})
+    with pytest.raises(BuildLimitExceeded, match="memory limit of 256 MiB"):
+        _build(root, memory_limit=256 << 20)
+    # and the next build works
+    (root / "kustomization.yaml").write_text("resources: [app.yaml]\n")
+    assert "name: app" in _build(root, memory_limit=256 << 20)
+
+
+def test_kustomize_runs_under_memory_and_cpu_limits() -> None:
+    probe = "import resource as r; print(r.getrlimit(r.RLIMIT_DATA), r.getrlimit(r.RLIMIT_CPU))"
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        preexec_fn=resource_limits(512 << 20, 61),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out.split() == [f"({512 << 20},", f"{512 << 20})", "(61,", "66)"]
 
 
 def test_symlink_loop_is_a_build_error(root: Path) -> None:
