@@ -1,6 +1,6 @@
 """Hostile artifacts against the kustomize build, with the real kustomize (.tide/bin): nothing outside the
 artifact gets into a build, an artifact's git config never runs, nothing is fetched with remote bases
-off, memory is bounded, symlink loops are build errors."""
+off, memory is bounded, plugins stay disabled, symlink loops are build errors."""
 
 from __future__ import annotations
 
@@ -275,3 +275,42 @@ def test_directory_linked_to_its_parent_is_not_walked_forever(root: Path) -> Non
     (root / "sub").mkdir()
     (root / "sub" / "up").symlink_to("..")
     assert "name: app" in _build(root)
+
+
+PLUGINS = {
+    "helm": {
+        "kustomization.yaml": yaml.safe_dump(
+            {"helmCharts": [{"name": "chart", "repo": "https://charts.example.com", "version": "1.0.0"}]}
+        ),
+    },
+    "exec-krm-function": {
+        "kustomization.yaml": "resources: [app.yaml]\ntransformers: [fn.yaml]\n",
+        "fn.yaml": "apiVersion: example.com/v1\nkind: Fn\nmetadata:\n  name: fn\n  annotations:\n"
+        "    config.kubernetes.io/function: |\n      exec:\n        path: ./plugin.sh\n",
+    },
+    "container-krm-function": {
+        "kustomization.yaml": "resources: [app.yaml]\ngenerators: [fn.yaml]\n",
+        "fn.yaml": "apiVersion: example.com/v1\nkind: Fn\nmetadata:\n  name: fn\n  annotations:\n"
+        "    config.kubernetes.io/function: |\n      container:\n        image: example.com/fn:1\n",
+    },
+    "legacy-exec-plugin": {
+        "kustomization.yaml": "resources: [app.yaml]\ntransformers: [fn.yaml]\n",
+        "fn.yaml": "apiVersion: example.com/v1\nkind: Fn\nmetadata:\n  name: fn\n",
+        ".config/kustomize/plugin/example.com/v1/fn/Fn": "#!/bin/sh\ntouch {marker}\ncat\n",
+        "kustomize/plugin/example.com/v1/fn/Fn": "#!/bin/sh\ntouch {marker}\ncat\n",
+    },
+}
+
+
+@pytest.mark.parametrize("case", sorted(PLUGINS))
+def test_plugins_stay_disabled(case: str, tmp_path: Path, root: Path) -> None:
+    marker = tmp_path / "ran"
+    files = {name: text.replace("{marker}", str(marker)) for name, text in PLUGINS[case].items()}
+    files["plugin.sh"] = f"#!/bin/sh\ntouch {marker}\ncat\n"
+    _write(root, files)
+    for path in root.rglob("*"):
+        if path.is_file() and path.read_text().startswith("#!"):
+            path.chmod(0o755)
+    with pytest.raises(BuildError, match=r"external plugins disabled|must specify --enable-helm"):
+        _build(root)
+    assert not marker.exists()
