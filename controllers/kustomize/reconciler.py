@@ -14,7 +14,7 @@ from typing import Any
 
 from tide.controllers.kustomize import decrypt
 from tide.controllers.kustomize.apply import Applier, ApplyError, ApplyOptions, ChangeSet, set_owner_labels
-from tide.controllers.kustomize.build import BuildError, apply_common_metadata, build
+from tide.controllers.kustomize.build import DEFAULT_MEMORY_LIMIT, BuildError, apply_common_metadata, build
 from tide.controllers.kustomize.depends_on import (
     dependency_graph,
     dependency_keys,
@@ -489,6 +489,7 @@ class KustomizationReconciler:
                 ctx.raw.get("spec") or {},
                 no_remote_bases=bool(self._option(ctx, "no_remote_bases", False)),
                 limit=obj.spec.timeout_seconds(),
+                memory_limit=int(self._option(ctx, "build_memory_limit", DEFAULT_MEMORY_LIMIT)),
                 before_build=before,
             )
             objects = [d.obj for d in docs]
@@ -512,7 +513,7 @@ class KustomizationReconciler:
         except decrypt.DecryptionError as err:
             raise ReconcileError("BuildFailed", f"decryption failed: {err}") from err
         except (BuildError, SubstitutionError) as err:
-            if "timed out" in str(err) or "binary not found" in str(err):
+            if isinstance(err, BuildError) and err.transient:
                 raise ReconcileError("BuildFailed", str(err)) from err
             raise StalledError("BuildFailed", str(err)) from err
         finally:
