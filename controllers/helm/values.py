@@ -39,8 +39,10 @@ class ValuesError(Exception):
 
     def __init__(self, ref: ValuesReference, namespace: str, what: str) -> None:
         self.ref = ref
-        super().__init__(f"could not resolve {ref.kind} chart values reference '{namespace}/{ref.name}' "
-                         f"with key '{ref.key()}': {what}")
+        super().__init__(
+            f"could not resolve {ref.kind} chart values reference '{namespace}/{ref.name}' "
+            f"with key '{ref.key()}': {what}"
+        )
 
 
 class ValuesReferenceNotFound(ValuesError):
@@ -136,8 +138,12 @@ def config_digest(values: Mapping[str, Any] | None) -> str:
 def values_yaml(values: Mapping[str, Any]) -> str:
     """The values as go-yaml v2 writes them for Flux's digest."""
     return yaml.dump(
-        _json_shaped(values), Dumper=_GoYAMLDumper, sort_keys=True, default_flow_style=False,
-        allow_unicode=True, width=80,
+        _json_shaped(values),
+        Dumper=_GoYAMLDumper,
+        sort_keys=True,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=80,
     )
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from tide.controllers.helm.release_name import release_target
 from tide.shared.api.helm import HelmRelease
 
 
@@ -44,6 +43,5 @@ def release(name="app", namespace="apps", **spec):
         ),
     ],
 )
-def test_release_target_as_flux_names_it(hr, name, namespace, storage):
-    target = release_target(hr)
-    assert (target.name, target.namespace, target.storage_namespace) == (name, namespace, storage)
+def test_release_name_and_namespaces_as_flux_names_them(hr, name, namespace, storage):
+    assert (hr.release_name(), hr.release_namespace(), hr.storage_namespace()) == (name, namespace, storage)

@@ -176,4 +176,3 @@ def test_missing_required_references_are_errors(objects, message):
 def test_values_that_are_not_a_map_are_refused(text):
     with pytest.raises(ValuesDataInvalid):
         compose_values([ref()], "ns", data_from({("ConfigMap", "vals"): {"values.yaml": text}}), None)
-
