@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from tide.controllers.helm.go_encoding import go_float
+from tide.controllers.helm.sdk import helm_sdk
 from tide.shared.api.helm import ValuesReference
 
 Values = dict[str, Any]
@@ -112,7 +113,7 @@ def _set_at_path(ref: ValuesReference, namespace: str, path: str, value: str) ->
     strvals writes into the values in place; here it parses into a fresh map that is then merged,
     which differs only for a list index into an existing list (the list is replaced).
     """
-    import helm_python  # the Helm SDK library is large: loaded when a targetPath needs it
+    helm_python = helm_sdk()  # the Helm SDK library is large: loaded when a targetPath needs it
 
     try:
         if ref.literal:
