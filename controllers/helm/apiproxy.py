@@ -137,6 +137,15 @@ class HelmApiProxy:
         headers.update(await self.connection.auth_headers())
         url = self.connection.host + path + ("?" + urlencode(query) if query else "")
         assert self._session is not None
+        try:
+            return await self._relay(request, url, body, headers)
+        except aiohttp.ClientConnectionError as err:
+            return web.Response(status=502, text=f"API server unreachable: {err}")
+
+    async def _relay(
+        self, request: web.Request, url: str, body: bytes, headers: dict[str, Any]
+    ) -> web.StreamResponse:
+        assert self._session is not None
         async with self._session.request(
             request.method, url, data=body or None, headers=headers, timeout=aiohttp.ClientTimeout(total=None)
         ) as upstream:
@@ -151,6 +160,6 @@ class HelmApiProxy:
                 async for chunk in upstream.content.iter_any():
                     await response.write(chunk)
                 await response.write_eof()
-            except ConnectionResetError:
-                pass  # Helm closed the request (a watch it no longer needs)
+            except (ConnectionResetError, aiohttp.ClientError):
+                pass  # Helm closed the request (a watch it no longer needs), or the API server did
             return response

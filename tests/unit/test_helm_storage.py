@@ -7,7 +7,7 @@ import gzip
 import json
 
 import pytest
-from helm_fixtures import helm_test_hook, release_json, release_secret, stored
+from helm_fixtures import RECORDED_RELEASE_SECRET, helm_test_hook, release_json, release_secret, stored
 
 from tide.controllers.helm.go_encoding import GoStruct, go_json
 from tide.controllers.helm.storage import (
@@ -152,3 +152,22 @@ def test_unlock_marks_a_pending_release_failed_as_helm_writes_it():
     assert unlocked.release["manifest"] == pending.release["manifest"]
     inner = gzip.decompress(base64.b64decode(base64.b64decode(secret["data"]["release"])))
     assert json.loads(inner)["info"]["status"] == "failed"
+
+
+def test_a_secret_written_by_the_real_helm():
+    release = release_from_secret(RECORDED_RELEASE_SECRET)
+    assert (release.name, release.namespace, release.version, release.status) == (
+        "demo",
+        "rec-target",
+        1,
+        "deployed",
+    )
+    assert release.config == {"greeting": "<hi & bye>", "ratio": 0.5, "replicas": 2, "tags": ["a", "b"]}
+    assert {name: hook.phase for name, hook in release.test_hooks().items()} == {"demo-smoke": "Succeeded"}
+    # Go's encoding/json, as reproduced for Flux's digest, writes Helm's release byte for byte.
+    raw = gzip.decompress(base64.b64decode(base64.b64decode(RECORDED_RELEASE_SECRET["data"]["release"])))
+    assert go_json(release.release).encode() == raw
+    snap = snapshot(release)
+    assert snap.config_digest == config_digest(release.config)
+    assert digest_matches(snap, release)
+    assert snap.first_deployed == "2026-11-30T16:48:11Z"
