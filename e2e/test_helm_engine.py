@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
 
 from tide.controllers.helm.engine import (
+    EngineCrashed,
     HelmEngine,
     InstallOptions,
     ReleaseTimeout,
@@ -205,6 +208,39 @@ async def test_helm_timeout_is_a_timeout_and_a_stuck_release_is_unlocked(
     await engine.upgrade(target, chart, {}, UpgradeOptions(timeout_seconds=60))
     latest = await storage.latest("stuck")
     assert latest is not None and (latest.version, latest.status) == (3, "deployed")
+
+
+async def test_a_killed_helm_worker_leaves_a_pending_release_that_is_unlocked(
+    engine, kube, namespace, storage_namespace, tmp_path
+):
+    chart = write_chart(tmp_path)
+    target = Target("killed", namespace, storage_namespace)
+    unschedulable = {"nodeSelector": {"tide.dev/none": "true"}}
+    storage = ReleaseStorage(kube, storage_namespace)
+
+    install = asyncio.create_task(
+        engine.install(target, chart, unschedulable, InstallOptions(timeout_seconds=120))
+    )
+    for _ in range(600):  # until Helm has recorded the install
+        if await storage.latest("killed") is not None:
+            break
+        await asyncio.sleep(0.1)
+    pid = engine.worker_pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(EngineCrashed):
+        await install
+
+    locked = await storage.latest("killed")
+    assert locked is not None and locked.status == "pending-install"
+    unlocked = await storage.unlock(locked)
+    assert unlocked.status == "failed"
+
+    # A new worker takes the next call, and Helm upgrades the unlocked release.
+    await engine.upgrade(target, chart, {}, UpgradeOptions(timeout_seconds=60))
+    latest = await storage.latest("killed")
+    assert latest is not None and (latest.version, latest.status) == (2, "deployed")
+    assert engine.worker_pid not in (None, pid)
 
 
 async def test_kustomize_post_renderers_are_refused_before_helm_runs(engine, namespace, tmp_path):

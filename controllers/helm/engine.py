@@ -226,6 +226,12 @@ class HelmEngine:
         await self.proxy.start()
         await self._ensure_worker()
 
+    @property
+    def worker_pid(self) -> int | None:
+        """The Helm worker's process id, while it runs."""
+        worker = self._worker
+        return worker.pid if worker is not None and worker.returncode is None else None
+
     async def _ensure_worker(self) -> asyncio.subprocess.Process:
         async with self._start_lock:
             if self._worker is not None and self._worker.returncode is None:
