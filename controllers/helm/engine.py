@@ -107,16 +107,17 @@ class Target:
 
 
 @dataclass(frozen=True)
-class InstallOptions:
+class ReleaseOptions:
+    """What install and upgrade share (native option names)."""
+
     timeout_seconds: int = 300
     wait: str = "watcher"
     wait_for_jobs: bool = True
     skip_crds: bool = True
+    """CRDs are applied by the controller (spec.install.crds / upgrade.crds), as Flux does."""
     disable_hooks: bool = False
-    server_side_apply: bool = True
     force_conflicts: bool = True
     take_ownership: bool = True
-    create_namespace: bool = False
     force_replace: bool = False
     disable_openapi_validation: bool = False
     skip_schema_validation: bool = False
@@ -124,23 +125,19 @@ class InstallOptions:
 
 
 @dataclass(frozen=True)
-class UpgradeOptions:
-    timeout_seconds: int = 300
-    wait: str = "watcher"
-    wait_for_jobs: bool = True
-    skip_crds: bool = True
-    disable_hooks: bool = False
+class InstallOptions(ReleaseOptions):
+    server_side_apply: bool = True
+    create_namespace: bool = False
+
+
+@dataclass(frozen=True)
+class UpgradeOptions(ReleaseOptions):
     server_side_apply: str = "true"
-    force_conflicts: bool = True
-    take_ownership: bool = True
-    force_replace: bool = False
+    """true, false or auto (Flux's enabled, disabled, auto)."""
     reset_values: bool = True
     reuse_values: bool = False
     cleanup_on_fail: bool = False
     max_history: int = 5
-    disable_openapi_validation: bool = False
-    skip_schema_validation: bool = False
-    description: str | None = None
 
 
 @dataclass(frozen=True)

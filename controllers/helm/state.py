@@ -231,17 +231,13 @@ def next_action(
     if state is ReleaseState.LOCKED:
         return Decision(Action.UNLOCK)
     if state is ReleaseState.ABSENT:
-        install_remediation = hr.spec.install_remediation()
-        if install_remediation.retries_exhausted(hr.status.install_failures or 0) and not force_requested:
-            return Decision(None, stall=Stall.RETRIES_EXCEEDED, message="cannot install release")
-        return Decision(Action.INSTALL)
+        exhausted = hr.spec.install_remediation().retries_exhausted(hr.status.install_failures or 0)
+        return _unless_exhausted(Action.INSTALL, exhausted and not force_requested)
     if state is ReleaseState.UNMANAGED:
         return Decision(Action.UPGRADE, HistoryEdit.CLEAR)
     if state is ReleaseState.OUT_OF_SYNC:
-        upgrade_remediation = hr.spec.upgrade_remediation()
-        if upgrade_remediation.retries_exhausted(hr.status.upgrade_failures or 0) and not force_requested:
-            return Decision(None, stall=Stall.RETRIES_EXCEEDED, message="cannot upgrade release")
-        return Decision(Action.UPGRADE)
+        exhausted = hr.spec.upgrade_remediation().retries_exhausted(hr.status.upgrade_failures or 0)
+        return _unless_exhausted(Action.UPGRADE, exhausted and not force_requested)
     if state is ReleaseState.DRIFTED:
         correct = hr.spec.effective_drift_detection_mode() == "enabled"
         return Decision(Action.CORRECT_DRIFT if correct else None)
@@ -250,6 +246,12 @@ def next_action(
     if state is ReleaseState.FAILED:
         return _remediate(hr, remediation, retry, force_requested, ignore_tests, rollback_target)
     raise UnknownReleaseStatus(f"unknown release status: {state}")
+
+
+def _unless_exhausted(action: Action, exhausted: bool) -> Decision:
+    if exhausted:
+        return Decision(None, stall=Stall.RETRIES_EXCEEDED, message=f"cannot {action} release")
+    return Decision(action)
 
 
 def _remediate(
