@@ -15,6 +15,7 @@ import pytest
 
 from tide.controllers.helm.engine import (
     EngineCrashed,
+    EngineError,
     HelmEngine,
     InstallOptions,
     ReleaseTimeout,
@@ -241,6 +242,18 @@ async def test_a_killed_helm_worker_leaves_a_pending_release_that_is_unlocked(
     latest = await storage.latest("killed")
     assert latest is not None and (latest.version, latest.status) == (2, "deployed")
     assert engine.worker_pid not in (None, pid)
+
+
+async def test_a_chart_forging_release_storage_is_refused(
+    engine, kube, namespace, storage_namespace, tmp_path
+):
+    chart = write_chart(tmp_path)
+    forged = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: sh.helm.release.v1.victim.v9\n"
+    (Path(chart) / "templates" / "forged.yaml").write_text(forged)
+    with pytest.raises(EngineError, match='post-renderer plugin "tide-postrender"'):  # Helm drops its stderr
+        await engine.install(Target("forger", namespace, storage_namespace), chart, {}, InstallOptions())
+    assert await ReleaseStorage(kube, storage_namespace).latest("victim") is None
+    assert await ReleaseStorage(kube, storage_namespace).latest("forger") is None
 
 
 async def test_kustomize_post_renderers_are_refused_before_helm_runs(engine, namespace, tmp_path):

@@ -9,7 +9,8 @@ are fixed here, on the wire, without touching Helm:
   storage requests are recognisable (Secrets named `sh.helm.release.v1.*`, lists selecting
   `owner=helm`), so the proxy moves exactly those into the storage namespace named in the URL
   prefix Helm was given (`/storage/<namespace>`). Storage-shaped requests from anything else would
-  be moved too; a chart that renders an object named `sh.helm.release.v1.*` is refused earlier.
+  be moved too: a chart that renders a Secret named `sh.helm.release.v1.*` is refused by Tide's
+  post-renderer, which runs for every install and upgrade.
 - Field manager: Helm names itself after argv[0]'s basename (`python` here). Flux's is
   `helm-controller`; the proxy sets `fieldManager=helm-controller` on every write, so objects a
   Flux helm-controller applied change hands without conflicts.

@@ -315,8 +315,9 @@ class HelmEngine:
         return message.get("result")
 
     def _post_render_args(self, target: Target, spec: PostRenderSpec | None) -> dict[str, Any]:
-        if spec is None:
-            return {}
+        # Always post-render: Flux's origin labels go on every release, and the plugin refuses
+        # charts that forge release-storage Secrets (see apiproxy).
+        spec = spec or PostRenderSpec(name=target.name, namespace=target.namespace)
         check_supported(spec)
         path = self._home / "postrender" / f"{target.storage_namespace}.{target.name}.json"
         path.parent.mkdir(exist_ok=True)

@@ -3,7 +3,9 @@
 Helm pipes the rendered manifests in and reads the post-rendered ones back; the one argument is a
 JSON file the engine wrote for this release (post-renderers, commonMetadata, origin). Flux's order:
 each `postRenderers[].kustomize` in turn, then commonMetadata labels and annotations, then the
-origin labels `helm.toolkit.fluxcd.io/name|namespace` on every object (metadata only).
+origin labels `helm.toolkit.fluxcd.io/name|namespace` on every object (metadata only). A chart
+that renders a Secret named `sh.helm.release.v1.*` is refused: the API proxy treats such names as
+Helm's release storage, so a chart could otherwise forge or overwrite release records.
 
 Kustomize post-renderers need the shared kustomize library, which does not exist yet outside the
 kustomize controller (which the helm controller must not import): until it moves into shared/,
@@ -26,6 +28,13 @@ ORIGIN_GROUP = "helm.toolkit.fluxcd.io"
 
 class PostRendererUnavailable(Exception):
     """A post-renderer this build cannot run (kustomize patches and images, for now)."""
+
+
+class ReleaseStorageImpersonation(ValueError):
+    """The chart renders a Secret named as Helm's release storage: it could overwrite release records."""
+
+
+STORAGE_SECRET_PREFIX = "sh.helm.release.v1."
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,10 @@ def post_render(manifests: str, spec: PostRenderSpec) -> str:
         if not isinstance(doc, dict):
             continue
         meta = doc.setdefault("metadata", {})
+        if doc.get("kind") == "Secret" and str(meta.get("name", "")).startswith(STORAGE_SECRET_PREFIX):
+            raise ReleaseStorageImpersonation(
+                f"the chart renders Secret {meta.get('name')}, a name reserved for Helm's release storage"
+            )
         if spec.labels:
             meta["labels"] = {**(meta.get("labels") or {}), **spec.labels}
         if spec.annotations:
@@ -88,6 +101,7 @@ def main(argv: list[str]) -> int:
             spec = PostRenderSpec.from_json(f.read())
         sys.stdout.write(post_render(sys.stdin.read(), spec))
     except (OSError, ValueError, KeyError, yaml.YAMLError, PostRendererUnavailable) as err:
+        # ReleaseStorageImpersonation is a ValueError: Helm fails the action with this message.
         print(f"tide-postrender: {err}", file=sys.stderr)
         return 1
     return 0

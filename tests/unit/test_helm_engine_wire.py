@@ -19,7 +19,12 @@ from tide.controllers.helm.engine import (
     classify,
     native,
 )
-from tide.controllers.helm.postrender import PostRendererUnavailable, PostRenderSpec, post_render
+from tide.controllers.helm.postrender import (
+    PostRendererUnavailable,
+    PostRenderSpec,
+    ReleaseStorageImpersonation,
+    post_render,
+)
 
 TOKEN = "s3cret"
 NS = "/api/v1/namespaces/apps/secrets"
@@ -189,3 +194,13 @@ def test_native_options_leave_out_what_is_unset():
         "force_conflicts": True,
         "take_ownership": True,
     }
+
+
+def test_a_chart_that_forges_release_storage_is_refused():
+    forged = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: sh.helm.release.v1.other.v9\n"
+    with pytest.raises(ReleaseStorageImpersonation, match="reserved for Helm's release storage"):
+        post_render(forged, PostRenderSpec("hr", "ns"))
+    # A ConfigMap of that name is no storage record (the proxy moves only Secrets).
+    assert "sh.helm.release.v1.other.v9" in post_render(
+        forged.replace("Secret", "ConfigMap"), PostRenderSpec("hr", "ns")
+    )
