@@ -57,7 +57,9 @@ def edit_history(hr: HelmRelease, decision: Decision) -> None:
 class AtomicRelease:
     observe: Callable[[], Awaitable[StoredRelease | None]]
     run: Callable[[Action, Decision], Awaitable[bool]]
-    """Run an action and record it in the status; True when the action failed."""
+    """Run an action and record it in the status. True when it errored with nothing recorded in
+    storage (Flux returns that error); a release Helm recorded as failed is False: the loop goes
+    on and remediates it in the same reconcile, as Flux's does."""
     patch_status: Callable[[], Awaitable[None]]
     rollback_target: Callable[[ReleaseSnapshot], Awaitable[RollbackTarget]]
     drifted: Callable[[StoredRelease], Awaitable[bool]] | None = None

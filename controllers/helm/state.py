@@ -314,7 +314,10 @@ class Outcome(StrEnum):
 def after_action(
     action: Action, hr: HelmRelease, failed: bool, default_to_retry_on_failure: bool = False
 ) -> Outcome:
-    """After running an action (status already updated by it): go on, retry, requeue or stall."""
+    """After running an action (status already updated by it): go on, retry, requeue or stall.
+
+    `failed`: the action errored before Helm recorded a release (a failed release that Helm did
+    record is not an error here: the next state, Failed, remediates it)."""
     retry = active_retry(hr, default_to_retry_on_failure)
     if failed:
         return Outcome.RETRY_AFTER_INTERVAL if retry else Outcome.ERROR

@@ -51,7 +51,7 @@ class FakeHelm:
                     status.install_failures = (status.install_failures or 0) + 1
                 else:
                     status.upgrade_failures = (status.upgrade_failures or 0) + 1
-            return failed
+            return False  # Helm recorded the release, failed or not: the loop goes on
         if action is Action.TEST:
             phase = "Failed" if self.tests_fail else "Succeeded"
             latest = self.hr.status.history[0]  # type: ignore[index]
@@ -65,8 +65,7 @@ class FakeHelm:
             self._record(self._release("deployed", previous.config), "rollback")
             return False
         if action is Action.UNINSTALL:
-            last = self.releases[-1]
-            self.releases[-1] = stored(version=last.version, status="uninstalled", config=last.config)
+            self.releases.clear()  # uninstall without keepHistory deletes the release Secrets
             return False
         if action is Action.UNLOCK:
             last = self.releases[-1]
@@ -128,30 +127,40 @@ async def test_a_values_change_upgrades_once():
     assert [r.status for r in helm.releases] == ["superseded", "deployed"]
 
 
-async def test_failed_upgrade_is_rolled_back_next_reconcile_then_stalls_after_its_retries():
+async def test_failed_upgrade_is_rolled_back_at_once_then_stalls_after_its_retries():
     obj = hr(upgrade={"remediation": {"retries": 1}})
     helm = FakeHelm(obj, GOOD)
     await helm.loop().reconcile(obj, desired(GOOD))
 
     helm.values = BAD
-    failed = await helm.loop().reconcile(obj, desired(BAD))
-    assert (failed.actions, failed.outcome) == ([Action.UPGRADE], Outcome.ERROR)
-
-    remediated = await helm.loop().reconcile(obj, desired(BAD))
-    assert (remediated.actions, remediated.outcome) == ([Action.ROLLBACK], Outcome.REQUEUE)
-
-    retried = await helm.loop().reconcile(obj, desired(BAD))
-    assert (retried.actions, retried.outcome) == ([Action.UPGRADE], Outcome.ERROR)
+    first = await helm.loop().reconcile(obj, desired(BAD))
+    assert (first.actions, first.outcome) == ([Action.UPGRADE, Action.ROLLBACK], Outcome.REQUEUE)
+    assert [r.status for r in helm.releases] == ["superseded", "superseded", "deployed"]
 
     last = await helm.loop().reconcile(obj, desired(BAD))
     assert (last.actions, last.outcome, last.stall) == (
-        [Action.ROLLBACK],
+        [Action.UPGRADE, Action.ROLLBACK],
         Outcome.STALLED,
         Stall.RETRIES_EXCEEDED,
     )
 
     stalled = await helm.loop().reconcile(obj, desired(BAD))
     assert (stalled.actions, stalled.outcome, stalled.stall) == ([], Outcome.STALLED, Stall.RETRIES_EXCEEDED)
+
+
+async def test_an_upgrade_that_errors_before_helm_records_anything_fails_the_reconcile():
+    obj = hr(upgrade={"remediation": {"retries": 1}})
+    helm = FakeHelm(obj, GOOD)
+    await helm.loop().reconcile(obj, desired(GOOD))
+
+    async def erroring(action: Action, decision: Decision) -> bool:
+        obj.status.last_attempted_release_action = "upgrade"
+        return True  # e.g. the chart does not render
+
+    loop = helm.loop()
+    loop.run = erroring
+    result = await loop.reconcile(obj, desired(BAD))
+    assert (result.actions, result.outcome) == ([Action.UPGRADE], Outcome.ERROR)
 
 
 async def test_retry_on_failure_upgrades_again_after_its_interval_without_remediation():
@@ -163,6 +172,7 @@ async def test_retry_on_failure_upgrades_again_after_its_interval_without_remedi
     assert (first.actions, first.outcome) == ([Action.UPGRADE], Outcome.RETRY_AFTER_INTERVAL)
     second = await helm.loop().reconcile(obj, desired(BAD))
     assert (second.actions, second.outcome) == ([Action.UPGRADE], Outcome.RETRY_AFTER_INTERVAL)
+    assert Action.ROLLBACK not in first.actions + second.actions
 
 
 async def test_a_locked_release_is_unlocked_then_remediated_by_upgrade():
@@ -177,14 +187,26 @@ async def test_a_locked_release_is_unlocked_then_remediated_by_upgrade():
     assert helm.releases[-1].status == "deployed"
 
 
-async def test_never_the_same_action_type_twice_in_one_reconcile():
+async def test_a_failed_install_without_retries_stalls():
     obj = hr()
     helm = FakeHelm(obj, BAD)
     result = await helm.loop().reconcile(obj, desired(BAD))
-    # The install failed; with no retries left the next reconcile stalls, not this one again.
-    assert (result.actions, result.outcome) == ([Action.INSTALL], Outcome.ERROR)
-    stalled = await helm.loop().reconcile(obj, desired(BAD))
-    assert stalled.stall is Stall.RETRIES_EXCEEDED and stalled.actions == []
+    assert (result.actions, result.outcome, result.stall) == (
+        [Action.INSTALL],
+        Outcome.STALLED,
+        Stall.RETRIES_EXCEEDED,
+    )
+
+
+async def test_a_failed_install_is_uninstalled_and_installed_again_on_the_next_reconcile():
+    obj = hr(install={"remediation": {"retries": 2}})
+    helm = FakeHelm(obj, BAD)
+    first = await helm.loop().reconcile(obj, desired(BAD))
+    assert (first.actions, first.outcome) == ([Action.INSTALL, Action.UNINSTALL], Outcome.REQUEUE)
+    helm.values = GOOD
+    obj.status.install_failures = 0  # new values reset the counters (the reconciler's job)
+    second = await helm.loop().reconcile(obj, desired(GOOD))
+    assert (second.actions, second.outcome) == ([Action.INSTALL], Outcome.DONE)
 
 
 async def test_force_upgrades_an_in_sync_release_once():
