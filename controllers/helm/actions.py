@@ -22,7 +22,7 @@ from tide.controllers.helm.engine import (
     UpgradeOptions,
 )
 from tide.controllers.helm.postrender import PostRenderSpec
-from tide.controllers.helm.state import Action, Decision, Desired, RollbackTarget
+from tide.controllers.helm.state import Action, Decision, Desired, RollbackTarget, ignores_test_failures
 from tide.controllers.helm.storage import ReleaseStorage, StoredRelease, digest_matches, snapshot
 from tide.shared.api.helm import HelmRelease, ReleaseSnapshot
 from tide.shared.api.meta import Condition, parse_duration
@@ -218,9 +218,7 @@ class ActionRunner:
         self.hr.status.failures = (self.hr.status.failures or 0) + 1
         if not history.has_been_tested(current):
             return True
-        remediation = self.hr.active_remediation()
-        ignore_default = bool(spec and spec.ignore_failures)
-        if remediation is not None and not remediation.must_ignore_test_failures(ignore_default):
+        if self.hr.active_remediation() is not None and not ignores_test_failures(self.hr):
             if self.hr.status.last_attempted_release_action == "install":
                 self.hr.status.install_failures = (self.hr.status.install_failures or 0) + 1
             else:
@@ -228,10 +226,7 @@ class ActionRunner:
         return False
 
     async def _rollback(self) -> bool:
-        remediation = self.hr.active_remediation()
-        ignore_default = bool(self.hr.spec.test and self.hr.spec.test.ignore_failures)
-        ignore = remediation.must_ignore_test_failures(ignore_default) if remediation else ignore_default
-        previous = history.previous(self.hr.status.history, ignore)
+        previous = history.previous(self.hr.status.history, ignores_test_failures(self.hr))
         if previous is None:
             return True
         spec = self.hr.spec.rollback

@@ -27,6 +27,7 @@ from tide.controllers.helm.state import (
     active_retry,
     after_action,
     determine_state,
+    ignores_test_failures,
     loop_step_allowed,
     next_action,
     when_repeated,
@@ -121,9 +122,7 @@ class AtomicRelease:
         """Flux verifies the snapshot a rollback returns to against storage before deciding."""
         if state is not ReleaseState.FAILED or active_retry(hr, self.default_to_retry_on_failure):
             return RollbackTarget.VERIFIED
-        remediation = hr.active_remediation()
-        test_ignore = bool(hr.spec.test and hr.spec.test.ignore_failures)
-        ignore = remediation.must_ignore_test_failures(test_ignore) if remediation else test_ignore
+        ignore = ignores_test_failures(hr)
         previous = history.previous(history.truncate(hr.status.history, ignore), ignore)
         if previous is None:
             return RollbackTarget.MISSING

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import shutil
 import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -276,6 +277,7 @@ class HelmEngine:
         if self._reader is not None:
             await self._reader
         await self.proxy.close()
+        shutil.rmtree(self._home, ignore_errors=True)
 
     async def _call(self, verb: str, target: Target, args: dict[str, Any], deadline: float) -> Any:
         """One SDK call in the worker; cancelled there past `deadline` or when this task is cancelled."""

@@ -94,11 +94,9 @@ def determine_state(
     if test and test.enable:
         if not history.has_been_tested(current):
             return StateReport(ReleaseState.UNTESTED)
-        remediation = hr.active_remediation()
-        ignore = bool(test.ignore_failures)
         if (
-            remediation is not None
-            and not remediation.must_ignore_test_failures(ignore)
+            hr.active_remediation() is not None
+            and not ignores_test_failures(hr)
             and history.has_test_in_phase(current, "Failed")
         ):
             return StateReport(ReleaseState.FAILED, "release has test in failed phase")
@@ -206,8 +204,12 @@ def failure_count(hr: HelmRelease) -> int:
     return 0
 
 
-def _test_ignore_default(hr: HelmRelease) -> bool:
-    return bool(hr.spec.test and hr.spec.test.ignore_failures)
+def ignores_test_failures(hr: HelmRelease) -> bool:
+    """Whether failed tests leave a release good: the active remediation's ignoreTestFailures,
+    else test.ignoreFailures (Flux's MustIgnoreTestFailures)."""
+    default = bool(hr.spec.test and hr.spec.test.ignore_failures)
+    remediation = hr.active_remediation()
+    return remediation.must_ignore_test_failures(default) if remediation else default
 
 
 def next_action(
@@ -222,8 +224,7 @@ def next_action(
     state = report.state
     retry = active_retry(hr, default_to_retry_on_failure)
     remediation = hr.active_remediation()
-    test_ignore = _test_ignore_default(hr)
-    ignore_tests = remediation.must_ignore_test_failures(test_ignore) if remediation else test_ignore
+    ignore_tests = ignores_test_failures(hr)
 
     if state is ReleaseState.IN_SYNC:
         edit = HistoryEdit.TRUNCATE_IGNORING_PREVIOUS if retry else HistoryEdit.TRUNCATE
