@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from tide.controllers.kustomize.build import DEFAULT_MEMORY_LIMIT
 from tide.controllers.kustomize.reconciler import KustomizationReconciler
 from tide.shared.runtime.controller import add_bool, controller_arg_parser, run_controller
 
@@ -31,6 +32,13 @@ def arg_parser() -> argparse.ArgumentParser:
         default=8,
         help="Extracted source revisions kept for Kustomizations that share a source, so each is "
         "downloaded once (0: every build downloads its own copy, as Flux does).",
+    )
+    parser.add_argument(
+        "--build-memory-limit",
+        type=int,
+        default=DEFAULT_MEMORY_LIMIT,
+        help="The memory in bytes each kustomize build may use; a build that needs more fails with "
+        "BuildFailed (0: no limit). CPU time is limited by the Kustomization's timeout.",
     )
     parser.add_argument(
         "--sops-age-secret",

@@ -14,7 +14,7 @@ from typing import Any
 
 from tide.controllers.kustomize import decrypt
 from tide.controllers.kustomize.apply import Applier, ApplyError, ApplyOptions, ChangeSet, set_owner_labels
-from tide.controllers.kustomize.build import BuildError, apply_common_metadata, build
+from tide.controllers.kustomize.build import DEFAULT_MEMORY_LIMIT, BuildError, apply_common_metadata, build
 from tide.controllers.kustomize.depends_on import (
     dependency_graph,
     dependency_keys,
@@ -43,16 +43,20 @@ from tide.controllers.kustomize.inventory import Entry, Inventory, ObjectRef, sp
 from tide.controllers.kustomize.prune import delete_entries, should_delete_on_finalize, wait_terminated
 from tide.controllers.kustomize.substitute import SubstitutionError, substitute_objects
 from tide.shared.api.kustomize import Kustomization, Snapshot
-from tide.shared.api.meta import ResourceInventory, format_duration
+from tide.shared.api.meta import NamespacedObjectKindReference, ResourceInventory, format_duration
 from tide.shared.artifact import ArtifactError
+from tide.shared.kube.errors import ResourceNotFoundError
 from tide.shared.runtime.conditions import now_rfc3339
 from tide.shared.runtime.context import ReconcileContext
+from tide.shared.runtime.controller import feature_gates
 from tide.shared.runtime.result import ReconcileError, Result, StalledError
 
 KUSTOMIZATION_API = Kustomization.storage_api_version()
 READY = "Ready"
 HEALTHY = "Healthy"
 CACHE_SYNC_TIMEOUT = 10.0
+# Off by default, as in Flux: a health wait runs to its end before a new revision is applied.
+CANCEL_HEALTH_CHECK_GATE = "CancelHealthCheckOnNewRevision"
 Key = tuple[str, str]
 
 
@@ -332,8 +336,8 @@ class KustomizationReconciler:
         if spec.source_ref.kind not in SERVED_SOURCE_KINDS:
             raise StalledError(
                 "ArtifactFailed",
-                f"source kind '{spec.source_ref.kind}' is not served "
-                "(the ExternalArtifact feature gate is off)",
+                f"source kind '{spec.source_ref.kind}' is not supported by Tide yet: nothing was "
+                f"applied; supported source kinds are {', '.join(SERVED_SOURCE_KINDS)}",
             )
 
     async def _source(self, ctx: ReconcileContext, obj: Kustomization) -> dict[str, Any] | None:
@@ -485,6 +489,7 @@ class KustomizationReconciler:
                 ctx.raw.get("spec") or {},
                 no_remote_bases=bool(self._option(ctx, "no_remote_bases", False)),
                 limit=obj.spec.timeout_seconds(),
+                memory_limit=int(self._option(ctx, "build_memory_limit", DEFAULT_MEMORY_LIMIT)),
                 before_build=before,
             )
             objects = [d.obj for d in docs]
@@ -508,7 +513,7 @@ class KustomizationReconciler:
         except decrypt.DecryptionError as err:
             raise ReconcileError("BuildFailed", f"decryption failed: {err}") from err
         except (BuildError, SubstitutionError) as err:
-            if "timed out" in str(err) or "binary not found" in str(err):
+            if isinstance(err, BuildError) and err.transient:
                 raise ReconcileError("BuildFailed", str(err)) from err
             raise StalledError("BuildFailed", str(err)) from err
         finally:
@@ -560,9 +565,8 @@ class KustomizationReconciler:
                     targets.append(HealthTarget(ref, o["apiVersion"], generations.get(ref)))
         else:
             for check in spec.health_checks or []:
-                group, _ = split_api_version(check.api_version or "")
-                ref = ObjectRef(group, check.kind, check.namespace or "", check.name)
-                targets.append(HealthTarget(ref, check.api_version or "v1", generations.get(ref)))
+                ref, api_version = await self._health_check_ref(ctx, check)
+                targets.append(HealthTarget(ref, api_version, generations.get(ref)))
         if not targets:
             ctx.remove_condition(HEALTHY)
             return
@@ -579,25 +583,37 @@ class KustomizationReconciler:
         source_ref = spec.source_ref
         scope = getattr(self.controller, "namespace", None)
 
-        def new_revision() -> bool:
+        source_name = f"{source_ref.kind}/{source_ref.namespace or ctx.namespace}/{source_ref.name}"
+        queue = getattr(self.controller, "queue", None)
+
+        def new_reconcile() -> str | None:
+            """Flux's CancelHealthCheckOnNewRevision: a new source revision, or any other new
+            reconcile of this Kustomization queued meanwhile (a reconcile request, a spec change)."""
             informer = ctx.kube.informer(SOURCE_GROUP_VERSION, source_ref.kind, namespace=scope)
             current = artifact_of(informer.get(source_ref.namespace or ctx.namespace, source_ref.name))
-            return current is not None and current.get("revision") != revision
+            if current is not None and current.get("revision") != revision:
+                return f"New reconciliation triggered by {source_name}"
+            if queue is not None and queue.is_queued((ctx.namespace, ctx.name)):
+                return f"New reconciliation triggered by Kustomization/{ctx.namespace}/{ctx.name}"
+            return None
 
+        gates = feature_gates(self.options) if self.options is not None else {}
+        canceled = new_reconcile if gates.get(CANCEL_HEALTH_CHECK_GATE, False) else None
         started = time.monotonic()
         timeout = spec.timeout_seconds()
         try:
             # A first look without touching the status: a no-op reconcile of healthy objects is free.
             await wait_for_health(targets, get, exprs, limit=0, poll=0)
         except TimeoutError:
-            ctx.set_condition(HEALTHY, "Unknown", "Progressing", "Running health checks")
-            await ctx.progress(
-                f"Running health checks for revision {revision} with a timeout of {timeout:g}s"
+            message = (
+                f"Running health checks for revision {revision} with a timeout of {format_duration(timeout)}"
             )
+            ctx.set_condition(HEALTHY, "Unknown", "Progressing", message)
+            await ctx.progress(message)
             try:
-                await wait_for_health(targets, get, exprs, limit=timeout, poll=1.0, canceled=new_revision)
+                await wait_for_health(targets, get, exprs, limit=timeout, poll=1.0, canceled=canceled)
             except HealthCheckCanceled as err:
-                ctx.set_condition(HEALTHY, "False", "HealthCheckCanceled", str(err))
+                # As Flux: Healthy stays Unknown; the queued reconcile runs next.
                 raise ReconcileError("HealthCheckCanceled", str(err), requeue_after=0.5) from err
             except (TimeoutError, RuntimeError) as err:
                 self._health_failed(ctx, started, err)
@@ -608,6 +624,27 @@ class KustomizationReconciler:
             ctx.set_condition(
                 HEALTHY, "True", "Succeeded", f"Health check passed in {time.monotonic() - started:.3f}s"
             )
+
+    async def _health_check_ref(
+        self, ctx: ReconcileContext, check: NamespacedObjectKindReference
+    ) -> tuple[ObjectRef, str]:
+        """A spec.healthChecks entry as Flux reads it: without apiVersion (as `flux create
+        kustomization --health-check=Kind/name.namespace` writes it) the API server's preferred
+        version of the kind; without namespace, the Kustomization's for a namespaced kind."""
+        what = f"health check {check.kind}/{check.name}"
+        try:
+            api_version = check.api_version or await ctx.kube.preferred_api_version(check.kind)
+            info = await ctx.kube.resource(api_version, check.kind)
+        except ResourceNotFoundError as err:
+            served = f" in {err.api_version}" if err.api_version else ""
+            raise ReconcileError(
+                "HealthCheckFailed",
+                f"{what}: the API server does not serve the kind {check.kind}{served}; "
+                "check the kind and apiVersion, or install its CustomResourceDefinition",
+            ) from err
+        namespace = (check.namespace or ctx.namespace) if info.namespaced else ""
+        group, _ = split_api_version(api_version)
+        return ObjectRef(group, check.kind, namespace, check.name), api_version
 
     def _health_failed(self, ctx: ReconcileContext, started: float, err: Exception) -> None:
         message = f"Health check failed after {time.monotonic() - started:.3f}s: {err}"
