@@ -178,8 +178,11 @@ class ControllerProcess:
         self.stopping.set()
 
     def _informers_synced(self) -> str | None:
+        # `is not None`: an informer with an empty cache is falsy (it has a length).
         missing = [
-            f"{c.info.plural}.{c.info.group}" for c in self.controllers if c.informer and c.informer.missing
+            f"{c.info.plural}.{c.info.group}"
+            for c in self.controllers
+            if c.informer is not None and c.informer.missing
         ]
         if missing:
             return (
