@@ -17,6 +17,7 @@ from e2e.fixtures.runtime import (
     status_of,
     wait_for,
     wait_probe,
+    wait_reconciled_again,
 )
 
 pytestmark = pytest.mark.e2e
@@ -89,14 +90,7 @@ def test_status_transitions(start_probe, kubectl, namespace) -> None:
     count = status_of(obj)["reconcileCount"]
     # Evidence the window was long enough: a sibling on the same 1s interval reconciles twice in it.
     create_probe(kubectl, "witness", namespace, interval="1s")
-    witness = status_of(wait_probe(kubectl, "witness", namespace, is_ready)).get("reconcileCount", 0)
-    wait_probe(
-        kubectl,
-        "witness",
-        namespace,
-        lambda o: status_of(o).get("reconcileCount", 0) >= witness + 2,
-        what="two interval reconciles of a sibling Probe",
-    )
+    wait_reconciled_again(kubectl, "witness", namespace)
     assert status_of(get_probe(kubectl, "app", namespace))["reconcileCount"] == count, "no retry when stalled"
 
     # Recovering clears Stalled.
@@ -195,14 +189,7 @@ def test_invalid_object_is_stalled_and_others_keep_reconciling(start_probe, kube
     assert "interval" in stalled["message"]
     assert condition(bad, "Ready")["status"] == "False"  # type: ignore[index]
     # The good object keeps being reconciled every second.
-    first = status_of(wait_probe(kubectl, "good", namespace, is_ready))["reconcileCount"]
-    wait_probe(
-        kubectl,
-        "good",
-        namespace,
-        lambda o: status_of(o).get("reconcileCount", 0) >= first + 2,
-        what="good reconciled on its interval",
-    )
+    wait_reconciled_again(kubectl, "good", namespace)
     # Fixing the bad object makes it reconcile.
     patch_probe(kubectl, "bad", namespace, {"spec": {"interval": "1h"}})
     fixed = wait_probe(kubectl, "bad", namespace, is_ready)
