@@ -39,18 +39,21 @@ class Gone(Exception):
     """The watch's resourceVersion is too old (410): the cache must be rebuilt from a list."""
 
 
-def crd_name(api_version: str, kind: str) -> str:
-    """The CustomResourceDefinition that serves a Flux kind (`gitrepositories.source.toolkit.fluxcd.io`),
-    or `<kind> (<apiVersion>)` for kinds Tide has no model of."""
+def crd_name(api_version: str, kind: str) -> str | None:
+    """The CustomResourceDefinition that serves one of Tide's kinds (`gitrepositories.source.toolkit.
+    fluxcd.io`), None for kinds Tide has no model of (a user's own CRDs, applied by a Kustomization)."""
     from tide.shared.api import model_for
 
     model = model_for(api_version, kind)
-    return f"{model.plural}.{model.group}" if model is not None else f"{kind} ({api_version})"
+    return f"{model.plural}.{model.group}" if model is not None else None
 
 
 def missing_crd_message(api_version: str, kind: str) -> str:
+    name = crd_name(api_version, kind)
+    if name is None:
+        return f"the API server serves no {kind} in {api_version} (its CRD is not installed); waiting for it"
     return (
-        f"CustomResourceDefinition {crd_name(api_version, kind)} is not installed: install Tide's CRDs "
+        f"CustomResourceDefinition {name} is not installed: install Tide's CRDs "
         "with `tide install --crds-only` (or the Helm chart charts/tide); waiting for it"
     )
 
@@ -155,7 +158,10 @@ class Informer:
             except ResourceNotFoundError:
                 # One line when the CRD goes missing, then quiet polling until it is installed.
                 if not self.missing:
-                    log.error(missing_crd_message(self.api_version, self.kind))
+                    # Tide cannot work without its own CRDs; a user's kind may simply come later.
+                    tide_kind = crd_name(self.api_version, self.kind) is not None
+                    level = logging.ERROR if tide_kind else logging.WARNING
+                    log.log(level, missing_crd_message(self.api_version, self.kind))
                 self.missing = True
                 need_list = True
                 await asyncio.sleep(MISSING_RETRY)
@@ -178,7 +184,7 @@ class Informer:
             self.api_version, self.kind, self.namespace, self.label_selector, self.field_selector
         )
         if self.missing:
-            log.info("%s is served now: watching it", crd_name(self.api_version, self.kind))
+            log.info("%s in %s is served now: watching it", self.kind, self.api_version)
             self.missing = False
         self.relists += 1
         if self.strip_managed_fields:

@@ -153,3 +153,11 @@ async def test_missing_crd_is_said_once_then_polled_quietly(
         "CustomResourceDefinition gitrepositories.source.toolkit.fluxcd.io is not installed: install "
         "Tide's CRDs with `tide install --crds-only` (or the Helm chart charts/tide); waiting for it"
     ]
+
+
+def test_a_users_own_missing_kind_gets_no_install_tide_advice() -> None:
+    from tide.shared.kube.informer import missing_crd_message
+
+    assert missing_crd_message("example.com/v1", "Widget") == (
+        "the API server serves no Widget in example.com/v1 (its CRD is not installed); waiting for it"
+    )
