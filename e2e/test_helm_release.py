@@ -1,0 +1,349 @@
+"""HelmRelease end to end with the real Helm on the real control plane: a chart this test writes
+(a Deployment, a Service, a CRD under crds/, a test hook), packaged by the real `helm` and served
+by nginx as an HTTPS HelmRepository; `tide-helm-controller` and `tide-source-controller` as
+processes. The release is read back with the real `helm list` and the real `flux get hr`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from e2e.fixtures.cli import FLUX
+from e2e.fixtures.helm_repo import HELM, ChartRepo
+from e2e.fixtures.source import apply, condition, get, wait_for
+from e2e.test_helm_sources import served_repository
+
+pytestmark = pytest.mark.e2e
+
+HR = "helmrelease"
+API = "helm.toolkit.fluxcd.io/v2"
+
+DEPLOYMENT = """apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ .Release.Name }}
+spec:
+  replicas: {{ .Values.replicas }}
+  selector:
+    matchLabels: {app: {{ .Release.Name }}}
+  template:
+    metadata:
+      labels: {app: {{ .Release.Name }}}
+    spec:
+      nodeSelector: {{ toJson .Values.nodeSelector }}
+      containers:
+      - name: app
+        image: registry.invalid/app:1
+"""
+SERVICE = """apiVersion: v1
+kind: Service
+metadata:
+  name: {{ .Release.Name }}
+spec:
+  selector: {app: {{ .Release.Name }}}
+  ports: [{port: 80}]
+"""
+TEST_HOOK = """apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {{ .Release.Name }}-smoke
+  annotations: {helm.sh/hook: test}
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: t
+        image: registry.invalid/t:1
+"""
+
+
+def crd(group: str) -> str:
+    return f"""apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.{group}
+spec:
+  group: {group}
+  names: {{kind: Widget, plural: widgets, singular: widget}}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}
+"""
+
+
+def publish_app(repo: ChartRepo, version: str, group: str) -> None:
+    """The test's chart: a Deployment, a Service, a CRD under crds/, a test hook."""
+    chart = repo.home / "src" / f"app-{version}" / "app"
+    for path, text in {
+        "Chart.yaml": f"apiVersion: v2\nname: app\nversion: {version}\nappVersion: '{version}'\n",
+        "values.yaml": "replicas: 1\nnodeSelector: {}\n",
+        "crds/widgets.yaml": crd(group),
+        "templates/deployment.yaml": DEPLOYMENT,
+        "templates/service.yaml": SERVICE,
+        "templates/tests/smoke.yaml": TEST_HOOK,
+    }.items():
+        (chart / path).parent.mkdir(parents=True, exist_ok=True)
+        (chart / path).write_text(text)
+    repo.package(chart)
+
+
+def helm_release(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": API,
+        "kind": "HelmRelease",
+        "metadata": {"name": name},
+        "spec": {
+            "interval": "10m",
+            "timeout": "60s",
+            "chart": {"spec": {"chart": "app", "sourceRef": {"kind": "HelmRepository", "name": "charts"}}},
+            **spec,
+        },
+    }
+
+
+def values_configmap(name: str, text: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "labels": {"reconcile.fluxcd.io/watch": "Enabled"}},
+        "data": {"values.yaml": text},
+    }
+
+
+def wait_released(
+    kubectl: Callable[..., Any], namespace: str, name: str, version: int, timeout: float = 120
+) -> dict:
+    """Ready at its generation, with release revision `version` deployed."""
+
+    def ok(obj: dict[str, Any]) -> bool:
+        ready = condition(obj, "Ready")
+        history = (obj.get("status") or {}).get("history") or [{}]
+        return bool(
+            ready
+            and ready.get("status") == "True"
+            and obj["status"].get("observedGeneration") == obj["metadata"]["generation"]
+            and history[0].get("version") == version
+            and history[0].get("status") == "deployed"
+        )
+
+    return wait_for(kubectl, namespace, name, ok, timeout, f"release v{version} Ready", HR)
+
+
+def helm_list(cluster: Any, namespace: str, home: Path) -> list[dict[str, Any]]:
+    out = subprocess.run(
+        [str(HELM), "list", "-o", "json", "-n", namespace, f"--kubeconfig={cluster.kubeconfig}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
+    )
+    return list(json.loads(out.stdout))
+
+
+@pytest.fixture
+def helm_controllers(
+    source_controller: Callable[..., Any], start_controller: Callable[..., Any], namespace: str, kubectl: Any
+) -> Iterator[Callable[..., Any]]:
+    """The source and helm controllers watching the test's namespace. At teardown its HelmReleases
+    are deleted while the controllers run, so their finalizers uninstall."""
+    started: list[Any] = []
+
+    def start(*helm_args: str) -> Any:
+        source_controller()
+        helm = start_controller(
+            "helm",
+            "--requeue-dependency=2s",
+            "--watch-all-namespaces=false",
+            f"--runtime-namespace={namespace}",
+            *helm_args,
+        )
+        started.append(helm)
+        return helm
+
+    yield start
+    if started:
+        kubectl(
+            "delete",
+            "helmreleases.helm.toolkit.fluxcd.io",
+            "--all",
+            "-n",
+            namespace,
+            "--timeout=90s",
+            check=False,
+        )
+
+
+def test_helm_release_installs_upgrades_and_uninstalls(  # type: ignore[no-untyped-def]
+    cluster, chart_repo, chart_server, helm_controllers, kubectl, namespace, tmp_path
+):
+    group = f"{namespace}.tide.dev"
+    publish_app(chart_repo, "1.0.0", group)
+    helm_controllers()
+    try:
+        apply(
+            kubectl,
+            namespace,
+            *served_repository(chart_server, chart_repo),
+            values_configmap("app-values", "replicas: 2\n"),
+            helm_release(
+                "app",
+                valuesFrom=[{"kind": "ConfigMap", "name": "app-values"}],
+                values={"nodeSelector": {}},
+                test={"enable": True},
+            ),
+        )
+        hr = wait_released(kubectl, namespace, "app", 1)
+        status = hr["status"]
+        assert status["helmChart"] == f"{namespace}/{namespace}-app"
+        assert status["storageNamespace"] == namespace
+        assert status["lastAttemptedRevision"] == "1.0.0"
+        assert status["history"][0]["chartName"] == "app"
+        assert status["history"][0]["testHooks"]
+        assert condition(hr, "Released")["reason"] == "InstallSucceeded"  # type: ignore[index]
+        assert condition(hr, "TestSuccess")["status"] == "True"  # type: ignore[index]
+        assert status["lastAttemptedConfigDigest"] == status["history"][0]["configDigest"]
+
+        # Helm's own view: the release in storage, the objects, the CRD from crds/.
+        releases = helm_list(cluster, namespace, tmp_path)
+        assert [(r["name"], r["status"], r["chart"], r["revision"]) for r in releases] == [
+            ("app", "deployed", "app-1.0.0", "1")
+        ]
+        deployment = get(kubectl, namespace, "app", "deployment")
+        assert deployment["spec"]["replicas"] == 2
+        assert deployment["metadata"]["labels"]["helm.toolkit.fluxcd.io/name"] == "app"
+        assert get(kubectl, namespace, "app", "service")
+        assert kubectl("get", "crd", f"widgets.{group}", check=False).returncode == 0
+
+        # The real Flux CLI reads it as its own.
+        flux = subprocess.run(
+            [str(FLUX), f"--kubeconfig={cluster.kubeconfig}", "get", "hr", "-n", namespace],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert flux.returncode == 0, flux.stderr
+        row = [cell.strip() for cell in flux.stdout.splitlines()[1].split("\t")]
+        assert row[:4] == ["app", "1.0.0", "False", "True"], flux.stdout
+
+        # A values change in the watched ConfigMap upgrades.
+        apply(kubectl, namespace, values_configmap("app-values", "replicas: 3\n"))
+        hr = wait_released(kubectl, namespace, "app", 2)
+        assert hr["status"]["history"][0]["configDigest"] != status["history"][0]["configDigest"]
+        assert get(kubectl, namespace, "app", "deployment")["spec"]["replicas"] == 3
+        assert [r["revision"] for r in helm_list(cluster, namespace, tmp_path)] == ["2"]
+
+        # Deletion uninstalls and removes the HelmChart it made.
+        kubectl("delete", HR, "app", "-n", namespace, "--timeout=90s")
+        assert helm_list(cluster, namespace, tmp_path) == []
+        assert not get(kubectl, namespace, "app", "deployment")
+        assert not get(kubectl, namespace, f"{namespace}-app", "helmchart")
+    finally:
+        kubectl("delete", "crd", f"widgets.{group}", "--wait=false", check=False)
+
+
+def test_failed_upgrade_is_rolled_back_then_stalled(  # type: ignore[no-untyped-def]
+    cluster, chart_repo, chart_server, helm_controllers, kubectl, namespace, tmp_path
+):
+    group = f"{namespace}.tide.dev"
+    publish_app(chart_repo, "1.0.0", group)
+    helm_controllers()
+    try:
+        apply(
+            kubectl,
+            namespace,
+            *served_repository(chart_server, chart_repo),
+            helm_release("app", upgrade={"timeout": "3s", "remediation": {"retries": 1}}),
+        )
+        wait_released(kubectl, namespace, "app", 1)
+        # A Deployment that can never become ready: the upgrade fails, is rolled back, is
+        # retried once, is rolled back again, and is then Stalled.
+        patch = {"spec": {"values": {"nodeSelector": {"tide.dev/none": "true"}}}}
+        kubectl("patch", HR, "app", "-n", namespace, "--type=merge", "-p", json.dumps(patch))
+        hr = wait_for(
+            kubectl,
+            namespace,
+            "app",
+            lambda o: (condition(o, "Stalled") or {}).get("status") == "True",
+            180,
+            "Stalled",
+            HR,
+        )
+        assert condition(hr, "Stalled")["reason"] == "RetriesExceeded"  # type: ignore[index]
+        assert condition(hr, "Ready")["status"] == "False"  # type: ignore[index]
+        assert condition(hr, "Remediated")["reason"] == "RollbackSucceeded"  # type: ignore[index]
+        assert hr["status"]["upgradeFailures"] == 2
+        releases = helm_list(cluster, namespace, tmp_path)
+        # The rollback left the first chart's objects deployed, as revision 5.
+        assert [(r["status"], r["revision"]) for r in releases] == [("deployed", "5")]
+        events = kubectl("get", "events", "-n", namespace, "-o", "json").stdout
+        reasons = {e["reason"] for e in json.loads(events)["items"]}
+        assert {"UpgradeFailed", "RollbackSucceeded"} <= reasons
+    finally:
+        kubectl("delete", "crd", f"widgets.{group}", "--wait=false", check=False)
+
+
+def test_depends_on_and_storage_namespace(  # type: ignore[no-untyped-def]
+    cluster, chart_repo, chart_server, helm_controllers, kubectl, namespace, tmp_path
+):
+    group = f"{namespace}.tide.dev"
+    publish_app(chart_repo, "1.0.0", group)
+    target = f"{namespace}-target"
+    kubectl("create", "namespace", target)
+    helm_controllers()
+    try:
+        apply(
+            kubectl,
+            namespace,
+            *served_repository(chart_server, chart_repo),
+            # `web` waits for `db`, which cannot be ready until its values change.
+            helm_release("db", values={"nodeSelector": {"tide.dev/none": "true"}}, install={"timeout": "3s"}),
+            helm_release(
+                "web",
+                dependsOn=[{"name": "db"}],
+                targetNamespace=target,
+                install={"crds": "Skip"},
+            ),
+        )
+        wait_for(
+            kubectl,
+            namespace,
+            "web",
+            lambda o: (condition(o, "Ready") or {}).get("reason") == "DependencyNotReady",
+            120,
+            "DependencyNotReady",
+            HR,
+        )
+        assert helm_list(cluster, namespace, tmp_path)[0]["name"] == "db"
+        kubectl("patch", HR, "db", "-n", namespace, "--type=merge", "-p", '{"spec":{"values":null}}')
+        wait_released(kubectl, namespace, "db", 2, timeout=180)
+        web = wait_released(kubectl, namespace, "web", 1, timeout=180)
+        # Objects in the target namespace, release storage in the HelmRelease's namespace.
+        assert web["status"]["storageNamespace"] == namespace
+        assert web["status"]["history"][0]["namespace"] == target
+        assert get(kubectl, target, f"{target}-web", "deployment")
+        assert {r["name"] for r in helm_list(cluster, namespace, tmp_path)} == {"db", f"{target}-web"}
+        assert helm_list(cluster, target, tmp_path) == []
+    finally:
+        kubectl(
+            "delete",
+            "helmreleases.helm.toolkit.fluxcd.io",
+            "--all",
+            "-n",
+            namespace,
+            "--timeout=90s",
+            check=False,
+        )
+        kubectl("delete", "namespace", target, "--wait=false", check=False)
+        kubectl("delete", "crd", f"widgets.{group}", "--wait=false", check=False)
