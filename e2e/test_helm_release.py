@@ -319,6 +319,15 @@ def test_depends_on_and_storage_namespace(  # type: ignore[no-untyped-def]
         wait_for(
             kubectl,
             namespace,
+            "db",
+            lambda o: (condition(o, "Stalled") or {}).get("status") == "True",
+            120,
+            "db Stalled",
+            HR,
+        )
+        wait_for(
+            kubectl,
+            namespace,
             "web",
             lambda o: (condition(o, "Ready") or {}).get("reason") == "DependencyNotReady",
             120,
@@ -332,8 +341,9 @@ def test_depends_on_and_storage_namespace(  # type: ignore[no-untyped-def]
         # Objects in the target namespace, release storage in the HelmRelease's namespace.
         assert web["status"]["storageNamespace"] == namespace
         assert web["status"]["history"][0]["namespace"] == target
-        assert get(kubectl, target, f"{target}-web", "deployment")
-        assert {r["name"] for r in helm_list(cluster, namespace, tmp_path)} == {"db", f"{target}-web"}
+        release = web["status"]["history"][0]["name"]  # `<target>-web`, shortened past 53 characters
+        assert get(kubectl, target, release, "deployment")
+        assert {r["name"] for r in helm_list(cluster, namespace, tmp_path)} == {"db", release}
         assert helm_list(cluster, target, tmp_path) == []
     finally:
         kubectl(
