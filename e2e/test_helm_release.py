@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from e2e.fixtures.cli import FLUX
-from e2e.fixtures.helm_repo import HELM, ChartRepo
-from e2e.fixtures.source import apply, condition, get, wait_for
+from e2e.fixtures.helm_repo import HELM, ChartRepo, helm
+from e2e.fixtures.kustomize import git_source, kustomization
+from e2e.fixtures.source import apply, condition, get, ocirepository, wait_for
 from e2e.test_helm_sources import served_repository
 
 pytestmark = pytest.mark.e2e
@@ -82,7 +84,7 @@ spec:
 """
 
 
-def publish_app(repo: ChartRepo, version: str, group: str) -> None:
+def publish_app(repo: ChartRepo, version: str, group: str) -> Path:
     """The test's chart: a Deployment, a Service, a CRD under crds/, a test hook."""
     chart = repo.home / "src" / f"app-{version}" / "app"
     for path, text in {
@@ -95,7 +97,7 @@ def publish_app(repo: ChartRepo, version: str, group: str) -> None:
     }.items():
         (chart / path).parent.mkdir(parents=True, exist_ok=True)
         (chart / path).write_text(text)
-    repo.package(chart)
+    return repo.package(chart)
 
 
 def helm_release(name: str, **spec: Any) -> dict[str, Any]:
@@ -357,3 +359,87 @@ def test_depends_on_and_storage_namespace(  # type: ignore[no-untyped-def]
         )
         kubectl("delete", "namespace", target, "--wait=false", check=False)
         kubectl("delete", "crd", f"widgets.{group}", "--wait=false", check=False)
+
+
+HELM_LAYER = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
+
+
+def test_oci_chart_ref_under_a_kustomization_health_check(  # type: ignore[no-untyped-def]
+    cluster,
+    chart_repo,
+    oci_registry,
+    git_server,
+    helm_controllers,
+    start_controller,
+    kubectl,
+    namespace,
+    tmp_path,
+):
+    """Flux's usual layout: a Kustomization applies a HelmRelease and waits for it to be Ready; the
+    chart comes from an OCIRepository and is released as `<version>+<digest[:12]>`."""
+    group = f"{namespace}.tide.dev"
+    archive = publish_app(chart_repo, "1.0.0", group)
+    registry = oci_registry.plain
+    helm("push", str(archive), f"oci://{registry.host}/{namespace}", "--plain-http", home=chart_repo.home)
+    release = helm_release("app", chartRef={"kind": "OCIRepository", "name": "app-chart"})
+    del release["spec"]["chart"]
+    repo = git_server.create_repo(f"helm-{namespace}", {"deploy/hr.yaml": yaml.safe_dump(release)})
+    helm_controllers()
+    start_controller(
+        "kustomize",
+        "--watch-all-namespaces=false",
+        f"--runtime-namespace={namespace}",
+        "--requeue-dependency=2s",
+    )
+    health = [{"apiVersion": API, "kind": "HelmRelease", "name": "app", "namespace": namespace}]
+    try:
+        apply(
+            kubectl,
+            namespace,
+            ocirepository(
+                "app-chart",
+                registry.url(f"{namespace}/app"),
+                {"tag": "1.0.0"},
+                layerSelector={"mediaType": HELM_LAYER, "operation": "copy"},
+            ),
+            git_source("repo", repo.public_http_url, interval="1h"),
+            kustomization(
+                "infra", path="./deploy", interval="1h", targetNamespace=namespace, healthChecks=health
+            ),
+        )
+        ks = wait_for(
+            kubectl,
+            namespace,
+            "infra",
+            lambda o: (condition(o, "Ready") or {}).get("status") == "True",
+            180,
+            "Kustomization Ready",
+            "kustomization",
+        )
+        assert condition(ks, "Healthy")["status"] == "True"  # type: ignore[index]
+        hr = wait_released(kubectl, namespace, "app", 1)
+        revision = get(kubectl, namespace, "app-chart", "ocirepository")["status"]["artifact"]["revision"]
+        digest = revision.rsplit(":", 1)[-1]
+        assert hr["status"]["history"][0]["chartVersion"] == f"1.0.0+{digest[:12]}"
+        assert [r["chart"] for r in helm_list(cluster, namespace, tmp_path)] == [f"app-1.0.0+{digest[:12]}"]
+    finally:
+        kubectl("delete", "kustomization", "infra", "-n", namespace, "--timeout=90s", check=False)
+        kubectl("delete", "crd", f"widgets.{group}", "--wait=false", check=False)
+
+
+def test_unsupported_fields_are_refused(helm_controllers, kubectl, namespace):  # type: ignore[no-untyped-def]
+    helm_controllers()
+    apply(kubectl, namespace, helm_release("drift", driftDetection={"mode": "enabled"}))
+    hr = wait_for(
+        kubectl,
+        namespace,
+        "drift",
+        lambda o: (condition(o, "Stalled") or {}).get("status") == "True",
+        60,
+        "Stalled",
+        HR,
+    )
+    ready = condition(hr, "Ready")
+    assert ready and (ready["status"], ready["reason"]) == ("False", "UnsupportedSpec")
+    assert "spec.driftDetection is not supported yet" in ready["message"]
+    assert not get(kubectl, namespace, f"{namespace}-drift", "helmchart")
