@@ -6,6 +6,8 @@ processes. The release is read back with the real `helm list` and the real `flux
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -163,7 +165,8 @@ def helm_controllers(
     started: list[Any] = []
 
     def start(*helm_args: str) -> Any:
-        source_controller()
+        if not started:
+            source_controller()
         helm = start_controller(
             "helm",
             "--requeue-dependency=2s",
@@ -238,6 +241,24 @@ def test_helm_release_installs_upgrades_and_uninstalls(  # type: ignore[no-untyp
         assert flux.returncode == 0, flux.stderr
         row = [cell.strip() for cell in flux.stdout.splitlines()[1].split("\t")]
         assert row[:4] == ["app", "1.0.0", "False", "True"], flux.stdout
+
+        reconciled = subprocess.run(
+            [
+                str(FLUX),
+                f"--kubeconfig={cluster.kubeconfig}",
+                "reconcile",
+                "hr",
+                "app",
+                "--with-source",
+                "-n",
+                namespace,
+                "--timeout=90s",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert reconciled.returncode == 0, reconciled.stdout + reconciled.stderr
 
         # A values change in the watched ConfigMap upgrades.
         apply(kubectl, namespace, values_configmap("app-values", "replicas: 3\n"))
@@ -443,3 +464,67 @@ def test_unsupported_fields_are_refused(helm_controllers, kubectl, namespace):  
     assert ready and (ready["status"], ready["reason"]) == ("False", "UnsupportedSpec")
     assert "spec.driftDetection is not supported yet" in ready["message"]
     assert not get(kubectl, namespace, f"{namespace}-drift", "helmchart")
+
+
+def test_kill_during_install_is_unlocked_by_the_next_run(  # type: ignore[no-untyped-def]
+    cluster, chart_repo, chart_server, helm_controllers, kubectl, namespace, tmp_path
+):
+    """`kill -9` of the controller and its Helm worker mid-install leaves the release
+    pending-install; the next controller unlocks it (PendingRelease) and releases it."""
+    group = f"{namespace}.tide.dev"
+    publish_app(chart_repo, "1.0.0", group)
+    controller = helm_controllers()
+    try:
+        apply(
+            kubectl,
+            namespace,
+            *served_repository(chart_server, chart_repo),
+            helm_release(
+                "app", values={"nodeSelector": {"tide.dev/none": "true"}}, install={"timeout": "120s"}
+            ),
+        )
+        wait_for(
+            kubectl,
+            namespace,
+            "app",
+            lambda o: bool(
+                kubectl(
+                    "get",
+                    "secret",
+                    "-n",
+                    namespace,
+                    "-l",
+                    "owner=helm,name=app,status=pending-install",
+                    "-o",
+                    "name",
+                ).stdout.strip()
+            ),
+            120,
+            "a pending-install release",
+            HR,
+        )
+        pid = controller.proc.pid
+        workers = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+        assert workers, "the Helm worker process"
+        for worker in workers:
+            os.kill(int(worker), signal.SIGKILL)
+        os.kill(pid, signal.SIGKILL)
+        controller.proc.wait(10)
+
+        kubectl("patch", HR, "app", "-n", namespace, "--type=merge", "-p", '{"spec":{"values":null}}')
+        helm_controllers()
+        hr = wait_released(kubectl, namespace, "app", 2, timeout=180)
+        assert [s["status"] for s in hr["status"]["history"]][:1] == ["deployed"]
+        events = json.loads(kubectl("get", "events", "-n", namespace, "-o", "json").stdout)["items"]
+        assert "PendingRelease" in {e["reason"] for e in events}
+    finally:
+        kubectl(
+            "delete",
+            "helmreleases.helm.toolkit.fluxcd.io",
+            "--all",
+            "-n",
+            namespace,
+            "--timeout=90s",
+            check=False,
+        )
+        kubectl("delete", "crd", f"widgets.{group}", "--wait=false", check=False)
