@@ -31,6 +31,7 @@ from tide.controllers.helm.engine import EngineError, HelmEngine, Target
 from tide.controllers.helm.postrender import PostRenderSpec
 from tide.controllers.helm.release_status import (
     attempt_changed,
+    cross_namespace_ref,
     dependency_not_ready,
     ready_from,
     requests,
@@ -94,7 +95,13 @@ class HelmReleaseReconciler:
         dependency's readiness changes, and when a watched ConfigMap or Secret it reads changes."""
         self.controller = controller
         for kind in ("HelmChart", "OCIRepository"):
-            controller.watch(SOURCE_API, kind, self._users_of_chart(kind), predicate=_changed)
+            controller.watch(
+                SOURCE_API,
+                kind,
+                self._users_of_chart(kind),
+                namespace=controller.namespace,
+                predicate=_changed,
+            )
         controller.watch(
             HELMRELEASE_API,
             "HelmRelease",
@@ -171,8 +178,14 @@ class HelmReleaseReconciler:
 
     async def reconcile(self, obj: HelmRelease, ctx: ReconcileContext) -> Result:
         why = unsupported(obj)
+        if why is None and str(getattr(ctx.options, "default_service_account", "") or ""):
+            why = "--default-service-account (impersonation) is not supported yet by this helm controller"
         if why is not None:
             raise StalledError("UnsupportedSpec", why)
+        if getattr(ctx.options, "no_cross_namespace_refs", False):
+            denied = cross_namespace_ref(obj)
+            if denied is not None:
+                raise StalledError("AccessDenied", denied)
         await self._check_dependencies(obj, ctx)
         artifact, source_name, oci = await self._chart_artifact(obj, ctx)
         root = Path(tempfile.mkdtemp(prefix="tide-helm-chart-"))
@@ -350,7 +363,6 @@ class HelmReleaseReconciler:
             patch_status=patch_status,
             rollback_target=lambda snap: rollback_target(storage, snap),
         )
-        await ctx.progress(f"Running release for chart {desired.chart_name}@{desired.chart_version}")
         try:
             result = await loop.reconcile(obj, desired, force_requested=asked.force is not None)
         except (EngineError, StorageError, UnknownReleaseStatus) as err:

@@ -45,6 +45,24 @@ def unsupported(hr: HelmRelease) -> str | None:
     return None
 
 
+def cross_namespace_ref(hr: HelmRelease) -> str | None:
+    """For --no-cross-namespace-refs: the first reference into another namespace, or None."""
+    refs: list[tuple[str, str | None]] = []
+    if hr.spec.chart is not None:
+        ref = hr.spec.chart.spec.source_ref
+        refs.append((f"{ref.kind} '{ref.name}'", ref.namespace))
+    if hr.spec.chart_ref is not None:
+        refs.append((f"{hr.spec.chart_ref.kind} '{hr.spec.chart_ref.name}'", hr.spec.chart_ref.namespace))
+    refs += [(f"dependency '{d.name}'", d.namespace) for d in hr.spec.depends_on or []]
+    for what, namespace in refs:
+        if namespace and namespace != hr.namespace:
+            return (
+                f"cannot access {what} in namespace '{namespace}': cross-namespace references are "
+                "disabled (--no-cross-namespace-refs)"
+            )
+    return None
+
+
 def dependency_not_ready(dep: Mapping[str, Any] | None, key: tuple[str, str]) -> str | None:
     """Flux's dependency check: the HelmRelease exists and is Ready at its current generation."""
     namespace, name = key

@@ -19,6 +19,7 @@ from tide.controllers.helm.chart_source import (
 )
 from tide.controllers.helm.release_status import (
     attempt_changed,
+    cross_namespace_ref,
     dependency_not_ready,
     ready_from,
     requests,
@@ -201,3 +202,17 @@ def test_oci_version_carries_the_digest() -> None:
         oci_chart_version("1.0.0", f"2.0.0@{digest}")
     with pytest.raises(ChartInvalid):
         oci_chart_version("1.0.0", "latest")
+
+
+def test_cross_namespace_references() -> None:
+    assert cross_namespace_ref(release()) is None
+    assert cross_namespace_ref(release(dependsOn=[{"name": "db", "namespace": "apps"}])) is None
+    other = {
+        "spec": {**CHART["spec"], "sourceRef": {"kind": "HelmRepository", "name": "c", "namespace": "flux"}}
+    }
+    assert "HelmRepository 'c' in namespace 'flux'" in (cross_namespace_ref(release(chart=other)) or "")
+    assert "dependency 'db'" in (
+        cross_namespace_ref(release(dependsOn=[{"name": "db", "namespace": "x"}])) or ""
+    )
+    chart_ref = {"kind": "OCIRepository", "name": "o", "namespace": "x"}
+    assert "OCIRepository 'o'" in (cross_namespace_ref(release(chartRef=chart_ref)) or "")
