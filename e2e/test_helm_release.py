@@ -20,6 +20,7 @@ from e2e.fixtures.cli import FLUX
 from e2e.fixtures.helm_repo import HELM, ChartRepo, helm
 from e2e.fixtures.kustomize import git_source, kustomization
 from e2e.fixtures.source import apply, condition, get, ocirepository, wait_for
+from e2e.test_helm_engine import CHART as ENGINE_CHART
 from e2e.test_helm_sources import served_repository
 
 pytestmark = pytest.mark.e2e
@@ -27,23 +28,6 @@ pytestmark = pytest.mark.e2e
 HR = "helmrelease"
 API = "helm.toolkit.fluxcd.io/v2"
 
-DEPLOYMENT = """apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {{ .Release.Name }}
-spec:
-  replicas: {{ .Values.replicas }}
-  selector:
-    matchLabels: {app: {{ .Release.Name }}}
-  template:
-    metadata:
-      labels: {app: {{ .Release.Name }}}
-    spec:
-      nodeSelector: {{ toJson .Values.nodeSelector }}
-      containers:
-      - name: app
-        image: registry.invalid/app:1
-"""
 SERVICE = """apiVersion: v1
 kind: Service
 metadata:
@@ -51,20 +35,6 @@ metadata:
 spec:
   selector: {app: {{ .Release.Name }}}
   ports: [{port: 80}]
-"""
-TEST_HOOK = """apiVersion: batch/v1
-kind: Job
-metadata:
-  name: {{ .Release.Name }}-smoke
-  annotations: {helm.sh/hook: test}
-spec:
-  backoffLimit: 0
-  template:
-    spec:
-      restartPolicy: Never
-      containers:
-      - name: t
-        image: registry.invalid/t:1
 """
 
 
@@ -93,9 +63,9 @@ def publish_app(repo: ChartRepo, version: str, group: str) -> Path:
         "Chart.yaml": f"apiVersion: v2\nname: app\nversion: {version}\nappVersion: '{version}'\n",
         "values.yaml": "replicas: 1\nnodeSelector: {}\n",
         "crds/widgets.yaml": crd(group),
-        "templates/deployment.yaml": DEPLOYMENT,
+        "templates/deployment.yaml": ENGINE_CHART["templates/deployment.yaml"],
         "templates/service.yaml": SERVICE,
-        "templates/tests/smoke.yaml": TEST_HOOK,
+        "templates/tests/smoke.yaml": ENGINE_CHART["templates/tests/smoke.yaml"],
     }.items():
         (chart / path).parent.mkdir(parents=True, exist_ok=True)
         (chart / path).write_text(text)
@@ -109,7 +79,7 @@ def helm_release(name: str, **spec: Any) -> dict[str, Any]:
         "metadata": {"name": name},
         "spec": {
             "interval": "10m",
-            "timeout": "60s",
+            "timeout": "3m",
             "chart": {"spec": {"chart": "app", "sourceRef": {"kind": "HelmRepository", "name": "charts"}}},
             **spec,
         },
@@ -144,6 +114,25 @@ def wait_released(
     return wait_for(kubectl, namespace, name, ok, timeout, f"release v{version} Ready", HR)
 
 
+def wait_condition(
+    kubectl: Callable[..., Any],
+    namespace: str,
+    name: str,
+    type_: str,
+    status: str | None = None,
+    reason: str | None = None,
+    timeout: float = 120,
+    kind: str = HR,
+) -> dict[str, Any]:
+    def ok(obj: dict[str, Any]) -> bool:
+        found = condition(obj, type_) or {}
+        return (status is None or found.get("status") == status) and (
+            reason is None or found.get("reason") == reason
+        )
+
+    return wait_for(kubectl, namespace, name, ok, timeout, f"{type_} {status or ''} {reason or ''}", kind)
+
+
 def helm_list(cluster: Any, namespace: str, home: Path) -> list[dict[str, Any]]:
     out = subprocess.run(
         [str(HELM), "list", "-o", "json", "-n", namespace, f"--kubeconfig={cluster.kubeconfig}"],
@@ -154,6 +143,14 @@ def helm_list(cluster: Any, namespace: str, home: Path) -> list[dict[str, Any]]:
         env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
     )
     return list(json.loads(out.stdout))
+
+
+@pytest.fixture
+def app_chart(chart_repo: ChartRepo, kubectl: Any, namespace: str) -> Iterator[Path]:
+    """The test's chart 1.0.0 published (its CRD's group is the test's own, deleted afterwards)."""
+    group = f"{namespace}.tide.dev"
+    yield publish_app(chart_repo, "1.0.0", group)
+    kubectl("delete", "crd", f"widgets.{group}", "--wait=false", check=False)
 
 
 @pytest.fixture
@@ -191,137 +188,117 @@ def helm_controllers(
 
 
 def test_helm_release_installs_upgrades_and_uninstalls(  # type: ignore[no-untyped-def]
-    cluster, chart_repo, chart_server, helm_controllers, kubectl, namespace, tmp_path
+    cluster, app_chart, chart_repo, chart_server, helm_controllers, kubectl, namespace, tmp_path
 ):
-    group = f"{namespace}.tide.dev"
-    publish_app(chart_repo, "1.0.0", group)
     helm_controllers()
-    try:
-        apply(
-            kubectl,
+    apply(
+        kubectl,
+        namespace,
+        *served_repository(chart_server, chart_repo),
+        values_configmap("app-values", "replicas: 2\n"),
+        helm_release(
+            "app",
+            valuesFrom=[{"kind": "ConfigMap", "name": "app-values"}],
+            values={"nodeSelector": {}},
+            test={"enable": True},
+        ),
+    )
+    hr = wait_released(kubectl, namespace, "app", 1)
+    status = hr["status"]
+    assert status["helmChart"] == f"{namespace}/{namespace}-app"
+    assert status["storageNamespace"] == namespace
+    assert status["lastAttemptedRevision"] == "1.0.0"
+    assert status["history"][0]["chartName"] == "app"
+    assert status["history"][0]["testHooks"]
+    assert condition(hr, "Released")["reason"] == "InstallSucceeded"  # type: ignore[index]
+    assert condition(hr, "TestSuccess")["status"] == "True"  # type: ignore[index]
+    assert status["lastAttemptedConfigDigest"] == status["history"][0]["configDigest"]
+
+    # Helm's own view: the release in storage, the objects, the CRD from crds/.
+    releases = helm_list(cluster, namespace, tmp_path)
+    assert [(r["name"], r["status"], r["chart"], r["revision"]) for r in releases] == [
+        ("app", "deployed", "app-1.0.0", "1")
+    ]
+    deployment = get(kubectl, namespace, "app", "deployment")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["metadata"]["labels"]["helm.toolkit.fluxcd.io/name"] == "app"
+    assert get(kubectl, namespace, "app", "service")
+    assert kubectl("get", "crd", f"widgets.{namespace}.tide.dev", check=False).returncode == 0
+
+    # The real Flux CLI reads it as its own.
+    flux = subprocess.run(
+        [str(FLUX), f"--kubeconfig={cluster.kubeconfig}", "get", "hr", "-n", namespace],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert flux.returncode == 0, flux.stderr
+    row = [cell.strip() for cell in flux.stdout.splitlines()[1].split("\t")]
+    assert row[:4] == ["app", "1.0.0", "False", "True"], flux.stdout
+
+    reconciled = subprocess.run(
+        [
+            str(FLUX),
+            f"--kubeconfig={cluster.kubeconfig}",
+            "reconcile",
+            "hr",
+            "app",
+            "--with-source",
+            "-n",
             namespace,
-            *served_repository(chart_server, chart_repo),
-            values_configmap("app-values", "replicas: 2\n"),
-            helm_release(
-                "app",
-                valuesFrom=[{"kind": "ConfigMap", "name": "app-values"}],
-                values={"nodeSelector": {}},
-                test={"enable": True},
-            ),
-        )
-        hr = wait_released(kubectl, namespace, "app", 1)
-        status = hr["status"]
-        assert status["helmChart"] == f"{namespace}/{namespace}-app"
-        assert status["storageNamespace"] == namespace
-        assert status["lastAttemptedRevision"] == "1.0.0"
-        assert status["history"][0]["chartName"] == "app"
-        assert status["history"][0]["testHooks"]
-        assert condition(hr, "Released")["reason"] == "InstallSucceeded"  # type: ignore[index]
-        assert condition(hr, "TestSuccess")["status"] == "True"  # type: ignore[index]
-        assert status["lastAttemptedConfigDigest"] == status["history"][0]["configDigest"]
+            "--timeout=90s",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert reconciled.returncode == 0, reconciled.stdout + reconciled.stderr
 
-        # Helm's own view: the release in storage, the objects, the CRD from crds/.
-        releases = helm_list(cluster, namespace, tmp_path)
-        assert [(r["name"], r["status"], r["chart"], r["revision"]) for r in releases] == [
-            ("app", "deployed", "app-1.0.0", "1")
-        ]
-        deployment = get(kubectl, namespace, "app", "deployment")
-        assert deployment["spec"]["replicas"] == 2
-        assert deployment["metadata"]["labels"]["helm.toolkit.fluxcd.io/name"] == "app"
-        assert get(kubectl, namespace, "app", "service")
-        assert kubectl("get", "crd", f"widgets.{group}", check=False).returncode == 0
+    # A values change in the watched ConfigMap upgrades.
+    apply(kubectl, namespace, values_configmap("app-values", "replicas: 3\n"))
+    hr = wait_released(kubectl, namespace, "app", 2)
+    assert hr["status"]["history"][0]["configDigest"] != status["history"][0]["configDigest"]
+    assert get(kubectl, namespace, "app", "deployment")["spec"]["replicas"] == 3
+    assert [r["revision"] for r in helm_list(cluster, namespace, tmp_path)] == ["2"]
 
-        # The real Flux CLI reads it as its own.
-        flux = subprocess.run(
-            [str(FLUX), f"--kubeconfig={cluster.kubeconfig}", "get", "hr", "-n", namespace],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert flux.returncode == 0, flux.stderr
-        row = [cell.strip() for cell in flux.stdout.splitlines()[1].split("\t")]
-        assert row[:4] == ["app", "1.0.0", "False", "True"], flux.stdout
-
-        reconciled = subprocess.run(
-            [
-                str(FLUX),
-                f"--kubeconfig={cluster.kubeconfig}",
-                "reconcile",
-                "hr",
-                "app",
-                "--with-source",
-                "-n",
-                namespace,
-                "--timeout=90s",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert reconciled.returncode == 0, reconciled.stdout + reconciled.stderr
-
-        # A values change in the watched ConfigMap upgrades.
-        apply(kubectl, namespace, values_configmap("app-values", "replicas: 3\n"))
-        hr = wait_released(kubectl, namespace, "app", 2)
-        assert hr["status"]["history"][0]["configDigest"] != status["history"][0]["configDigest"]
-        assert get(kubectl, namespace, "app", "deployment")["spec"]["replicas"] == 3
-        assert [r["revision"] for r in helm_list(cluster, namespace, tmp_path)] == ["2"]
-
-        # Deletion uninstalls and removes the HelmChart it made.
-        kubectl("delete", HR, "app", "-n", namespace, "--timeout=90s")
-        assert helm_list(cluster, namespace, tmp_path) == []
-        assert not get(kubectl, namespace, "app", "deployment")
-        assert not get(kubectl, namespace, f"{namespace}-app", "helmchart")
-    finally:
-        kubectl("delete", "crd", f"widgets.{group}", "--wait=false", check=False)
+    # Deletion uninstalls and removes the HelmChart it made.
+    kubectl("delete", HR, "app", "-n", namespace, "--timeout=90s")
+    assert helm_list(cluster, namespace, tmp_path) == []
+    assert not get(kubectl, namespace, "app", "deployment")
+    assert not get(kubectl, namespace, f"{namespace}-app", "helmchart")
 
 
 def test_failed_upgrade_is_rolled_back_then_stalled(  # type: ignore[no-untyped-def]
-    cluster, chart_repo, chart_server, helm_controllers, kubectl, namespace, tmp_path
+    cluster, app_chart, chart_repo, chart_server, helm_controllers, kubectl, namespace, tmp_path
 ):
-    group = f"{namespace}.tide.dev"
-    publish_app(chart_repo, "1.0.0", group)
     helm_controllers()
-    try:
-        apply(
-            kubectl,
-            namespace,
-            *served_repository(chart_server, chart_repo),
-            helm_release("app", upgrade={"timeout": "3s", "remediation": {"retries": 1}}),
-        )
-        wait_released(kubectl, namespace, "app", 1)
-        # A Deployment that can never become ready: the upgrade fails, is rolled back, is
-        # retried once, is rolled back again, and is then Stalled.
-        patch = {"spec": {"values": {"nodeSelector": {"tide.dev/none": "true"}}}}
-        kubectl("patch", HR, "app", "-n", namespace, "--type=merge", "-p", json.dumps(patch))
-        hr = wait_for(
-            kubectl,
-            namespace,
-            "app",
-            lambda o: (condition(o, "Stalled") or {}).get("status") == "True",
-            180,
-            "Stalled",
-            HR,
-        )
-        assert condition(hr, "Stalled")["reason"] == "RetriesExceeded"  # type: ignore[index]
-        assert condition(hr, "Ready")["status"] == "False"  # type: ignore[index]
-        assert condition(hr, "Remediated")["reason"] == "RollbackSucceeded"  # type: ignore[index]
-        assert hr["status"]["upgradeFailures"] == 2
-        releases = helm_list(cluster, namespace, tmp_path)
-        # The rollback left the first chart's objects deployed, as revision 5.
-        assert [(r["status"], r["revision"]) for r in releases] == [("deployed", "5")]
-        events = kubectl("get", "events", "-n", namespace, "-o", "json").stdout
-        reasons = {e["reason"] for e in json.loads(events)["items"]}
-        assert {"UpgradeFailed", "RollbackSucceeded"} <= reasons
-    finally:
-        kubectl("delete", "crd", f"widgets.{group}", "--wait=false", check=False)
+    apply(
+        kubectl,
+        namespace,
+        *served_repository(chart_server, chart_repo),
+        helm_release("app", upgrade={"timeout": "3s", "remediation": {"retries": 1}}),
+    )
+    wait_released(kubectl, namespace, "app", 1)
+    # A Deployment that can never become ready: the upgrade fails, is rolled back, is
+    # retried once, is rolled back again, and is then Stalled.
+    patch = {"spec": {"values": {"nodeSelector": {"tide.dev/none": "true"}}}}
+    kubectl("patch", HR, "app", "-n", namespace, "--type=merge", "-p", json.dumps(patch))
+    hr = wait_condition(kubectl, namespace, "app", "Stalled", status="True", timeout=180, kind=HR)
+    assert condition(hr, "Stalled")["reason"] == "RetriesExceeded"  # type: ignore[index]
+    assert condition(hr, "Ready")["status"] == "False"  # type: ignore[index]
+    assert condition(hr, "Remediated")["reason"] == "RollbackSucceeded"  # type: ignore[index]
+    assert hr["status"]["upgradeFailures"] == 2
+    releases = helm_list(cluster, namespace, tmp_path)
+    # The rollback left the first chart's objects deployed, as revision 5.
+    assert [(r["status"], r["revision"]) for r in releases] == [("deployed", "5")]
+    events = kubectl("get", "events", "-n", namespace, "-o", "json").stdout
+    reasons = {e["reason"] for e in json.loads(events)["items"]}
+    assert {"UpgradeFailed", "RollbackSucceeded"} <= reasons
 
 
 def test_depends_on_and_storage_namespace(  # type: ignore[no-untyped-def]
-    cluster, chart_repo, chart_server, helm_controllers, kubectl, namespace, tmp_path
+    cluster, app_chart, chart_repo, chart_server, helm_controllers, kubectl, namespace, tmp_path
 ):
-    group = f"{namespace}.tide.dev"
-    publish_app(chart_repo, "1.0.0", group)
     target = f"{namespace}-target"
     kubectl("create", "namespace", target)
     helm_controllers()
@@ -339,24 +316,8 @@ def test_depends_on_and_storage_namespace(  # type: ignore[no-untyped-def]
                 install={"crds": "Skip"},
             ),
         )
-        wait_for(
-            kubectl,
-            namespace,
-            "db",
-            lambda o: (condition(o, "Stalled") or {}).get("status") == "True",
-            120,
-            "db Stalled",
-            HR,
-        )
-        wait_for(
-            kubectl,
-            namespace,
-            "web",
-            lambda o: (condition(o, "Ready") or {}).get("reason") == "DependencyNotReady",
-            120,
-            "DependencyNotReady",
-            HR,
-        )
+        wait_condition(kubectl, namespace, "db", "Stalled", status="True", timeout=120, kind=HR)
+        wait_condition(kubectl, namespace, "web", "Ready", reason="DependencyNotReady", timeout=120, kind=HR)
         assert helm_list(cluster, namespace, tmp_path)[0]["name"] == "db"
         kubectl("patch", HR, "db", "-n", namespace, "--type=merge", "-p", '{"spec":{"values":null}}')
         wait_released(kubectl, namespace, "db", 2, timeout=180)
@@ -379,7 +340,6 @@ def test_depends_on_and_storage_namespace(  # type: ignore[no-untyped-def]
             check=False,
         )
         kubectl("delete", "namespace", target, "--wait=false", check=False)
-        kubectl("delete", "crd", f"widgets.{group}", "--wait=false", check=False)
 
 
 HELM_LAYER = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
@@ -387,6 +347,7 @@ HELM_LAYER = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
 
 def test_oci_chart_ref_under_a_kustomization_health_check(  # type: ignore[no-untyped-def]
     cluster,
+    app_chart,
     chart_repo,
     oci_registry,
     git_server,
@@ -398,8 +359,7 @@ def test_oci_chart_ref_under_a_kustomization_health_check(  # type: ignore[no-un
 ):
     """Flux's usual layout: a Kustomization applies a HelmRelease and waits for it to be Ready; the
     chart comes from an OCIRepository and is released as `<version>+<digest[:12]>`."""
-    group = f"{namespace}.tide.dev"
-    archive = publish_app(chart_repo, "1.0.0", group)
+    archive = app_chart
     registry = oci_registry.plain
     helm("push", str(archive), f"oci://{registry.host}/{namespace}", "--plain-http", home=chart_repo.home)
     release = helm_release("app", chartRef={"kind": "OCIRepository", "name": "app-chart"})
@@ -428,14 +388,8 @@ def test_oci_chart_ref_under_a_kustomization_health_check(  # type: ignore[no-un
                 "infra", path="./deploy", interval="1h", targetNamespace=namespace, healthChecks=health
             ),
         )
-        ks = wait_for(
-            kubectl,
-            namespace,
-            "infra",
-            lambda o: (condition(o, "Ready") or {}).get("status") == "True",
-            180,
-            "Kustomization Ready",
-            "kustomization",
+        ks = wait_condition(
+            kubectl, namespace, "infra", "Ready", status="True", timeout=180, kind="kustomization"
         )
         assert condition(ks, "Healthy")["status"] == "True"  # type: ignore[index]
         hr = wait_released(kubectl, namespace, "app", 1)
@@ -445,21 +399,12 @@ def test_oci_chart_ref_under_a_kustomization_health_check(  # type: ignore[no-un
         assert [r["chart"] for r in helm_list(cluster, namespace, tmp_path)] == [f"app-1.0.0+{digest[:12]}"]
     finally:
         kubectl("delete", "kustomization", "infra", "-n", namespace, "--timeout=90s", check=False)
-        kubectl("delete", "crd", f"widgets.{group}", "--wait=false", check=False)
 
 
 def test_unsupported_fields_are_refused(helm_controllers, kubectl, namespace):  # type: ignore[no-untyped-def]
     helm_controllers()
     apply(kubectl, namespace, helm_release("drift", driftDetection={"mode": "enabled"}))
-    hr = wait_for(
-        kubectl,
-        namespace,
-        "drift",
-        lambda o: (condition(o, "Stalled") or {}).get("status") == "True",
-        60,
-        "Stalled",
-        HR,
-    )
+    hr = wait_condition(kubectl, namespace, "drift", "Stalled", status="True", timeout=60, kind=HR)
     ready = condition(hr, "Ready")
     assert ready and (ready["status"], ready["reason"]) == ("False", "UnsupportedSpec")
     assert "spec.driftDetection is not supported yet" in ready["message"]
@@ -467,12 +412,10 @@ def test_unsupported_fields_are_refused(helm_controllers, kubectl, namespace):  
 
 
 def test_kill_during_install_is_unlocked_by_the_next_run(  # type: ignore[no-untyped-def]
-    cluster, chart_repo, chart_server, helm_controllers, kubectl, namespace, tmp_path
+    cluster, app_chart, chart_repo, chart_server, helm_controllers, kubectl, namespace, tmp_path
 ):
     """`kill -9` of the controller and its Helm worker mid-install leaves the release
     pending-install; the next controller unlocks it (PendingRelease) and releases it."""
-    group = f"{namespace}.tide.dev"
-    publish_app(chart_repo, "1.0.0", group)
     controller = helm_controllers()
     try:
         apply(
@@ -527,4 +470,3 @@ def test_kill_during_install_is_unlocked_by_the_next_run(  # type: ignore[no-unt
             "--timeout=90s",
             check=False,
         )
-        kubectl("delete", "crd", f"widgets.{group}", "--wait=false", check=False)

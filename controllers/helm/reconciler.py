@@ -423,23 +423,21 @@ class HelmReleaseReconciler:
         )
         if not moved and latest.chart_name == desired.chart_name:
             return
-        old = Target(latest.name, latest.namespace, old_storage)
-        try:
-            await self._engine().uninstall(old, uninstall_options(obj))
-        except EngineError as err:
-            raise ReconcileError(
-                "UninstallFailed",
-                f"Helm uninstall of the old release {old.namespace}/{old.name} failed: {err}",
-            ) from err
-        ctx.event(
-            "Normal",
-            "UninstallSucceeded",
-            f"Helm uninstall succeeded for the old release {old.namespace}/{old.name}",
-        )
+        await self._uninstall(obj, ctx, Target(latest.name, latest.namespace, old_storage))
         obj.status.history = None
         obj.status.failures = obj.status.install_failures = obj.status.upgrade_failures = None
         for type_ in ("Released", "TestSuccess", "Remediated"):
             ctx.remove_condition(type_)
+
+    async def _uninstall(self, obj: HelmRelease, ctx: ReconcileContext, target: Target) -> None:
+        name = f"{target.namespace}/{target.name}"
+        try:
+            await self._engine().uninstall(target, uninstall_options(obj))
+        except EngineError as err:
+            raise ReconcileError(
+                "UninstallFailed", f"Helm uninstall failed for release {name}: {err}"
+            ) from err
+        ctx.event("Normal", "UninstallSucceeded", f"Helm uninstall succeeded for release {name}")
 
     # --- deletion ---------------------------------------------------------------------------------
 
@@ -455,18 +453,7 @@ class HelmReleaseReconciler:
             )
             stored = await ReleaseStorage(ctx.kube, storage_namespace).latest(target.name)
             if stored is not None and stored.status != "uninstalled":
-                try:
-                    await self._engine().uninstall(target, uninstall_options(obj))
-                except EngineError as err:
-                    raise ReconcileError(
-                        "UninstallFailed",
-                        f"Helm uninstall failed for release {target.namespace}/{target.name}: {err}",
-                    ) from err
-                ctx.event(
-                    "Normal",
-                    "UninstallSucceeded",
-                    f"Helm uninstall succeeded for release {target.namespace}/{target.name}",
-                )
+                await self._uninstall(obj, ctx, target)
         if obj.status.helm_chart:
             namespace, _, name = obj.status.helm_chart.partition("/")
             await ctx.kube.delete(SOURCE_API, "HelmChart", name, namespace)
