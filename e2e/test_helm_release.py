@@ -330,15 +330,6 @@ def test_depends_on_and_storage_namespace(  # type: ignore[no-untyped-def]
         assert {r["name"] for r in helm_list(cluster, namespace, tmp_path)} == {"db", release}
         assert helm_list(cluster, target, tmp_path) == []
     finally:
-        kubectl(
-            "delete",
-            "helmreleases.helm.toolkit.fluxcd.io",
-            "--all",
-            "-n",
-            namespace,
-            "--timeout=90s",
-            check=False,
-        )
         kubectl("delete", "namespace", target, "--wait=false", check=False)
 
 
@@ -417,56 +408,43 @@ def test_kill_during_install_is_unlocked_by_the_next_run(  # type: ignore[no-unt
     """`kill -9` of the controller and its Helm worker mid-install leaves the release
     pending-install; the next controller unlocks it (PendingRelease) and releases it."""
     controller = helm_controllers()
-    try:
-        apply(
-            kubectl,
-            namespace,
-            *served_repository(chart_server, chart_repo),
-            helm_release(
-                "app", values={"nodeSelector": {"tide.dev/none": "true"}}, install={"timeout": "120s"}
-            ),
-        )
-        wait_for(
-            kubectl,
-            namespace,
-            "app",
-            lambda o: bool(
-                kubectl(
-                    "get",
-                    "secret",
-                    "-n",
-                    namespace,
-                    "-l",
-                    "owner=helm,name=app,status=pending-install",
-                    "-o",
-                    "name",
-                ).stdout.strip()
-            ),
-            120,
-            "a pending-install release",
-            HR,
-        )
-        pid = controller.proc.pid
-        workers = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-        assert workers, "the Helm worker process"
-        for worker in workers:
-            os.kill(int(worker), signal.SIGKILL)
-        os.kill(pid, signal.SIGKILL)
-        controller.proc.wait(10)
+    apply(
+        kubectl,
+        namespace,
+        *served_repository(chart_server, chart_repo),
+        helm_release("app", values={"nodeSelector": {"tide.dev/none": "true"}}, install={"timeout": "120s"}),
+    )
+    wait_for(
+        kubectl,
+        namespace,
+        "app",
+        lambda o: bool(
+            kubectl(
+                "get",
+                "secret",
+                "-n",
+                namespace,
+                "-l",
+                "owner=helm,name=app,status=pending-install",
+                "-o",
+                "name",
+            ).stdout.strip()
+        ),
+        120,
+        "a pending-install release",
+        HR,
+    )
+    pid = controller.proc.pid
+    workers = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    assert workers, "the Helm worker process"
+    for worker in workers:
+        os.kill(int(worker), signal.SIGKILL)
+    os.kill(pid, signal.SIGKILL)
+    controller.proc.wait(10)
 
-        kubectl("patch", HR, "app", "-n", namespace, "--type=merge", "-p", '{"spec":{"values":null}}')
-        helm_controllers()
-        hr = wait_released(kubectl, namespace, "app", 2, timeout=180)
-        assert [s["status"] for s in hr["status"]["history"]][:1] == ["deployed"]
-        events = json.loads(kubectl("get", "events", "-n", namespace, "-o", "json").stdout)["items"]
-        assert "PendingRelease" in {e["reason"] for e in events}
-    finally:
-        kubectl(
-            "delete",
-            "helmreleases.helm.toolkit.fluxcd.io",
-            "--all",
-            "-n",
-            namespace,
-            "--timeout=90s",
-            check=False,
-        )
+    kubectl("patch", HR, "app", "-n", namespace, "--type=merge", "-p", '{"spec":{"values":null}}')
+    helm_controllers()
+    hr = wait_released(kubectl, namespace, "app", 2, timeout=180)
+    assert [s["status"] for s in hr["status"]["history"]][:1] == ["deployed"]
+    events = json.loads(kubectl("get", "events", "-n", namespace, "-o", "json").stdout)["items"]
+    assert "PendingRelease" in {e["reason"] for e in events}
