@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from tide.controllers.kustomize.reconciler import KustomizationReconciler
+from tide.shared.artifact import DEFAULT_MAX_ENTRIES
 from tide.shared.runtime.controller import add_bool, controller_arg_parser, run_controller
 
 NAME = "kustomize-controller"
@@ -31,6 +32,12 @@ def arg_parser() -> argparse.ArgumentParser:
         default=8,
         help="Extracted source revisions kept for Kustomizations that share a source, so each is "
         "downloaded once (0: every build downloads its own copy, as Flux does).",
+    )
+    parser.add_argument(
+        "--artifact-max-entries",
+        type=int,
+        default=DEFAULT_MAX_ENTRIES,
+        help="Fail artifacts with more files, directories and symlinks than this (0: no limit).",
     )
     parser.add_argument(
         "--sops-age-secret",

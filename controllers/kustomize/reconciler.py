@@ -44,7 +44,7 @@ from tide.controllers.kustomize.prune import delete_entries, should_delete_on_fi
 from tide.controllers.kustomize.substitute import SubstitutionError, substitute_objects
 from tide.shared.api.kustomize import Kustomization, Snapshot
 from tide.shared.api.meta import ResourceInventory, format_duration
-from tide.shared.artifact import ArtifactError
+from tide.shared.artifact import DEFAULT_MAX_ENTRIES, ArtifactError
 from tide.shared.runtime.conditions import now_rfc3339
 from tide.shared.runtime.context import ReconcileContext
 from tide.shared.runtime.result import ReconcileError, Result, StalledError
@@ -97,7 +97,10 @@ class KustomizationReconciler:
         self.builds: dict[Key, CachedBuild] = {}
         self.controller: Any = None
         self._built: dict[Key, tuple[str, str]] = {}  # this reconcile's build digest and revision
-        self.artifacts = ArtifactCache(keep=int(getattr(options, "artifact_cache_revisions", 8)))
+        self.artifacts = ArtifactCache(
+            keep=int(getattr(options, "artifact_cache_revisions", 8)),
+            max_entries=int(getattr(options, "artifact_max_entries", DEFAULT_MAX_ENTRIES)),
+        )
 
     # --- watches -----------------------------------------------------------------------------------
 

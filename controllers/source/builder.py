@@ -47,6 +47,7 @@ from tide.controllers.source.tarball import (
     check_size,
 )
 from tide.shared.artifact import ArtifactError, extract_tarball
+from tide.shared.artifact.extract import check_entries
 
 T = TypeVar("T")
 
@@ -89,6 +90,7 @@ class DirectArchive:
     ignore: str | None
     out_file: Path
     max_size: int
+    max_entries: int = 0
 
 
 @dataclass(frozen=True)
@@ -151,12 +153,17 @@ def _entries(store: Any, tree_id: bytes, rel: str) -> list[tuple[str, int, bytes
     return out
 
 
-def _ignore_patterns(store: Any, tree_id: bytes) -> list[Pattern]:
-    """sourceignore.load_ignore_patterns on the tree objects (same order)."""
+def _ignore_patterns(store: Any, tree_id: bytes, max_entries: int = 0) -> list[Pattern]:
+    """sourceignore.load_ignore_patterns on the tree objects (same order). The first walk of
+    the tree, so it counts the entries: more than max_entries (0: no limit) raise TooManyEntries."""
     patterns: list[Pattern] = []
+    count = 0
 
     def visit(tid: bytes, domain: tuple[str, ...]) -> None:
+        nonlocal count
         entries = _entries(store, tid, "/".join(domain) + "/" if domain else "")
+        count += len(entries)
+        check_entries(count, max_entries, "Git tree")
         for name, mode, sha in entries:
             if name == IGNORE_FILE and stat.S_ISREG(mode):
                 blob = store[sha]
@@ -174,7 +181,7 @@ def _direct_archive(repo: BaseRepo, commit: Commit, direct: DirectArchive) -> Di
     """build_tarball's walk over the commit's tree: same entries, order, modes and bytes."""
     store: Any = repo.object_store
     try:
-        patterns = _ignore_patterns(store, commit.tree)
+        patterns = _ignore_patterns(store, commit.tree, direct.max_entries)
     except _NeedsCheckout:
         return None
     if direct.ignore is not None:

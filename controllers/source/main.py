@@ -12,6 +12,7 @@ from tide.controllers.source.oci_reconciler import OCIRepositoryReconciler
 from tide.controllers.source.reconciler import GitRepositoryReconciler
 from tide.controllers.source.server import ArtifactServer
 from tide.controllers.source.storage import Storage, advertised_address
+from tide.shared.artifact import DEFAULT_MAX_ENTRIES
 from tide.shared.runtime import controller_arg_parser, run_controller
 from tide.shared.runtime.controller import parse_duration_flag
 
@@ -54,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=100 * 1024 * 1024,
         help="Fail artifacts whose extracted size exceeds this many bytes (0: no limit).",
     )
+    parser.add_argument(
+        "--artifact-max-entries",
+        type=int,
+        default=DEFAULT_MAX_ENTRIES,
+        help="Fail Git checkouts and OCI layers with more files, directories and symlinks "
+        "than this (0: no limit).",
+    )
     return parser
 
 
@@ -80,8 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     run_controller(
         args,
         reconcilers=[
-            GitRepositoryReconciler(storage, args.artifact_max_size, builds),
-            OCIRepositoryReconciler(storage, args.artifact_max_size, builds),
+            GitRepositoryReconciler(storage, args.artifact_max_size, builds, args.artifact_max_entries),
+            OCIRepositoryReconciler(storage, args.artifact_max_size, builds, args.artifact_max_entries),
         ],
         servers=[builds, ArtifactServer(root, args.storage_addr)],
     )

@@ -354,7 +354,7 @@ class OCIRepositoryReconciler(StoredSourceReconciler):
         try:
             archive: Archive = await self.builds.run(
                 oci_layer.extract_and_archive, blob, workdir / "tree", obj.spec.ignore, temp,
-                self.max_artifact_size,
+                self.max_artifact_size, self.max_artifact_entries,
             )  # fmt: skip
         except oci_layer.LayerExtractError as exc:
             self._fetch_failed(ctx, LAYER_FAILED, str(exc))
