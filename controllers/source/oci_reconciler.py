@@ -332,7 +332,7 @@ class OCIRepositoryReconciler(StoredSourceReconciler):
     ) -> Archive:
         """The layer blob as-is: its digest is the artifact's."""
         try:
-            size = await client.download_blob(layer, temp)
+            size = await client.download_blob(layer, temp, self.max_artifact_size)
         except (oci.RegistryError, OSError) as exc:
             self._fetch_failed(ctx, LAYER_FAILED, f"failed to copy layer from artifact: {exc}")
         return Archive(str(layer["digest"]), size, 1, size)
@@ -348,7 +348,7 @@ class OCIRepositoryReconciler(StoredSourceReconciler):
     ) -> Archive:
         blob = workdir / "layer"
         try:
-            await client.download_blob(layer, blob)
+            await client.download_blob(layer, blob, self.max_artifact_size)
         except (oci.RegistryError, OSError) as exc:
             self._fetch_failed(ctx, LAYER_FAILED, f"failed to extract layer contents from artifact: {exc}")
         try:
