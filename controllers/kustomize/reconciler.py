@@ -506,7 +506,8 @@ class KustomizationReconciler:
                     t if o == b else None for o, b, t in zip(objects, before_decrypt, texts, strict=True)
                 ]
             if variables is not None:
-                objects = substitute_objects(objects, variables, strict=True, texts=texts)
+                # YAML dump, substitution and reload: CPU work, off the event loop.
+                objects = await asyncio.to_thread(substitute_objects, objects, variables, True, texts)
             return objects
         except decrypt.DecryptionError as err:
             raise ReconcileError("BuildFailed", f"decryption failed: {err}") from err
