@@ -32,6 +32,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import aiohttp
 
 from tide.controllers.source.proxy import Proxy
+from tide.shared import boundedjson
 
 OCI_PREFIX = "oci://"
 DOCKER_HUB = "index.docker.io"
@@ -387,6 +388,30 @@ def _status_error(method: str, url: str, status: int, reason: str, body: bytes) 
     return f"{method} {url}: unexpected status code {status} {reason}".rstrip()
 
 
+def parse_manifest(body: bytes, content_type: str = "") -> tuple[str, dict[str, Any]]:
+    """A manifest's media type and document, its shape checked where Tide reads it (layers a
+    list of descriptors, annotations a map of strings): anything else is a RegistryError."""
+    try:
+        doc = boundedjson.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RegistryError(f"failed to parse artifact manifest: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise RegistryError("failed to parse artifact manifest: not a JSON object")
+    layers = doc.get("layers")
+    if layers is not None and not (
+        isinstance(layers, list)
+        and all(isinstance(x, dict) and isinstance(x.get("digest"), str) for x in layers)
+    ):
+        raise RegistryError("failed to parse artifact manifest: layers must be a list of descriptors")
+    annotations = doc.get("annotations")
+    if annotations is not None and not (
+        isinstance(annotations, dict) and all(isinstance(v, str) for v in annotations.values())
+    ):
+        raise RegistryError("failed to parse artifact manifest: annotations must be a map of strings")
+    media_type = doc.get("mediaType")
+    return (media_type if isinstance(media_type, str) and media_type else content_type), doc
+
+
 async def _read_bounded(resp: aiohttp.ClientResponse, what: str) -> bytes:
     body = bytearray()
     async for chunk in resp.content.iter_chunked(1 << 16):
@@ -439,11 +464,7 @@ class RegistryClient:
         digest = "sha256:" + hashlib.sha256(body).hexdigest()
         if reference.startswith("sha256:") and digest != reference:
             raise RegistryError(f"manifest digest '{digest}' does not match the requested '{reference}'")
-        try:
-            doc = json.loads(body)
-        except ValueError as exc:
-            raise RegistryError(f"failed to parse artifact manifest: {exc}") from exc
-        media_type = str(doc.get("mediaType") or resp_headers.get("Content-Type", ""))
+        media_type, doc = parse_manifest(body, resp_headers.get("Content-Type", ""))
         if media_type in INDEX_TYPES:
             raise RegistryError(
                 f"'{self.repo.name}' reference '{reference}' is an image index ({media_type}), "
