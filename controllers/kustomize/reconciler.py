@@ -45,6 +45,7 @@ from tide.controllers.kustomize.substitute import SubstitutionError, substitute_
 from tide.shared.api.kustomize import Kustomization, Snapshot
 from tide.shared.api.meta import NamespacedObjectKindReference, ResourceInventory, format_duration
 from tide.shared.artifact import ArtifactError
+from tide.shared.artifact.client import RETRIES
 from tide.shared.kube.errors import ResourceNotFoundError
 from tide.shared.runtime.conditions import now_rfc3339
 from tide.shared.runtime.context import ReconcileContext
@@ -101,7 +102,10 @@ class KustomizationReconciler:
         self.builds: dict[Key, CachedBuild] = {}
         self.controller: Any = None
         self._built: dict[Key, tuple[str, str]] = {}  # this reconcile's build digest and revision
-        self.artifacts = ArtifactCache(keep=int(getattr(options, "artifact_cache_revisions", 8)))
+        self.artifacts = ArtifactCache(
+            keep=int(getattr(options, "artifact_cache_revisions", 8)),
+            retries=int(getattr(options, "http_retry", RETRIES)),
+        )
 
     # --- watches -----------------------------------------------------------------------------------
 
@@ -326,6 +330,13 @@ class KustomizationReconciler:
                 f"spec.serviceAccountName '{spec.service_account_name}' is not supported by Tide yet "
                 "(impersonation): nothing was applied; remove the field to apply with the controller's "
                 "own identity",
+            )
+        if spec.decryption is not None and spec.decryption.service_account_name:
+            raise StalledError(
+                "ReconciliationFailed",
+                f"spec.decryption.serviceAccountName '{spec.decryption.service_account_name}' is not "
+                "supported by Tide yet (workload identity): nothing was applied; use "
+                "spec.decryption.secretRef",
             )
         if spec.kube_config is not None:
             raise StalledError(

@@ -21,6 +21,7 @@ from tide.shared.artifact.extract import DEFAULT_MAX_EXTRACTED_SIZE, extract_tar
 
 RETRIES = 5
 FIRST_BACKOFF = 0.5
+MAX_BACKOFF = 4.0  # --http-retry counts tries: a source controller restart costs seconds, not minutes
 CHUNK = 256 * 1024
 
 
@@ -77,7 +78,7 @@ async def download(
                 if attempt >= retries:
                     raise ArtifactError(f"failed to download artifact from {url}: {exc}") from exc
                 await asyncio.sleep(delay)
-                delay *= 2
+                delay = min(delay * 2, MAX_BACKOFF)
     finally:
         if own_session:
             await sess.close()
@@ -106,6 +107,7 @@ async def fetch_artifact(
     dest_dir: Path,
     max_size: int = DEFAULT_MAX_EXTRACTED_SIZE,
     session: aiohttp.ClientSession | None = None,
+    retries: int = RETRIES,
 ) -> Path:
     """Download the artifact at url, check it hashes to digest, extract it into dest_dir.
 
@@ -118,7 +120,7 @@ async def fetch_artifact(
     tmp = Path(tempfile.mkdtemp(prefix="tide-artifact-"))
     try:
         archive = tmp / "artifact.tar.gz"
-        await download(url, archive, max_size, session=session)
+        await download(url, archive, max_size, session=session, retries=retries)
         await asyncio.to_thread(verify_digest, archive, digest)
         return await asyncio.to_thread(extract_tarball, archive, dest_dir, max_size)
     finally:
