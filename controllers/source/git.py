@@ -53,6 +53,13 @@ class InvalidAuth(GitError):
     reason = "AuthenticationFailed"
 
 
+class InvalidURL(GitError):
+    """A URL Tide will not fetch: a scheme other than http(s)/ssh, or an SSH host or user that
+    OpenSSH would read as an option."""
+
+    reason = "URLInvalid"
+
+
 @dataclass
 class GitAuth:
     """Credentials from the GitRepository's secretRef (Flux's key names)."""
@@ -176,14 +183,24 @@ class _OpenSSHVendor(SSHVendor):
             args += ["-p", str(port)]
         if protocol_version and protocol_version > 0:
             args += ["-o", f"SetEnv GIT_PROTOCOL=version={protocol_version}"]
-        if host.startswith("-"):
-            raise GitError(f"invalid host {host!r}")
-        args.append(f"{username}@{host}" if username else host)
+        # `--` ends the options: nothing after it is read as one, whatever a URL holds.
+        args += ["--", ssh_destination(host, username)]
         cmd = command.decode() if isinstance(command, bytes) else command
         proc = subprocess.Popen(
             [*args, cmd], bufsize=0, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
         return SubprocessWrapper(proc)
+
+
+def ssh_destination(host: str, username: str | None) -> str:
+    """user@host for OpenSSH; a host or user starting with `-` (an option to ssh, such as
+    `-oProxyCommand=...`) or holding a control character is refused, not left to OpenSSH."""
+    for what, value in (("host", host), ("username", username or "")):
+        if value.startswith("-") or any(ord(c) < 0x20 or c == "\x7f" for c in value):
+            raise InvalidURL(f"invalid SSH {what} {value!r}: it must not start with '-'")
+    if not host:
+        raise InvalidURL("the SSH URL has no host")
+    return f"{username}@{host}" if username else host
 
 
 def _ssh_proxy_command(proxy: Proxy) -> str:
@@ -228,7 +245,11 @@ class Remote:
         self.round_trips = 0
         self._workdir = Path(tempfile.mkdtemp(prefix="tide-git-"))
         self._workdir.chmod(0o700)
-        self.client, self.path = self._client()
+        try:
+            self.client, self.path = self._client()
+        except BaseException:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            raise
 
     def __enter__(self) -> Remote:
         return self
@@ -247,8 +268,9 @@ class Remote:
         if parts.scheme in ("http", "https"):
             return self._http_client(parts.scheme), self.url
         if parts.scheme == "ssh":
-            vendor = _OpenSSHVendor(self._workdir, self.auth, self.timeout)
             username = parts.username or self.auth.username or "git"
+            ssh_destination(parts.hostname or "", username)
+            vendor = _OpenSSHVendor(self._workdir, self.auth, self.timeout)
             client = SSHGitClient(
                 parts.hostname or "", port=parts.port, username=username, vendor=vendor, thin_packs=False
             )
@@ -260,7 +282,7 @@ class Remote:
 
             client._connect = counted  # type: ignore[method-assign]
             return client, parts.path
-        raise GitError(f"unsupported URL scheme '{parts.scheme}': expected http, https or ssh")
+        raise InvalidURL(f"unsupported URL scheme '{parts.scheme}': expected http, https or ssh")
 
     def _http_client(self, scheme: str) -> GitClient:
         auth = self.auth
