@@ -53,6 +53,10 @@ class InvalidAuth(GitError):
     reason = "AuthenticationFailed"
 
 
+class SubmoduleDepthExceeded(GitError):
+    """Submodules nest deeper than MAX_SUBMODULE_DEPTH (a repository can name itself)."""
+
+
 class InvalidURL(GitError):
     """A URL Tide will not fetch: a scheme other than http(s)/ssh, or an SSH host or user that
     OpenSSH would read as an option."""
@@ -416,10 +420,15 @@ def _root_cause(exc: BaseException) -> str:
     return str(reason or exc)
 
 
+MAX_SUBMODULE_DEPTH = 10
+
+
 @dataclass
 class CheckoutOptions:
     sparse: list[str] = field(default_factory=list)
     recurse_submodules: bool = False
+    submodule_depth: int = 0
+    """How deep in submodules this checkout is (0: the GitRepository's own repository)."""
 
 
 def clone(
@@ -435,7 +444,7 @@ def clone(
         dest.mkdir(parents=True, exist_ok=True)
         gitlinks = write_tree(repo, obj.tree, dest, options.sparse)
         if options.recurse_submodules and gitlinks:
-            _checkout_submodules(remote, repo, obj, dest, gitlinks)
+            _checkout_submodules(remote, repo, obj, dest, gitlinks, options.submodule_depth + 1)
         message = obj.message.decode(errors="replace")
         return Checkout(obj.id.decode(), message, tag_object, obj, remote.round_trips)
     finally:
@@ -561,9 +570,33 @@ def _write_files(store: Any, batch: list[tuple[str, bytes, int]]) -> None:
             os.chmod(target, 0o755)
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443, "ssh": 22}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").rstrip(".").lower(), parts.port or default
+
+
+def submodule_auth(parent_url: str, auth: GitAuth, url: str) -> GitAuth:
+    """The parent's credentials for a submodule on the parent's host (same scheme, host and port);
+    for any other host only what is not a credential: CA, known hosts, proxy."""
+    if _origin(url) == _origin(parent_url):
+        return auth
+    return GitAuth(ca_pem=auth.ca_pem, known_hosts=auth.known_hosts, proxy=auth.proxy)
+
+
 def _checkout_submodules(
-    remote: Remote, repo: BaseRepo, commit: Commit, dest: Path, gitlinks: list[tuple[str, str]]
+    remote: Remote,
+    repo: BaseRepo,
+    commit: Commit,
+    dest: Path,
+    gitlinks: list[tuple[str, str]],
+    depth: int = 1,
 ) -> None:
+    if depth > MAX_SUBMODULE_DEPTH:
+        raise SubmoduleDepthExceeded(
+            f"submodules are nested more than {MAX_SUBMODULE_DEPTH} levels deep "
+            f"(at '{gitlinks[0][0]}' in {redact(remote.url)})"
+        )
     try:
         _, blob_id = commit_tree_lookup(repo, commit.tree, b".gitmodules")
     except KeyError as exc:
@@ -581,10 +614,11 @@ def _checkout_submodules(
             raise GitError(f"submodule '{path}' has no URL in .gitmodules")
         if url.startswith(("./", "../")):
             url = urljoin(remote.url.rstrip("/") + "/", url)
-        with Remote(url, remote.auth, remote.timeout) as sub:
+        with Remote(url, submodule_auth(remote.url, remote.auth, url), remote.timeout) as sub:
             from tide.controllers.source.refs import Target as T
 
-            clone(sub, T("commit", None, sha, sha), dest / path, CheckoutOptions(recurse_submodules=True))
+            options = CheckoutOptions(recurse_submodules=True, submodule_depth=depth)
+            clone(sub, T("commit", None, sha, sha), dest / path, options)
             remote.round_trips += sub.round_trips
 
 
