@@ -9,10 +9,11 @@ import re
 import shutil
 import tempfile
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tide.shared.artifact import ArtifactError, ArtifactNotFound, fetch_artifact
+from tide.shared.artifact import ArtifactError, ArtifactNotFound, check_artifact_url, fetch_artifact
 from tide.shared.artifact.client import RETRIES
 
 SOURCE_GROUP_VERSION = "source.toolkit.fluxcd.io/v1"
@@ -118,10 +119,17 @@ class ArtifactCache:
     copy made of hard links. Content-addressed, so sharing across namespaces reveals nothing.
     At most `keep` trees are kept, least recently used first out, never one being copied."""
 
-    def __init__(self, root: Path | None = None, keep: int = 8, retries: int = RETRIES) -> None:
+    def __init__(
+        self,
+        root: Path | None = None,
+        keep: int = 8,
+        retries: int = RETRIES,
+        storage: Sequence[str] | None = None,
+    ) -> None:
         self._root = root
         self.keep = keep
         self.retries = retries
+        self.storage = storage
         self._trees: OrderedDict[str, Path] = OrderedDict()
         self._users: dict[str, int] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -137,6 +145,9 @@ class ArtifactCache:
     async def checkout(self, artifact: dict[str, Any]) -> Path:
         """A new directory holding the artifact's files; the caller removes it."""
         digest = str(artifact.get("digest") or "")
+        if self.storage is not None:
+            # --source-storage-addr; before the cache: no tree is handed out for a refused URL.
+            check_artifact_url(str(artifact.get("url", "")), self.storage)
         if self.keep <= 0 or not _DIGEST.fullmatch(digest):
             return await download(artifact, retries=self.retries)
         tree = await self._acquire(digest, artifact)

@@ -40,6 +40,13 @@ def arg_parser() -> argparse.ArgumentParser:
         "or a 5xx answer.",
     )
     parser.add_argument(
+        "--source-storage-addr",
+        default="",
+        help="The source controllers' storage addresses (host[:port], comma-separated; their "
+        "--storage-adv-addr): artifacts are downloaded only from there (default: "
+        "source-controller.<runtime namespace>.svc.cluster.local.).",
+    )
+    parser.add_argument(
         "--artifact-cache-revisions",
         type=int,
         default=8,

@@ -1,7 +1,12 @@
 """Artifact client: download a source artifact, verify its digest, extract it safely."""
 
-from tide.shared.artifact.client import fetch_artifact, verify_digest
-from tide.shared.artifact.errors import ArtifactDigestMismatch, ArtifactError, ArtifactNotFound
+from tide.shared.artifact.client import check_artifact_url, fetch_artifact, verify_digest
+from tide.shared.artifact.errors import (
+    ArtifactDigestMismatch,
+    ArtifactError,
+    ArtifactNotFound,
+    ArtifactURLRefused,
+)
 from tide.shared.artifact.extract import DEFAULT_MAX_EXTRACTED_SIZE, extract_tarball
 
 __all__ = [
@@ -9,6 +14,8 @@ __all__ = [
     "ArtifactDigestMismatch",
     "ArtifactError",
     "ArtifactNotFound",
+    "ArtifactURLRefused",
+    "check_artifact_url",
     "extract_tarball",
     "fetch_artifact",
     "verify_digest",

@@ -11,12 +11,18 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
-from tide.shared.artifact.errors import ArtifactDigestMismatch, ArtifactError, ArtifactNotFound
+from tide.shared.artifact.errors import (
+    ArtifactDigestMismatch,
+    ArtifactError,
+    ArtifactNotFound,
+    ArtifactURLRefused,
+)
 from tide.shared.artifact.extract import DEFAULT_MAX_EXTRACTED_SIZE, extract_tarball
 
 RETRIES = 5
@@ -32,6 +38,32 @@ def localhost_override(url: str) -> str:
         return url
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _host_port(address: str) -> tuple[str, int | None]:
+    """`host[:port]` or a URL as (lower-case host without the trailing dot, port or None)."""
+    try:
+        parts = urlsplit(address if "://" in address else f"http://{address}")
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:  # a malformed host or port matches nothing
+        return "", None
+    return (parts.hostname or "").rstrip(".").lower(), port
+
+
+def check_artifact_url(url: str, storage_addresses: Sequence[str]) -> None:
+    """Refuse an artifact URL that is not http(s) on one of the source controllers' storage
+    addresses (host[:port], port 80 when omitted)."""
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    host, port = _host_port(url)
+    allowed = {_host_port(address) for address in storage_addresses if address}
+    if scheme not in _DEFAULT_PORTS or not host or (host, port) not in allowed:
+        raise ArtifactURLRefused(
+            f"refusing to download the artifact from {url!r}: it is not on the source controller's "
+            f"storage address ({', '.join(a for a in storage_addresses if a)}; --source-storage-addr)"
+        )
 
 
 def parse_digest(digest: str) -> tuple[str, str]:

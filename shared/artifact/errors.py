@@ -13,3 +13,8 @@ class ArtifactNotFound(ArtifactError):
 
 class ArtifactDigestMismatch(ArtifactError):
     """The downloaded bytes do not hash to the digest advertised in the source's status."""
+
+
+class ArtifactURLRefused(ArtifactError):
+    """status.artifact.url does not point at the source controller's storage: whoever can write a
+    source's status could otherwise make the consumer fetch from anywhere."""
