@@ -26,6 +26,7 @@ from tide.controllers.notification.receivers import (
 from tide.shared.api.notification import Alert, Provider, Receiver
 from tide.shared.kube import secret_data
 from tide.shared.runtime import ReconcileContext, ReconcileError, Result, StalledError
+from tide.shared.runtime.redaction import redact
 
 
 class ReceiverReconciler:
@@ -113,11 +114,14 @@ class ProviderReconciler:
             cfg = resolve_provider(
                 obj.to_dict(), secrets["secretRef"], secrets["certSecretRef"], secrets["proxySecretRef"]
             )
+        except ProviderConfigError as exc:
+            raise StalledError("ValidationFailed", str(exc)) from None
+        try:
             if cfg.address or spec.type not in ADDRESS_OPTIONAL:
                 if spec.type not in GIT_ADDRESS_TYPES:
                     require_url(cfg.address, spec.type)
         except ProviderConfigError as exc:
-            raise StalledError("ValidationFailed", str(exc)) from None
+            raise StalledError("ValidationFailed", redact(str(exc), cfg.secret_values)) from None
         return Result()
 
     async def finalize(self, obj: Provider, ctx: ReconcileContext) -> None:
