@@ -81,3 +81,29 @@ def test_non_network_git_urls_are_refused_by_the_client(url: str) -> None:
 def test_non_network_git_urls_are_refused_by_the_api(url: str) -> None:
     with pytest.raises(ValidationError):
         GitRepositorySpec.model_validate({"url": url, "interval": "1m"})
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"provider": "azure", "serviceAccountName": "tenant"},
+        {"provider": "aws", "serviceAccountName": "tenant"},
+        {"provider": "github", "secretRef": {"name": "app"}},
+    ],
+)
+def test_workload_identity_providers_are_refused(spec: dict[str, Any]) -> None:
+    """Not fetched anonymously as if the identity had been used: stalled with a clear message."""
+    from tide.controllers.source.reconciler import GitRepositoryReconciler
+    from tide.shared.api.source import GitRepository
+    from tide.shared.runtime import StalledError
+
+    obj = GitRepository.model_validate(
+        {
+            "apiVersion": "source.toolkit.fluxcd.io/v1",
+            "kind": "GitRepository",
+            "metadata": {"name": "repo", "namespace": "apps"},
+            "spec": {"url": "https://example.com/repo.git", "interval": "1m", **spec},
+        }
+    )
+    with pytest.raises(StalledError, match="not supported by Tide yet"):
+        GitRepositoryReconciler._check_supported(obj)
