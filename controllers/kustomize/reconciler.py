@@ -44,11 +44,12 @@ from tide.controllers.kustomize.prune import delete_entries, should_delete_on_fi
 from tide.controllers.kustomize.substitute import SubstitutionError, substitute_objects
 from tide.shared.api.kustomize import Kustomization, Snapshot
 from tide.shared.api.meta import NamespacedObjectKindReference, ResourceInventory, format_duration
-from tide.shared.artifact import ArtifactError
+from tide.shared.artifact import DEFAULT_MAX_ENTRIES, ArtifactError
+from tide.shared.artifact.client import RETRIES
 from tide.shared.kube.errors import ResourceNotFoundError
 from tide.shared.runtime.conditions import now_rfc3339
 from tide.shared.runtime.context import ReconcileContext
-from tide.shared.runtime.controller import feature_gates
+from tide.shared.runtime.controller import feature_gates, runtime_namespace
 from tide.shared.runtime.result import ReconcileError, Result, StalledError
 
 KUSTOMIZATION_API = Kustomization.storage_api_version()
@@ -67,6 +68,16 @@ class CachedBuild:
     inputs: str
     objects: list[dict[str, Any]]
     digest: str = ""
+
+
+def source_storage_addresses(options: Any) -> list[str]:
+    """--source-storage-addr (comma-separated), by default the source controller's in-cluster
+    Service in the runtime namespace, as its --storage-adv-addr advertises it."""
+    flag = str(getattr(options, "source_storage_addr", "") or "")
+    if flag:
+        return [address.strip() for address in flag.split(",") if address.strip()]
+    namespace = runtime_namespace(options) if options is not None else "flux-system"
+    return [f"source-controller.{namespace}.svc.cluster.local."]
 
 
 def _ready_condition(obj: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -101,7 +112,12 @@ class KustomizationReconciler:
         self.builds: dict[Key, CachedBuild] = {}
         self.controller: Any = None
         self._built: dict[Key, tuple[str, str]] = {}  # this reconcile's build digest and revision
-        self.artifacts = ArtifactCache(keep=int(getattr(options, "artifact_cache_revisions", 8)))
+        self.artifacts = ArtifactCache(
+            keep=int(getattr(options, "artifact_cache_revisions", 8)),
+            max_entries=int(getattr(options, "artifact_max_entries", DEFAULT_MAX_ENTRIES)),
+            retries=int(getattr(options, "http_retry", RETRIES)),
+            storage=source_storage_addresses(options),
+        )
 
     # --- watches -----------------------------------------------------------------------------------
 
@@ -327,6 +343,13 @@ class KustomizationReconciler:
                 "(impersonation): nothing was applied; remove the field to apply with the controller's "
                 "own identity",
             )
+        if spec.decryption is not None and spec.decryption.service_account_name:
+            raise StalledError(
+                "ReconciliationFailed",
+                f"spec.decryption.serviceAccountName '{spec.decryption.service_account_name}' is not "
+                "supported by Tide yet (workload identity): nothing was applied; use "
+                "spec.decryption.secretRef",
+            )
         if spec.kube_config is not None:
             raise StalledError(
                 "ReconciliationFailed",
@@ -508,7 +531,8 @@ class KustomizationReconciler:
                     t if o == b else None for o, b, t in zip(objects, before_decrypt, texts, strict=True)
                 ]
             if variables is not None:
-                objects = substitute_objects(objects, variables, strict=True, texts=texts)
+                # YAML dump, substitution and reload: CPU work, off the event loop.
+                objects = await asyncio.to_thread(substitute_objects, objects, variables, True, texts)
             return objects
         except decrypt.DecryptionError as err:
             raise ReconcileError("BuildFailed", f"decryption failed: {err}") from err
