@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -153,29 +154,40 @@ def app_chart(chart_repo: ChartRepo, kubectl: Any, namespace: str) -> Iterator[P
     kubectl("delete", "crd", f"widgets.{group}", "--wait=false", check=False)
 
 
+@dataclass
+class HelmControllers:
+    """Starts the helm controller (again, after a kill) next to one source controller."""
+
+    start_source: Callable[..., Any]
+    start_controller: Callable[..., Any]
+    namespace: str
+    source: Any = None
+    started: list[Any] = field(default_factory=list)
+
+    def __call__(self, *helm_args: str) -> Any:
+        if self.source is None:
+            self.source = self.start_source()
+        helm = self.start_controller(
+            "helm",
+            "--requeue-dependency=2s",
+            f"--source-storage-addr={self.source.address}",
+            "--watch-all-namespaces=false",
+            f"--runtime-namespace={self.namespace}",
+            *helm_args,
+        )
+        self.started.append(helm)
+        return helm
+
+
 @pytest.fixture
 def helm_controllers(
     source_controller: Callable[..., Any], start_controller: Callable[..., Any], namespace: str, kubectl: Any
-) -> Iterator[Callable[..., Any]]:
+) -> Iterator[HelmControllers]:
     """The source and helm controllers watching the test's namespace. At teardown its HelmReleases
     are deleted while the controllers run, so their finalizers uninstall."""
-    started: list[Any] = []
-
-    def start(*helm_args: str) -> Any:
-        if not started:
-            source_controller()
-        helm = start_controller(
-            "helm",
-            "--requeue-dependency=2s",
-            "--watch-all-namespaces=false",
-            f"--runtime-namespace={namespace}",
-            *helm_args,
-        )
-        started.append(helm)
-        return helm
-
+    start = HelmControllers(source_controller, start_controller, namespace)
     yield start
-    if started:
+    if start.started:
         kubectl(
             "delete",
             "helmreleases.helm.toolkit.fluxcd.io",
@@ -359,6 +371,7 @@ def test_oci_chart_ref_under_a_kustomization_health_check(  # type: ignore[no-un
     helm_controllers()
     start_controller(
         "kustomize",
+        f"--source-storage-addr={helm_controllers.source.address}",
         "--watch-all-namespaces=false",
         f"--runtime-namespace={namespace}",
         "--requeue-dependency=2s",

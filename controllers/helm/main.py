@@ -6,13 +6,33 @@ import argparse
 from typing import Any
 
 from tide.controllers.helm.reconciler import HelmReleaseReconciler
-from tide.shared.runtime.controller import controller_arg_parser, run_controller
+from tide.shared.runtime.controller import (
+    add_no_cross_namespace_refs,
+    add_requeue_dependency,
+    add_source_storage_addr,
+    add_unavailable,
+    controller_arg_parser,
+    run_controller,
+)
 
 NAME = "helm-controller"
 
 
 def arg_parser() -> argparse.ArgumentParser:
-    return controller_arg_parser(NAME, concurrent_default=4)
+    parser = controller_arg_parser(NAME, concurrent_default=4)
+    add_requeue_dependency(parser)
+    add_no_cross_namespace_refs(parser)
+    add_source_storage_addr(parser)
+    parser.add_argument(
+        "--watch-configs-label-selector",
+        default="reconcile.fluxcd.io/watch=Enabled",
+        help="ConfigMaps and Secrets with these labels trigger a reconcile of the HelmReleases whose "
+        "valuesFrom reads them (empty: none is watched).",
+    )
+    # Impersonation is a later feature: refusing to start beats installing every tenant's
+    # releases with the controller's own identity.
+    add_unavailable(parser, "--default-service-account", "impersonation is not available yet")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> Any:

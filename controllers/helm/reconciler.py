@@ -43,9 +43,10 @@ from tide.controllers.helm.storage import ReleaseStorage, StorageError
 from tide.controllers.helm.values import ValuesError, compose_values, config_digest
 from tide.shared.api.helm import HelmRelease
 from tide.shared.api.meta import parse_duration
-from tide.shared.artifact import ArtifactError, ArtifactNotFound, fetch_artifact
+from tide.shared.artifact import ArtifactError, ArtifactNotFound, check_artifact_url, fetch_artifact
 from tide.shared.kube.config import load_connection
 from tide.shared.runtime.context import ReconcileContext
+from tide.shared.runtime.controller import source_storage_addresses
 from tide.shared.runtime.result import ReconcileError, Result, StalledError
 
 HELMRELEASE_API = HelmRelease.storage_api_version()
@@ -178,8 +179,6 @@ class HelmReleaseReconciler:
 
     async def reconcile(self, obj: HelmRelease, ctx: ReconcileContext) -> Result:
         why = unsupported(obj)
-        if why is None and str(getattr(ctx.options, "default_service_account", "") or ""):
-            why = "--default-service-account (impersonation) is not supported yet by this helm controller"
         if why is not None:
             raise StalledError("UnsupportedSpec", why)
         if getattr(ctx.options, "no_cross_namespace_refs", False):
@@ -271,6 +270,7 @@ class HelmReleaseReconciler:
         self, artifact: dict[str, Any], source_name: str, oci: bool, root: Path
     ) -> tuple[Path, str, str]:
         try:
+            check_artifact_url(str(artifact["url"]), source_storage_addresses(self.options))
             await fetch_artifact(str(artifact["url"]), str(artifact.get("digest", "")), root)
         except ArtifactNotFound as err:
             raise ReconcileError("ArtifactFailed", f"chart of {source_name} not found: {err}") from err

@@ -12,6 +12,7 @@ from tide.shared.runtime.controller import (
     add_bool,
     add_no_cross_namespace_refs,
     add_requeue_dependency,
+    add_source_storage_addr,
     add_unavailable,
     controller_arg_parser,
     run_controller,
@@ -40,13 +41,7 @@ def arg_parser() -> argparse.ArgumentParser:
         help="The maximum number of retries when fetching an artifact fails with a connection error "
         "or a 5xx answer.",
     )
-    parser.add_argument(
-        "--source-storage-addr",
-        default="",
-        help="The source controllers' storage addresses (host[:port], comma-separated; their "
-        "--storage-adv-addr): artifacts are downloaded only from there (default: "
-        "source-controller.<runtime namespace>.svc.cluster.local.).",
-    )
+    add_source_storage_addr(parser)
     parser.add_argument(
         "--artifact-cache-revisions",
         type=int,

@@ -49,7 +49,7 @@ from tide.shared.artifact.client import RETRIES
 from tide.shared.kube.errors import ResourceNotFoundError
 from tide.shared.runtime.conditions import now_rfc3339
 from tide.shared.runtime.context import ReconcileContext
-from tide.shared.runtime.controller import feature_gates, runtime_namespace
+from tide.shared.runtime.controller import feature_gates, source_storage_addresses
 from tide.shared.runtime.result import ReconcileError, Result, StalledError
 
 KUSTOMIZATION_API = Kustomization.storage_api_version()
@@ -68,16 +68,6 @@ class CachedBuild:
     inputs: str
     objects: list[dict[str, Any]]
     digest: str = ""
-
-
-def source_storage_addresses(options: Any) -> list[str]:
-    """--source-storage-addr (comma-separated), by default the source controller's in-cluster
-    Service in the runtime namespace, as its --storage-adv-addr advertises it."""
-    flag = str(getattr(options, "source_storage_addr", "") or "")
-    if flag:
-        return [address.strip() for address in flag.split(",") if address.strip()]
-    namespace = runtime_namespace(options) if options is not None else "flux-system"
-    return [f"source-controller.{namespace}.svc.cluster.local."]
 
 
 def _ready_condition(obj: dict[str, Any]) -> tuple[str | None, str | None]:

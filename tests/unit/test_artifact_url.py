@@ -10,8 +10,9 @@ import pytest
 from tests.unit.test_artifact_cache import Artifacts, absolute, serve
 from tide.controllers.kustomize import main as kustomize_main
 from tide.controllers.kustomize.fetch import ArtifactCache
-from tide.controllers.kustomize.reconciler import KustomizationReconciler, source_storage_addresses
+from tide.controllers.kustomize.reconciler import KustomizationReconciler
 from tide.shared.artifact import ArtifactURLRefused, check_artifact_url
+from tide.shared.runtime.controller import source_storage_addresses
 
 IN_CLUSTER = "source-controller.flux-system.svc.cluster.local."
 
