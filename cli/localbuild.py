@@ -1,6 +1,6 @@
 """Build a Kustomization from a local directory exactly as the kustomize controller builds its artifact.
 
-The build and substitution are the controller's own functions (tide.controllers.kustomize.build and
+The build and substitution are the controller's own functions (tide.shared.kustomize.build and
 .substitute); this module only supplies the local tree and the variables from the cluster.
 """
 
@@ -68,9 +68,9 @@ async def postbuild_variables(kube: ClusterClient | None, ks: Obj) -> dict[str, 
 async def build_local(
     kube: ClusterClient | None, ks: Obj, path: str, strict: bool = False, build_seconds: float = 120
 ) -> list[Obj]:
-    from tide.controllers.kustomize import build as kbuild
-    from tide.controllers.kustomize import substitute as ksub
-    from tide.controllers.kustomize.apply import set_owner_labels
+    from tide.shared.kustomize import build as kbuild
+    from tide.shared.kustomize import substitute as ksub
+    from tide.shared.kustomize.owner import set_owner_labels
 
     local = Path(path)
     if not await asyncio.to_thread(local.is_dir):

@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tide.controllers.kustomize.fields import Fingerprint, comparable, digest, provably_unchanged
-from tide.controllers.kustomize.inventory import ObjectRef, split_api_version
+from tide.shared.inventory import ObjectRef, split_api_version
 from tide.shared.kube.errors import KubeApiError
+from tide.shared.kustomize.owner import NAME_LABEL, NAMESPACE_LABEL
 
 MANAGER = "kustomize-controller"
-NAME_LABEL = "kustomize.toolkit.fluxcd.io/name"
-NAMESPACE_LABEL = "kustomize.toolkit.fluxcd.io/namespace"
 SSA_KEY = "kustomize.toolkit.fluxcd.io/ssa"
 FORCE_KEY = "kustomize.toolkit.fluxcd.io/force"
 RECONCILE_KEY = "kustomize.toolkit.fluxcd.io/reconcile"
@@ -152,11 +151,6 @@ def staged(objects: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     for obj in objects:
         stages[stage_of(obj)].append(obj)
     return [sorted(s, key=lambda o: _kind_rank(o.get("kind", ""))) for s in stages]
-
-
-def set_owner_labels(obj: dict[str, Any], name: str, namespace: str) -> None:
-    meta = obj.setdefault("metadata", {})
-    meta["labels"] = {**(meta.get("labels") or {}), NAME_LABEL: name, NAMESPACE_LABEL: namespace}
 
 
 def owned_by(obj: Mapping[str, Any], name: str, namespace: str) -> bool:

@@ -13,22 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from tide.controllers.kustomize import decrypt
-from tide.controllers.kustomize.apply import Applier, ApplyError, ApplyOptions, ChangeSet, set_owner_labels
-from tide.controllers.kustomize.build import BuildError, apply_common_metadata, build
+from tide.controllers.kustomize.apply import Applier, ApplyError, ApplyOptions, ChangeSet
 from tide.controllers.kustomize.depends_on import (
     dependency_graph,
     dependency_keys,
     dependency_not_ready,
     find_cycle,
     format_cycle,
-)
-from tide.controllers.kustomize.fetch import (
-    SERVED_SOURCE_KINDS,
-    SOURCE_GROUP_VERSION,
-    ArtifactCache,
-    SourceNotReady,
-    artifact_of,
-    remove_tree,
 )
 from tide.controllers.kustomize.fields import digest
 from tide.controllers.kustomize.health import (
@@ -39,12 +30,22 @@ from tide.controllers.kustomize.health import (
     wait_for_health,
 )
 from tide.controllers.kustomize.history import upsert_history
-from tide.controllers.kustomize.inventory import Entry, Inventory, ObjectRef, split_api_version
 from tide.controllers.kustomize.prune import delete_entries, should_delete_on_finalize, wait_terminated
-from tide.controllers.kustomize.substitute import SubstitutionError, substitute_objects
 from tide.shared.api.kustomize import Kustomization, Snapshot
 from tide.shared.api.meta import ResourceInventory, format_duration
 from tide.shared.artifact import ArtifactError
+from tide.shared.artifact.fetch import (
+    SERVED_SOURCE_KINDS,
+    SOURCE_GROUP_VERSION,
+    ArtifactCache,
+    SourceNotReady,
+    artifact_of,
+    remove_tree,
+)
+from tide.shared.inventory import Entry, Inventory, ObjectRef, split_api_version
+from tide.shared.kustomize.build import BuildError, apply_common_metadata, build
+from tide.shared.kustomize.owner import set_owner_labels
+from tide.shared.kustomize.substitute import SubstitutionError, substitute_objects
 from tide.shared.runtime.conditions import now_rfc3339
 from tide.shared.runtime.context import ReconcileContext
 from tide.shared.runtime.result import ReconcileError, Result, StalledError

@@ -1,4 +1,4 @@
-"""Fetch: find the Kustomization's source, and check its artifact out into a fresh directory."""
+"""The consumer side of source artifacts: find a source's artifact, check it out into a fresh directory."""
 
 from __future__ import annotations
 

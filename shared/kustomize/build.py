@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from tide.controllers.kustomize.fetch import replace_file
+from tide.shared.artifact.fetch import replace_file
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 KUSTOMIZE_API_VERSION = "kustomize.config.k8s.io/v1beta1"

@@ -12,8 +12,8 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from tide.controllers.kustomize.build import write_kustomization
-from tide.controllers.kustomize.fetch import ArtifactCache, link_tree, replace_file
+from tide.shared.artifact.fetch import ArtifactCache, link_tree, replace_file
+from tide.shared.kustomize.build import write_kustomization
 
 
 def tarball(files: dict[str, str]) -> bytes:
@@ -127,7 +127,7 @@ def test_link_tree_keeps_symlinks_and_replace_file_breaks_the_link(tmp_path: Pat
 
 
 async def test_without_coreutils_python_links_and_removes(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from tide.controllers.kustomize import fetch
+    from tide.shared.artifact import fetch
 
     async def no_coreutils(*argv: str) -> bool:
         return False
@@ -147,7 +147,7 @@ async def test_without_coreutils_python_links_and_removes(tmp_path: Path, monkey
 
 
 async def test_a_tree_being_copied_is_not_evicted(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from tide.controllers.kustomize import fetch
+    from tide.shared.artifact import fetch
 
     async def slow_copy(*argv: str) -> bool:
         await asyncio.sleep(0.2 if argv[0] == "cp" else 0)
@@ -170,7 +170,7 @@ async def test_a_tree_being_copied_is_not_evicted(tmp_path: Path, monkeypatch) -
 
 
 async def test_eviction_skips_a_tree_taken_up_while_another_is_removed(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from tide.controllers.kustomize import fetch
+    from tide.shared.artifact import fetch
 
     async def slow_tools(*argv: str) -> bool:
         await asyncio.sleep(0.1 if argv[0] == "cp" else 0.05)
