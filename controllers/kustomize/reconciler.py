@@ -3,7 +3,6 @@ substitute), apply, prune, health, report."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import copy
 import time
@@ -43,9 +42,14 @@ from tide.shared.artifact.fetch import (
     remove_tree,
 )
 from tide.shared.inventory import Entry, Inventory, ObjectRef, split_api_version
-from tide.shared.kustomize.build import BuildError, apply_common_metadata, build
-from tide.shared.kustomize.owner import set_owner_labels
-from tide.shared.kustomize.substitute import SubstitutionError, substitute_objects
+from tide.shared.kustomize.build import BuildError
+from tide.shared.kustomize.render import (
+    VariablesSourceNotFound,
+    add_flux_metadata,
+    render,
+    substitution_variables,
+)
+from tide.shared.kustomize.substitute import SubstitutionError
 from tide.shared.runtime.conditions import now_rfc3339
 from tide.shared.runtime.context import ReconcileContext
 from tide.shared.runtime.result import ReconcileError, Result, StalledError
@@ -370,29 +374,17 @@ class KustomizationReconciler:
     # --- build ---------------------------------------------------------------------------------------
 
     async def _variables(self, ctx: ReconcileContext, obj: Kustomization) -> dict[str, str] | None:
-        post = obj.spec.post_build
-        if post is None:
-            return None
-        variables: dict[str, str] = {}
-        for ref in post.substitute_from or []:
-            found = await self._cached_get(ctx, "v1", ref.kind, ctx.namespace, ref.name, ctx.namespace)
-            if found is None:
-                if ref.optional:
-                    continue
-                raise ReconcileError(
-                    "BuildFailed",
-                    f"substitute from '{ref.kind}/{ctx.namespace}/{ref.name}' failed: "
-                    f'{ref.kind.lower()}s "{ref.name}" not found',
-                )
-            data = found.get("data") or {}
-            if ref.kind == "Secret":
-                variables.update({k: base64.b64decode(v).decode(errors="replace") for k, v in data.items()})
-            else:
-                variables.update({k: str(v) for k, v in data.items()})
-        variables.update(post.substitute or {})
-        if not variables and (post.substitute_strategy or "WithVariables") != "Always":
-            return None
-        return variables
+        async def get(kind: str, name: str) -> dict[str, Any] | None:
+            return await self._cached_get(ctx, "v1", kind, ctx.namespace, name, ctx.namespace)
+
+        try:
+            return await substitution_variables(obj.spec.post_build, get)
+        except VariablesSourceNotFound as err:
+            raise ReconcileError(
+                "BuildFailed",
+                f"substitute from '{err.kind}/{ctx.namespace}/{err.name}' failed: "
+                f'{err.kind.lower()}s "{err.name}" not found',
+            ) from err
 
     async def _keyring_source(
         self, ctx: ReconcileContext, obj: Kustomization
@@ -449,9 +441,7 @@ class KustomizationReconciler:
             self.builds[key] = cached
         self._built[key] = (cached.digest, revision)
         objects = copy.deepcopy(cached.objects)
-        apply_common_metadata(objects, (ctx.raw.get("spec") or {}).get("commonMetadata"))
-        for o in objects:
-            set_owner_labels(o, ctx.name, ctx.namespace)
+        add_flux_metadata(objects, (ctx.raw.get("spec") or {}).get("commonMetadata"), ctx.name, ctx.namespace)
         return objects
 
     async def _build(
@@ -481,31 +471,22 @@ class KustomizationReconciler:
                 def before(root_dir: Path, directory: Path) -> None:
                     decrypt.decrypt_generator_sources(root_dir, directory, keyring)
 
-            docs = await build(
+            def decrypt_objects(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+                if obj.spec.decryption is None and not any(
+                    o.get("kind") == "Secret" and "sops" in o for o in objects
+                ):
+                    return objects
+                return decrypt.decrypt_resources(objects, keyring)
+
+            return await render(
                 root,
                 ctx.raw.get("spec") or {},
+                variables=variables,
                 no_remote_bases=bool(self._option(ctx, "no_remote_bases", False)),
                 limit=obj.spec.timeout_seconds(),
                 before_build=before,
+                decrypt=decrypt_objects,
             )
-            objects = [d.obj for d in docs]
-            texts: list[str | None] = [d.text for d in docs]
-            for o in objects:
-                if not o.get("apiVersion") or not o.get("kind") or not (o.get("metadata") or {}).get("name"):
-                    raise BuildError(
-                        f"object without apiVersion, kind or metadata.name in the build output: {o}"
-                    )
-            if obj.spec.decryption is not None or any(
-                o.get("kind") == "Secret" and "sops" in o for o in objects
-            ):
-                before_decrypt = copy.deepcopy(objects)
-                objects = await asyncio.to_thread(decrypt.decrypt_resources, objects, keyring)
-                texts = [
-                    t if o == b else None for o, b, t in zip(objects, before_decrypt, texts, strict=True)
-                ]
-            if variables is not None:
-                objects = substitute_objects(objects, variables, strict=True, texts=texts)
-            return objects
         except decrypt.DecryptionError as err:
             raise ReconcileError("BuildFailed", f"decryption failed: {err}") from err
         except (BuildError, SubstitutionError) as err:
