@@ -25,6 +25,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from tide.shared.runtime import Reconciler
 from tide.shared.runtime.events import EventRecorder
 from tide.shared.runtime.reconcile import KindController
 from tide.shared.runtime.result import Result
@@ -79,7 +80,7 @@ class StubKube:
         return await self.patch_merge(api_version, kind, name, namespace, patch)
 
 
-class NoopReconciler:
+class NoopReconciler(Reconciler[Any]):
     finalizer = "finalizers.fluxcd.io"
 
     def __init__(self, model: Any) -> None:

@@ -52,6 +52,8 @@ from tide.shared.kustomize.render import (
 from tide.shared.kustomize.substitute import SubstitutionError
 from tide.shared.runtime.conditions import now_rfc3339
 from tide.shared.runtime.context import ReconcileContext
+from tide.shared.runtime.reconcile import KindController
+from tide.shared.runtime.reconciler import FLUX_FINALIZER, Reconciler
 from tide.shared.runtime.result import ReconcileError, Result, StalledError
 
 KUSTOMIZATION_API = Kustomization.storage_api_version()
@@ -92,9 +94,9 @@ def _readiness_changed(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
     ) != (new.get("status") or {}).get("lastAppliedRevision")
 
 
-class KustomizationReconciler:
+class KustomizationReconciler(Reconciler[Kustomization]):
     model = Kustomization
-    finalizer: str | None = "finalizers.fluxcd.io"
+    finalizer = FLUX_FINALIZER
 
     def __init__(self, options: Any = None) -> None:
         self.options = options
@@ -106,7 +108,7 @@ class KustomizationReconciler:
 
     # --- watches -----------------------------------------------------------------------------------
 
-    def setup(self, controller: Any) -> None:
+    def setup(self, controller: KindController) -> None:
         """Reconcile a Kustomization when its source publishes a new artifact, and when a dependency
         becomes ready (sooner than --requeue-dependency)."""
         self.controller = controller

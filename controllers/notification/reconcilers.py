@@ -21,11 +21,12 @@ from tide.controllers.notification.receivers import RECEIVER_TYPES, ResourceFilt
 from tide.shared.api.notification import Alert, Provider, Receiver
 from tide.shared.kube import secret_data
 from tide.shared.runtime import ReconcileContext, ReconcileError, Result, StalledError
+from tide.shared.runtime.reconciler import FLUX_FINALIZER, Reconciler
 
 
-class ReceiverReconciler:
+class ReceiverReconciler(Reconciler[Receiver]):
     model = Receiver
-    finalizer: str | None = "finalizers.fluxcd.io"
+    finalizer = FLUX_FINALIZER
 
     async def reconcile(self, obj: Receiver, ctx: ReconcileContext) -> Result:
         name, namespace = obj.metadata.name or "", obj.metadata.namespace or ""
@@ -69,7 +70,7 @@ class ReceiverReconciler:
         return None
 
 
-class ProviderReconciler:
+class ProviderReconciler(Reconciler[Provider]):
     model = Provider
     finalizer: str | None = None
 
@@ -111,7 +112,7 @@ class ProviderReconciler:
         return None
 
 
-class AlertReconciler:
+class AlertReconciler(Reconciler[Alert]):
     model = Alert
     finalizer: str | None = None
 

@@ -68,7 +68,7 @@ class Resolved:
     revision: str  # v1@sha256:... or sha256:...
 
 
-class OCIRepositoryReconciler(StoredSourceReconciler):
+class OCIRepositoryReconciler(StoredSourceReconciler[OCIRepository]):
     model = OCIRepository
     kind = KIND
     ready_message = "stored artifact for digest '{revision}'"

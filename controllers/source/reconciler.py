@@ -32,6 +32,7 @@ from tide.shared.api.source import GitRepository
 from tide.shared.kube import secret_data
 from tide.shared.runtime import ReconcileContext, ReconcileError, Result, StalledError
 from tide.shared.runtime.conditions import now_rfc3339
+from tide.shared.runtime.reconcile import KindController
 
 KIND = "GitRepository"
 API_VERSION = "source.toolkit.fluxcd.io/v1"
@@ -64,12 +65,12 @@ class Include:
     to_path: PurePosixPath
 
 
-class GitRepositoryReconciler(StoredSourceReconciler):
+class GitRepositoryReconciler(StoredSourceReconciler[GitRepository]):
     model = GitRepository
     kind = KIND
     ready_message = "stored artifact for revision '{revision}'"
 
-    def setup(self, controller: Any) -> None:
+    def setup(self, controller: KindController) -> None:
         """A new artifact of a GitRepository reconciles the GitRepositories that include it."""
         informer = controller.informer
 

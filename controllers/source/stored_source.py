@@ -4,7 +4,7 @@ on start, garbage-collected, removed with the object) and Flux's Ready story onc
 from __future__ import annotations
 
 import asyncio
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar, NoReturn, TypeVar
 
 from tide.controllers.source.builder import BuildPool
 from tide.controllers.source.conditions import (
@@ -15,13 +15,17 @@ from tide.controllers.source.conditions import (
     STORAGE_FAILED,
 )
 from tide.controllers.source.storage import Storage
+from tide.shared.api.meta import KubeObject
 from tide.shared.runtime import ReconcileContext, ReconcileError
+from tide.shared.runtime.reconciler import FLUX_FINALIZER, Reconciler
+
+Source = TypeVar("Source", bound=KubeObject)
 
 
-class StoredSourceReconciler:
+class StoredSourceReconciler(Reconciler[Source]):
     kind: ClassVar[str]
     ready_message: ClassVar[str]  # format with {revision}
-    finalizer: str | None = "finalizers.fluxcd.io"
+    finalizer = FLUX_FINALIZER
 
     def __init__(
         self,
@@ -34,7 +38,7 @@ class StoredSourceReconciler:
         # Fetch, extract and archive hold the GIL: in worker processes when given a pool.
         self.builds = builds or BuildPool(0)
 
-    async def finalize(self, obj: Any, ctx: ReconcileContext) -> None:
+    async def finalize(self, obj: Source, ctx: ReconcileContext) -> None:
         await asyncio.to_thread(
             self.storage.remove_all, self.kind, obj.metadata.namespace or "", obj.metadata.name or ""
         )

@@ -2,9 +2,9 @@
 
     from tide.shared.runtime import Result, ReconcileError, StalledError, ReconcileContext, run_controller
 
-A reconciler has `model` (a KubeObject class), `finalizer` (or None), `async reconcile(obj, ctx)`
-and optionally `async finalize(obj, ctx)` and `setup(controller)`. `setup` runs once before the
-workers start, with the `KindController` of the kind:
+A reconciler subclasses `Reconciler[Model]`: `model` (a KubeObject class), `finalizer` (or None),
+`async reconcile(obj, ctx)`, and where needed `async finalize(obj, ctx)` and `setup(controller)`.
+`setup` runs once before the workers start, with the `KindController` of the kind:
 
 - `controller.informer`: the kind's own list+watch cache (`.items()`, `.get(ns, name)`);
 - `controller.watch(api_version, kind, map_to_keys, namespace=None, label_selector=None,
@@ -26,9 +26,11 @@ from tide.shared.runtime.controller import (
 )
 from tide.shared.runtime.events import NORMAL, WARNING, EventRecorder
 from tide.shared.runtime.reconcile import KindController, KindInfo
+from tide.shared.runtime.reconciler import FLUX_FINALIZER, Reconciler
 from tide.shared.runtime.result import ReconcileError, Result, StalledError
 
 __all__ = [
+    "FLUX_FINALIZER",
     "NORMAL",
     "WARNING",
     "EventRecorder",
@@ -36,6 +38,7 @@ __all__ = [
     "KindInfo",
     "ReconcileContext",
     "ReconcileError",
+    "Reconciler",
     "Result",
     "StalledError",
     "controller_arg_parser",

@@ -17,7 +17,8 @@ from tide.shared.runtime.health import HealthServer
 from tide.shared.runtime.leader import LeaderElector
 from tide.shared.runtime.logs import setup_logging
 from tide.shared.runtime.metrics import MetricsServer
-from tide.shared.runtime.reconcile import KindController, Reconciler
+from tide.shared.runtime.reconcile import KindController
+from tide.shared.runtime.reconciler import Reconciler
 
 log = logging.getLogger("tide.runtime.controller")
 
@@ -158,7 +159,7 @@ class ControllerProcess:
     """Everything one controller process runs, in start order and reverse stop order."""
 
     def __init__(
-        self, args: argparse.Namespace, reconcilers: Sequence[Reconciler], servers: Sequence[Server] = ()
+        self, args: argparse.Namespace, reconcilers: Sequence[Reconciler[Any]], servers: Sequence[Server] = ()
     ) -> None:
         self.args = args
         self.name: str = args.controller_name
@@ -293,13 +294,13 @@ class ControllerProcess:
 
 
 async def serve(
-    args: argparse.Namespace, reconcilers: Sequence[Reconciler], servers: Sequence[Server] = ()
+    args: argparse.Namespace, reconcilers: Sequence[Reconciler[Any]], servers: Sequence[Server] = ()
 ) -> int:
     return await ControllerProcess(args, reconcilers, servers).run()
 
 
 def run_controller(
-    args: argparse.Namespace, reconcilers: Sequence[Reconciler], servers: Sequence[Server] = ()
+    args: argparse.Namespace, reconcilers: Sequence[Reconciler[Any]], servers: Sequence[Server] = ()
 ) -> Any:
     """Run until SIGTERM. Called from a plain `main()` it blocks (and exits 1 when leadership is
     lost); called inside a running event loop it returns the coroutine to await."""

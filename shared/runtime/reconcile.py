@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -27,6 +27,7 @@ from tide.shared.runtime import metrics
 from tide.shared.runtime.context import ReconcileContext
 from tide.shared.runtime.events import WARNING, EventRecorder
 from tide.shared.runtime.logs import object_logger
+from tide.shared.runtime.reconciler import Reconciler
 from tide.shared.runtime.result import ReconcileError, Result, StalledError
 from tide.shared.runtime.workqueue import ExponentialBackoff, ShutDown, WorkQueue, jittered
 
@@ -36,13 +37,6 @@ REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
 PROGRESS_MESSAGE = "Reconciliation in progress"
 Key = tuple[str, str]
 """(namespace, name)"""
-
-
-class Reconciler(Protocol):
-    model: Any
-    finalizer: str | None
-
-    async def reconcile(self, obj: Any, ctx: ReconcileContext) -> Result: ...
 
 
 @dataclass(frozen=True)
@@ -163,7 +157,7 @@ class KindController:
 
     def __init__(
         self,
-        reconciler: Reconciler,
+        reconciler: Reconciler[Any],
         kube: KubeClient,
         options: argparse.Namespace,
         controller_name: str,
@@ -187,7 +181,7 @@ class KindController:
         self.label_selector = label_selector
         self.concurrent = max(1, concurrent)
         self.jitter_percent = jitter_percent
-        self.finalizer: str | None = getattr(reconciler, "finalizer", None)
+        self.finalizer = reconciler.finalizer
         self.name = self.info.kind.lower()
         self.queue: WorkQueue[Key] = WorkQueue(
             self.name, ExponentialBackoff(min_retry_delay, max_retry_delay), on_change=self._queue_changed
@@ -287,11 +281,7 @@ class KindController:
             label_selector=self.label_selector,
             strip_managed_fields=True,
         )
-        setup = getattr(self.reconciler, "setup", None)
-        if callable(setup):
-            result = setup(self)
-            if asyncio.iscoroutine(result):
-                await result
+        self.reconciler.setup(self)
         self.informer.add_handler(self._on_event)
         await self.informer.wait_synced()
         loop = asyncio.get_running_loop()
@@ -613,18 +603,16 @@ class KindController:
     ) -> str:
         if not self.finalizer or self.finalizer not in ((raw.get("metadata") or {}).get("finalizers") or []):
             return "success"
-        finalize = getattr(self.reconciler, "finalize", None)
         try:
             obj, status = self._parse(raw)
         except (ValidationError, ValueError, TypeError) as err:
             logger.error(
                 "cannot finalize an invalid object, removing the finalizer: %s", validation_message(err)
             )
-            obj, status, finalize = None, None, None
-        if callable(finalize):
+        else:
             ctx = self._context(raw, obj, status, logger, reconcile_id)
             try:
-                await finalize(obj, ctx)
+                await self.reconciler.finalize(obj, ctx)
             except asyncio.CancelledError:
                 raise
             except (ReconcileError, StalledError) as err:
