@@ -12,21 +12,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from tide.shared.api.meta import Condition
 from tide.shared.kube import KubeClient
 from tide.shared.runtime import conditions as cond
 from tide.shared.runtime.events import EventRecorder
 from tide.shared.runtime.patch import merge_patch
 
 StatusPatcher = Callable[[dict[str, Any]], Coroutine[Any, Any, dict[str, Any] | None]]
-
-
-def _condition_model() -> type[BaseModel] | None:
-    try:
-        from tide.shared.api.meta import Condition
-    except ImportError:
-        return None
-    model: type[BaseModel] = Condition
-    return model
 
 
 def dump_status(status: Any) -> dict[str, Any]:
@@ -130,12 +122,7 @@ class ReconcileContext:
         if isinstance(self.status, dict):
             self.status["conditions"] = value
             return
-        model = _condition_model()
-        converted = [model.model_validate(c) for c in value] if model is not None else value
-        try:
-            self.status.conditions = converted
-        except AttributeError:
-            pass
+        self.status.conditions = [Condition.model_validate(c) for c in value]
 
     def get_condition(self, type_: str) -> cond.Condition | None:
         return cond.find(self.conditions, type_)

@@ -11,6 +11,7 @@ import signal
 from collections.abc import Coroutine, Sequence
 from typing import Any, Protocol
 
+from tide.shared.api.meta import parse_duration
 from tide.shared.kube import KubeClient, pod_namespace
 from tide.shared.runtime.events import EventRecorder
 from tide.shared.runtime.health import HealthServer
@@ -46,11 +47,8 @@ def parse_bool(value: str | bool) -> bool:
 
 def parse_duration_flag(value: str) -> float:
     """A Go duration flag (`30s`, `15m`, `750ms`) as seconds."""
-    from tide.shared.api.meta import parse_duration
-
     try:
-        seconds: float = parse_duration(value)
-        return seconds
+        return parse_duration(value)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from err
 

@@ -19,8 +19,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
+from tide.shared.api.meta import KubeObject
 from tide.shared.kube import Informer, KubeApiError, KubeClient
 from tide.shared.runtime import conditions as cond
 from tide.shared.runtime import metrics
@@ -62,39 +63,6 @@ class KindInfo:
             plural=str(model.plural),
             has_status=bool(getattr(model, "has_status", True)),
         )
-
-
-def _parse_duration(value: str) -> float:
-    from tide.shared.api.meta import parse_duration
-
-    seconds: float = parse_duration(value)
-    return seconds
-
-
-def interval_of(obj: Any, raw: dict[str, Any]) -> float | None:
-    """spec.interval in seconds (None when the kind has none); ValueError when unparsable."""
-    method = getattr(obj, "interval_seconds", None)
-    if callable(method):
-        value = method()
-        return float(value) if value is not None else None
-    interval = (raw.get("spec") or {}).get("interval")
-    return _parse_duration(str(interval)) if interval else None
-
-
-def retry_interval_of(obj: Any, raw: dict[str, Any]) -> float | None:
-    method = getattr(obj, "retry_interval_seconds", None)
-    if callable(method):
-        value = method()
-        return float(value) if value is not None else None
-    retry = (raw.get("spec") or {}).get("retryInterval")
-    return _parse_duration(str(retry)) if retry else None
-
-
-def suspended(obj: Any, raw: dict[str, Any]) -> bool:
-    method = getattr(obj, "is_suspended", None)
-    if callable(method):
-        return bool(method())
-    return bool((raw.get("spec") or {}).get("suspend"))
 
 
 def requested_at(raw: dict[str, Any]) -> str | None:
@@ -396,19 +364,16 @@ class KindController:
             patcher=patch,
         )
 
-    def _parse(self, raw: dict[str, Any]) -> tuple[Any, Any]:
+    def _parse(self, raw: dict[str, Any]) -> tuple[KubeObject, Any]:
         """(model instance, its status instance); raises ValidationError/ValueError for a bad object."""
         obj = self.model.model_validate(raw)
+        status_type = self.model.status_model()
+        if status_type is None:  # a kind without status (Alert, Provider v1beta3)
+            return obj, {}
         status = getattr(obj, "status", None)
         if status is None:
-            status_model = getattr(self.model, "status_model", None)
-            status_type = status_model() if callable(status_model) else None
-            if isinstance(status_type, type) and issubclass(status_type, BaseModel):
-                status = status_type()
-                with contextlib.suppress(AttributeError, ValueError):
-                    obj.status = status
-            else:
-                status = {}
+            status = status_type()
+            obj.status = status  # type: ignore[attr-defined]
         return obj, status
 
     async def _reconcile(
@@ -420,8 +385,8 @@ class KindController:
 
         try:
             obj, status = self._parse(raw)
-            interval = interval_of(obj, raw)
-            retry_interval = retry_interval_of(obj, raw)
+            interval = obj.interval_seconds()
+            retry_interval = obj.retry_interval_seconds()
         except (ValidationError, ValueError, TypeError) as err:
             return await self._stall_invalid(key, raw, validation_message(err), logger, reconcile_id)
 
@@ -429,7 +394,7 @@ class KindController:
             raw = await self._add_finalizer(raw)
             obj, status = self._parse(raw)
 
-        if suspended(obj, raw):
+        if obj.is_suspended():
             logger.info("Reconciliation is suspended for this object")
             self.queue.forget(key)
             return "success"
