@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from tide.controllers.kustomize.options import KustomizeOptions
 from tide.controllers.kustomize.reconciler import KustomizationReconciler
 from tide.shared.runtime.controller import add_bool, controller_arg_parser, run_controller
 
@@ -48,9 +49,22 @@ def arg_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def options_from(args: argparse.Namespace) -> KustomizeOptions:
+    return KustomizeOptions(
+        requeue_dependency=args.requeue_dependency,
+        no_cross_namespace_refs=args.no_cross_namespace_refs,
+        no_remote_bases=args.no_remote_bases,
+        concurrent_ssa=args.concurrent_ssa,
+        artifact_cache_revisions=args.artifact_cache_revisions,
+        sops_age_secret=args.sops_age_secret,
+        runtime_namespace=args.runtime_namespace or "flux-system",
+        override_managers=tuple(args.override_manager),
+    )
+
+
 def main(argv: list[str] | None = None) -> Any:
     args = arg_parser().parse_args(argv)
-    reconciler = KustomizationReconciler(args)
+    reconciler = KustomizationReconciler(options_from(args))
     return run_controller(args, reconcilers=[reconciler], servers=[reconciler.artifacts])
 
 

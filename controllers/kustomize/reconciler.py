@@ -29,6 +29,7 @@ from tide.controllers.kustomize.health import (
     wait_for_health,
 )
 from tide.controllers.kustomize.history import upsert_history
+from tide.controllers.kustomize.options import KustomizeOptions
 from tide.controllers.kustomize.prune import delete_entries, should_delete_on_finalize, wait_terminated
 from tide.shared.api.kustomize import Kustomization, Snapshot
 from tide.shared.api.meta import ResourceInventory, format_duration
@@ -98,13 +99,13 @@ class KustomizationReconciler(Reconciler[Kustomization]):
     model = Kustomization
     finalizer = FLUX_FINALIZER
 
-    def __init__(self, options: Any = None) -> None:
-        self.options = options
+    def __init__(self, options: KustomizeOptions | None = None) -> None:
+        self.options = options or KustomizeOptions()
         self.applier: Applier | None = None
         self.builds: dict[Key, CachedBuild] = {}
         self.controller: Any = None
         self._built: dict[Key, tuple[str, str]] = {}  # this reconcile's build digest and revision
-        self.artifacts = ArtifactCache(keep=int(getattr(options, "artifact_cache_revisions", 8)))
+        self.artifacts = ArtifactCache(keep=self.options.artifact_cache_revisions)
 
     # --- watches -----------------------------------------------------------------------------------
 
@@ -157,9 +158,6 @@ class KustomizationReconciler(Reconciler[Kustomization]):
 
     # --- helpers -----------------------------------------------------------------------------------
 
-    def _option(self, ctx: ReconcileContext, name: str, default: Any) -> Any:
-        return getattr(ctx.options, name, getattr(self.options, name, default))
-
     def _applier(self, ctx: ReconcileContext) -> Applier:
         if self.applier is None or self.applier.kube is not ctx.kube:
             self.applier = Applier(ctx.kube)
@@ -187,7 +185,7 @@ class KustomizationReconciler(Reconciler[Kustomization]):
             return result if isinstance(result, dict) else None
 
     def _refuse_cross_namespace(self, ctx: ReconcileContext, what: str, namespace: str | None) -> None:
-        if namespace and namespace != ctx.namespace and self._option(ctx, "no_cross_namespace_refs", False):
+        if namespace and namespace != ctx.namespace and self.options.no_cross_namespace_refs:
             raise StalledError(
                 "AccessDenied",
                 f"cannot access {what} in namespace '{namespace}': cross-namespace references are "
@@ -233,7 +231,7 @@ class KustomizationReconciler(Reconciler[Kustomization]):
         key = (ctx.namespace, ctx.name)
         timings: dict[str, float] = {}
         started = mark = time.monotonic()
-        requeue_dependency = float(self._option(ctx, "requeue_dependency", 30.0))
+        requeue_dependency = self.options.requeue_dependency
         self._refuse_unsupported(obj)
 
         source = await self._source(ctx, obj)
@@ -268,10 +266,10 @@ class KustomizationReconciler(Reconciler[Kustomization]):
         applier = self._applier(ctx)
         options = ApplyOptions(
             force=bool(spec.force),
-            concurrency=int(self._option(ctx, "concurrent_ssa", 4)),
+            concurrency=self.options.concurrent_ssa,
             wait_timeout=spec.timeout_seconds(),
             ignore=list(raw_spec.get("ignore") or []),
-            override_managers=tuple(self._option(ctx, "override_manager", []) or ()),
+            override_managers=self.options.override_managers,
         )
         old_inventory = Inventory.from_status((ctx.raw.get("status") or {}).get("inventory"))
         try:
@@ -397,9 +395,9 @@ class KustomizationReconciler(Reconciler[Kustomization]):
             return {}, ""
         data: dict[str, bytes] = {}
         versions: list[str] = []
-        global_name = str(self._option(ctx, "sops_age_secret", "") or "")
+        global_name = self.options.sops_age_secret
         if global_name:
-            runtime_ns = str(self._option(ctx, "runtime_namespace", "") or "flux-system")
+            runtime_ns = self.options.runtime_namespace
             found = await self._cached_get(ctx, "v1", "Secret", runtime_ns, global_name, runtime_ns)
             if found is not None:
                 data.update(
@@ -432,7 +430,7 @@ class KustomizationReconciler(Reconciler[Kustomization]):
                 ctx.generation,
                 variables,
                 keys_version,
-                bool(self._option(ctx, "no_remote_bases", False)),
+                self.options.no_remote_bases,
             ]
         )
         cached = self.builds.get(key)
@@ -484,7 +482,7 @@ class KustomizationReconciler(Reconciler[Kustomization]):
                 root,
                 ctx.raw.get("spec") or {},
                 variables=variables,
-                no_remote_bases=bool(self._option(ctx, "no_remote_bases", False)),
+                no_remote_bases=self.options.no_remote_bases,
                 limit=obj.spec.timeout_seconds(),
                 before_build=before,
                 decrypt=decrypt_objects,

@@ -133,14 +133,6 @@ def arg_parser() -> argparse.ArgumentParser:
         default="5m",
         help="Interval in which identical events are sent once (0 disables).",
     )
-    existing = {a.dest for a in parser._actions}
-    if "no_cross_namespace_refs" not in existing:
-        parser.add_argument(
-            "--no-cross-namespace-refs",
-            dest="no_cross_namespace_refs",
-            action=argparse.BooleanOptionalAction,
-            default=False,
-        )
     # Here --events-addr is where events are received, not where they are sent.
     parser.set_defaults(events_addr=DEFAULT_EVENTS_LISTEN)
     return parser
@@ -161,10 +153,10 @@ def main(argv: list[str] | None = None) -> int:
         events_addr=args.events_addr,
         receiver_addr=args.receiver_addr,
         rate_limit_interval=rate_seconds,
-        no_cross_namespace_refs=bool(getattr(args, "no_cross_namespace_refs", False)),
-        kubeconfig=getattr(args, "kubeconfig", None),
-        qps=float(getattr(args, "kube_api_qps", 50.0) or 50.0),
-        burst=int(getattr(args, "kube_api_burst", 300) or 300),
+        no_cross_namespace_refs=args.no_cross_namespace_refs,
+        kubeconfig=args.kubeconfig,
+        qps=args.kube_api_qps,
+        burst=args.kube_api_burst,
     )
     # The notification controller does not send its own events to itself over HTTP.
     args.events_addr = ""

@@ -1,0 +1,19 @@
+"""The kustomize controller's settings, read once from its flags (see main.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class KustomizeOptions:
+    requeue_dependency: float = 30.0
+    """Seconds before a Kustomization waiting on its source or dependencies is looked at again."""
+    no_cross_namespace_refs: bool = False
+    no_remote_bases: bool = False
+    concurrent_ssa: int = 4
+    artifact_cache_revisions: int = 8
+    sops_age_secret: str = ""
+    """A Secret in runtime_namespace whose age keys decrypt for every Kustomization."""
+    runtime_namespace: str = "flux-system"
+    override_managers: tuple[str, ...] = ()
