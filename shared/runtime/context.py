@@ -127,19 +127,49 @@ class ReconcileContext:
     def get_condition(self, type_: str) -> cond.Condition | None:
         return cond.find(self.conditions, type_)
 
+    @property
+    def _stored_conditions(self) -> list[cond.Condition]:
+        return list(self.stored_status.get("conditions") or [])
+
     def set_condition(self, type_: str, status: str, reason: str, message: str) -> None:
         self.conditions = cond.set_condition(
-            self.conditions,
-            type_,
-            status,
-            reason,
-            message,
-            self.generation,
-            stored=self.stored_status.get("conditions") or [],
+            self.conditions, type_, status, reason, message, self.generation, stored=self._stored_conditions
         )
 
     def remove_condition(self, type_: str) -> None:
         self.conditions = cond.remove_condition(self.conditions, type_)
+
+    def is_ready(self) -> bool:
+        return cond.is_true(self.conditions, cond.READY)
+
+    # --- outcomes: the kstatus story of a reconcile ------------------------------------------
+
+    def mark_reconciling(self, message: str) -> None:
+        """Reconciling=True and Ready=Unknown: work has started (not written yet)."""
+        self.conditions = cond.mark_reconciling(
+            self.conditions, message, self.generation, stored=self._stored_conditions
+        )
+
+    def mark_stalled(self, reason: str, message: str) -> None:
+        """Stalled=True and Ready=False: retrying cannot help until the object changes."""
+        self.conditions = cond.mark_stalled(
+            self.conditions, reason, message, self.generation, stored=self._stored_conditions
+        )
+        self.observed_generation = self.generation
+
+    def finish_failure(self, reason: str, message: str) -> None:
+        """Ready=False and Reconciling=True ProgressingWithRetry: the reconcile will be retried."""
+        self.conditions = cond.finish_failure(
+            self.conditions, reason, message, self.generation, stored=self._stored_conditions
+        )
+
+    def finish_success(self) -> None:
+        """Reconciling and Stalled dropped, Ready=True unless the reconciler set its own Ready, and
+        this generation observed."""
+        self.conditions = cond.finish_success(
+            self.conditions, self.generation, stored=self._stored_conditions
+        )
+        self.observed_generation = self.generation
 
     # --- events -----------------------------------------------------------------------------
 
@@ -193,7 +223,5 @@ class ReconcileContext:
 
     async def progress(self, message: str) -> None:
         """Reconciling=True and Ready=Unknown with message, written at once."""
-        self.conditions = cond.mark_reconciling(
-            self.conditions, message, self.generation, stored=self.stored_status.get("conditions") or []
-        )
+        self.mark_reconciling(message)
         await self.patch_status()

@@ -409,9 +409,7 @@ class KindController:
         )
         if request is not None:
             ctx.last_handled_reconcile_at = request
-        ctx.conditions = cond.mark_reconciling(
-            ctx.conditions, PROGRESS_MESSAGE, generation, stored=ctx.stored_status.get("conditions") or []
-        )
+        ctx.mark_reconciling(PROGRESS_MESSAGE)
         if new_work:
             await ctx.patch_status()
 
@@ -420,14 +418,7 @@ class KindController:
         except ReconcileError as err:
             return await self._failed(key, ctx, err.reason, err.message, err.requeue_after, retry_interval)
         except StalledError as err:
-            ctx.conditions = cond.mark_stalled(
-                ctx.conditions,
-                err.reason,
-                err.message,
-                generation,
-                stored=ctx.stored_status.get("conditions") or [],
-            )
-            ctx.observed_generation = generation
+            ctx.mark_stalled(err.reason, err.message)
             ctx.event(WARNING, err.reason, err.message)
             logger.error("reconciliation stalled: %s", err.message, extra={"reason": err.reason})
             await ctx.patch_status()
@@ -443,17 +434,13 @@ class KindController:
                 key, ctx, "ReconciliationFailed", f"{type(err).__name__}: {err}", None, retry_interval
             )
 
-        stored = ctx.stored_status.get("conditions") or []
         ready = ctx.get_condition(cond.READY)
         if ready is not None and ready.get("status") == "False":
             # Returned normally but not Ready (Flux: Reconciling stays, ProgressingWithRetry, and
             # observedGeneration waits for a Ready outcome).
-            ctx.conditions = cond.finish_failure(
-                ctx.conditions, str(ready.get("reason")), str(ready.get("message")), generation, stored=stored
-            )
+            ctx.finish_failure(str(ready.get("reason")), str(ready.get("message")))
         else:
-            ctx.conditions = cond.finish_success(ctx.conditions, generation, stored=stored)
-            ctx.observed_generation = generation
+            ctx.finish_success()
         await ctx.patch_status()
         self.queue.forget(key)
         requeue_after = outcome.requeue_after if isinstance(outcome, Result) else None
@@ -477,9 +464,7 @@ class KindController:
         requeue_after: float | None,
         retry_interval: float | None,
     ) -> str:
-        ctx.conditions = cond.finish_failure(
-            ctx.conditions, reason, message, ctx.generation, stored=ctx.stored_status.get("conditions") or []
-        )
+        ctx.finish_failure(reason, message)
         ctx.event(WARNING, reason, message)
         ctx.log.error("reconciliation failed: %s", message, extra={"reason": reason})
         try:
@@ -503,14 +488,7 @@ class KindController:
     ) -> str:
         """The model rejects the object: Stalled on this object only, no retry until it changes."""
         ctx = self._context(raw, None, dict(raw.get("status") or {}), logger, reconcile_id)
-        ctx.conditions = cond.mark_stalled(
-            ctx.conditions,
-            cond.INVALID_OBJECT_REASON,
-            message,
-            ctx.generation,
-            stored=ctx.stored_status.get("conditions") or [],
-        )
-        ctx.observed_generation = ctx.generation
+        ctx.mark_stalled(cond.INVALID_OBJECT_REASON, message)
         logger.error("reconciliation stalled: %s", message, extra={"reason": cond.INVALID_OBJECT_REASON})
         if ctx.status_patch():
             ctx.event(WARNING, cond.INVALID_OBJECT_REASON, message)
