@@ -93,6 +93,8 @@ class Progress:
     done: bool
     failed: bool
     message: str
+    unhandled: bool = False
+    """No controller has handled the request (or the generation) yet."""
 
 
 def reconcile_progress(obj: Obj, requested_at: str | None) -> Progress:
@@ -105,10 +107,12 @@ def reconcile_progress(obj: Obj, requested_at: str | None) -> Progress:
     if meta.get("deletionTimestamp"):
         return Progress(False, True, "object is being deleted")
     if requested_at is not None and status.get("lastHandledReconcileAt") != requested_at:
-        return Progress(False, False, "waiting for the controller to pick up the request")
+        return Progress(False, False, "waiting for the controller to pick up the request", unhandled=True)
     observed = status.get("observedGeneration")
     if observed is None or observed != meta.get("generation"):
-        return Progress(False, False, "waiting for the controller to observe the latest generation")
+        return Progress(
+            False, False, "waiting for the controller to observe the latest generation", unhandled=True
+        )
     stalled = condition(obj, "Stalled")
     if stalled and stalled.get("status") == "True":
         return Progress(False, True, str(stalled.get("message", "stalled")))

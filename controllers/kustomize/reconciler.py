@@ -43,7 +43,7 @@ from tide.shared.artifact.fetch import (
     remove_tree,
 )
 from tide.shared.inventory import Entry, Inventory, ObjectRef, split_api_version
-from tide.shared.kustomize.build import BuildError
+from tide.shared.kustomize.build import BuildError, BuildNotFinished
 from tide.shared.kustomize.render import (
     VariablesSourceNotFound,
     add_flux_metadata,
@@ -489,9 +489,9 @@ class KustomizationReconciler(Reconciler[Kustomization]):
             )
         except decrypt.DecryptionError as err:
             raise ReconcileError("BuildFailed", f"decryption failed: {err}") from err
+        except BuildNotFinished as err:
+            raise ReconcileError("BuildFailed", str(err)) from err
         except (BuildError, SubstitutionError) as err:
-            if "timed out" in str(err) or "binary not found" in str(err):
-                raise ReconcileError("BuildFailed", str(err)) from err
             raise StalledError("BuildFailed", str(err)) from err
         finally:
             close = getattr(keyring, "close", None)

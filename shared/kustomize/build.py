@@ -37,6 +37,10 @@ class BuildError(Exception):
     """The path cannot be built; retrying the same revision will not help (Flux: BuildFailed)."""
 
 
+class BuildNotFinished(BuildError):
+    """kustomize is missing or did not finish in time: the same revision may build on a retry."""
+
+
 @dataclass
 class Document:
     """One object of the build output with the text kustomize printed for it."""
@@ -300,7 +304,7 @@ def find_kustomize() -> str:
         candidate = parent / ".tide" / "bin" / "kustomize"
         if candidate.exists():
             return str(candidate)
-    raise BuildError("kustomize binary not found: set TIDE_KUSTOMIZE or put kustomize on PATH")
+    raise BuildNotFinished("kustomize binary not found: set TIDE_KUSTOMIZE or put kustomize on PATH")
 
 
 def split_documents(output: str) -> list[Document]:
@@ -339,7 +343,7 @@ async def run_kustomize(directory: Path, binary: str, limit: float) -> str:
     except TimeoutError:
         proc.kill()
         await proc.wait()
-        raise BuildError(f"kustomize build timed out after {limit:g}s") from None
+        raise BuildNotFinished(f"kustomize build timed out after {limit:g}s") from None
     if proc.returncode != 0:
         message = stderr.decode(errors="replace").strip().removeprefix("Error: ")
         raise BuildError(f"kustomize build failed: {message}")
