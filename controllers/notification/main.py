@@ -12,9 +12,9 @@ from typing import Any
 
 from tide.controllers.notification.dispatch import Dispatcher
 from tide.controllers.notification.events import EventServer
-from tide.controllers.notification.providers.config import parse_duration
 from tide.controllers.notification.receivers import ReceiverServer, google_tokeninfo
 from tide.controllers.notification.routing import NOTIFICATION_API, EventRouter
+from tide.shared.api.meta import parse_duration
 
 log = logging.getLogger("tide.notification")
 
@@ -147,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     from tide.shared.runtime import run_controller
 
     args = arg_parser().parse_args(argv)
-    rate = args.rate_limit_interval
-    rate_seconds = 0.0 if str(rate) in ("0", "") else parse_duration(str(rate))
+    rate = str(args.rate_limit_interval)
+    rate_seconds = parse_duration(rate, go=True) if rate else 0.0
     servers = NotificationServers(
         events_addr=args.events_addr,
         receiver_addr=args.receiver_addr,

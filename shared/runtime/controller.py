@@ -48,7 +48,7 @@ def parse_bool(value: str | bool) -> bool:
 def parse_duration_flag(value: str) -> float:
     """A Go duration flag (`30s`, `15m`, `750ms`) as seconds."""
     try:
-        return parse_duration(value)
+        return parse_duration(value, go=True)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from err
 

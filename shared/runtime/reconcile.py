@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from tide.shared.api.meta import KubeObject
+from tide.shared.api.meta import KubeObject, format_duration
 from tide.shared.kube import Informer, KubeApiError, KubeClient
 from tide.shared.runtime import conditions as cond
 from tide.shared.runtime import metrics
@@ -97,17 +97,6 @@ def newer(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] 
     except ValueError:
         return a
     return a if va >= vb else b
-
-
-def format_seconds(seconds: float) -> str:
-    """Go's time.Duration style, as Flux logs it (`1.2s`, `9m58s`)."""
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    if seconds < 60:
-        return f"{seconds:.3g}s"
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return (f"{hours}h" if hours else "") + f"{minutes}m{secs}s"
 
 
 def validation_message(err: Exception) -> str:
@@ -450,8 +439,8 @@ class KindController:
             self.queue.add_after(key, requeue_after)
         ctx.log.info(
             "Reconciliation finished in %s, next run in %s",
-            format_seconds(time.monotonic() - ctx.started),
-            format_seconds(requeue_after) if requeue_after else "never",
+            format_duration(round(time.monotonic() - ctx.started, 3), go=True),
+            format_duration(round(requeue_after, 3), go=True) if requeue_after else "never",
         )
         return "requeue_after" if requeue_after else "success"
 
