@@ -20,6 +20,7 @@ from tide.controllers.kustomize.fields import Fingerprint, comparable, digest, p
 from tide.shared.inventory import ObjectRef, split_api_version
 from tide.shared.kube.errors import KubeApiError
 from tide.shared.kustomize.owner import NAME_LABEL, NAMESPACE_LABEL
+from tide.shared.runtime.conditions import is_condition_true
 
 MANAGER = "kustomize-controller"
 SSA_KEY = "kustomize.toolkit.fluxcd.io/ssa"
@@ -478,7 +479,7 @@ class Applier:
             name = crd["metadata"]["name"]
             while True:
                 live = await self.kube.get(crd["apiVersion"], "CustomResourceDefinition", name)
-                if live and _condition_true(live, "Established"):
+                if live and is_condition_true(live, "Established"):
                     break
                 if time.monotonic() > deadline:
                     raise ApplyError(
@@ -495,8 +496,3 @@ def _generation(obj: Mapping[str, Any]) -> int | None:
     return int(value) if isinstance(value, int) else None
 
 
-def _condition_true(obj: Mapping[str, Any], kind: str) -> bool:
-    for cond in (obj.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == kind:
-            return cond.get("status") == "True"
-    return False

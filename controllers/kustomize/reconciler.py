@@ -51,14 +51,13 @@ from tide.shared.kustomize.render import (
     substitution_variables,
 )
 from tide.shared.kustomize.substitute import SubstitutionError
-from tide.shared.runtime.conditions import now_rfc3339
+from tide.shared.runtime.conditions import READY, condition_of, is_true, now_rfc3339
 from tide.shared.runtime.context import ReconcileContext
 from tide.shared.runtime.reconcile import KindController
 from tide.shared.runtime.reconciler import FLUX_FINALIZER, Reconciler
 from tide.shared.runtime.result import ReconcileError, Result, StalledError
 
 KUSTOMIZATION_API = Kustomization.storage_api_version()
-READY = "Ready"
 HEALTHY = "Healthy"
 CACHE_SYNC_TIMEOUT = 10.0
 Key = tuple[str, str]
@@ -74,10 +73,8 @@ class CachedBuild:
 
 
 def _ready_condition(obj: dict[str, Any]) -> tuple[str | None, str | None]:
-    for c in (obj.get("status") or {}).get("conditions") or []:
-        if c.get("type") == READY:
-            return c.get("status"), c.get("reason")
-    return None, None
+    ready = condition_of(obj, READY) or {}
+    return ready.get("status"), ready.get("reason")
 
 
 def _artifact_changed(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
@@ -304,9 +301,7 @@ class KustomizationReconciler(Reconciler[Kustomization]):
         if origin:
             ctx.status.last_applied_origin_revision = origin
         stored = ctx.stored_status
-        was_ready = any(
-            c.get("type") == READY and c.get("status") == "True" for c in stored.get("conditions") or []
-        )
+        was_ready = is_true(stored.get("conditions") or [], READY)
         ctx.set_condition(READY, "True", "ReconciliationSucceeded", f"Applied revision: {revision}")
         if not was_ready or stored.get("lastAppliedRevision") != revision:
             # Flux's success event, which commit-status providers turn into a Git status.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -53,6 +54,28 @@ def find(conditions: list[Condition], type_: str) -> Condition | None:
 def is_true(conditions: list[Condition], type_: str) -> bool:
     found = find(conditions, type_)
     return found is not None and found.get("status") == "True"
+
+
+# --- on a raw object (a dict from the API server or a watch cache) ------------------------------
+
+
+def conditions_of(obj: Mapping[str, Any] | None) -> list[Condition]:
+    status = (obj or {}).get("status")
+    found = status.get("conditions") if isinstance(status, Mapping) else None
+    return [c for c in found or [] if isinstance(c, dict)]
+
+
+def condition_of(obj: Mapping[str, Any] | None, type_: str) -> Condition | None:
+    return find(conditions_of(obj), type_)
+
+
+def is_condition_true(obj: Mapping[str, Any] | None, type_: str) -> bool:
+    return is_true(conditions_of(obj), type_)
+
+
+def is_ready(obj: Mapping[str, Any] | None) -> bool:
+    """Ready=True on the object."""
+    return is_condition_true(obj, READY)
 
 
 def _sorted(conditions: list[Condition]) -> list[Condition]:
