@@ -13,6 +13,7 @@ from tide.shared.api.meta import format_duration, parse_duration
 
 Obj = dict[str, Any]
 
+
 def go_duration(text: str) -> str:
     """Normalise to Go's time.Duration.String() as Flux prints it: 1m -> 1m0s, 90s -> 1m30s, 2h -> 2h0m0s."""
     return format_duration(parse_duration(text, go=True), go=True)

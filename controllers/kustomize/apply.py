@@ -494,5 +494,3 @@ class Applier:
 def _generation(obj: Mapping[str, Any]) -> int | None:
     value = (obj.get("metadata") or {}).get("generation")
     return int(value) if isinstance(value, int) else None
-
-

@@ -51,14 +51,31 @@ from tide.shared.kustomize.render import (
     substitution_variables,
 )
 from tide.shared.kustomize.substitute import SubstitutionError
-from tide.shared.runtime.conditions import READY, condition_of, is_true, now_rfc3339
+from tide.shared.runtime.conditions import (
+    ACCESS_DENIED_REASON,
+    ARTIFACT_FAILED_REASON,
+    BUILD_FAILED_REASON,
+    DEPENDENCY_NOT_READY_REASON,
+    HEALTH_CHECK_CANCELED_REASON,
+    HEALTH_CHECK_FAILED_REASON,
+    HEALTHY,
+    INVALID_CEL_EXPRESSION_REASON,
+    PROGRESSING_REASON,
+    PRUNE_FAILED_REASON,
+    READY,
+    RECONCILIATION_FAILED_REASON,
+    RECONCILIATION_SUCCEEDED_REASON,
+    SUCCEEDED_REASON,
+    condition_of,
+    is_true,
+    now_rfc3339,
+)
 from tide.shared.runtime.context import ReconcileContext
 from tide.shared.runtime.reconcile import KindController
 from tide.shared.runtime.reconciler import FLUX_FINALIZER, Reconciler
 from tide.shared.runtime.result import ReconcileError, Result, StalledError
 
 KUSTOMIZATION_API = Kustomization.storage_api_version()
-HEALTHY = "Healthy"
 CACHE_SYNC_TIMEOUT = 10.0
 Key = tuple[str, str]
 
@@ -184,7 +201,7 @@ class KustomizationReconciler(Reconciler[Kustomization]):
     def _refuse_cross_namespace(self, ctx: ReconcileContext, what: str, namespace: str | None) -> None:
         if namespace and namespace != ctx.namespace and self.options.no_cross_namespace_refs:
             raise StalledError(
-                "AccessDenied",
+                ACCESS_DENIED_REASON,
                 f"cannot access {what} in namespace '{namespace}': cross-namespace references are "
                 "disabled (--no-cross-namespace-refs)",
             )
@@ -200,7 +217,7 @@ class KustomizationReconciler(Reconciler[Kustomization]):
         except (ReconcileError, StalledError) as err:
             self._record_history(ctx, key, started, err.reason)
             raise
-        self._record_history(ctx, key, started, "ReconciliationSucceeded")
+        self._record_history(ctx, key, started, RECONCILIATION_SUCCEEDED_REASON)
         return result
 
     def _record_history(self, ctx: ReconcileContext, key: Key, started: float, reason: str) -> None:
@@ -210,7 +227,7 @@ class KustomizationReconciler(Reconciler[Kustomization]):
             return
         digest_, revision = built
         metadata = {"revision": revision}
-        if ctx.status.last_applied_origin_revision and reason == "ReconciliationSucceeded":
+        if ctx.status.last_applied_origin_revision and reason == RECONCILIATION_SUCCEEDED_REASON:
             metadata["originRevision"] = ctx.status.last_applied_origin_revision
         history = upsert_history(
             [s.model_dump(by_alias=True, exclude_none=True) for s in ctx.status.history or []],
@@ -237,13 +254,13 @@ class KustomizationReconciler(Reconciler[Kustomization]):
         source_name = f"{ref.kind}/{ref.namespace or ctx.namespace}/{ref.name}"
         if source is None:
             raise ReconcileError(
-                "ArtifactFailed",
+                ARTIFACT_FAILED_REASON,
                 f"Source '{source_name}' not found",
                 requeue_after=spec.retry_interval_seconds(),
             )
         if artifact is None:
             raise ReconcileError(
-                "ArtifactFailed",
+                ARTIFACT_FAILED_REASON,
                 f"Source '{source_name}' is not ready, artifact not found",
                 requeue_after=requeue_dependency,
             )
@@ -255,7 +272,7 @@ class KustomizationReconciler(Reconciler[Kustomization]):
         try:
             exprs = compile_exprs(raw_spec.get("healthCheckExprs"))
         except InvalidCELExpression as err:
-            raise StalledError("InvalidCELExpression", str(err)) from err
+            raise StalledError(INVALID_CEL_EXPRESSION_REASON, str(err)) from err
 
         objects = await self._desired_objects(ctx, obj, key, artifact, revision, requeue_dependency)
         timings["build"], mark = time.monotonic() - mark, time.monotonic()
@@ -277,7 +294,7 @@ class KustomizationReconciler(Reconciler[Kustomization]):
             merged = Inventory([*old_inventory, *(e for e in applied if e.ref not in old_inventory)])
             self._set_inventory(ctx, merged)
             self._report_changes(ctx, err.changes, revision)
-            raise ReconcileError("ReconciliationFailed", str(err)) from err
+            raise ReconcileError(RECONCILIATION_FAILED_REASON, str(err)) from err
         new_inventory = Inventory.from_objects(objects)
         timings["apply"], mark = time.monotonic() - mark, time.monotonic()
 
@@ -289,7 +306,7 @@ class KustomizationReconciler(Reconciler[Kustomization]):
             if errors:
                 self._set_inventory(ctx, new_inventory)
                 self._report_changes(ctx, changes, revision)
-                raise ReconcileError("PruneFailed", "\n".join(errors))
+                raise ReconcileError(PRUNE_FAILED_REASON, "\n".join(errors))
         self._set_inventory(ctx, new_inventory)
         timings["prune"] = time.monotonic() - mark
         self._report_changes(ctx, changes, revision, timings)
@@ -302,12 +319,12 @@ class KustomizationReconciler(Reconciler[Kustomization]):
             ctx.status.last_applied_origin_revision = origin
         stored = ctx.stored_status
         was_ready = is_true(stored.get("conditions") or [], READY)
-        ctx.set_condition(READY, "True", "ReconciliationSucceeded", f"Applied revision: {revision}")
+        ctx.set_condition(READY, "True", RECONCILIATION_SUCCEEDED_REASON, f"Applied revision: {revision}")
         if not was_ready or stored.get("lastAppliedRevision") != revision:
             # Flux's success event, which commit-status providers turn into a Git status.
             ctx.event(
                 "Normal",
-                "ReconciliationSucceeded",
+                RECONCILIATION_SUCCEEDED_REASON,
                 f"Reconciliation finished in {format_duration(time.monotonic() - started)}, "
                 f"next run in {format_duration(spec.interval_seconds())}",
                 metadata={"revision": revision, "commit_status": "update"},
@@ -318,20 +335,20 @@ class KustomizationReconciler(Reconciler[Kustomization]):
         spec = obj.spec
         if spec.service_account_name:
             raise StalledError(
-                "ReconciliationFailed",
+                RECONCILIATION_FAILED_REASON,
                 f"spec.serviceAccountName '{spec.service_account_name}' is not supported by Tide yet "
                 "(impersonation): nothing was applied; remove the field to apply with the controller's "
                 "own identity",
             )
         if spec.kube_config is not None:
             raise StalledError(
-                "ReconciliationFailed",
+                RECONCILIATION_FAILED_REASON,
                 "spec.kubeConfig is not supported by Tide yet (remote clusters): nothing was applied; "
                 "remove the field to apply to this cluster",
             )
         if spec.source_ref.kind not in SERVED_SOURCE_KINDS:
             raise StalledError(
-                "ArtifactFailed",
+                ARTIFACT_FAILED_REASON,
                 f"source kind '{spec.source_ref.kind}' is not served "
                 "(the ExternalArtifact feature gate is off)",
             )
@@ -351,7 +368,7 @@ class KustomizationReconciler(Reconciler[Kustomization]):
         cycle = find_cycle((ctx.namespace, ctx.name), dependency_graph(items or [ctx.raw]))
         if cycle:
             raise ReconcileError(
-                "DependencyNotReady",
+                DEPENDENCY_NOT_READY_REASON,
                 f"circular dependency detected: {format_cycle(cycle)}",
                 requeue_after=requeue,
             )
@@ -364,7 +381,7 @@ class KustomizationReconciler(Reconciler[Kustomization]):
                 dep = found if isinstance(found, dict) else None
             reason = dependency_not_ready(ctx.raw, dep_key, dep, revision)
             if reason:
-                raise ReconcileError("DependencyNotReady", reason, requeue_after=requeue)
+                raise ReconcileError(DEPENDENCY_NOT_READY_REASON, reason, requeue_after=requeue)
 
     # --- build ---------------------------------------------------------------------------------------
 
@@ -376,7 +393,7 @@ class KustomizationReconciler(Reconciler[Kustomization]):
             return await substitution_variables(obj.spec.post_build, get)
         except VariablesSourceNotFound as err:
             raise ReconcileError(
-                "BuildFailed",
+                BUILD_FAILED_REASON,
                 f"substitute from '{err.kind}/{ctx.namespace}/{err.name}' failed: "
                 f'{err.kind.lower()}s "{err.name}" not found',
             ) from err
@@ -403,7 +420,9 @@ class KustomizationReconciler(Reconciler[Kustomization]):
             name = decryption.secret_ref.name
             secret = await self._cached_get(ctx, "v1", "Secret", ctx.namespace, name, ctx.namespace)
             if secret is None:
-                raise ReconcileError("BuildFailed", f"decryption secret '{ctx.namespace}/{name}' not found")
+                raise ReconcileError(
+                    BUILD_FAILED_REASON, f"decryption secret '{ctx.namespace}/{name}' not found"
+                )
             data.update({k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()})
             versions.append(str((secret.get("metadata") or {}).get("resourceVersion", "")))
         return data, "/".join(versions)
@@ -451,14 +470,14 @@ class KustomizationReconciler(Reconciler[Kustomization]):
         try:
             root = await self.artifacts.checkout(artifact)
         except SourceNotReady as err:
-            raise ReconcileError("ArtifactFailed", str(err), requeue_after=requeue_dependency) from err
+            raise ReconcileError(ARTIFACT_FAILED_REASON, str(err), requeue_after=requeue_dependency) from err
         except ArtifactError as err:
-            raise ReconcileError("ArtifactFailed", f"failed to fetch artifact: {err}") from err
+            raise ReconcileError(ARTIFACT_FAILED_REASON, f"failed to fetch artifact: {err}") from err
         try:
             keyring = decrypt.Keyring.from_secret_data(keys) if keys else decrypt.Keyring()
         except decrypt.DecryptionError as err:
             await remove_tree(root)
-            raise ReconcileError("BuildFailed", f"invalid decryption keys: {err}") from err
+            raise ReconcileError(BUILD_FAILED_REASON, f"invalid decryption keys: {err}") from err
         try:
             before = None
             if obj.spec.decryption is not None:
@@ -483,11 +502,11 @@ class KustomizationReconciler(Reconciler[Kustomization]):
                 decrypt=decrypt_objects,
             )
         except decrypt.DecryptionError as err:
-            raise ReconcileError("BuildFailed", f"decryption failed: {err}") from err
+            raise ReconcileError(BUILD_FAILED_REASON, f"decryption failed: {err}") from err
         except BuildNotFinished as err:
-            raise ReconcileError("BuildFailed", str(err)) from err
+            raise ReconcileError(BUILD_FAILED_REASON, str(err)) from err
         except (BuildError, SubstitutionError) as err:
-            raise StalledError("BuildFailed", str(err)) from err
+            raise StalledError(BUILD_FAILED_REASON, str(err)) from err
         finally:
             close = getattr(keyring, "close", None)
             if callable(close):
@@ -513,7 +532,7 @@ class KustomizationReconciler(Reconciler[Kustomization]):
                 "server-side apply completed",
                 extra={"revision": revision, "changes": changes.counts(), "durationsMs": ms},
             )
-            ctx.event("Normal", "Progressing", message, metadata={"revision": revision})
+            ctx.event("Normal", PROGRESSING_REASON, message, metadata={"revision": revision})
 
     # --- health --------------------------------------------------------------------------------------
 
@@ -567,15 +586,15 @@ class KustomizationReconciler(Reconciler[Kustomization]):
             # A first look without touching the status: a no-op reconcile of healthy objects is free.
             await wait_for_health(targets, get, exprs, limit=0, poll=0)
         except TimeoutError:
-            ctx.set_condition(HEALTHY, "Unknown", "Progressing", "Running health checks")
+            ctx.set_condition(HEALTHY, "Unknown", PROGRESSING_REASON, "Running health checks")
             await ctx.progress(
                 f"Running health checks for revision {revision} with a timeout of {timeout:g}s"
             )
             try:
                 await wait_for_health(targets, get, exprs, limit=timeout, poll=1.0, canceled=new_revision)
             except HealthCheckCanceled as err:
-                ctx.set_condition(HEALTHY, "False", "HealthCheckCanceled", str(err))
-                raise ReconcileError("HealthCheckCanceled", str(err), requeue_after=0.5) from err
+                ctx.set_condition(HEALTHY, "False", HEALTH_CHECK_CANCELED_REASON, str(err))
+                raise ReconcileError(HEALTH_CHECK_CANCELED_REASON, str(err), requeue_after=0.5) from err
             except (TimeoutError, RuntimeError) as err:
                 self._health_failed(ctx, started, err)
         except RuntimeError as err:
@@ -583,13 +602,13 @@ class KustomizationReconciler(Reconciler[Kustomization]):
         current = ctx.get_condition(HEALTHY)
         if not current or current.get("status") != "True":
             ctx.set_condition(
-                HEALTHY, "True", "Succeeded", f"Health check passed in {time.monotonic() - started:.3f}s"
+                HEALTHY, "True", SUCCEEDED_REASON, f"Health check passed in {time.monotonic() - started:.3f}s"
             )
 
     def _health_failed(self, ctx: ReconcileContext, started: float, err: Exception) -> None:
         message = f"Health check failed after {time.monotonic() - started:.3f}s: {err}"
-        ctx.set_condition(HEALTHY, "False", "HealthCheckFailed", message)
-        raise ReconcileError("HealthCheckFailed", message) from err
+        ctx.set_condition(HEALTHY, "False", HEALTH_CHECK_FAILED_REASON, message)
+        raise ReconcileError(HEALTH_CHECK_FAILED_REASON, message) from err
 
     # --- deletion ------------------------------------------------------------------------------------
 
@@ -606,12 +625,12 @@ class KustomizationReconciler(Reconciler[Kustomization]):
         applier = self._applier(ctx)
         changes, _, errors = await delete_entries(applier, entries, ctx.name, ctx.namespace)
         if changes.entries:
-            ctx.event("Normal", "Progressing", changes.message())
+            ctx.event("Normal", PROGRESSING_REASON, changes.message())
         if errors:
-            raise ReconcileError("PruneFailed", "\n".join(errors))
+            raise ReconcileError(PRUNE_FAILED_REASON, "\n".join(errors))
         if policy == "WaitForTermination":
             remaining = await wait_terminated(applier, [e for e in entries], spec.timeout_seconds())
             if remaining:
                 raise ReconcileError(
-                    "PruneFailed", "timeout waiting for termination of: " + ", ".join(remaining)
+                    PRUNE_FAILED_REASON, "timeout waiting for termination of: " + ", ".join(remaining)
                 )

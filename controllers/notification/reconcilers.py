@@ -21,6 +21,12 @@ from tide.controllers.notification.receivers import RECEIVER_TYPES, ResourceFilt
 from tide.shared.api.notification import Alert, Provider, Receiver
 from tide.shared.kube import secret_data
 from tide.shared.runtime import ReconcileContext, ReconcileError, Result, StalledError
+from tide.shared.runtime.conditions import (
+    READY,
+    SUCCEEDED_REASON,
+    TOKEN_NOT_FOUND_REASON,
+    VALIDATION_FAILED_REASON,
+)
 from tide.shared.runtime.reconciler import FLUX_FINALIZER, Reconciler
 
 
@@ -32,38 +38,41 @@ class ReceiverReconciler(Reconciler[Receiver]):
         name, namespace = obj.metadata.name or "", obj.metadata.namespace or ""
         spec = obj.spec
         if spec.type not in RECEIVER_TYPES:
-            raise StalledError("ValidationFailed", f"receiver type '{spec.type}' is not supported by Tide")
+            raise StalledError(
+                VALIDATION_FAILED_REASON, f"receiver type '{spec.type}' is not supported by Tide"
+            )
         for resource in spec.resources:
             if resource.name == "*" and not resource.match_labels:
                 raise StalledError(
-                    "ValidationFailed",
+                    VALIDATION_FAILED_REASON,
                     f"resource {resource.kind}/*: matchLabels is required when name is '*'",
                 )
         if spec.resource_filter:
             try:
                 ResourceFilter(spec.resource_filter)
             except ValueError as exc:
-                raise StalledError("ValidationFailed", str(exc)) from None
+                raise StalledError(VALIDATION_FAILED_REASON, str(exc)) from None
         if spec.secret_ref is None:
-            raise StalledError("TokenNotFound", "spec.secretRef is required for this receiver type")
+            raise StalledError(TOKEN_NOT_FOUND_REASON, "spec.secretRef is required for this receiver type")
         secret = await ctx.kube.get("v1", "Secret", spec.secret_ref.name, namespace)
         if secret is None:
             raise ReconcileError(
-                "TokenNotFound", f"unable to read token from secret '{namespace}/{spec.secret_ref.name}'"
+                TOKEN_NOT_FOUND_REASON,
+                f"unable to read token from secret '{namespace}/{spec.secret_ref.name}'",
             )
         data = secret_data(secret)
         if "token" not in data:
             raise ReconcileError(
-                "TokenNotFound",
+                TOKEN_NOT_FOUND_REASON,
                 f"invalid '{namespace}/{spec.secret_ref.name}' secret data: required field 'token'",
             )
         path = webhook_path(data["token"].decode(), name, namespace)
         previous = ctx.status.webhook_path
         ctx.status.webhook_path = path
         message = f"Receiver initialized for path: {path}"
-        ctx.set_condition("Ready", "True", "Succeeded", message)
+        ctx.set_condition(READY, "True", SUCCEEDED_REASON, message)
         if previous != path:
-            ctx.event("Normal", "Succeeded", message)
+            ctx.event("Normal", SUCCEEDED_REASON, message)
         return Result()
 
     async def finalize(self, obj: Receiver, ctx: ReconcileContext) -> None:
@@ -79,7 +88,7 @@ class ProviderReconciler(Reconciler[Provider]):
         spec = obj.spec
         if spec.type not in BUILDERS:
             raise StalledError(
-                "ValidationFailed",
+                VALIDATION_FAILED_REASON,
                 f"provider type '{spec.type}' is not supported by Tide yet; no notification will be sent",
             )
         secrets: dict[str, dict[str, Any] | None] = {}
@@ -105,7 +114,7 @@ class ProviderReconciler(Reconciler[Provider]):
                 if spec.type not in GIT_ADDRESS_TYPES:
                     require_url(cfg.address, spec.type)
         except ProviderConfigError as exc:
-            raise StalledError("ValidationFailed", str(exc)) from None
+            raise StalledError(VALIDATION_FAILED_REASON, str(exc)) from None
         return Result()
 
     async def finalize(self, obj: Provider, ctx: ReconcileContext) -> None:
@@ -120,7 +129,7 @@ class AlertReconciler(Reconciler[Alert]):
         spec = obj.spec
         bad = invalid_regexes(list(spec.inclusion_list or []) + list(spec.exclusion_list or []))
         if bad:
-            raise StalledError("ValidationFailed", f"invalid regular expressions: {', '.join(bad)}")
+            raise StalledError(VALIDATION_FAILED_REASON, f"invalid regular expressions: {', '.join(bad)}")
         provider = await ctx.kube.get(
             "notification.toolkit.fluxcd.io/v1beta3",
             "Provider",

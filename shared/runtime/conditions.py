@@ -15,12 +15,27 @@ from typing import Any
 READY = "Ready"
 RECONCILING = "Reconciling"
 STALLED = "Stalled"
+HEALTHY = "Healthy"
 
+# Flux's reasons (fluxcd/pkg/apis/meta and the controllers' APIs), and the runtime's own.
 PROGRESSING_REASON = "Progressing"
 PROGRESSING_WITH_RETRY_REASON = "ProgressingWithRetry"
 SUCCEEDED_REASON = "Succeeded"
 FAILED_REASON = "Failed"
 INVALID_OBJECT_REASON = "InvalidObject"
+RECONCILIATION_SUCCEEDED_REASON = "ReconciliationSucceeded"
+RECONCILIATION_FAILED_REASON = "ReconciliationFailed"
+DEPENDENCY_NOT_READY_REASON = "DependencyNotReady"
+ACCESS_DENIED_REASON = "AccessDenied"
+ARTIFACT_FAILED_REASON = "ArtifactFailed"
+BUILD_FAILED_REASON = "BuildFailed"
+PRUNE_FAILED_REASON = "PruneFailed"
+HEALTH_CHECK_FAILED_REASON = "HealthCheckFailed"
+HEALTH_CHECK_CANCELED_REASON = "HealthCheckCanceled"
+INVALID_CEL_EXPRESSION_REASON = "InvalidCELExpression"
+VALIDATION_FAILED_REASON = "ValidationFailed"
+TOKEN_NOT_FOUND_REASON = "TokenNotFound"
+FINALIZE_FAILED_REASON = "FinalizeFailed"
 
 MESSAGE_LIMIT = 32768
 _ORDER = {READY: 0, STALLED: 1, RECONCILING: 2}

@@ -416,11 +416,18 @@ class KindController:
         except asyncio.CancelledError:
             raise
         except KubeApiError as err:
-            return await self._failed(key, ctx, "ReconciliationFailed", str(err), None, retry_interval)
+            return await self._failed(
+                key, ctx, cond.RECONCILIATION_FAILED_REASON, str(err), None, retry_interval
+            )
         except Exception as err:
             logger.exception("reconciler raised %s", type(err).__name__)
             return await self._failed(
-                key, ctx, "ReconciliationFailed", f"{type(err).__name__}: {err}", None, retry_interval
+                key,
+                ctx,
+                cond.RECONCILIATION_FAILED_REASON,
+                f"{type(err).__name__}: {err}",
+                None,
+                retry_interval,
             )
 
         ready = ctx.get_condition(cond.READY)
@@ -554,7 +561,7 @@ class KindController:
             except Exception as err:
                 logger.exception("finalize raised %s", type(err).__name__)
                 return await self._failed(
-                    key, ctx, "FinalizeFailed", f"{type(err).__name__}: {err}", None, None
+                    key, ctx, cond.FINALIZE_FAILED_REASON, f"{type(err).__name__}: {err}", None, None
                 )
         await self._remove_finalizer(raw)
         self.queue.forget(key)
