@@ -23,9 +23,15 @@ import aiohttp
 
 from tide.controllers.source import oci, oci_layer, oci_refs
 from tide.controllers.source.conditions import (
+    ARCHIVE_FAILED,
     ARTIFACT_OUTDATED,
+    AUTHENTICATION_FAILED,
     FETCH_FAILED,
+    LAYER_FAILED,
+    PULL_FAILED,
+    READ_FAILED,
     STORAGE_FAILED,
+    URL_INVALID,
 )
 from tide.controllers.source.oci_refs import COPY
 from tide.controllers.source.proxy import Proxy
@@ -35,17 +41,10 @@ from tide.shared.api.meta import Artifact
 from tide.shared.api.source import OCIRepository
 from tide.shared.kube import secret_data
 from tide.shared.runtime import ReconcileContext, ReconcileError, Result, StalledError
-from tide.shared.runtime.conditions import now_rfc3339
+from tide.shared.runtime.conditions import SUCCEEDED_REASON, now_rfc3339
 
 KIND = "OCIRepository"
 
-
-AUTHENTICATION_FAILED = "AuthenticationFailed"
-READ_FAILED = "ReadOperationFailed"
-PULL_FAILED = "OCIArtifactPullFailed"
-LAYER_FAILED = "OCIArtifactLayerOperationFailed"
-ARCHIVE_FAILED = "ArchiveOperationFailed"
-URL_INVALID = "URLInvalid"
 
 # Flux's annotations of `flux push artifact`, echoed in the NewArtifact event.
 SOURCE_ANNOTATION = "org.opencontainers.image.source"
@@ -385,4 +384,4 @@ class OCIRepositoryReconciler(StoredSourceReconciler[OCIRepository]):
         if previous is None or previous.digest != artifact.digest:
             ctx.event("Normal", "NewArtifact", message, metadata=metadata)
         elif recovering:
-            ctx.event("Normal", "Succeeded", message, metadata=metadata)
+            ctx.event("Normal", SUCCEEDED_REASON, message, metadata=metadata)

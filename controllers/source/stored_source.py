@@ -17,6 +17,7 @@ from tide.controllers.source.conditions import (
 from tide.controllers.source.storage import Storage
 from tide.shared.api.meta import KubeObject
 from tide.shared.runtime import ReconcileContext, ReconcileError
+from tide.shared.runtime.conditions import SUCCEEDED_REASON
 from tide.shared.runtime.reconciler import FLUX_FINALIZER, Reconciler
 
 Source = TypeVar("Source", bound=KubeObject)
@@ -64,8 +65,8 @@ class StoredSourceReconciler(Reconciler[Source]):
         ctx.remove_condition(ARTIFACT_OUTDATED)
         ctx.remove_condition(FETCH_FAILED)
         ctx.remove_condition(STORAGE_FAILED)
-        ctx.set_condition(ARTIFACT_IN_STORAGE, "True", "Succeeded", message)
-        ctx.set_condition(READY, "True", "Succeeded", message)
+        ctx.set_condition(ARTIFACT_IN_STORAGE, "True", SUCCEEDED_REASON, message)
+        ctx.set_condition(READY, "True", SUCCEEDED_REASON, message)
 
     async def _collect_garbage(self, obj: Any, ctx: ReconcileContext) -> None:
         current = ctx.status.artifact.path if ctx.status.artifact else None
