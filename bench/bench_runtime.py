@@ -27,7 +27,7 @@ from typing import Any
 
 from tide.shared.runtime import Reconciler
 from tide.shared.runtime.events import EventRecorder
-from tide.shared.runtime.reconcile import KindController
+from tide.shared.runtime.kind_controller import KindController
 from tide.shared.runtime.result import Result
 from tide.shared.runtime.workqueue import ShutDown, WorkQueue
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from tide.controllers.kustomize.options import KustomizeOptions
 from tide.controllers.kustomize.reconciler import KustomizationReconciler
-from tide.shared.runtime.controller import add_bool, controller_arg_parser, run_controller
+from tide.shared.runtime.process import add_bool, controller_arg_parser, run_controller
 
 NAME = "kustomize-controller"
 

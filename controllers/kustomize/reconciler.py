@@ -71,7 +71,7 @@ from tide.shared.runtime.conditions import (
     now_rfc3339,
 )
 from tide.shared.runtime.context import ReconcileContext
-from tide.shared.runtime.reconcile import KindController
+from tide.shared.runtime.kind_controller import KindController
 from tide.shared.runtime.reconciler import FLUX_FINALIZER, Reconciler
 from tide.shared.runtime.result import ReconcileError, Result, StalledError
 

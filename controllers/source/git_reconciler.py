@@ -35,7 +35,7 @@ from tide.shared.api.source import GitRepository
 from tide.shared.kube import secret_data
 from tide.shared.runtime import ReconcileContext, ReconcileError, Result, StalledError
 from tide.shared.runtime.conditions import SUCCEEDED_REASON, now_rfc3339
-from tide.shared.runtime.reconcile import KindController
+from tide.shared.runtime.kind_controller import KindController
 
 KIND = "GitRepository"
 API_VERSION = "source.toolkit.fluxcd.io/v1"

@@ -8,12 +8,12 @@ import tempfile
 from pathlib import Path
 
 from tide.controllers.source.builder import BuildPool
+from tide.controllers.source.git_reconciler import GitRepositoryReconciler
 from tide.controllers.source.oci_reconciler import OCIRepositoryReconciler
-from tide.controllers.source.reconciler import GitRepositoryReconciler
 from tide.controllers.source.server import ArtifactServer
 from tide.controllers.source.storage import Storage, advertised_address
 from tide.shared.runtime import controller_arg_parser, run_controller
-from tide.shared.runtime.controller import parse_duration_flag
+from tide.shared.runtime.process import parse_duration_flag
 
 NAME = "source-controller"
 

@@ -18,14 +18,14 @@ Duration flags of `controller_arg_parser` are parsed to seconds (`args.requeue_d
 """
 
 from tide.shared.runtime.context import ReconcileContext
-from tide.shared.runtime.controller import (
+from tide.shared.runtime.events import NORMAL, WARNING, EventRecorder
+from tide.shared.runtime.kind_controller import KindController, KindInfo
+from tide.shared.runtime.process import (
     controller_arg_parser,
     feature_gates,
     run_controller,
     runtime_namespace,
 )
-from tide.shared.runtime.events import NORMAL, WARNING, EventRecorder
-from tide.shared.runtime.reconcile import KindController, KindInfo
 from tide.shared.runtime.reconciler import FLUX_FINALIZER, Reconciler
 from tide.shared.runtime.result import ReconcileError, Result, StalledError
 

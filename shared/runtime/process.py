@@ -15,10 +15,10 @@ from tide.shared.api.meta import parse_duration
 from tide.shared.kube import KubeClient, pod_namespace
 from tide.shared.runtime.events import EventRecorder
 from tide.shared.runtime.health import HealthServer
+from tide.shared.runtime.kind_controller import KindController
 from tide.shared.runtime.leader import LeaderElector
 from tide.shared.runtime.logs import setup_logging
 from tide.shared.runtime.metrics import MetricsServer
-from tide.shared.runtime.reconcile import KindController
 from tide.shared.runtime.reconciler import Reconciler
 
 log = logging.getLogger("tide.runtime.controller")

@@ -9,7 +9,7 @@ from tide.shared.runtime.context import ReconcileContext
 from tide.shared.runtime.result import Result
 
 if TYPE_CHECKING:
-    from tide.shared.runtime.reconcile import KindController
+    from tide.shared.runtime.kind_controller import KindController
 
 FLUX_FINALIZER = "finalizers.fluxcd.io"
 

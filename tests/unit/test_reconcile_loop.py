@@ -14,7 +14,7 @@ from pydantic import Field
 from tide.shared.api.meta import Duration, KubeObject, ObjectStatus, Spec, parse_duration
 from tide.shared.runtime import ReconcileError, Reconciler, Result, StalledError
 from tide.shared.runtime.events import EventRecorder
-from tide.shared.runtime.reconcile import KindController, needs_reconcile
+from tide.shared.runtime.kind_controller import KindController, needs_reconcile
 
 NS = "ns"
 
