@@ -32,7 +32,7 @@ from tide.controllers.kustomize.history import upsert_history
 from tide.controllers.kustomize.options import KustomizeOptions
 from tide.controllers.kustomize.prune import delete_entries, should_delete_on_finalize, wait_terminated
 from tide.shared.api.kustomize import Kustomization, Snapshot
-from tide.shared.api.meta import ResourceInventory, format_duration
+from tide.shared.api.meta import Artifact, ResourceInventory, format_duration
 from tide.shared.artifact import ArtifactError
 from tide.shared.artifact.fetch import (
     SERVED_SOURCE_KINDS,
@@ -97,8 +97,8 @@ def _ready_condition(obj: dict[str, Any]) -> tuple[str | None, str | None]:
 def _artifact_changed(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
     if old is None:
         return True
-    a, b = artifact_of(old) or {}, artifact_of(new) or {}
-    return (a.get("revision"), a.get("digest")) != (b.get("revision"), b.get("digest"))
+    a, b = artifact_of(old), artifact_of(new)
+    return (a and (a.revision, a.digest)) != (b and (b.revision, b.digest))
 
 
 def _readiness_changed(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
@@ -241,7 +241,6 @@ class KustomizationReconciler(Reconciler[Kustomization]):
 
     async def _reconcile(self, obj: Kustomization, ctx: ReconcileContext) -> Result:
         spec = obj.spec
-        raw_spec: dict[str, Any] = ctx.raw.get("spec") or {}
         key = (ctx.namespace, ctx.name)
         timings: dict[str, float] = {}
         started = mark = time.monotonic()
@@ -264,13 +263,13 @@ class KustomizationReconciler(Reconciler[Kustomization]):
                 f"Source '{source_name}' is not ready, artifact not found",
                 requeue_after=requeue_dependency,
             )
-        revision = str(artifact.get("revision", ""))
+        revision = artifact.revision
         ctx.status.last_attempted_revision = revision
 
         await self._check_dependencies(ctx, revision, requeue_dependency)
 
         try:
-            exprs = compile_exprs(raw_spec.get("healthCheckExprs"))
+            exprs = compile_exprs([e.to_wire() for e in spec.health_check_exprs or []])
         except InvalidCELExpression as err:
             raise StalledError(INVALID_CEL_EXPRESSION_REASON, str(err)) from err
 
@@ -282,7 +281,7 @@ class KustomizationReconciler(Reconciler[Kustomization]):
             force=bool(spec.force),
             concurrency=self.options.concurrent_ssa,
             wait_timeout=spec.timeout_seconds(),
-            ignore=list(raw_spec.get("ignore") or []),
+            ignore=[rule.to_wire() for rule in spec.ignore or []],
             override_managers=self.options.override_managers,
         )
         old_inventory = Inventory.from_status((ctx.raw.get("status") or {}).get("inventory"))
@@ -314,7 +313,7 @@ class KustomizationReconciler(Reconciler[Kustomization]):
         await self._check_health(ctx, obj, objects, changes, exprs, revision)
 
         ctx.status.last_applied_revision = revision
-        origin = (artifact.get("metadata") or {}).get("org.opencontainers.image.revision")
+        origin = (artifact.metadata or {}).get("org.opencontainers.image.revision")
         if origin:
             ctx.status.last_applied_origin_revision = origin
         stored = ctx.stored_status
@@ -432,7 +431,7 @@ class KustomizationReconciler(Reconciler[Kustomization]):
         ctx: ReconcileContext,
         obj: Kustomization,
         key: Key,
-        artifact: dict[str, Any],
+        artifact: Artifact,
         revision: str,
         requeue_dependency: float,
     ) -> list[dict[str, Any]]:
@@ -440,7 +439,7 @@ class KustomizationReconciler(Reconciler[Kustomization]):
         keys, keys_version = await self._keyring_source(ctx, obj)
         inputs = digest(
             [
-                artifact.get("digest"),
+                artifact.digest,
                 ctx.generation,
                 variables,
                 keys_version,
@@ -455,14 +454,15 @@ class KustomizationReconciler(Reconciler[Kustomization]):
             self.builds[key] = cached
         self._built[key] = (cached.digest, revision)
         objects = copy.deepcopy(cached.objects)
-        add_flux_metadata(objects, (ctx.raw.get("spec") or {}).get("commonMetadata"), ctx.name, ctx.namespace)
+        common = obj.spec.common_metadata
+        add_flux_metadata(objects, common.to_wire() if common else None, ctx.name, ctx.namespace)
         return objects
 
     async def _build(
         self,
         ctx: ReconcileContext,
         obj: Kustomization,
-        artifact: dict[str, Any],
+        artifact: Artifact,
         variables: dict[str, str] | None,
         keys: dict[str, bytes],
         requeue_dependency: float,
@@ -494,7 +494,7 @@ class KustomizationReconciler(Reconciler[Kustomization]):
 
             return await render(
                 root,
-                ctx.raw.get("spec") or {},
+                obj.spec.to_wire(),
                 variables=variables,
                 no_remote_bases=self.options.no_remote_bases,
                 limit=obj.spec.timeout_seconds(),
@@ -578,7 +578,7 @@ class KustomizationReconciler(Reconciler[Kustomization]):
         def new_revision() -> bool:
             informer = ctx.kube.informer(SOURCE_GROUP_VERSION, source_ref.kind, namespace=scope)
             current = artifact_of(informer.get(source_ref.namespace or ctx.namespace, source_ref.name))
-            return current is not None and current.get("revision") != revision
+            return current is not None and current.revision != revision
 
         started = time.monotonic()
         timeout = spec.timeout_seconds()

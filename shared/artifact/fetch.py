@@ -9,9 +9,13 @@ import re
 import shutil
 import tempfile
 from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from tide.shared.api.meta import Artifact
 from tide.shared.artifact import ArtifactError, ArtifactNotFound, fetch_artifact
 
 SOURCE_GROUP_VERSION = "source.toolkit.fluxcd.io/v1"
@@ -23,21 +27,25 @@ class SourceNotReady(Exception):
     """The source is missing or has no artifact yet: retry later, not a user error in this object."""
 
 
-def artifact_of(source: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not source:
+def artifact_of(source: Mapping[str, Any] | None) -> Artifact | None:
+    """The source's advertised artifact; None while it has none (or one a consumer cannot use)."""
+    raw = ((source or {}).get("status") or {}).get("artifact")
+    if not isinstance(raw, dict) or not raw.get("url"):
         return None
-    artifact = (source.get("status") or {}).get("artifact")
-    return artifact if isinstance(artifact, dict) and artifact.get("url") else None
+    try:
+        return Artifact.model_validate(raw)
+    except ValidationError:
+        return None
 
 
-async def download(artifact: dict[str, Any], dest: Path | None = None) -> Path:
+async def download(artifact: Artifact, dest: Path | None = None) -> Path:
     """The artifact extracted into dest (default: a new temporary directory the caller removes)."""
     dest = dest or Path(tempfile.mkdtemp(prefix="tide-kustomize-"))
     try:
-        await fetch_artifact(artifact["url"], artifact.get("digest", ""), dest)
+        await fetch_artifact(artifact.url, artifact.digest or "", dest)
     except ArtifactNotFound as err:
         shutil.rmtree(dest, ignore_errors=True)
-        raise SourceNotReady(f"artifact not found at {artifact['url']}: {err}") from err
+        raise SourceNotReady(f"artifact not found at {artifact.url}: {err}") from err
     except ArtifactError:
         shutil.rmtree(dest, ignore_errors=True)
         raise
@@ -131,9 +139,9 @@ class ArtifactCache:
             self._root.mkdir(parents=True)
         return self._root
 
-    async def checkout(self, artifact: dict[str, Any]) -> Path:
+    async def checkout(self, artifact: Artifact) -> Path:
         """A new directory holding the artifact's files; the caller removes it."""
-        digest = str(artifact.get("digest") or "")
+        digest = artifact.digest or ""
         if self.keep <= 0 or not _DIGEST.fullmatch(digest):
             return await download(artifact)
         tree = await self._acquire(digest, artifact)
@@ -150,7 +158,7 @@ class ArtifactCache:
             await self._evict()
         return dest
 
-    async def _acquire(self, digest: str, artifact: dict[str, Any]) -> Path:
+    async def _acquire(self, digest: str, artifact: Artifact) -> Path:
         """The tree of digest (downloaded once, however many ask at the same time), marked in use."""
         lock = self._locks.setdefault(digest, asyncio.Lock())
         async with lock:
