@@ -348,7 +348,8 @@ class Applier:
         if cache is not None:
             cached = cache.get(meta.get("namespace") or "", meta["name"])
             if cached is not None:
-                return copy.deepcopy(cached)
+                found: dict[str, Any] = copy.deepcopy(cached)
+                return found
             if owned_only:
                 return None
         result = await self.kube.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))

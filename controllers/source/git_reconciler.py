@@ -76,6 +76,8 @@ class GitRepositoryReconciler(StoredSourceReconciler[GitRepository]):
     def setup(self, controller: KindController) -> None:
         """A new artifact of a GitRepository reconciles the GitRepositories that include it."""
         informer = controller.informer
+        if informer is None:  # start() creates the kind's informer before it calls setup()
+            raise RuntimeError("GitRepository setup before its informer exists")
 
         def on_event(event_type: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
             if event_type != "MODIFIED" or old is None:

@@ -362,7 +362,7 @@ class KindController:
         status = getattr(obj, "status", None)
         if status is None:
             status = status_type()
-            obj.status = status  # type: ignore[attr-defined]
+            obj.status = status
         return obj, status
 
     async def _reconcile(
