@@ -117,7 +117,7 @@ class KustomizationReconciler(Reconciler[Kustomization]):
         self.options = options or KustomizeOptions()
         self.applier: Applier | None = None
         self.builds: dict[Key, CachedBuild] = {}
-        self.controller: Any = None
+        self.controller: KindController | None = None
         self._built: dict[Key, tuple[str, str]] = {}  # this reconcile's build digest and revision
         self.artifacts = ArtifactCache(keep=self.options.artifact_cache_revisions)
 
@@ -144,7 +144,7 @@ class KustomizationReconciler(Reconciler[Kustomization]):
         )
 
     def _kustomizations(self) -> list[dict[str, Any]]:
-        informer = getattr(self.controller, "informer", None)
+        informer = self.controller.informer if self.controller else None
         return informer.items() if informer is not None else []
 
     def _users_of_source(self, kind: str) -> Any:
@@ -356,7 +356,7 @@ class KustomizationReconciler(Reconciler[Kustomization]):
         ref = obj.spec.source_ref
         namespace = ref.namespace or ctx.namespace
         self._refuse_cross_namespace(ctx, f"{ref.kind} '{ref.name}'", ref.namespace)
-        scope = getattr(self.controller, "namespace", None)
+        scope = self.controller.namespace if self.controller else None
         return await self._cached_get(ctx, SOURCE_GROUP_VERSION, ref.kind, namespace, ref.name, scope)
 
     async def _check_dependencies(self, ctx: ReconcileContext, revision: str, requeue: float) -> None:
@@ -371,7 +371,7 @@ class KustomizationReconciler(Reconciler[Kustomization]):
                 f"circular dependency detected: {format_cycle(cycle)}",
                 requeue_after=requeue,
             )
-        informer = getattr(self.controller, "informer", None)
+        informer = self.controller.informer if self.controller else None
         for dep_key in deps:
             self._refuse_cross_namespace(ctx, f"dependency '{dep_key[1]}'", dep_key[0])
             dep = informer.get(*dep_key) if informer is not None else None
@@ -573,7 +573,7 @@ class KustomizationReconciler(Reconciler[Kustomization]):
             )
 
         source_ref = spec.source_ref
-        scope = getattr(self.controller, "namespace", None)
+        scope = self.controller.namespace if self.controller else None
 
         def new_revision() -> bool:
             informer = ctx.kube.informer(SOURCE_GROUP_VERSION, source_ref.kind, namespace=scope)
