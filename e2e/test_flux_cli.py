@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from e2e.fixtures.kustomize import get_obj, git_source, kustomization, wait_ks
-from e2e.fixtures.source import apply
+from e2e.fixtures.kustomize import deployment, get_obj, git_source, kustomization, wait_ks
+from e2e.fixtures.source import apply, condition
 
 pytestmark = pytest.mark.e2e
 
@@ -66,3 +66,61 @@ def test_flux_cli_drives_tide(git_server, flux_controllers, flux, kubectl, names
     wait_ks(kubectl, namespace, "broken", status="False")
     broken = next(r for r in rows(flux("get", "kustomizations", *ns).stdout) if r[0] == "broken")
     assert broken[1:4] == ["", "False", "False"] and "'./missing'" in broken[4]
+
+
+def test_flux_create_kustomization_with_a_health_check(git_server, flux_controllers, flux, kubectl,  # type: ignore[no-untyped-def]
+                                                       namespace) -> None:  # fmt: skip
+    """Flux's own e2e workflow: `--health-check=Deployment/NAME.NS` writes no apiVersion; Tide resolves
+    it to the API server's preferred version of the kind, as Flux does."""
+    repo = git_server.create_repo(f"flux-hc-{namespace}", {"deploy/web.yaml": deployment("web", 1)})
+    flux_controllers()
+    apply(kubectl, namespace, git_source("repo", repo.public_http_url, interval="1h"))
+    ns = ["-n", namespace, "--timeout=90s"]
+    res = flux("create", "kustomization", "web", "--source=GitRepository/repo", "--path=./deploy",
+               "--prune=true", "--interval=1h", f"--target-namespace={namespace}",
+               f"--health-check=Deployment/web.{namespace}", "--health-check-timeout=60s", *ns)  # fmt: skip
+    head = f"main@sha1:{repo.head()}"
+    assert f"applied revision {head}" in res.stderr
+    ks = get_obj(kubectl, namespace, "kustomization", "web")
+    assert ks["spec"]["healthChecks"] == [{"kind": "Deployment", "name": "web", "namespace": namespace}]
+    assert condition(ks, "Healthy")["status"] == "True"
+    assert get_obj(kubectl, namespace, "deployment", "web")["status"].get("availableReplicas") == 1
+
+    # The next revision, on demand with its source, and a suspend/resume: each returns once handled.
+    repo.commit({"deploy/web.yaml": deployment("web", 2)})
+    new_head = f"main@sha1:{repo.head()}"
+    res = flux("reconcile", "kustomization", "web", "--with-source", *ns)
+    assert f"applied revision {new_head}" in res.stderr
+    assert get_obj(kubectl, namespace, "deployment", "web")["status"].get("availableReplicas") == 2
+    flux("suspend", "kustomization", "web", *ns)
+    res = flux("resume", "kustomization", "web", *ns)
+    assert f"applied revision {new_head}" in res.stderr
+
+    # A kind no API group serves: a clear message, not a 404 on a guessed version.
+    kubectl("patch", "kustomization", "web", "-n", namespace, "--type=json", "-p",
+            '[{"op": "add", "path": "/spec/healthChecks/-", '
+            '"value": {"kind": "Frobnicator", "name": "x"}}]')  # fmt: skip
+    ks = wait_ks(kubectl, namespace, "web", status="False", reason="HealthCheckFailed",
+                 contains="Frobnicator")  # fmt: skip
+    assert "the API server does not serve the kind Frobnicator" in condition(ks, "Ready")["message"]
+
+
+def test_flux_reconcile_during_a_long_health_wait(git_server, flux_controllers, flux, kubectl,  # type: ignore[no-untyped-def]
+                                                  namespace) -> None:  # fmt: skip
+    """With Flux's CancelHealthCheckOnNewRevision gate, `flux reconcile --with-source` during a
+    10-minute health wait returns once the fix is applied, not after the wait."""
+    gate = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: gate\ndata:\n  state: pending\n"
+    repo = git_server.create_repo(f"flux-wait-{namespace}", {"gate.yaml": gate})
+    flux_controllers("--feature-gates=CancelHealthCheckOnNewRevision=true")
+    exprs = [{"apiVersion": "v1", "kind": "ConfigMap", "current": "self.data.state == 'ready'"}]
+    apply(kubectl, namespace, git_source("repo", repo.public_http_url, interval="1h"),
+          kustomization("app", interval="1h", targetNamespace=namespace, wait=True, timeout="10m",
+                        healthCheckExprs=exprs))  # fmt: skip
+    ks = wait_ks(kubectl, namespace, "app", status="Unknown", contains="health checks")
+    assert condition(ks, "Reconciling")["message"].startswith("Running health checks for revision")
+    assert condition(ks, "Healthy")["status"] == "Unknown"
+
+    repo.commit({"gate.yaml": gate.replace("pending", "ready")})
+    res = flux("reconcile", "kustomization", "app", "--with-source", "-n", namespace, "--timeout=90s")
+    assert f"applied revision main@sha1:{repo.head()}" in res.stderr
+    assert condition(get_obj(kubectl, namespace, "kustomization", "app"), "Healthy")["status"] == "True"

@@ -115,3 +115,70 @@ def test_service_account_name_is_refused(git_server, flux_controllers, kubectl, 
     ks = wait_ks(kubectl, namespace, "app", status="False", contains="serviceAccountName")
     assert condition(ks, "Stalled")["status"] == "True"
     assert not get_obj(kubectl, namespace, "configmap", "x")
+
+
+def test_a_refused_object_applies_nothing_of_its_stage(git_server, flux_controllers, kubectl,  # type: ignore[no-untyped-def]
+                                                        namespace) -> None:  # fmt: skip
+    """Flux's all-or-nothing stages: one object the API server refuses (an unknown kind, an invalid
+    field) keeps every object of its stage, and of the stages after it, at the last good state."""
+    provider = ("apiVersion: notification.toolkit.fluxcd.io/v1beta3\nkind: Provider\nmetadata:\n"
+                "  name: hook\nspec:\n  type: generic\n  address: http://127.0.0.1:9/\n")  # fmt: skip
+    widget = "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\n"
+
+    def service(port: int) -> str:
+        return (f"apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  ports:\n"
+                f"  - port: {port}\n")  # fmt: skip
+
+    repo = git_server.create_repo(f"stages-{namespace}", {
+        "app/a.yaml": configmap("a", v="1"), "app/b.yaml": configmap("b", v="1"),
+    })  # fmt: skip
+    flux_controllers()
+    apply(kubectl, namespace, git_source("repo", repo.public_http_url),
+          kustomization("app", path="./app", interval="1h", targetNamespace=namespace))  # fmt: skip
+    good = f"main@sha1:{repo.head()}"
+    wait_ks(kubectl, namespace, "app", revision=good)
+    kept = {f"{namespace}_a__ConfigMap", f"{namespace}_b__ConfigMap"}
+
+    def inventory(ks: dict) -> set[str]:  # type: ignore[type-arg]
+        return {e["id"] for e in ks["status"]["inventory"]["entries"]}
+
+    # An unknown kind among the custom resources: neither the Provider beside it nor the later
+    # stage (the changed and the new ConfigMap) is written.
+    repo.commit({"app/a.yaml": configmap("a", v="2"), "app/c.yaml": configmap("c", v="1"),
+                 "app/provider.yaml": provider, "app/widget.yaml": widget})  # fmt: skip
+    request_reconcile(kubectl, namespace, "repo")
+    bad = f"main@sha1:{repo.head()}"
+    ks = wait_ks(kubectl, namespace, "app", status="False", revision=bad, contains="Widget")
+    ready = condition(ks, "Ready")
+    assert ready["reason"] == "ReconciliationFailed"
+    assert f'Widget/{namespace}/w dry-run failed: no matches for kind "Widget"' in ready["message"]
+    assert not get_obj(kubectl, namespace, "provider.notification.toolkit.fluxcd.io", "hook")
+    assert get_obj(kubectl, namespace, "configmap", "a")["data"] == {"v": "1"}
+    assert not get_obj(kubectl, namespace, "configmap", "c")
+    assert inventory(ks) == kept
+    assert ks["status"]["lastAppliedRevision"] == good
+
+    # An invalid field in the last stage: the custom resources' stage now passes and is applied
+    # (and tracked, so a revert prunes it); nothing of the last stage is.
+    repo.commit({"app/widget.yaml": None, "app/svc.yaml": service(70000)})
+    request_reconcile(kubectl, namespace, "repo")
+    bad = f"main@sha1:{repo.head()}"
+    ks = wait_ks(kubectl, namespace, "app", status="False", revision=bad, contains="Service/")
+    message = condition(ks, "Ready")["message"]
+    assert f"Service/{namespace}/web dry-run failed (Invalid):" in message
+    assert "70000" in message
+    assert get_obj(kubectl, namespace, "provider.notification.toolkit.fluxcd.io", "hook")
+    assert get_obj(kubectl, namespace, "configmap", "a")["data"] == {"v": "1"}
+    assert not get_obj(kubectl, namespace, "configmap", "c")
+    assert inventory(ks) == kept | {f"{namespace}_hook_notification.toolkit.fluxcd.io_Provider"}
+
+    # Fixed in Git: everything applies.
+    repo.commit({"app/svc.yaml": service(80)})
+    request_reconcile(kubectl, namespace, "repo")
+    fixed = f"main@sha1:{repo.head()}"
+    ks = wait_ks(kubectl, namespace, "app", revision=fixed)
+    assert get_obj(kubectl, namespace, "configmap", "a")["data"] == {"v": "2"}
+    assert get_obj(kubectl, namespace, "configmap", "c")
+    assert get_obj(kubectl, namespace, "service", "web")
+    assert inventory(ks) == kept | {f"{namespace}_c__ConfigMap", f"{namespace}_web__Service",
+                                    f"{namespace}_hook_notification.toolkit.fluxcd.io_Provider"}  # fmt: skip

@@ -4,29 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from e2e.fixtures.kustomize import get_obj, git_source, kustomization, wait_ks
+from e2e.fixtures.kustomize import deployment, get_obj, git_source, kustomization, wait_ks
 from e2e.fixtures.source import apply, condition
 
 pytestmark = pytest.mark.e2e
 
-DEPLOYMENT = """apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-spec:
-  replicas: 2
-  selector:
-    matchLabels:
-      app: web
-  template:
-    metadata:
-      labels:
-        app: web
-    spec:
-      containers:
-      - name: web
-        image: nginx:1.27
-"""
+DEPLOYMENT = deployment("web", 2)
 
 
 def test_wait_until_deployment_available(git_server, flux_controllers, kubectl, namespace) -> None:  # type: ignore[no-untyped-def]
@@ -86,9 +69,10 @@ def test_invalid_cel_expression_stalls(git_server, flux_controllers, kubectl, na
 
 
 def test_new_revision_cancels_health_wait(git_server, flux_controllers, kubectl, namespace) -> None:  # type: ignore[no-untyped-def]
+    """Flux's CancelHealthCheckOnNewRevision feature gate (off by default, as in Flux)."""
     cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: gate\ndata:\n  state: pending\n"
     repo = git_server.create_repo(f"cancel-{namespace}", {"gate.yaml": cm})
-    flux_controllers()
+    flux_controllers("--feature-gates=CancelHealthCheckOnNewRevision=true")
     exprs = [{"apiVersion": "v1", "kind": "ConfigMap", "current": "self.data.state == 'ready'"}]
     apply(kubectl, namespace, git_source("repo", repo.public_http_url),
           kustomization("app", targetNamespace=namespace, wait=True, timeout="10m",

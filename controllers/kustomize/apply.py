@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from tide.controllers.kustomize.fields import Fingerprint, comparable, digest, provably_unchanged
 from tide.shared.inventory import ObjectRef, split_api_version
-from tide.shared.kube.errors import KubeApiError
+from tide.shared.kube.errors import KubeApiError, ResourceNotFoundError
 from tide.shared.kustomize.owner import NAME_LABEL, NAMESPACE_LABEL
 from tide.shared.runtime.conditions import is_condition_true
 
@@ -274,6 +274,29 @@ class ChangeSet:
         return out
 
 
+@dataclass
+class Plan:
+    """One object's decision before its stage is written: a Change when nothing is to be written,
+    else the write to make (the live object it replaces, kubectl's managers to take over)."""
+
+    obj: dict[str, Any]
+    change: Change | None
+    live: dict[str, Any] | None = None
+    takeover: list[dict[str, Any]] = field(default_factory=list)
+
+
+def refusal_message(obj: Mapping[str, Any], err: KubeApiError, step: str) -> str:
+    """Flux's wording: `Kind/namespace/name dry-run failed (Reason): message`."""
+    name = ObjectRef.of(obj).display()
+    if isinstance(err, ResourceNotFoundError):
+        return (
+            f'{name} {step} failed: no matches for kind "{err.kind}" in version "{err.api_version}" '
+            "(the API server does not serve it; is its CustomResourceDefinition installed?)"
+        )
+    reason = f" ({err.reason})" if err.reason else ""
+    return f"{name} {step} failed{reason}: {err.message}"
+
+
 # --- the applier -------------------------------------------------------------------------------------
 
 
@@ -372,40 +395,61 @@ class Applier:
     def _key(self, obj: Mapping[str, Any]) -> tuple[str, str, str]:
         return (obj["apiVersion"], ObjectRef.of(obj).id, self.manager)
 
-    async def apply_one(self, obj: dict[str, Any], options: ApplyOptions) -> Change:
+    async def plan_one(self, obj: dict[str, Any], options: ApplyOptions) -> Plan:
+        """Decide without writing: skipped, unchanged (proved from the cache, or by a dry-run that
+        equals the live object), or a write whose dry-run the API server accepted. A refusal raises
+        KubeApiError, before anything of the stage is written."""
         ref = ObjectRef.of(obj)
         policy = ssa_policy(obj)
         if policy == "Ignore":
-            return Change(ref, "skipped", obj["apiVersion"])
+            return Plan(obj, Change(ref, "skipped", obj["apiVersion"]))
         # Not in our cache means new, or not yet labelled by us: applying creates or adopts it
         # either way, so only IfNotPresent needs to ask the API.
         live = await self.live(obj, owned_only=policy != "IfNotPresent")
         if live is not None and policy == "IfNotPresent":
-            return Change(ref, "skipped", obj["apiVersion"], _generation(live))
+            return Plan(obj, Change(ref, "skipped", obj["apiVersion"], _generation(live)))
+        takeover: list[dict[str, Any]] = []
         if live is not None and policy != "Merge":
-            ops = takeover_patch(live, KUBECTL_MANAGERS + tuple(options.override_managers))
-            if ops:
-                meta = obj["metadata"]
-                live = await self.kube.patch_json(
-                    obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"), ops
-                )
+            takeover = takeover_patch(live, KUBECTL_MANAGERS + tuple(options.override_managers))
         desired_digest = digest(obj)
         key = self._key(obj)
-        if live is not None:
+        if live is not None and not takeover:
             record = self.fingerprints.get(key)
             if record is not None and record.matches(desired_digest, live, self.manager):
-                return Change(ref, "unchanged", obj["apiVersion"], _generation(live))
+                return Plan(obj, Change(ref, "unchanged", obj["apiVersion"], _generation(live)))
             if provably_unchanged(obj, live, self.manager):
                 self._remember(key, desired_digest, live)
-                return Change(ref, "unchanged", obj["apiVersion"], _generation(live))
-            dry = await self._apply(obj, options, dry_run=True)
-            if comparable(dry) == comparable(live):
+                return Plan(obj, Change(ref, "unchanged", obj["apiVersion"], _generation(live)))
+        # The dry-run validates the object, as Flux does for every object it has to write.
+        dry = await self._apply(obj, options, dry_run=True)
+        if live is not None and comparable(dry) == comparable(live):
+            if not takeover:
                 self._remember(key, desired_digest, dry)
-                return Change(ref, "unchanged", obj["apiVersion"], _generation(live))
+                return Plan(obj, Change(ref, "unchanged", obj["apiVersion"], _generation(live)))
+        return Plan(obj, None, live, takeover)
+
+    async def write(self, plan: Plan, options: ApplyOptions) -> Change:
+        """Carry out a planned write: kubectl's managers taken over, then the server-side apply."""
+        obj, live = plan.obj, plan.live
+        if plan.takeover:
+            meta = obj["metadata"]
+            live = await self.kube.patch_json(
+                obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"), plan.takeover
+            )
+        key = self._key(obj)
+        desired_digest = digest(obj)
+        if live is not None and plan.takeover:
+            # Only kubectl's ownership was in the way: the content is already what Git says.
+            if provably_unchanged(obj, live, self.manager):
+                self._remember(key, desired_digest, live)
+                return Change(ObjectRef.of(obj), "unchanged", obj["apiVersion"], _generation(live))
         result = await self._apply(obj, options, dry_run=False)
         self._remember(key, desired_digest, result)
         return Change(
-            ref, "created" if live is None else "configured", obj["apiVersion"], _generation(result)
+            ObjectRef.of(obj),
+            "created" if live is None else "configured",
+            obj["apiVersion"],
+            _generation(result),
         )
 
     def _remember(self, key: tuple[str, str, str], desired_digest: str, result: Mapping[str, Any]) -> None:
@@ -443,6 +487,9 @@ class Applier:
     # all objects -----------------------------------------------------------------------------------
 
     async def apply_all(self, objects: list[dict[str, Any]], options: ApplyOptions) -> ChangeSet:
+        """Flux's staged apply, all or nothing per stage: every object of a stage is validated
+        (proved unchanged, or dry-run) before any of it is written. A refusal fails the stage with
+        nothing of it written; the ApplyError carries what earlier stages changed."""
         changes = ChangeSet()
         semaphore = asyncio.Semaphore(max(1, options.concurrency))
         for index, stage in enumerate(staged(objects)):
@@ -450,22 +497,37 @@ class Applier:
                 continue
             errors: list[str] = []
 
-            async def one(obj: dict[str, Any], errors: list[str] = errors) -> Change | None:
+            async def plan(obj: dict[str, Any], errors: list[str] = errors) -> Plan | None:
                 async with semaphore:
                     try:
                         await self.normalize(obj)
                         strip_ignored(obj, options.ignore)
-                        return await self.apply_one(obj, options)
+                        return await self.plan_one(obj, options)
                     except KubeApiError as err:
-                        errors.append(f"{ObjectRef.of(obj).display()} apply failed: {err}")
+                        errors.append(refusal_message(obj, err, "dry-run"))
                         return None
 
-            results = await asyncio.gather(*(one(o) for o in stage))
-            for change in results:
+            plans = await asyncio.gather(*(plan(o) for o in stage))
+            if errors:
+                raise ApplyError("\n".join(sorted(errors)), changes)
+
+            async def write(item: Plan, errors: list[str] = errors) -> Change | None:
+                async with semaphore:
+                    try:
+                        return await self.write(item, options)
+                    except KubeApiError as err:
+                        errors.append(refusal_message(item.obj, err, "apply"))
+                        return None
+
+            pending = [p for p in plans if p is not None and p.change is None]
+            written = iter(await asyncio.gather(*(write(p) for p in pending)))
+            for item in plans:
+                assert item is not None
+                change = item.change if item.change is not None else next(written)
                 if change is not None:
                     changes.add(change)
             if errors:
-                raise ApplyError("\n".join(errors), changes)
+                raise ApplyError("\n".join(sorted(errors)), changes)
             if index == 0:
                 await self.wait_for_crds(stage, options.wait_timeout)
         return changes

@@ -19,7 +19,8 @@ class InvalidCELExpression(ValueError):
 
 
 class HealthCheckCanceled(Exception):
-    """A new source revision arrived while waiting (Flux: HealthCheckCanceled)."""
+    """A new reconcile was triggered while waiting (Flux: HealthCheckCanceled, with the
+    CancelHealthCheckOnNewRevision feature gate); the message names the trigger."""
 
 
 @dataclass
@@ -124,10 +125,10 @@ async def wait_for_health(
     exprs: list[CompiledExpr],
     limit: float,
     poll: float = 1.0,
-    canceled: Callable[[], bool] | None = None,
+    canceled: Callable[[], str | None] | None = None,
 ) -> None:
     """Return when every target is Current; raise TimeoutError (with the pending list) or RuntimeError
-    for a Failed object (fail fast), HealthCheckCanceled when canceled() turns true."""
+    for a Failed object (fail fast), HealthCheckCanceled when canceled() names a trigger."""
     deadline = time.monotonic() + limit
     while True:
         results: dict[HealthTarget, Status] = {}
@@ -150,8 +151,9 @@ async def wait_for_health(
             raise RuntimeError("failed: [" + ", ".join(failed) + "]")
         if not pending:
             return
-        if canceled is not None and canceled():
-            raise HealthCheckCanceled("health check canceled: a new source revision is available")
+        trigger = canceled() if canceled is not None else None
+        if trigger:
+            raise HealthCheckCanceled(trigger)
         if time.monotonic() >= deadline:
             raise TimeoutError("timeout waiting for: [" + ", ".join(pending) + "]")
         await asyncio.sleep(poll)

@@ -7,7 +7,8 @@ from typing import Any
 
 from tide.controllers.kustomize.options import KustomizeOptions
 from tide.controllers.kustomize.reconciler import KustomizationReconciler
-from tide.shared.runtime.process import add_bool, controller_arg_parser, run_controller
+from tide.shared.kustomize.build import DEFAULT_MEMORY_LIMIT
+from tide.shared.runtime.process import add_bool, controller_arg_parser, feature_gates, run_controller
 
 NAME = "kustomize-controller"
 
@@ -32,6 +33,13 @@ def arg_parser() -> argparse.ArgumentParser:
         default=8,
         help="Extracted source revisions kept for Kustomizations that share a source, so each is "
         "downloaded once (0: every build downloads its own copy, as Flux does).",
+    )
+    parser.add_argument(
+        "--build-memory-limit",
+        type=int,
+        default=DEFAULT_MEMORY_LIMIT,
+        help="The memory in bytes each kustomize build may use; a build that needs more fails with "
+        "BuildFailed (0: no limit). CPU time is limited by the Kustomization's timeout.",
     )
     parser.add_argument(
         "--sops-age-secret",
@@ -59,6 +67,8 @@ def options_from(args: argparse.Namespace) -> KustomizeOptions:
         sops_age_secret=args.sops_age_secret,
         runtime_namespace=args.runtime_namespace or "flux-system",
         override_managers=tuple(args.override_manager),
+        build_memory_limit=args.build_memory_limit,
+        feature_gates=feature_gates(args),
     )
 
 

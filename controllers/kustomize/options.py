@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from tide.shared.kustomize.build import DEFAULT_MEMORY_LIMIT
 
 
 @dataclass(frozen=True)
@@ -17,3 +19,6 @@ class KustomizeOptions:
     """A Secret in runtime_namespace whose age keys decrypt for every Kustomization."""
     runtime_namespace: str = "flux-system"
     override_managers: tuple[str, ...] = ()
+    build_memory_limit: int = DEFAULT_MEMORY_LIMIT
+    """Bytes each kustomize build may use (0: no limit)."""
+    feature_gates: dict[str, bool] = field(default_factory=dict)

@@ -32,7 +32,7 @@ from tide.controllers.kustomize.history import upsert_history
 from tide.controllers.kustomize.options import KustomizeOptions
 from tide.controllers.kustomize.prune import delete_entries, should_delete_on_finalize, wait_terminated
 from tide.shared.api.kustomize import Kustomization, Snapshot
-from tide.shared.api.meta import Artifact, ResourceInventory, format_duration
+from tide.shared.api.meta import Artifact, NamespacedObjectKindReference, ResourceInventory, format_duration
 from tide.shared.artifact import ArtifactError
 from tide.shared.artifact.fetch import (
     SERVED_SOURCE_KINDS,
@@ -43,6 +43,7 @@ from tide.shared.artifact.fetch import (
     remove_tree,
 )
 from tide.shared.inventory import Entry, Inventory, ObjectRef, split_api_version
+from tide.shared.kube.errors import ResourceNotFoundError
 from tide.shared.kustomize.build import BuildError, BuildNotFinished
 from tide.shared.kustomize.render import (
     VariablesSourceNotFound,
@@ -77,6 +78,8 @@ from tide.shared.runtime.result import ReconcileError, Result, StalledError
 
 KUSTOMIZATION_API = Kustomization.storage_api_version()
 CACHE_SYNC_TIMEOUT = 10.0
+# Off by default, as in Flux: a health wait runs to its end before a new revision is applied.
+CANCEL_HEALTH_CHECK_GATE = "CancelHealthCheckOnNewRevision"
 Key = tuple[str, str]
 
 
@@ -348,8 +351,8 @@ class KustomizationReconciler(Reconciler[Kustomization]):
         if spec.source_ref.kind not in SERVED_SOURCE_KINDS:
             raise StalledError(
                 ARTIFACT_FAILED_REASON,
-                f"source kind '{spec.source_ref.kind}' is not served "
-                "(the ExternalArtifact feature gate is off)",
+                f"source kind '{spec.source_ref.kind}' is not supported by Tide yet: nothing was "
+                f"applied; supported source kinds are {', '.join(SERVED_SOURCE_KINDS)}",
             )
 
     async def _source(self, ctx: ReconcileContext, obj: Kustomization) -> dict[str, Any] | None:
@@ -498,6 +501,7 @@ class KustomizationReconciler(Reconciler[Kustomization]):
                 variables=variables,
                 no_remote_bases=self.options.no_remote_bases,
                 limit=obj.spec.timeout_seconds(),
+                memory_limit=self.options.build_memory_limit,
                 before_build=before,
                 decrypt=decrypt_objects,
             )
@@ -556,9 +560,8 @@ class KustomizationReconciler(Reconciler[Kustomization]):
                     targets.append(HealthTarget(ref, o["apiVersion"], generations.get(ref)))
         else:
             for check in spec.health_checks or []:
-                group, _ = split_api_version(check.api_version or "")
-                ref = ObjectRef(group, check.kind, check.namespace or "", check.name)
-                targets.append(HealthTarget(ref, check.api_version or "v1", generations.get(ref)))
+                ref, api_version = await self._health_check_ref(ctx, check)
+                targets.append(HealthTarget(ref, api_version, generations.get(ref)))
         if not targets:
             ctx.remove_condition(HEALTHY)
             return
@@ -575,25 +578,37 @@ class KustomizationReconciler(Reconciler[Kustomization]):
         source_ref = spec.source_ref
         scope = self.controller.namespace if self.controller else None
 
-        def new_revision() -> bool:
+        source_name = f"{source_ref.kind}/{source_ref.namespace or ctx.namespace}/{source_ref.name}"
+        queue = self.controller.queue if self.controller else None
+
+        def new_reconcile() -> str | None:
+            """Flux's CancelHealthCheckOnNewRevision: a new source revision, or any other new
+            reconcile of this Kustomization queued meanwhile (a reconcile request, a spec change)."""
             informer = ctx.kube.informer(SOURCE_GROUP_VERSION, source_ref.kind, namespace=scope)
             current = artifact_of(informer.get(source_ref.namespace or ctx.namespace, source_ref.name))
-            return current is not None and current.revision != revision
+            if current is not None and current.revision != revision:
+                return f"New reconciliation triggered by {source_name}"
+            if queue is not None and queue.is_queued((ctx.namespace, ctx.name)):
+                return f"New reconciliation triggered by Kustomization/{ctx.namespace}/{ctx.name}"
+            return None
 
+        gates = self.options.feature_gates
+        canceled = new_reconcile if gates.get(CANCEL_HEALTH_CHECK_GATE, False) else None
         started = time.monotonic()
         timeout = spec.timeout_seconds()
         try:
             # A first look without touching the status: a no-op reconcile of healthy objects is free.
             await wait_for_health(targets, get, exprs, limit=0, poll=0)
         except TimeoutError:
-            ctx.set_condition(HEALTHY, "Unknown", PROGRESSING_REASON, "Running health checks")
-            await ctx.progress(
-                f"Running health checks for revision {revision} with a timeout of {timeout:g}s"
+            message = (
+                f"Running health checks for revision {revision} with a timeout of {format_duration(timeout)}"
             )
+            ctx.set_condition(HEALTHY, "Unknown", PROGRESSING_REASON, message)
+            await ctx.progress(message)
             try:
-                await wait_for_health(targets, get, exprs, limit=timeout, poll=1.0, canceled=new_revision)
+                await wait_for_health(targets, get, exprs, limit=timeout, poll=1.0, canceled=canceled)
             except HealthCheckCanceled as err:
-                ctx.set_condition(HEALTHY, "False", HEALTH_CHECK_CANCELED_REASON, str(err))
+                # As Flux: Healthy stays Unknown; the queued reconcile runs next.
                 raise ReconcileError(HEALTH_CHECK_CANCELED_REASON, str(err), requeue_after=0.5) from err
             except (TimeoutError, RuntimeError) as err:
                 self._health_failed(ctx, started, err)
@@ -604,6 +619,27 @@ class KustomizationReconciler(Reconciler[Kustomization]):
             ctx.set_condition(
                 HEALTHY, "True", SUCCEEDED_REASON, f"Health check passed in {time.monotonic() - started:.3f}s"
             )
+
+    async def _health_check_ref(
+        self, ctx: ReconcileContext, check: NamespacedObjectKindReference
+    ) -> tuple[ObjectRef, str]:
+        """A spec.healthChecks entry as Flux reads it: without apiVersion (as `flux create
+        kustomization --health-check=Kind/name.namespace` writes it) the API server's preferred
+        version of the kind; without namespace, the Kustomization's for a namespaced kind."""
+        what = f"health check {check.kind}/{check.name}"
+        try:
+            api_version = check.api_version or await ctx.kube.preferred_api_version(check.kind)
+            info = await ctx.kube.resource(api_version, check.kind)
+        except ResourceNotFoundError as err:
+            served = f" in {err.api_version}" if err.api_version else ""
+            raise ReconcileError(
+                HEALTH_CHECK_FAILED_REASON,
+                f"{what}: the API server does not serve the kind {check.kind}{served}; "
+                "check the kind and apiVersion, or install its CustomResourceDefinition",
+            ) from err
+        namespace = (check.namespace or ctx.namespace) if info.namespaced else ""
+        group, _ = split_api_version(api_version)
+        return ObjectRef(group, check.kind, namespace, check.name), api_version
 
     def _health_failed(self, ctx: ReconcileContext, started: float, err: Exception) -> None:
         message = f"Health check failed after {time.monotonic() - started:.3f}s: {err}"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import io
 import multiprocessing
+import os
 import shutil
 import stat
 import tempfile
@@ -222,18 +223,74 @@ def copy_includes(tree: Path, includes: list[IncludeCopy], max_size: int) -> Non
             source = scratch / "x" / inc.from_path
             if not source.exists():
                 raise IncludeCopyError(f"fromPath '{inc.from_path}' not found in include '{inc.name}'")
-            dest = tree / inc.to_path
-            if dest.is_symlink():
-                dest.unlink()
+            dest = _include_destination(tree, inc)
             if source.is_dir():
-                shutil.copytree(source, dest, symlinks=True, dirs_exist_ok=True)
+                _copy_include_tree(tree, source, dest, inc)
             else:
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(source, dest, follow_symlinks=False)
+                _copy_include_entry(tree, source, dest, inc)
         except ArtifactError as exc:
             raise IncludeCopyError(f"failed to copy include '{inc.name}': {exc}") from exc
+        except OSError as exc:
+            raise IncludeCopyError(f"failed to copy include '{inc.name}': {exc.strerror or exc}") from exc
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _include_destination(tree: Path, inc: IncludeCopy) -> Path:
+    """tree/toPath, refused when a symlink on the way would carry the copy elsewhere (a symlink at
+    toPath itself is replaced by the include, as before)."""
+    dest = tree
+    for i, part in enumerate(inc.to_path.parts):
+        dest = dest / part
+        if dest.is_symlink():
+            if i == len(inc.to_path.parts) - 1:
+                dest.unlink()
+            else:
+                raise IncludeCopyError(
+                    f"toPath '{inc.to_path}' of include '{inc.name}' goes through the symlink "
+                    f"'{dest.relative_to(tree)}'"
+                )
+    return dest
+
+
+def _copy_include_tree(tree: Path, source: Path, dest: Path, inc: IncludeCopy) -> None:
+    """Copy source into dest without following a symlink on either side: a symlinked directory in
+    dest (the repository's own, or one an earlier include placed) is never written through."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for dirpath, dirnames, filenames in os.walk(source):
+        here = Path(dirpath)
+        target_dir = dest / here.relative_to(source)
+        for name in dirnames:
+            if (here / name).is_symlink():
+                _copy_include_entry(tree, here / name, target_dir / name, inc)
+                continue
+            sub = target_dir / name
+            if sub.is_symlink():
+                raise IncludeCopyError(
+                    f"include '{inc.name}' would write through the symlink '{sub.relative_to(tree)}'"
+                )
+            sub.mkdir(exist_ok=True)
+        dirnames[:] = [n for n in dirnames if not (here / n).is_symlink()]
+        for name in filenames:
+            _copy_include_entry(tree, here / name, target_dir / name, inc)
+
+
+def _copy_include_entry(tree: Path, source: Path, dest: Path, inc: IncludeCopy) -> None:
+    """One file or symlink; whatever was at dest is replaced, never written into."""
+    if dest.is_dir() and not dest.is_symlink():
+        raise IncludeCopyError(f"include '{inc.name}' would replace the directory '{dest.relative_to(tree)}'")
+    if source.is_symlink():
+        link = os.readlink(source)
+        real = os.path.realpath(dest.parent / link)
+        if os.path.isabs(link) or not (real == str(tree.resolve()) or real.startswith(f"{tree.resolve()}/")):
+            raise IncludeCopyError(
+                f"include '{inc.name}' has a symlink '{source.name}' -> '{link}' that would point outside "
+                "the artifact at its toPath"
+            )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.is_symlink() or dest.exists():
+        dest.unlink()
+    shutil.copy2(source, dest, follow_symlinks=False)
 
 
 def archive(

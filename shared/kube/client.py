@@ -19,8 +19,13 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from tide.shared.kube.config import Connection, load_connection
-from tide.shared.kube.discovery import ResourceInfo, group_version_path, parse_resource_list
-from tide.shared.kube.errors import KubeApiError, ResourceNotFoundError
+from tide.shared.kube.discovery import (
+    ResourceInfo,
+    group_version_path,
+    parse_resource_list,
+    preferred_group_versions,
+)
+from tide.shared.kube.errors import KindNotServedError, KubeApiError, ResourceNotFoundError
 from tide.shared.kube.metrics import count_request
 from tide.shared.kube.ratelimit import TokenBucket
 
@@ -63,6 +68,7 @@ class KubeClient:
         self._session: aiohttp.ClientSession | None = None
         self._discovery: dict[str, dict[str, ResourceInfo]] = {}
         self._discovery_lock = asyncio.Lock()
+        self._preferred: dict[str, str] = {}  # kind named without apiVersion -> its apiVersion
         self._informers: dict[tuple[str, str, str | None, str | None], Informer] = {}
 
     @classmethod
@@ -191,10 +197,30 @@ class KubeClient:
         return cached
 
     def invalidate_discovery(self, api_version: str | None = None) -> None:
+        self._preferred.clear()
         if api_version is None:
             self._discovery.clear()
         else:
             self._discovery.pop(api_version, None)
+
+    async def preferred_api_version(self, kind: str) -> str:
+        """The apiVersion of a kind named without one (Flux's optional apiVersion): the first API
+        group serving the kind, core group first, at the group's preferred version. Cached; a miss
+        reads discovery afresh once (a CRD installed since), then raises KindNotServedError."""
+        cached = self._preferred.get(kind)
+        if cached is not None:
+            return cached
+        async with self._discovery_lock:
+            for fresh in (False, True):
+                core = await self.request("get", "GET", "/api")
+                groups = await self.request("get", "GET", "/apis")
+                for api_version in preferred_group_versions(core or {}, groups or {}):
+                    if fresh or api_version not in self._discovery:
+                        self._discovery[api_version] = await self._discover(api_version)
+                    if kind in self._discovery[api_version]:
+                        self._preferred[kind] = api_version
+                        return api_version
+        raise KindNotServedError(kind)
 
     # --- verbs -----------------------------------------------------------------------------
 

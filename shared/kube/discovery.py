@@ -76,3 +76,16 @@ def parse_resource_list(api_version: str, document: dict[str, Any]) -> dict[str,
             ),
         )
     return by_kind
+
+
+def preferred_group_versions(core: dict[str, Any], groups: dict[str, Any]) -> list[str]:
+    """Each API group's preferred version from the `/api` and `/apis` documents, in the server's
+    order with the core group first: the order kubectl resolves a kind named without a group."""
+    found = [str(v) for v in (core.get("versions") or [])[:1]]
+    for group in groups.get("groups") or []:
+        preferred = (group.get("preferredVersion") or {}).get("groupVersion")
+        if not preferred and group.get("versions"):
+            preferred = group["versions"][0].get("groupVersion")
+        if preferred:
+            found.append(str(preferred))
+    return found

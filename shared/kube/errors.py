@@ -37,3 +37,12 @@ class ResourceNotFoundError(KubeApiError):
         super().__init__(404, "NotFound", f"no resource for {kind} in {api_version}")
         self.api_version = api_version
         self.kind = kind
+
+
+class KindNotServedError(ResourceNotFoundError):
+    """No API group serves this kind at all (a reference naming a kind without its apiVersion)."""
+
+    def __init__(self, kind: str) -> None:
+        KubeApiError.__init__(self, 404, "NotFound", f"no API group serves the kind {kind}")
+        self.api_version = ""
+        self.kind = kind

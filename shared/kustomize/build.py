@@ -1,17 +1,31 @@
 """Build a Kustomization's path with the real `kustomize`, as Flux does.
 
-Steps: resolve `spec.path` inside the artifact root; refuse symlinks and file references that leave the
-root (CVE-2022-24877) and, with `--no-remote-bases`, remote resources; generate a kustomization.yaml
-when the path has none; merge the Kustomization's overrides into it; run `kustomize build` with no
-plugins; split the output into documents (text kept: substitution works on kustomize's own text).
+Steps: resolve `spec.path` inside the artifact root; refuse symlinks and references that leave the
+root (CVE-2022-24877), `file://` bases and, with `--no-remote-bases`, anything kustomize would fetch;
+generate a kustomization.yaml when the path has none; merge the Kustomization's overrides into it; run
+`kustomize build` with no plugins; split the output into documents (text kept: substitution works on
+kustomize's own text).
+
+Files are confined by kustomize itself (`--load-restrictor LoadRestrictionsRootOnly`): every file any
+kustomization loads, including those named inside generator and transformer configs (files or inline),
+must be in or below that kustomization's directory. Flux allows a kustomization to name files anywhere
+in the artifact, so before the build each such reference found in a kustomization file is replaced by
+a link to the same file inside the kustomization's own directory. Directories (bases, components) are
+not restricted by kustomize: the walk below keeps them in the artifact.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
+import math
 import os
 import re
+import resource
 import shutil
+import signal
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +37,19 @@ from tide.shared.artifact.fetch import replace_file
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 KUSTOMIZE_API_VERSION = "kustomize.config.k8s.io/v1beta1"
-_REMOTE = re.compile(r"^(https?://|git::|ssh://|git@|github\.com/|gitlab\.com/|bitbucket\.org/)")
+# What kustomize fetches (its repospec and loader, in any letter case): a forced protocol (`git::`), any
+# `scheme://`, shorthands (`gh:`, `github.com/...`) and scp-style `user@host:path`.
+_FETCHED = re.compile(
+    r"^([a-z][a-z0-9+.-]*::|[a-z][a-z0-9+.-]*://|gh:|github\.com[/:]|[a-z][a-z0-9-]*@)", re.I
+)
+_FILE_URL = re.compile(r"^([a-z][a-z0-9+.-]*::)?file:", re.I)
+# Flux-legal files outside a kustomization's directory are linked into it under this prefix.
+_OUTSIDE_LINKS = ".tide-ref-"
+# kustomize's memory ceiling; a 400-byte alias bomb in a resource otherwise takes gigabytes. A small
+# build needs about 100 MiB.
+DEFAULT_MEMORY_LIMIT = 1 << 30
+# Cores one build may keep busy; its CPU time limit is this many times its timeout.
+KUSTOMIZE_THREADS = 2
 
 try:
     _Loader: Any = yaml.CSafeLoader
@@ -39,6 +65,30 @@ class BuildError(Exception):
 
 class BuildNotFinished(BuildError):
     """kustomize is missing or did not finish in time: the same revision may build on a retry."""
+
+
+class ReferenceRefused(BuildError):
+    """A reference leaves the artifact (a path, a symlink, a `file://` base)."""
+
+
+class RemoteBasesDisabled(BuildError):
+    """A reference kustomize would fetch, with --no-remote-bases."""
+
+
+class SymlinkLoop(BuildError):
+    """A symlink in the artifact that never resolves."""
+
+
+class BuildLimitExceeded(BuildError):
+    """kustomize was killed for going over its memory or CPU limit."""
+
+
+class BuildTimeout(BuildNotFinished):
+    pass
+
+
+class KustomizeNotFound(BuildNotFinished):
+    pass
 
 
 @dataclass
@@ -65,20 +115,30 @@ def _inside(root: Path, path: Path) -> bool:
         return False
 
 
+def _resolve(path: Path, root: Path) -> Path:
+    """The real path; a symlink loop is a build error (Path.resolve raises RuntimeError or OSError)."""
+    try:
+        return Path(os.path.realpath(path, strict=True))
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise SymlinkLoop(f"'{_rel(root, path)}' is a symlink loop") from None
+        return Path(os.path.realpath(path))  # missing: kustomize reports what it cannot find
+
+
 def resolve_path(root: Path, path: str | None) -> Path:
     """spec.path relative to the artifact root; `..` or a symlink leading out is refused."""
     root = root.resolve()
     rel = (path or "./").lstrip("/")
-    target = (root / rel).resolve()
+    target = _resolve(root / rel, root)
     if not _inside(root, target):
-        raise BuildError(f"path '{path}' is outside the source artifact root")
+        raise ReferenceRefused(f"path '{path}' is outside the source artifact root")
     if not target.is_dir():
         raise BuildError(f"kustomization path not found: '{path}' is not a directory in the artifact")
     return target
 
 
 def check_symlinks(root: Path) -> None:
-    """Every symlink in the artifact must point inside it."""
+    """Every symlink in the artifact must resolve, inside it."""
     root = root.resolve()
     pending = [str(root)]
     while pending:
@@ -87,20 +147,49 @@ def check_symlinks(root: Path) -> None:
             for entry in entries:
                 if entry.is_symlink():
                     p = Path(entry.path)
-                    if not _inside(root, p.resolve()):
-                        raise BuildError(
+                    if not _inside(root, _resolve(p, root)):
+                        raise ReferenceRefused(
                             f"symlink '{p.relative_to(root)}' points outside the source artifact root"
                         )
                 elif entry.is_dir():
                     pending.append(entry.path)
 
 
-def _is_remote(entry: str) -> bool:
-    return bool(_REMOTE.match(entry))
+def is_fetched(entry: str) -> bool:
+    """Whether kustomize would download entry (a remote base or file) rather than read the artifact."""
+    return bool(_FETCHED.match(entry.strip()))
 
 
-def _path_entries(kus: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
-    """(field, entry) for every file or directory a kustomization file names."""
+@dataclass
+class Reference:
+    """One file or directory a kustomization file names, and how to rewrite it there."""
+
+    field: str
+    entry: str
+    replace: Callable[[str], None]
+
+
+def _list(value: Any) -> list[Any]:
+    """value when it is a list (written back through), else an empty list."""
+    return value if isinstance(value, list) else []
+
+
+def _item_setter(items: list[Any], index: int, prefix: str = "") -> Callable[[str], None]:
+    def replace(new: str) -> None:
+        items[index] = prefix + new
+
+    return replace
+
+
+def _key_setter(mapping: dict[str, Any], key: str) -> Callable[[str], None]:
+    def replace(new: str) -> None:
+        mapping[key] = new
+
+    return replace
+
+
+def _path_entries(kus: dict[str, Any]) -> Iterator[Reference]:
+    """Every file or directory a kustomization file names (inline documents are not paths)."""
     for field in (
         "resources",
         "bases",
@@ -111,32 +200,39 @@ def _path_entries(kus: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
         "transformers",
         "validators",
     ):
-        for entry in kus.get(field) or []:
+        items = _list(kus.get(field))
+        for i, entry in enumerate(items):
             if isinstance(entry, str) and "\n" not in entry:
-                yield field, entry
-    for entry in kus.get("patchesStrategicMerge") or []:
+                yield Reference(field, entry, _item_setter(items, i))
+    items = _list(kus.get("patchesStrategicMerge"))
+    for i, entry in enumerate(items):
         if isinstance(entry, str) and "\n" not in entry and ":" not in entry:
-            yield "patchesStrategicMerge", entry
+            yield Reference("patchesStrategicMerge", entry, _item_setter(items, i))
     for field in ("patches", "patchesJson6902", "replacements"):
         for entry in kus.get(field) or []:
-            if isinstance(entry, Mapping) and isinstance(entry.get("path"), str):
-                yield field, entry["path"]
+            if isinstance(entry, dict) and isinstance(entry.get("path"), str):
+                yield Reference(field, entry["path"], _key_setter(entry, "path"))
     for field in ("configMapGenerator", "secretGenerator"):
         for gen in kus.get(field) or []:
-            if not isinstance(gen, Mapping):
+            if not isinstance(gen, dict):
                 continue
-            for f in gen.get("files") or []:
+            files = _list(gen.get("files"))
+            for i, f in enumerate(files):
                 if isinstance(f, str):
-                    yield field, f.split("=", 1)[1] if "=" in f else f
-            for f in list(gen.get("envs") or []) + ([gen["env"]] if isinstance(gen.get("env"), str) else []):
+                    key, sep, path = f.partition("=") if "=" in f else ("", "", f)
+                    yield Reference(field, path, _item_setter(files, i, key + sep))
+            envs = _list(gen.get("envs"))
+            for i, f in enumerate(envs):
                 if isinstance(f, str):
-                    yield field, f
+                    yield Reference(field, f, _item_setter(envs, i))
+            if isinstance(gen.get("env"), str):
+                yield Reference(field, gen["env"], _key_setter(gen, "env"))
     openapi = kus.get("openapi")
-    if isinstance(openapi, Mapping) and isinstance(openapi.get("path"), str):
-        yield "openapi", openapi["path"]
+    if isinstance(openapi, dict) and isinstance(openapi.get("path"), str):
+        yield Reference("openapi", openapi["path"], _key_setter(openapi, "path"))
     globals_ = kus.get("helmGlobals")
-    if isinstance(globals_, Mapping) and isinstance(globals_.get("chartHome"), str):
-        yield "helmGlobals", globals_["chartHome"]
+    if isinstance(globals_, dict) and isinstance(globals_.get("chartHome"), str):
+        yield Reference("helmGlobals", globals_["chartHome"], _key_setter(globals_, "chartHome"))
 
 
 def load_kustomization_file(path: Path) -> dict[str, Any]:
@@ -152,7 +248,10 @@ def load_kustomization_file(path: Path) -> dict[str, Any]:
 
 
 def check_references(root: Path, directory: Path, no_remote_bases: bool) -> None:
-    """Walk every kustomization reachable from directory; each local reference must stay inside root."""
+    """Walk every kustomization reachable from directory: directories must stay inside root, `file://`
+    is refused, fetched references only with remote bases on. A file inside root but outside the
+    kustomization's own directory is linked into it (the entry rewritten) so that kustomize's root-only
+    load restriction accepts it."""
     root = root.resolve()
     seen: set[Path] = set()
     pending = [directory.resolve()]
@@ -165,22 +264,42 @@ def check_references(root: Path, directory: Path, no_remote_bases: bool) -> None
         if kfile is None:
             continue
         kus = load_kustomization_file(kfile)
-        for field, entry in _path_entries(kus):
-            if os.path.isabs(entry):
-                raise BuildError(f"{field} '{entry}' in {_rel(root, kfile)}: absolute paths are not allowed")
-            target = (current / entry).resolve()
-            if target.exists() or not _is_remote(entry):
-                if not _inside(root, target):
-                    raise BuildError(
-                        f"{field} '{entry}' in {_rel(root, kfile)} is outside the source artifact root"
+        rewritten = False
+        for ref in _path_entries(kus):
+            where = f"{ref.field} '{ref.entry}' in {_rel(root, kfile)}"
+            if _FILE_URL.match(ref.entry.strip()):
+                raise ReferenceRefused(f"{where}: file:// references are not allowed")
+            if is_fetched(ref.entry):
+                if no_remote_bases:
+                    raise RemoteBasesDisabled(
+                        f"{where} is a remote reference and remote bases are disabled (--no-remote-bases)"
                     )
-                if target.is_dir():
-                    pending.append(target)
-            elif no_remote_bases:
-                raise BuildError(
-                    f"{field} '{entry}' in {_rel(root, kfile)} is a remote resource and remote bases "
-                    "are disabled (--no-remote-bases)"
-                )
+                if not os.path.lexists(current / ref.entry):
+                    continue  # fetched; what kustomize takes as local after all is checked below
+            if os.path.isabs(ref.entry):
+                raise ReferenceRefused(f"{where}: absolute paths are not allowed")
+            target = _resolve(current / ref.entry, root)
+            if not _inside(root, target):
+                raise ReferenceRefused(f"{where} is outside the source artifact root")
+            if target.is_dir():
+                pending.append(target)
+            elif target.is_file() and not _inside(current, target):
+                ref.replace(_link_inside(current, target))
+                rewritten = True
+        if rewritten:
+            text = yaml.dump(kus, Dumper=_Dumper, sort_keys=False, default_flow_style=False)
+            replace_file(kfile, text.encode())
+
+
+def _link_inside(directory: Path, target: Path) -> str:
+    """A link to target (a file of the artifact) in a new folder of directory, same base name."""
+    holder = Path(tempfile.mkdtemp(prefix=_OUTSIDE_LINKS, dir=directory))
+    link = holder / target.name
+    try:
+        os.link(target, link)
+    except OSError:
+        shutil.copy2(target, link)
+    return str(link.relative_to(directory))
 
 
 def _rel(root: Path, p: Path) -> str:
@@ -208,12 +327,12 @@ def generate_resources(directory: Path) -> list[str]:
 
     def walk(current: Path) -> None:
         for entry in sorted(current.iterdir(), key=lambda p: p.name):
-            if entry.is_dir():
+            if entry.is_dir() and not entry.is_symlink():  # as Flux's walk: links are not followed
                 if find_kustomization_file(entry):
                     resources.append(str(entry.relative_to(directory)))
                 else:
                     walk(entry)
-            elif entry.suffix in (".yaml", ".yml") and _is_kubernetes_yaml(entry):
+            elif entry.suffix in (".yaml", ".yml") and entry.is_file() and _is_kubernetes_yaml(entry):
                 resources.append(str(entry.relative_to(directory)))
 
     walk(directory)
@@ -304,7 +423,7 @@ def find_kustomize() -> str:
         candidate = parent / ".tide" / "bin" / "kustomize"
         if candidate.exists():
             return str(candidate)
-    raise BuildNotFinished("kustomize binary not found: set TIDE_KUSTOMIZE or put kustomize on PATH")
+    raise KustomizeNotFound("kustomize binary not found: set TIDE_KUSTOMIZE or put kustomize on PATH")
 
 
 def split_documents(output: str) -> list[Document]:
@@ -321,33 +440,114 @@ def split_documents(output: str) -> list[Document]:
     return docs
 
 
-async def run_kustomize(directory: Path, binary: str, limit: float) -> str:
-    # No plugins, no helm, no exec: those need --enable-* flags that are never passed.
+def kustomize_env(home: Path, remote_bases: bool) -> dict[str, str]:
+    """The child's whole environment: a home and config directory of its own (never the artifact: an
+    artifact's .gitconfig would configure the git kustomize runs for remote bases), no system or
+    global git config, only network protocols for git; without remote bases no git and no HTTP."""
     env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(directory),
-        "XDG_CONFIG_HOME": str(directory),
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "TMPDIR": str(home),  # remote clones land here and go with it
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_ALLOW_PROTOCOL": "https:http:ssh",
+        "GOMAXPROCS": str(KUSTOMIZE_THREADS),
     }
-    proc = await asyncio.create_subprocess_exec(
-        binary,
-        "build",
-        str(directory),
-        "--load-restrictor",
-        "LoadRestrictionsNone",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
+    if remote_bases:
+        env["PATH"] = os.environ.get("PATH", "/usr/bin:/bin")
+        for name in (
+            "HTTPS_PROXY",
+            "HTTP_PROXY",
+            "NO_PROXY",
+            "https_proxy",
+            "http_proxy",
+            "no_proxy",
+            "SSL_CERT_FILE",
+            "SSL_CERT_DIR",
+        ):
+            if name in os.environ:
+                env[name] = os.environ[name]
+    else:
+        # An empty PATH: no git (nor anything else) to run. Files named by URL inside generator configs
+        # are fetched by kustomize itself over HTTP: send those to a proxy that does not exist.
+        env["PATH"] = str(home / "bin")
+        env["HTTPS_PROXY"] = env["HTTP_PROXY"] = "http://127.0.0.1:9"
+    return env
+
+
+def resource_limits(memory: int, cpu_seconds: int) -> Callable[[], None]:
+    def apply() -> None:  # in the child between fork and exec: only setrlimit calls
+        if memory > 0:
+            # RLIMIT_DATA, not RLIMIT_AS: Go reserves address space in large, uneven steps (a 1200 MiB
+            # RLIMIT_AS fails at start where 1024 MiB works); the data limit counts memory in use.
+            resource.setrlimit(resource.RLIMIT_DATA, (memory, memory))
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
+
+    return apply
+
+
+async def run_kustomize(
+    root: Path,
+    directory: Path,
+    binary: str,
+    limit: float,
+    *,
+    remote_bases: bool = True,
+    memory_limit: int = DEFAULT_MEMORY_LIMIT,
+) -> str:
+    """`kustomize build` of directory, run from the artifact root with root-only load restrictions.
+    No plugins, no helm, no exec: those need --enable-* flags that are never passed."""
+    home = Path(tempfile.mkdtemp(prefix="tide-kustomize-home-"))
+    target = str(directory.relative_to(root)) or "."
     try:
-        stdout, stderr = await asyncio.wait_for(proc.communicate(), limit)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise BuildNotFinished(f"kustomize build timed out after {limit:g}s") from None
+        proc = await asyncio.create_subprocess_exec(
+            binary,
+            "build",
+            target,
+            "--load-restrictor",
+            "LoadRestrictionsRootOnly",
+            cwd=root,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=kustomize_env(home, remote_bases),
+            preexec_fn=resource_limits(memory_limit, KUSTOMIZE_THREADS * math.ceil(limit) + 1),
+        )
+        try:
+            stdout, stderr = await asyncio.wait_for(proc.communicate(), limit)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise BuildTimeout(f"kustomize build timed out after {limit:g}s") from None
+        except asyncio.CancelledError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            raise
+    finally:
+        await asyncio.to_thread(shutil.rmtree, home, True)
     if proc.returncode != 0:
-        message = stderr.decode(errors="replace").strip().removeprefix("Error: ")
-        raise BuildError(f"kustomize build failed: {message}")
+        raise _failure(proc.returncode or 0, stderr.decode(errors="replace"), root, memory_limit)
     return stdout.decode()
+
+
+def _failure(returncode: int, stderr: str, root: Path, memory_limit: int) -> BuildError:
+    if "out of memory" in stderr or "cannot allocate memory" in stderr:
+        return BuildLimitExceeded(
+            f"kustomize build exceeded its memory limit of {memory_limit >> 20} MiB and was stopped"
+        )
+    if returncode == -signal.SIGXCPU:
+        return BuildLimitExceeded("kustomize build exceeded its CPU time limit and was stopped")
+    if returncode == -signal.SIGKILL:
+        return BuildLimitExceeded("kustomize build was killed (over its CPU time limit, or out of memory)")
+    # Paths relative to the artifact root: the checkout's temporary name means nothing to the user.
+    message = stderr.strip().removeprefix("Error: ").replace(f"{root}/", "").replace(str(root), ".")
+    if "security; file" in message:
+        return ReferenceRefused(
+            f"kustomize build refused a file outside its kustomization directory: {message}"
+        )
+    return BuildError(f"kustomize build failed: {message}")
 
 
 async def build(
@@ -356,6 +556,7 @@ async def build(
     *,
     no_remote_bases: bool = False,
     limit: float = 300.0,
+    memory_limit: int = DEFAULT_MEMORY_LIMIT,
     binary: str | None = None,
     before_build: Callable[[Path, Path], None] | None = None,
 ) -> list[Document]:
@@ -364,7 +565,14 @@ async def build(
     root, directory = await asyncio.to_thread(_prepare, root, spec, no_remote_bases)
     if before_build is not None:
         await asyncio.to_thread(before_build, root, directory)
-    output = await run_kustomize(directory, binary or find_kustomize(), limit)
+    output = await run_kustomize(
+        root,
+        directory,
+        binary or find_kustomize(),
+        limit,
+        remote_bases=not no_remote_bases,
+        memory_limit=memory_limit,
+    )
     return await asyncio.to_thread(split_documents, output)
 
 

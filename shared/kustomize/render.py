@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tide.shared.api.kustomize import PostBuild
-from tide.shared.kustomize.build import BuildError, apply_common_metadata, build
+from tide.shared.kustomize.build import DEFAULT_MEMORY_LIMIT, BuildError, apply_common_metadata, build
 from tide.shared.kustomize.owner import set_owner_labels
 from tide.shared.kustomize.substitute import substitute_objects
 
@@ -65,6 +65,7 @@ async def render(
     variables: Mapping[str, str] | None,
     strict: bool = True,
     limit: float = 300.0,
+    memory_limit: int = DEFAULT_MEMORY_LIMIT,
     no_remote_bases: bool = False,
     binary: str | None = None,
     before_build: Callable[[Path, Path], None] | None = None,
@@ -72,7 +73,13 @@ async def render(
 ) -> list[Obj]:
     """Build spec.path of root (modified in place: it is the caller's copy), decrypt, substitute."""
     docs = await build(
-        root, spec, no_remote_bases=no_remote_bases, limit=limit, binary=binary, before_build=before_build
+        root,
+        spec,
+        no_remote_bases=no_remote_bases,
+        limit=limit,
+        memory_limit=memory_limit,
+        binary=binary,
+        before_build=before_build,
     )
     objects = [d.obj for d in docs]
     texts: list[str | None] = [d.text for d in docs]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tide.controllers.kustomize.apply import Applier, ApplyError, ApplyOptions
-from tide.shared.kube.errors import KubeApiError
+from tide.shared.kube.errors import KubeApiError, ResourceNotFoundError
 from tide.shared.kustomize.owner import set_owner_labels
 
 M = "kustomize-controller"
@@ -38,6 +38,7 @@ class FakeKube:
         self.store: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.requests: list[str] = []
         self.immutable: set[str] = set()
+        self.refused: dict[str, KubeApiError] = {}  # by name: what the API server answers
         self.rv = 0
 
     def informer(self, api_version: str, kind: str, namespace: str | None = None,
@@ -45,6 +46,8 @@ class FakeKube:
         return FakeInformer(self.store, kind)
 
     async def resource(self, api_version: str, kind: str) -> Info:
+        if kind == "Widget":
+            raise ResourceNotFoundError(api_version, kind)
         return Info(namespaced=kind != "Namespace")
 
     async def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Any:
@@ -60,6 +63,8 @@ class FakeKube:
                     dry_run: bool = False) -> dict[str, Any]:  # fmt: skip
         self.requests.append("dry-run" if dry_run else "apply")
         meta = obj["metadata"]
+        if meta["name"] in self.refused:
+            raise self.refused[meta["name"]]
         key = (obj["kind"], meta.get("namespace") or "", meta["name"])
         live = self.store.get(key)
         if live is not None and obj["kind"] in self.immutable and live.get("data") != obj.get("data"):
@@ -189,10 +194,52 @@ async def test_namespace_defaults_for_namespaced_objects() -> None:
     assert ("Namespace", "", "apps") in kube.store
 
 
-async def test_creating_an_object_costs_one_request() -> None:
+async def test_creating_an_object_is_validated_by_a_dry_run_first() -> None:
     kube = FakeKube()
     assert await apply_all(Applier(kube), [cm("new", v="1")]) == {"new": "created"}
-    assert kube.requests == ["apply"]
+    assert kube.requests == ["dry-run", "apply"]
+
+
+async def test_one_refused_object_fails_its_stage_with_nothing_of_it_written() -> None:
+    kube = FakeKube()
+    applier = Applier(kube)
+    await apply_all(applier, [cm("a", v="1")])
+    kube.refused["bad"] = KubeApiError(422, "Invalid", 'ConfigMap "bad" is invalid: data: Invalid value')
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "apps"}}
+    with pytest.raises(ApplyError) as failed:
+        await apply_all(applier, [ns, cm("a", v="2"), cm("b", v="1"), cm("bad", v="1")])
+    assert str(failed.value) == (
+        'ConfigMap/apps/bad dry-run failed (Invalid): ConfigMap "bad" is invalid: data: Invalid value'
+    )
+    assert kube.store[("ConfigMap", "apps", "a")]["data"] == {"v": "1"}
+    assert ("ConfigMap", "apps", "b") not in kube.store
+    # The earlier stage was written and is reported, so the inventory can track it.
+    assert [c.line() for c in failed.value.changes.entries] == ["Namespace/apps created"]
+    del kube.refused["bad"]
+    assert await apply_all(applier, [ns, cm("a", v="2"), cm("b", v="1"), cm("bad", v="1")]) == {
+        "apps": "unchanged", "a": "configured", "b": "created", "bad": "created"}  # fmt: skip
+
+
+async def test_an_unknown_kind_names_the_object_and_what_is_missing() -> None:
+    kube = FakeKube()
+    widget = {"apiVersion": "example.com/v1", "kind": "Widget",
+              "metadata": {"name": "w", "namespace": "apps"}}  # fmt: skip
+    with pytest.raises(ApplyError) as failed:
+        await apply_all(Applier(kube), [widget, cm("a", v="1")])
+    assert str(failed.value).startswith(
+        'Widget/apps/w dry-run failed: no matches for kind "Widget" in version "example.com/v1"'
+    )
+    assert kube.store == {}
+
+
+async def test_unchanged_objects_need_no_dry_run_beside_a_changed_one() -> None:
+    kube = FakeKube()
+    applier = Applier(kube)
+    await apply_all(applier, [cm(f"c{i}", v="1") for i in range(5)])
+    kube.requests.clear()
+    changed = [cm(f"c{i}", v="2" if i == 0 else "1") for i in range(5)]
+    assert (await apply_all(applier, changed))["c0"] == "configured"
+    assert kube.requests == ["dry-run", "apply"]
 
 
 async def test_objects_outside_our_cache_are_read_from_the_api() -> None:

@@ -16,7 +16,7 @@ async def test_timeout_is_retryable(tmp_path: Path) -> None:
     slow.write_text("#!/bin/sh\nexec sleep 30\n")
     slow.chmod(0o755)
     with pytest.raises(BuildNotFinished, match="timed out"):
-        await run_kustomize(tmp_path, str(slow), limit=0.2)
+        await run_kustomize(tmp_path, tmp_path, str(slow), limit=0.2)
 
 
 def test_missing_binary_is_retryable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

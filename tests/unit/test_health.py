@@ -97,8 +97,10 @@ async def test_wait_is_canceled_by_new_revision() -> None:
     async def get(_: HealthTarget) -> dict:
         return widget("Pending")
 
-    with pytest.raises(HealthCheckCanceled):
-        await wait_for_health([TARGET], get, EXPRS, limit=5, poll=0, canceled=lambda: True)
+    with pytest.raises(HealthCheckCanceled, match="GitRepository/apps/repo"):
+        await wait_for_health(
+            [TARGET], get, EXPRS, limit=5, poll=0, canceled=lambda: "GitRepository/apps/repo"
+        )
 
 
 async def test_stale_cached_generation_is_not_trusted() -> None:

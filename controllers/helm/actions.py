@@ -1,0 +1,306 @@
+"""The actions the atomic loop runs, each a Helm call through the engine and Flux's status record.
+
+Each returns True only when it errored before Helm recorded anything (Flux returns that error);
+a release Helm recorded as failed is counted (failures, installFailures/upgradeFailures), put in
+status.history and left to the loop to remediate. Condition types, reasons and messages are Flux's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tide.controllers.helm import history
+from tide.controllers.helm.engine import (
+    EngineError,
+    HelmEngine,
+    InstallOptions,
+    RollbackOptions,
+    Target,
+    TestOptions,
+    UninstallOptions,
+    UpgradeOptions,
+)
+from tide.controllers.helm.postrender import PostRenderSpec
+from tide.controllers.helm.state import Action, Decision, Desired, RollbackTarget, ignores_test_failures
+from tide.controllers.helm.storage import ReleaseStorage, StoredRelease, digest_matches, snapshot
+from tide.shared.api.helm import HelmRelease, ReleaseSnapshot
+from tide.shared.api.meta import Condition, parse_duration
+from tide.shared.runtime import conditions as cond
+
+RELEASED, TEST_SUCCESS, REMEDIATED = "Released", "TestSuccess", "Remediated"
+
+
+def _seconds(value: str | None, default: float) -> int:
+    return int(parse_duration(value) if value else default)
+
+
+def install_options(hr: HelmRelease) -> InstallOptions:
+    spec = hr.spec.effective_install()
+    return InstallOptions(
+        timeout_seconds=_seconds(spec.timeout, hr.spec.timeout_seconds()),
+        wait="hookOnly" if spec.disable_wait else "watcher",
+        wait_for_jobs=not spec.disable_wait_for_jobs,
+        # TODO(crds): Flux applies CRDs itself (Create/CreateReplace, waits for Established) and
+        # runs Helm with SkipCRDs; until then Helm creates them on install (CreateReplace as Create).
+        skip_crds=spec.crds_policy() == "Skip",
+        disable_hooks=bool(spec.disable_hooks),
+        take_ownership=not spec.disable_take_ownership,
+        force_replace=bool(spec.replace),
+        disable_openapi_validation=bool(spec.disable_open_api_validation),
+        skip_schema_validation=bool(spec.disable_schema_validation),
+        server_side_apply=spec.server_side_apply is not False,
+        create_namespace=bool(spec.create_namespace),
+    )
+
+
+_SSA = {"enabled": "true", "disabled": "false", "auto": "auto", None: "auto"}
+
+
+def upgrade_options(hr: HelmRelease) -> UpgradeOptions:
+    spec = hr.spec.effective_upgrade()
+    return UpgradeOptions(
+        timeout_seconds=_seconds(spec.timeout, hr.spec.timeout_seconds()),
+        wait="hookOnly" if spec.disable_wait else "watcher",
+        wait_for_jobs=not spec.disable_wait_for_jobs,
+        skip_crds=True,  # TODO(crds): upgrade.crds Create/CreateReplace applied by the controller
+        disable_hooks=bool(spec.disable_hooks),
+        take_ownership=not spec.disable_take_ownership,
+        force_replace=bool(spec.force),
+        disable_openapi_validation=bool(spec.disable_open_api_validation),
+        skip_schema_validation=bool(spec.disable_schema_validation),
+        server_side_apply=_SSA[spec.server_side_apply],
+        reset_values=not spec.preserve_values,
+        reuse_values=bool(spec.preserve_values),
+        cleanup_on_fail=bool(spec.cleanup_on_fail),
+        max_history=hr.spec.effective_max_history(),
+    )
+
+
+@dataclass
+class ActionRunner:
+    """Runs one action for one HelmRelease; `hr.status` is updated in place."""
+
+    engine: HelmEngine
+    storage: ReleaseStorage
+    hr: HelmRelease
+    target: Target
+    chart_path: str
+    values: dict[str, Any]
+    desired: Desired
+    post_render: PostRenderSpec | None = None
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+    """(type, reason, message) for the reconciler to send as Kubernetes Events."""
+
+    async def __call__(self, action: Action, decision: Decision) -> bool:
+        if action in (Action.INSTALL, Action.UPGRADE):
+            return await self._release(action)
+        if action is Action.TEST:
+            return await self._test()
+        if action is Action.ROLLBACK:
+            return await self._rollback()
+        if action is Action.UNINSTALL:
+            return await self._uninstall()
+        if action is Action.UNLOCK:
+            return await self._unlock()
+        raise NotImplementedError(f"{action} is not implemented yet")  # correct-drift
+
+    # --- status helpers -------------------------------------------------------------------------
+
+    def _mark(self, type_: str, status: str, reason: str, message: str) -> None:
+        current = [c.model_dump(by_alias=True, exclude_none=True) for c in self.hr.status.conditions]
+        updated = cond.set_condition(current, type_, status, reason, message, self.hr.metadata.generation)
+        self.hr.status.conditions = [Condition.model_validate(c) for c in updated]
+
+    def _drop(self, type_: str) -> None:
+        self.hr.status.conditions = [c for c in self.hr.status.conditions if c.type != type_]
+
+    def _event(self, warning: bool, reason: str, message: str) -> None:
+        self.events.append(("Warning" if warning else "Normal", reason, message))
+
+    def _record(self, release: StoredRelease, action: str) -> None:
+        """Put the release in status.history (replacing the snapshot of the same revision)."""
+        kept = [
+            s
+            for s in self.hr.status.history or []
+            if (s.name, s.namespace, s.version) != (release.name, release.namespace, release.version)
+        ]
+        self.hr.status.history = [snapshot(release, action=action), *kept]
+
+    def _chart(self) -> str:
+        return f"{self.desired.chart_name}@{self.desired.chart_version}"
+
+    async def _latest_since(self, before: int) -> StoredRelease | None:
+        latest = await self.storage.latest(self.target.name)
+        return latest if latest is not None and latest.version > before else None
+
+    # --- the actions ----------------------------------------------------------------------------
+
+    async def _release(self, action: Action) -> bool:
+        verb = str(action)
+        status = self.hr.status
+        status.last_attempted_release_action = "install" if action is Action.INSTALL else "upgrade"
+        if action is Action.INSTALL:
+            status.history = None
+            self._drop(TEST_SUCCESS)
+            self._drop(REMEDIATED)
+        before = await self.storage.latest(self.target.name)
+        before_version = before.version if before else 0
+        error: EngineError | None = None
+        try:
+            if action is Action.INSTALL:
+                await self.engine.install(
+                    self.target, self.chart_path, self.values, install_options(self.hr), self.post_render
+                )
+            else:
+                await self.engine.upgrade(
+                    self.target, self.chart_path, self.values, upgrade_options(self.hr), self.post_render
+                )
+        except EngineError as err:
+            error = err
+        recorded = await self._latest_since(before_version)
+        if recorded is not None:
+            self._record(recorded, verb)
+        title = "Install" if action is Action.INSTALL else "Upgrade"
+        name = recorded.full_name() if recorded else f"{self.target.namespace}/{self.target.name}"
+        if error is None and recorded is not None and recorded.status == "deployed":
+            message = f"Helm {verb} succeeded for release {name} with chart {self._chart()}"
+            self._mark(RELEASED, "True", f"{title}Succeeded", message)
+            self._event(False, f"{title}Succeeded", message)
+            status.observed_post_renderers_digest = self.desired.post_renderers_digest or None
+            status.observed_common_metadata_digest = self.desired.common_metadata_digest or None
+            return False
+        message = f"Helm {verb} failed for release {name} with chart {self._chart()}: {error or 'failed'}"
+        self._mark(RELEASED, "False", f"{title}Failed", message)
+        self._event(True, f"{title}Failed", message)
+        if recorded is None:
+            return True
+        status.failures = (status.failures or 0) + 1
+        if action is Action.INSTALL:
+            status.install_failures = (status.install_failures or 0) + 1
+        else:
+            status.upgrade_failures = (status.upgrade_failures or 0) + 1
+        return False
+
+    async def _test(self) -> bool:
+        spec = self.hr.spec.test
+        filters = (spec.filters or []) if spec else []
+        timeout = _seconds(spec.timeout if spec else None, self.hr.spec.timeout_seconds())
+        options = TestOptions(
+            timeout_seconds=timeout,
+            include_names=[f.name for f in filters if not f.exclude],
+            exclude_names=[f.name for f in filters if f.exclude],
+        )
+        error: EngineError | None = None
+        try:
+            await self.engine.test(self.target, options)
+        except EngineError as err:
+            error = err
+        latest = await self.storage.latest(self.target.name)
+        current = history.latest(self.hr.status.history)
+        if latest is not None and current is not None and latest.version == current.version:
+            current.test_hooks = latest.test_hooks(filters)
+        name = latest.full_name() if latest else self.target.name
+        if error is None:
+            hooks = len(current.test_hooks or {}) if current else 0
+            what = (
+                f"{hooks} test hook{'s' if hooks != 1 else ''} completed successfully"
+                if hooks
+                else "no test hooks"
+            )
+            message = f"Helm test succeeded for release {name} with chart {self._chart()}: {what}"
+            self._mark(TEST_SUCCESS, "True", "TestSucceeded", message)
+            self._event(False, "TestSucceeded", message)
+            return False
+        message = f"Helm test failed for release {name} with chart {self._chart()}: {error}"
+        self._mark(TEST_SUCCESS, "False", "TestFailed", message)
+        self._event(True, "TestFailed", message)
+        self.hr.status.failures = (self.hr.status.failures or 0) + 1
+        if not history.has_been_tested(current):
+            return True
+        if self.hr.active_remediation() is not None and not ignores_test_failures(self.hr):
+            if self.hr.status.last_attempted_release_action == "install":
+                self.hr.status.install_failures = (self.hr.status.install_failures or 0) + 1
+            else:
+                self.hr.status.upgrade_failures = (self.hr.status.upgrade_failures or 0) + 1
+        return False
+
+    async def _rollback(self) -> bool:
+        previous = history.previous(self.hr.status.history, ignores_test_failures(self.hr))
+        if previous is None:
+            return True
+        spec = self.hr.spec.rollback
+        options = RollbackOptions(
+            version=previous.version,
+            timeout_seconds=_seconds(spec.timeout if spec else None, self.hr.spec.timeout_seconds()),
+            wait="hookOnly" if spec and spec.disable_wait else "watcher",
+            wait_for_jobs=not (spec and spec.disable_wait_for_jobs),
+            disable_hooks=bool(spec and spec.disable_hooks),
+            server_side_apply=_SSA[spec.server_side_apply if spec else None],
+            force_replace=bool(spec and spec.force),
+            cleanup_on_fail=bool(spec and spec.cleanup_on_fail),
+            max_history=self.hr.spec.effective_max_history(),
+        )
+        before = await self.storage.latest(self.target.name)
+        try:
+            await self.engine.rollback(self.target, options)
+        except EngineError as err:
+            message = f"Helm rollback to previous release {previous.name}.v{previous.version} failed: {err}"
+            self._mark(REMEDIATED, "False", "RollbackFailed", message)
+            self._event(True, "RollbackFailed", message)
+            return True
+        recorded = await self._latest_since(before.version if before else 0)
+        if recorded is not None:
+            self._record(recorded, "rollback")
+        message = (
+            f"Helm rollback to previous release {previous.namespace}/{previous.name}.v{previous.version} "
+            f"with chart {previous.chart_name}@{previous.chart_version} succeeded"
+        )
+        self._mark(REMEDIATED, "True", "RollbackSucceeded", message)
+        self._event(False, "RollbackSucceeded", message)
+        return False
+
+    async def _uninstall(self) -> bool:
+        spec = self.hr.spec.uninstall
+        options = UninstallOptions(
+            timeout_seconds=_seconds(spec.timeout if spec else None, self.hr.spec.timeout_seconds()),
+            wait="hookOnly" if spec and spec.disable_wait else "watcher",
+            disable_hooks=bool(spec and spec.disable_hooks),
+            keep_history=bool(spec and spec.keep_history),
+            deletion_propagation=(spec.deletion_propagation if spec else None) or "background",
+        )
+        try:
+            await self.engine.uninstall(self.target, options)
+        except EngineError as err:
+            message = f"Helm uninstall failed for release {self.target.namespace}/{self.target.name}: {err}"
+            self._mark(REMEDIATED, "False", "UninstallFailed", message)
+            self._event(True, "UninstallFailed", message)
+            return True
+        current = history.latest(self.hr.status.history)
+        if current is not None:
+            current.status = "uninstalled"
+        message = f"Helm uninstall succeeded for release {self.target.namespace}/{self.target.name}"
+        self._mark(REMEDIATED, "True", "UninstallSucceeded", message)
+        self._event(False, "UninstallSucceeded", message)
+        return False
+
+    async def _unlock(self) -> bool:
+        latest = await self.storage.latest(self.target.name)
+        if latest is None or not latest.is_pending:
+            return False
+        stale = latest.status
+        unlocked = await self.storage.unlock(latest)
+        self._record(unlocked, "unlock")
+        release = unlocked.full_name()
+        message = f"Unlocked Helm release {release} with chart {self._chart()} from stale '{stale}' state"
+        self._mark(RELEASED, "False", "PendingRelease", message)
+        self._event(True, "PendingRelease", message)
+        return False
+
+
+async def rollback_target(storage: ReleaseStorage, previous: ReleaseSnapshot) -> RollbackTarget:
+    """Flux's VerifySnapshot: the release to roll back to is still in storage as observed."""
+    release = await storage.get(previous.name, previous.version)
+    if release is None or not digest_matches(previous, release):
+        return RollbackTarget.UNVERIFIABLE
+    return RollbackTarget.VERIFIED

@@ -1,0 +1,400 @@
+"""The real Helm (v4 SDK through helm-python-sdk 0.2.2), one async call per verb, errors typed.
+
+How the SDK's gaps are closed (measured against the project's control plane):
+
+(a) storageNamespace vs targetNamespace: the SDK stores the release where it installs it. Helm is
+    given a kubeconfig pointing at `apiproxy.HelmApiProxy`, which moves Helm's release-storage
+    requests into the storage namespace; objects and `.Release.Namespace` stay in the target.
+(b) field manager: the SDK uses argv[0]'s basename: the worker runs as `helm-controller` (and the
+    proxy sets `fieldManager=helm-controller` on writes as well).
+(c) timeouts vs cancellation: the SDK raises HelmCancelledError for both. Tide cancels a Helm
+    context only itself (shutdown, or the hard deadline past Helm's own timeout) and records why,
+    so the error becomes ReleaseCancelled or ReleaseTimeout; Helm's own timeout is ReleaseTimeout.
+(d) post-renderers: Helm v4 runs them only as postrenderer/v1 plugins found under HELM_PLUGINS,
+    read once when the library loads; the worker starts with Tide's `tide-postrender` plugin
+    (postrender.py) there, and each install/upgrade passes it a spec file for its release.
+
+The SDK runs in a worker process (engine_worker.py) started as `helm-controller`: its Go runtime
+takes its environment and argv[0] from the process's start, which fixes (b) and lets (d) install
+the plugin; calls run there in threads (the SDK releases the GIL), the event loop only waits, and
+a worker that dies fails its calls with EngineCrashed (retryable) and is started again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import shutil
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from tide.controllers.helm.apiproxy import HelmApiProxy
+from tide.controllers.helm.postrender import PostRenderSpec, check_supported
+from tide.controllers.helm.sdk import POST_RENDERER, WORKER_ARGV0, WORKER_BOOTSTRAP, worker_environment
+from tide.shared.kube.config import Connection
+
+DEADLINE_GRACE = 30.0
+"""Seconds past Helm's own timeout before Tide cancels the call itself."""
+
+
+# --- typed errors ---------------------------------------------------------------------------------
+
+
+class EngineError(Exception):
+    """A Helm action failed; `retryable` says whether the same call may succeed later."""
+
+    retryable: ClassVar[bool] = True
+
+
+class ReleaseFailed(EngineError):
+    """Helm ran the action and it failed (a hook, an apply, a wait): remediation territory."""
+
+
+class ReleaseTimeout(ReleaseFailed):
+    """Helm's timeout (or Tide's hard deadline) passed before the action finished."""
+
+
+class ReleaseCancelled(EngineError):
+    """Tide cancelled the action (shutdown)."""
+
+
+class ReleaseNotFound(EngineError):
+    """No such release or revision in storage."""
+
+    retryable = False
+
+
+class ChartInvalid(EngineError):
+    """The chart does not load or render with these values: a new chart or values is needed."""
+
+    retryable = False
+
+
+class ValuesInvalid(ChartInvalid):
+    """The values are malformed or fail the chart's schema."""
+
+
+class ClusterUnreachable(EngineError):
+    """The API server could not be reached."""
+
+
+class StorageFailure(EngineError):
+    """Helm's release storage failed (another operation in progress included)."""
+
+
+class EngineMisuse(EngineError):
+    """Tide passed Helm something it refuses (a bug, or an option this SDK lacks)."""
+
+    retryable = False
+
+
+# --- what each verb takes -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """Which release: its name, where its objects go, where Helm stores it."""
+
+    name: str
+    namespace: str
+    storage_namespace: str
+    impersonate: str | None = None
+    """`system:serviceaccount:<ns>:<name>` for spec.serviceAccountName."""
+
+
+@dataclass(frozen=True)
+class ReleaseOptions:
+    """What install and upgrade share (native option names)."""
+
+    timeout_seconds: int = 300
+    wait: str = "watcher"
+    wait_for_jobs: bool = True
+    skip_crds: bool = True
+    """CRDs are applied by the controller (spec.install.crds / upgrade.crds), as Flux does."""
+    disable_hooks: bool = False
+    force_conflicts: bool = True
+    take_ownership: bool = True
+    force_replace: bool = False
+    disable_openapi_validation: bool = False
+    skip_schema_validation: bool = False
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class InstallOptions(ReleaseOptions):
+    server_side_apply: bool = True
+    create_namespace: bool = False
+
+
+@dataclass(frozen=True)
+class UpgradeOptions(ReleaseOptions):
+    server_side_apply: str = "true"
+    """true, false or auto (Flux's enabled, disabled, auto)."""
+    reset_values: bool = True
+    reuse_values: bool = False
+    cleanup_on_fail: bool = False
+    max_history: int = 5
+
+
+@dataclass(frozen=True)
+class RollbackOptions:
+    version: int | None = None
+    timeout_seconds: int = 300
+    wait: str = "watcher"
+    wait_for_jobs: bool = True
+    disable_hooks: bool = False
+    server_side_apply: str = "auto"
+    force_conflicts: bool = True
+    force_replace: bool = False
+    cleanup_on_fail: bool = False
+    max_history: int = 5
+
+
+@dataclass(frozen=True)
+class UninstallOptions:
+    timeout_seconds: int = 300
+    wait: str = "watcher"
+    disable_hooks: bool = False
+    keep_history: bool = False
+    deletion_propagation: str = "background"
+    ignore_not_found: bool = True
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class TestOptions:
+    timeout_seconds: int = 300
+    include_names: list[str] = field(default_factory=list)
+    exclude_names: list[str] = field(default_factory=list)
+
+
+def native(options: Any) -> dict[str, Any]:
+    """The options as the SDK's native call takes them: unset and false values left out."""
+    return {k: v for k, v in asdict(options).items() if v not in (None, False, [], "")}
+
+
+# --- the engine ---------------------------------------------------------------------------------
+
+_SDK_ERRORS: dict[str, type[EngineError]] = {
+    "HelmNotFoundError": ReleaseNotFound,
+    "HelmValuesError": ValuesInvalid,
+    "HelmChartLoadError": ChartInvalid,
+    "HelmChartInvalidError": ChartInvalid,
+    "HelmRenderError": ChartInvalid,
+    "HelmKubeError": ClusterUnreachable,
+    "HelmStorageError": StorageFailure,
+    "HelmInvalidArgError": EngineMisuse,
+    "HelmReleaseError": ReleaseFailed,
+}
+
+
+def classify(error_type: str, message: str, cancelled_because: str | None) -> EngineError:
+    """The typed error for an SDK error; `cancelled_because` is why Tide cancelled the call, if it did."""
+    if error_type == "HelmCancelledError" or "context deadline exceeded" in message:
+        if cancelled_because == "shutdown":
+            return ReleaseCancelled(message)
+        return ReleaseTimeout(message)
+    return _SDK_ERRORS.get(error_type, EngineError)(message)
+
+
+class EngineCrashed(EngineError):
+    """The Helm worker process died mid-call; the release may be left pending (then unlocked)."""
+
+
+class HelmEngine:
+    """Helm verbs in the `helm-controller` worker process, through the loopback API proxy."""
+
+    def __init__(self, connection: Connection, concurrency: int = 4) -> None:
+        self.proxy = HelmApiProxy(connection)
+        self.concurrency = concurrency
+        self._home = Path(tempfile.mkdtemp(prefix="tide-helm-"))
+        self._worker: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._ids = itertools.count(1)
+        self._start_lock = asyncio.Lock()
+        self._closing = False
+
+    async def start(self) -> None:
+        await self.proxy.start()
+        await self._ensure_worker()
+
+    @property
+    def worker_pid(self) -> int | None:
+        """The Helm worker's process id, while it runs."""
+        worker = self._worker
+        return worker.pid if worker is not None and worker.returncode is None else None
+
+    async def _ensure_worker(self) -> asyncio.subprocess.Process:
+        async with self._start_lock:
+            if self._worker is not None and self._worker.returncode is None:
+                return self._worker
+            env = worker_environment(self._home)
+            env["TIDE_HELM_CONCURRENCY"] = str(self.concurrency)
+            self._worker = await asyncio.create_subprocess_exec(
+                WORKER_ARGV0,
+                "-c",
+                WORKER_BOOTSTRAP,
+                executable=sys.executable,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                env=env,
+                limit=256 * 1024 * 1024,
+            )
+            self._reader = asyncio.create_task(self._read(self._worker))
+            return self._worker
+
+    async def _read(self, worker: asyncio.subprocess.Process) -> None:
+        assert worker.stdout is not None
+        async for line in worker.stdout:
+            message = json.loads(line)
+            future = self._pending.pop(message["id"], None)
+            if future is not None and not future.done():
+                future.set_result(message)
+        await worker.wait()
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(EngineCrashed(f"the Helm worker exited ({worker.returncode})"))
+        self._pending.clear()
+
+    async def close(self) -> None:
+        """Stop the worker: it cancels what runs (Helm marks those releases failed) and exits."""
+        self._closing = True
+        worker = self._worker
+        if worker is not None and worker.returncode is None:
+            assert worker.stdin is not None
+            worker.stdin.close()
+            try:
+                await asyncio.wait_for(worker.wait(), 30)
+            except TimeoutError:
+                worker.kill()
+                await worker.wait()
+        if self._reader is not None:
+            await self._reader
+        await self.proxy.close()
+        shutil.rmtree(self._home, ignore_errors=True)
+
+    async def _call(self, verb: str, target: Target, args: dict[str, Any], deadline: float) -> Any:
+        """One SDK call in the worker; cancelled there past `deadline` or when this task is cancelled."""
+        worker = await self._ensure_worker()
+        assert worker.stdin is not None
+        rid = next(self._ids)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = future
+        config = {
+            "kubeconfig_content": self.proxy.kubeconfig(target.storage_namespace, target.namespace),
+            "namespace": target.namespace,
+            "kube_as_user": target.impersonate,
+            "burst_limit": 300,
+            "qps": 50.0,
+        }
+        request = {"id": rid, "verb": verb, "config": {k: v for k, v in config.items() if v}, "args": args}
+        worker.stdin.write((json.dumps(request) + "\n").encode())
+        why: str | None = None
+        try:
+            try:
+                message = await asyncio.wait_for(asyncio.shield(future), deadline)
+            except TimeoutError:
+                why = "deadline"
+                worker.stdin.write((json.dumps({"id": rid, "cancel": True}) + "\n").encode())
+                message = await future
+        except asyncio.CancelledError:
+            if worker.returncode is None and worker.stdin is not None and not worker.stdin.is_closing():
+                worker.stdin.write((json.dumps({"id": rid, "cancel": True}) + "\n").encode())
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(future), DEADLINE_GRACE)
+            raise
+        finally:
+            self._pending.pop(rid, None)
+        if "error" in message:
+            error = message["error"]
+            raise classify(error["type"], error["message"], why or ("shutdown" if self._closing else None))
+        return message.get("result")
+
+    def _post_render_args(self, target: Target, spec: PostRenderSpec | None) -> dict[str, Any]:
+        # Always post-render: Flux's origin labels go on every release, and the plugin refuses
+        # charts that forge release-storage Secrets (see apiproxy).
+        spec = spec or PostRenderSpec(name=target.name, namespace=target.namespace)
+        check_supported(spec)
+        path = self._home / "postrender" / f"{target.storage_namespace}.{target.name}.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(spec.to_json())
+        return {"post_renderer": POST_RENDERER, "post_renderer_args": [str(path)]}
+
+    @staticmethod
+    def _deadline(timeout_seconds: int) -> float:
+        return timeout_seconds + DEADLINE_GRACE
+
+    async def install(
+        self,
+        target: Target,
+        chart_path: str,
+        values: dict[str, Any],
+        options: InstallOptions,
+        post_render: PostRenderSpec | None = None,
+    ) -> dict[str, Any]:
+        """`helm install`: returns the SDK's release summary (with the manifest)."""
+        opts = {
+            "namespace": target.namespace,
+            **native(options),
+            **self._post_render_args(target, post_render),
+        }
+        args = {"chart": chart_path, "name": target.name, "values": values, "options": opts}
+        result: dict[str, Any] = await self._call(
+            "helm_install", target, args, self._deadline(options.timeout_seconds)
+        )
+        return result
+
+    async def upgrade(
+        self,
+        target: Target,
+        chart_path: str,
+        values: dict[str, Any],
+        options: UpgradeOptions,
+        post_render: PostRenderSpec | None = None,
+    ) -> dict[str, Any]:
+        """`helm upgrade` of an existing release (its namespace is the stored release's)."""
+        opts = {**native(options), **self._post_render_args(target, post_render)}
+        args = {"chart": chart_path, "name": target.name, "values": values, "options": opts}
+        result: dict[str, Any] = await self._call(
+            "helm_upgrade", target, args, self._deadline(options.timeout_seconds)
+        )
+        return result
+
+    async def rollback(self, target: Target, options: RollbackOptions) -> None:
+        args = {"name": target.name, "options": native(options)}
+        await self._call("helm_rollback", target, args, self._deadline(options.timeout_seconds))
+
+    async def uninstall(self, target: Target, options: UninstallOptions) -> dict[str, Any]:
+        args = {"name": target.name, "options": native(options)}
+        result: dict[str, Any] = await self._call(
+            "helm_uninstall", target, args, self._deadline(options.timeout_seconds)
+        )
+        return result
+
+    async def test(self, target: Target, options: TestOptions) -> dict[str, Any]:
+        """`helm test`: a failing test raises ReleaseFailed; the release records the hooks' phases."""
+        args = {"name": target.name, "options": native(options)}
+        result: dict[str, Any] = await self._call(
+            "helm_test_run", target, args, self._deadline(options.timeout_seconds)
+        )
+        return result
+
+    async def history(self, target: Target) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self._call("helm_history", target, {"name": target.name}, 60.0)
+        return result
+
+    async def status(self, target: Target) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call("helm_status", target, {"name": target.name}, 60.0)
+        return result
+
+    async def render(self, target: Target, chart_path: str, values: dict[str, Any]) -> dict[str, str]:
+        """The chart's templates rendered for this release (lookup reads the cluster), nothing stored."""
+        args = {"chart": chart_path, "name": target.name, "namespace": target.namespace, "values": values}
+        result: dict[str, str] = await self._call("render", target, args, 60.0)
+        return result

@@ -1,0 +1,60 @@
+"""The Helm SDK (helm-python-sdk, Helm v4) and the process it runs in.
+
+The SDK's Go runtime reads its environment and argv[0] from the process's start, not from
+`os.environ` later: Helm's plugin directory (HELM_PLUGINS, where Tide's post-renderer plugin is)
+and its field manager (argv[0]'s basename) are fixed when the process starts. So Helm's release
+actions run in a worker process Tide starts as `helm-controller` with that environment
+(engine_worker.py); the controller process loads the SDK only for pure helpers (`--set` parsing).
+"""
+
+from __future__ import annotations
+
+import os
+import site
+import sys
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+
+POST_RENDERER = "tide-postrender"
+WORKER_ARGV0 = "helm-controller"
+"""Helm's field manager is the basename of argv[0]: Flux's helm-controller's name."""
+
+
+def plugin_manifest(python: str) -> str:
+    """plugin.yaml of Tide's post-renderer: this interpreter running postrender.py."""
+    return (
+        f"name: {POST_RENDERER}\nversion: 0.1.0\ntype: postrenderer/v1\napiVersion: v1\n"
+        "runtime: subprocess\nruntimeConfig:\n  platformCommand:\n"
+        f'  - command: {python}\n    args: ["-m", "tide.controllers.helm.postrender"]\n'
+    )
+
+
+def worker_environment(home: Path) -> dict[str, str]:
+    """The worker's environment: Tide's plugin installed under `home`, Helm's state kept there too."""
+    plugin = home / "plugins" / POST_RENDERER
+    plugin.mkdir(parents=True, exist_ok=True)
+    (plugin / "plugin.yaml").write_text(plugin_manifest(sys.executable))
+    env = dict(os.environ)
+    env["HELM_PLUGINS"] = str(home / "plugins")
+    for name in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME"):
+        env[name] = str(home / name.lower())
+    # argv[0] is not the interpreter's path, so the worker's Python would not find this one's
+    # site-packages (nor their .pth files, editable installs included): WORKER_BOOTSTRAP adds them.
+    env["TIDE_HELM_SITE"] = os.pathsep.join(site.getsitepackages())
+    return env
+
+
+WORKER_BOOTSTRAP = (
+    "import os, runpy, site\n"
+    "for d in os.environ['TIDE_HELM_SITE'].split(os.pathsep): site.addsitedir(d)\n"
+    "runpy.run_module('tide.controllers.helm.engine_worker', run_name='__main__', alter_sys=True)\n"
+)
+"""`python -c` program of the worker process."""
+
+
+@cache
+def helm_sdk() -> ModuleType:
+    import helm_python
+
+    return helm_python
