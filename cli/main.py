@@ -298,6 +298,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ignore-paths", action="append", default=None, help="paths to ignore (gitignore syntax)")
     p.add_argument("--insecure", action="store_true", help="allow plain HTTP to the registry")
     _create_common(p)
+    p = _leaf(csub, "helm", "create or update a HelmRepository", _create("source helm"))
+    _name(p)
+    p.add_argument("--url", required=True, help="Helm repository URL: http(s)://... or oci://<host>/<path>")
+    p.add_argument(
+        "--secret-ref", default=None, help="Secret with username/password (or a docker config for oci)"
+    )
+    p.add_argument("--pass-credentials", action="store_true", help="pass credentials to all domains")
+    _create_common(p)
+    p = _leaf(csub, "chart", "create or update a HelmChart", _create("source chart"))
+    _name(p)
+    p.add_argument("--source", required=True, help="<kind>/<name>: HelmRepository, GitRepository or Bucket")
+    p.add_argument("--chart", required=True, help="chart name, or its path in a GitRepository")
+    p.add_argument("--chart-version", default=None, help="semver range of the chart version (default *)")
+    p.add_argument("--reconcile-strategy", default=None, help="ChartVersion (default) or Revision")
+    p.add_argument("--values-files", action="append", default=None, help="values file to merge (repeatable)")
+    _create_common(p)
     p = _leaf(
         create, "kustomization", "create or update a Kustomization", _create("kustomization"), aliases=("ks",)
     )

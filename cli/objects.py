@@ -8,7 +8,16 @@ from typing import Any
 
 import yaml
 
-from tide.cli.kinds import GIT_REPOSITORY, KUSTOMIZATION, OCI_REPOSITORY, RECEIVER, Kind, kind_by_word
+from tide.cli.kinds import (
+    GIT_REPOSITORY,
+    HELM_CHART,
+    HELM_REPOSITORY,
+    KUSTOMIZATION,
+    OCI_REPOSITORY,
+    RECEIVER,
+    Kind,
+    kind_by_word,
+)
 from tide.shared.api.meta import format_duration, parse_duration
 
 Obj = dict[str, Any]
@@ -94,6 +103,66 @@ def oci_repository(
     if insecure:
         spec["insecure"] = True
     return _object(OCI_REPOSITORY, name, namespace, spec, labels)
+
+
+def helm_repository(
+    name: str,
+    namespace: str,
+    url: str,
+    interval: str = "1m",
+    secret_ref: str | None = None,
+    pass_credentials: bool = False,
+    timeout: str | None = None,
+    labels: dict[str, str] | None = None,
+) -> Obj:
+    """As `flux create source helm`: an oci:// URL makes an OCI HelmRepository."""
+    if not re.match(r"^(http|https|oci)://", url):
+        raise ValueError(f"Helm repository URL {url!r} must start with http://, https:// or oci://")
+    spec: Obj = {"interval": go_duration(interval), "url": url}
+    if url.startswith("oci://"):
+        spec["type"] = "oci"
+    if secret_ref:
+        spec["secretRef"] = {"name": secret_ref}
+    if pass_credentials:
+        spec["passCredentials"] = True
+    if timeout:
+        spec["timeout"] = go_duration(timeout)
+    return _object(HELM_REPOSITORY, name, namespace, spec, labels)
+
+
+def helm_chart(
+    name: str,
+    namespace: str,
+    source: str,
+    chart: str,
+    interval: str = "1m",
+    version: str | None = None,
+    reconcile_strategy: str | None = None,
+    values_files: list[str] | None = None,
+    labels: dict[str, str] | None = None,
+) -> Obj:
+    """As `flux create source chart`: --source is <kind>/<name> (HelmRepository, GitRepository, Bucket)."""
+    kind_word, _, source_name = source.partition("/")
+    kinds = {"helmrepository": "HelmRepository", "gitrepository": "GitRepository", "bucket": "Bucket"}
+    if not source_name or kind_word.lower() not in kinds:
+        raise ValueError(
+            f"invalid source {source!r}: expected <kind>/<name> "
+            "with kind HelmRepository, GitRepository or Bucket"
+        )
+    spec: Obj = {
+        "chart": chart,
+        "interval": go_duration(interval),
+        "sourceRef": {"kind": kinds[kind_word.lower()], "name": source_name},
+    }
+    if version:
+        spec["version"] = version
+    if reconcile_strategy:
+        if reconcile_strategy not in ("ChartVersion", "Revision"):
+            raise ValueError(f"invalid reconcile strategy {reconcile_strategy!r}: ChartVersion or Revision")
+        spec["reconcileStrategy"] = reconcile_strategy
+    if values_files:
+        spec["valuesFiles"] = list(values_files)
+    return _object(HELM_CHART, name, namespace, spec, labels)
 
 
 def parse_source_ref(text: str, namespace: str) -> Obj:

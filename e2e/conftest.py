@@ -10,6 +10,7 @@ pytest_plugins = [
     "e2e.fixtures.source",
     "e2e.fixtures.cli",
     "e2e.fixtures.oci",
+    "e2e.fixtures.helm_repo",
     "e2e.fixtures.notification",
     "e2e.fixtures.kustomize",
     "e2e.fixtures.runtime",

@@ -124,3 +124,63 @@ def test_flux_reconcile_during_a_long_health_wait(git_server, flux_controllers, 
     res = flux("reconcile", "kustomization", "app", "--with-source", "-n", namespace, "--timeout=90s")
     assert f"applied revision main@sha1:{repo.head()}" in res.stderr
     assert condition(get_obj(kubectl, namespace, "kustomization", "app"), "Healthy")["status"] == "True"
+
+
+def test_flux_cli_reads_helm_sources(
+    chart_repo, chart_server, source_controller, flux, kubectl, namespace
+) -> None:  # type: ignore[no-untyped-def]
+    from e2e.fixtures.helm_repo import PASSWORD, USER
+    from e2e.fixtures.source import secret, wait_ready
+
+    chart_repo.publish("app", "1.0.0")
+    source_controller()
+    api = "source.toolkit.fluxcd.io/v1"
+    apply(
+        kubectl,
+        namespace,
+        secret("auth", {"username": USER, "password": PASSWORD}),
+        secret("ca", {"ca.crt": chart_server.pki.ca_pem}),
+        {
+            "apiVersion": api,
+            "kind": "HelmRepository",
+            "metadata": {"name": "charts"},
+            "spec": {
+                "url": chart_repo.url,
+                "interval": "1h",
+                "secretRef": {"name": "auth"},
+                "certSecretRef": {"name": "ca"},
+            },
+        },
+        {
+            "apiVersion": api,
+            "kind": "HelmChart",
+            "metadata": {"name": "app"},
+            "spec": {
+                "chart": "app",
+                "interval": "1h",
+                "sourceRef": {"kind": "HelmRepository", "name": "charts"},
+            },
+        },
+    )
+    repo = wait_ready(kubectl, namespace, "charts", kind="helmrepository")
+    revision = repo["status"]["artifact"]["revision"]
+    wait_ready(kubectl, namespace, "app", "1.0.0", kind="helmchart")
+    ns = ["-n", namespace, "--timeout=90s"]
+
+    [helm_row] = rows(flux("get", "sources", "helm", *ns).stdout)
+    assert helm_row[0] == "charts" and revision.startswith(helm_row[1]) and helm_row[2:4] == ["False", "True"]
+    # Flux's CLI shortens digests to 8 hex characters, in the message too.
+    assert helm_row[1] == revision[: len("sha256:") + 8]
+    assert helm_row[4] == f"stored artifact: revision '{helm_row[1]}'"
+    assert rows(flux("get", "sources", "chart", *ns).stdout) == [
+        ["app", "1.0.0", "False", "True", "pulled 'app' chart with version '1.0.0'"]
+    ]
+
+    # Flux's reconcile waits on Tide's status; a new version moves the chart.
+    chart_repo.publish("app", "1.1.0")
+    flux("reconcile", "source", "helm", "charts", *ns)
+    wait_ready(kubectl, namespace, "app", "1.1.0", kind="helmchart")
+    flux("suspend", "source", "chart", "app", *ns)
+    assert rows(flux("get", "sources", "chart", *ns).stdout)[0][:3] == ["app", "1.1.0", "True"]
+    res = flux("resume", "source", "chart", "app", *ns)
+    assert "1.1.0" in res.stderr

@@ -1,5 +1,5 @@
-"""`tide create source git | source oci | kustomization | secret git`: create or update (server-side
-apply), wait Ready, or print the YAML with --export."""
+"""`tide create source git | oci | helm | chart`, `kustomization`, `secret git`: create or update
+(server-side apply), wait Ready, or print the YAML with --export."""
 
 from __future__ import annotations
 
@@ -11,7 +11,15 @@ from typing import Any
 from tide.cli import objects
 from tide.cli.commands.reconcile import wait_ready
 from tide.cli.errors import EXIT_OK, EXIT_USAGE, CliError
-from tide.cli.kinds import GIT_REPOSITORY, KUSTOMIZATION, OCI_REPOSITORY, RECEIVER, Kind
+from tide.cli.kinds import (
+    GIT_REPOSITORY,
+    HELM_CHART,
+    HELM_REPOSITORY,
+    KUSTOMIZATION,
+    OCI_REPOSITORY,
+    RECEIVER,
+    Kind,
+)
 from tide.cli.session import FIELD_MANAGER, Session
 
 
@@ -56,6 +64,32 @@ def build_oci_repository(args: argparse.Namespace, namespace: str) -> dict[str, 
         secret_ref=args.secret_ref,
         ignore_paths=args.ignore_paths,
         insecure=args.insecure,
+        labels=objects.parse_labels(args.label),
+    )
+
+
+def build_helm_repository(args: argparse.Namespace, namespace: str) -> dict[str, Any]:
+    return objects.helm_repository(
+        args.name,
+        namespace,
+        args.url,
+        interval=args.interval,
+        secret_ref=args.secret_ref,
+        pass_credentials=args.pass_credentials,
+        labels=objects.parse_labels(args.label),
+    )
+
+
+def build_helm_chart(args: argparse.Namespace, namespace: str) -> dict[str, Any]:
+    return objects.helm_chart(
+        args.name,
+        namespace,
+        args.source,
+        args.chart,
+        interval=args.interval,
+        version=args.chart_version,
+        reconcile_strategy=args.reconcile_strategy,
+        values_files=args.values_files,
         labels=objects.parse_labels(args.label),
     )
 
@@ -129,6 +163,8 @@ async def run(session: Session, what: str) -> int:
     builders = {
         "source git": (build_git_repository, GIT_REPOSITORY),
         "source oci": (build_oci_repository, OCI_REPOSITORY),
+        "source helm": (build_helm_repository, HELM_REPOSITORY),
+        "source chart": (build_helm_chart, HELM_CHART),
         "kustomization": (build_kustomization, KUSTOMIZATION),
         "secret git": (build_git_secret, None),
         "receiver": (build_receiver, RECEIVER),

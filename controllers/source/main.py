@@ -1,4 +1,5 @@
-"""tide-source-controller: GitRepository and OCIRepository reconcilers plus the artifact server."""
+"""tide-source-controller: GitRepository, OCIRepository, HelmRepository and HelmChart reconcilers
+plus the artifact server."""
 
 from __future__ import annotations
 
@@ -7,8 +8,16 @@ import os
 import tempfile
 from pathlib import Path
 
+from tide.controllers.source import helm_index
 from tide.controllers.source.builder import BuildPool
 from tide.controllers.source.git_reconciler import GitRepositoryReconciler
+from tide.controllers.source.helm_chart import HelmChartReconciler
+from tide.controllers.source.helm_chart_build import (
+    DEFAULT_CHART_FILE_MAX_SIZE,
+    DEFAULT_CHART_MAX_SIZE,
+    ChartLimits,
+)
+from tide.controllers.source.helm_repository import DEFAULT_INDEX_MAX_SIZE, HelmRepositoryReconciler
 from tide.controllers.source.oci_reconciler import OCIRepositoryReconciler
 from tide.controllers.source.server import ArtifactServer
 from tide.controllers.source.storage import Storage, advertised_address
@@ -54,6 +63,44 @@ def build_parser() -> argparse.ArgumentParser:
         default=100 * 1024 * 1024,
         help="Fail artifacts whose extracted size exceeds this many bytes (0: no limit).",
     )
+    parser.add_argument(
+        "--helm-index-max-size",
+        type=int,
+        default=DEFAULT_INDEX_MAX_SIZE,
+        help="The max allowed size in bytes of a HelmRepository index file.",
+    )
+    parser.add_argument(
+        "--helm-chart-max-size",
+        type=int,
+        default=DEFAULT_CHART_MAX_SIZE,
+        help="The max allowed size in bytes of a HelmChart artifact.",
+    )
+    parser.add_argument(
+        "--helm-chart-file-max-size",
+        type=int,
+        default=DEFAULT_CHART_FILE_MAX_SIZE,
+        help="The max allowed size in bytes of a file in a HelmChart.",
+    )
+    parser.add_argument(
+        "--helm-cache-max-size",
+        type=int,
+        default=helm_index.CacheSettings.max_size,
+        help="How many parsed Helm indexes each build worker keeps for the HelmCharts of one index "
+        "revision (0 disables the cache; Flux's default is 0, Tide's keeps a few: a parsed index is "
+        "a fraction of its YAML).",
+    )
+    parser.add_argument(
+        "--helm-cache-ttl",
+        type=parse_duration_flag,
+        default=helm_index.CacheSettings.ttl,
+        help="How long an unused parsed Helm index stays cached (default 15m).",
+    )
+    parser.add_argument(
+        "--helm-cache-purge-interval",
+        type=parse_duration_flag,
+        default=helm_index.CacheSettings.purge_interval,
+        help="How often expired parsed Helm indexes are dropped (default 1m).",
+    )
     return parser
 
 
@@ -77,11 +124,29 @@ def main(argv: list[str] | None = None) -> None:
     )
     # One build worker process per reconcile worker: the event loop only does I/O.
     builds = BuildPool(args.concurrent)
+    index_cache = helm_index.CacheSettings(
+        args.helm_cache_max_size, args.helm_cache_ttl, args.helm_cache_purge_interval
+    )
     run_controller(
         args,
         reconcilers=[
             GitRepositoryReconciler(storage, args.artifact_max_size, builds),
             OCIRepositoryReconciler(storage, args.artifact_max_size, builds),
+            HelmRepositoryReconciler(
+                storage,
+                args.artifact_max_size,
+                builds,
+                index_max_size=args.helm_index_max_size,
+                index_cache=index_cache,
+            ),
+            HelmChartReconciler(
+                storage,
+                args.artifact_max_size,
+                builds,
+                limits=ChartLimits(args.helm_chart_max_size, args.helm_chart_file_max_size),
+                index_cache=index_cache,
+                index_max_size=args.helm_index_max_size,
+            ),
         ],
         servers=[builds, ArtifactServer(root, args.storage_addr)],
     )

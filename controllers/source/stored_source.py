@@ -4,6 +4,7 @@ on start, garbage-collected, removed with the object) and Flux's Ready story onc
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any, ClassVar, NoReturn, TypeVar
 
 from tide.controllers.source.builder import BuildPool
@@ -59,6 +60,16 @@ class StoredSourceReconciler(Reconciler[Source]):
             ctx.status.artifact = None
             ctx.remove_condition(ARTIFACT_IN_STORAGE)
         return bool(ok)
+
+    async def _commit(self, ctx: ReconcileContext, temp: Path, rel: str, digest: str) -> None:
+        """Move a finished artifact into place; a storage error is StorageOperationFailed."""
+        try:
+            await asyncio.to_thread(self.storage.commit, temp, rel, digest)
+        except OSError as exc:
+            message = f"unable to save artifact to storage: {exc}"
+            ctx.set_condition(STORAGE_FAILED, "True", "ArchiveOperationFailed", message)
+            raise ReconcileError("ArchiveOperationFailed", message) from exc
+        ctx.remove_condition(STORAGE_FAILED)
 
     def _ready(self, ctx: ReconcileContext, revision: str) -> None:
         message = self.ready_message.format(revision=revision)

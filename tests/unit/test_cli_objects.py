@@ -49,6 +49,29 @@ def test_oci_repository_ref_and_url() -> None:
         objects.oci_repository("a", "ns", "https://r/app")
 
 
+def test_helm_repository_and_chart_as_flux_creates_them() -> None:
+    repo = objects.helm_repository("charts", "ns", "https://charts.example.com", secret_ref="auth",
+                                   pass_credentials=True)  # fmt: skip
+    assert repo["kind"] == "HelmRepository" and "type" not in repo["spec"]
+    assert repo["spec"]["secretRef"] == {"name": "auth"} and repo["spec"]["passCredentials"] is True
+    assert objects.helm_repository("o", "ns", "oci://ghcr.io/x")["spec"]["type"] == "oci"
+    with pytest.raises(ValueError, match="oci://"):
+        objects.helm_repository("a", "ns", "ftp://x")
+    chart = objects.helm_chart("app", "ns", "HelmRepository/charts", "app", version=">=1.0.0",
+                               values_files=["values.yaml", "prod.yaml"])  # fmt: skip
+    assert chart["spec"]["sourceRef"] == {"kind": "HelmRepository", "name": "charts"}
+    assert chart["spec"]["version"] == ">=1.0.0" and chart["spec"]["valuesFiles"] == [
+        "values.yaml",
+        "prod.yaml",
+    ]
+    git = objects.helm_chart("app", "ns", "gitrepository/src", "./charts/app", reconcile_strategy="Revision")
+    assert (
+        git["spec"]["sourceRef"]["kind"] == "GitRepository" and git["spec"]["reconcileStrategy"] == "Revision"
+    )
+    with pytest.raises(ValueError, match="<kind>/<name>"):
+        objects.helm_chart("a", "ns", "charts", "app")
+
+
 def test_kustomization_source_refs_and_dependencies() -> None:
     obj = objects.kustomization(
         "apps",
