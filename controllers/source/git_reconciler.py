@@ -34,7 +34,7 @@ from tide.shared.api.meta import Artifact
 from tide.shared.api.source import GitRepository
 from tide.shared.kube import secret_data
 from tide.shared.runtime import ReconcileContext, ReconcileError, Result, StalledError
-from tide.shared.runtime.conditions import SUCCEEDED_REASON, now_rfc3339
+from tide.shared.runtime.conditions import SUCCEEDED_REASON
 from tide.shared.runtime.kind_controller import KindController
 
 KIND = "GitRepository"
@@ -366,11 +366,4 @@ class GitRepositoryReconciler(StoredSourceReconciler[GitRepository]):
             ctx.set_condition(STORAGE_FAILED, "True", ARCHIVE_FAILED, message)
             raise ReconcileError(ARCHIVE_FAILED, message) from exc
         ctx.remove_condition(STORAGE_FAILED)
-        return Artifact(
-            path=rel,
-            url=self.storage.url(rel),
-            revision=revision,
-            digest=archive.digest,
-            last_update_time=now_rfc3339(),
-            size=archive.size,
-        )
+        return self._stored_artifact(rel, revision, archive.digest, archive.size)

@@ -49,7 +49,6 @@ from tide.controllers.source.stored_source import StoredSourceReconciler
 from tide.shared.api.meta import Artifact
 from tide.shared.api.source import GitRepository, HelmChart, HelmRepository
 from tide.shared.runtime import ReconcileContext, ReconcileError, Result, StalledError
-from tide.shared.runtime.conditions import now_rfc3339
 
 KIND = "HelmChart"
 API_VERSION = "source.toolkit.fluxcd.io/v1"
@@ -609,14 +608,7 @@ class HelmChartReconciler(StoredSourceReconciler[HelmChart]):
         finally:
             await asyncio.to_thread(temp.unlink, True)
         ctx.remove_condition(BUILD_FAILED)
-        return Artifact(
-            path=rel,
-            url=self.storage.url(rel),
-            revision=built.version,
-            digest=digest,
-            last_update_time=now_rfc3339(),
-            size=size,
-        )
+        return self._stored_artifact(rel, built.version, digest, size)
 
     # -- conditions -------------------------------------------------------------------------
 

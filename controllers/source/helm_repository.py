@@ -27,7 +27,6 @@ from tide.shared.api.meta import Artifact
 from tide.shared.api.source import HelmRepository
 from tide.shared.kube import secret_data
 from tide.shared.runtime import ReconcileContext, Result, StalledError
-from tide.shared.runtime.conditions import now_rfc3339
 
 KIND = "HelmRepository"
 API_VERSION = "source.toolkit.fluxcd.io/v1"
@@ -179,14 +178,7 @@ class HelmRepositoryReconciler(StoredSourceReconciler[HelmRepository]):
         finally:
             await asyncio.to_thread(temp.unlink, True)
 
-        new = Artifact(
-            path=rel,
-            url=self.storage.url(rel),
-            revision=revision,
-            digest=fetched.digest,
-            last_update_time=now_rfc3339(),
-            size=fetched.size,
-        )
+        new = self._stored_artifact(rel, revision, fetched.digest, fetched.size)
         status.artifact = new
         status.url = await asyncio.to_thread(self.storage.symlink, rel, "index.yaml")
         self._seen[(ns, name)] = _Seen(url, fetched.digest, fetched.validators)

@@ -41,7 +41,7 @@ from tide.shared.api.meta import Artifact
 from tide.shared.api.source import OCIRepository
 from tide.shared.kube import secret_data
 from tide.shared.runtime import ReconcileContext, ReconcileError, Result, StalledError
-from tide.shared.runtime.conditions import SUCCEEDED_REASON, now_rfc3339
+from tide.shared.runtime.conditions import SUCCEEDED_REASON
 
 KIND = "OCIRepository"
 
@@ -316,13 +316,11 @@ class OCIRepositoryReconciler(StoredSourceReconciler[OCIRepository]):
             await asyncio.to_thread(temp.unlink, True)
             await asyncio.to_thread(shutil.rmtree, workdir, True)
         ctx.remove_condition(STORAGE_FAILED)
-        return Artifact(
-            path=rel,
-            url=self.storage.url(rel),
-            revision=resolved.revision,
-            digest=archive.digest,
-            last_update_time=now_rfc3339(),
-            size=archive.size,
+        return self._stored_artifact(
+            rel,
+            resolved.revision,
+            archive.digest,
+            archive.size,
             metadata=manifest.annotations or None,
         )
 

@@ -16,9 +16,9 @@ from tide.controllers.source.conditions import (
     STORAGE_FAILED,
 )
 from tide.controllers.source.storage import Storage
-from tide.shared.api.meta import KubeObject
+from tide.shared.api.meta import Artifact, KubeObject
 from tide.shared.runtime import ReconcileContext, ReconcileError
-from tide.shared.runtime.conditions import SUCCEEDED_REASON
+from tide.shared.runtime.conditions import SUCCEEDED_REASON, now_rfc3339
 from tide.shared.runtime.reconciler import FLUX_FINALIZER, Reconciler
 
 Source = TypeVar("Source", bound=KubeObject)
@@ -70,6 +70,20 @@ class StoredSourceReconciler(Reconciler[Source]):
             ctx.set_condition(STORAGE_FAILED, "True", "ArchiveOperationFailed", message)
             raise ReconcileError("ArchiveOperationFailed", message) from exc
         ctx.remove_condition(STORAGE_FAILED)
+
+    def _stored_artifact(
+        self, rel: str, revision: str, digest: str, size: int, metadata: dict[str, str] | None = None
+    ) -> Artifact:
+        """The status.artifact of a file just stored at rel (a path in the storage)."""
+        return Artifact(
+            path=rel,
+            url=self.storage.url(rel),
+            revision=revision,
+            digest=digest,
+            last_update_time=now_rfc3339(),
+            size=size,
+            metadata=metadata,
+        )
 
     def _ready(self, ctx: ReconcileContext, revision: str) -> None:
         message = self.ready_message.format(revision=revision)
