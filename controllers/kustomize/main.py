@@ -6,15 +6,27 @@ import argparse
 from typing import Any
 
 from tide.controllers.kustomize.options import KustomizeOptions
-from tide.controllers.kustomize.reconciler import KustomizationReconciler
+from tide.controllers.kustomize.reconciler import CANCEL_HEALTH_CHECK_GATE, KustomizationReconciler
+from tide.shared.artifact import DEFAULT_MAX_ENTRIES
 from tide.shared.kustomize.build import DEFAULT_MEMORY_LIMIT
-from tide.shared.runtime.process import add_bool, controller_arg_parser, feature_gates, run_controller
+from tide.shared.runtime.process import (
+    add_bool,
+    add_no_cross_namespace_refs,
+    add_requeue_dependency,
+    add_unavailable,
+    controller_arg_parser,
+    feature_gates,
+    run_controller,
+    runtime_namespace,
+)
 
 NAME = "kustomize-controller"
 
 
 def arg_parser() -> argparse.ArgumentParser:
-    parser = controller_arg_parser(NAME, concurrent_default=4)
+    parser = controller_arg_parser(NAME, concurrent_default=4, known_feature_gates=[CANCEL_HEALTH_CHECK_GATE])
+    add_requeue_dependency(parser)
+    add_no_cross_namespace_refs(parser)
     parser.add_argument(
         "--concurrent-ssa", type=int, default=4, help="The number of concurrent server-side apply operations."
     )
@@ -25,7 +37,18 @@ def arg_parser() -> argparse.ArgumentParser:
         "Disallow remote bases usage in Kustomize overlays; remote bases are refused.",
     )
     parser.add_argument(
-        "--http-retry", type=int, default=9, help="The maximum number of retries when fetching artifacts."
+        "--http-retry",
+        type=int,
+        default=9,
+        help="The maximum number of retries when fetching an artifact fails with a connection error "
+        "or a 5xx answer.",
+    )
+    parser.add_argument(
+        "--source-storage-addr",
+        default="",
+        help="The source controllers' storage addresses (host[:port], comma-separated; their "
+        "--storage-adv-addr): artifacts are downloaded only from there (default: "
+        "source-controller.<runtime namespace>.svc.cluster.local.).",
     )
     parser.add_argument(
         "--artifact-cache-revisions",
@@ -42,6 +65,12 @@ def arg_parser() -> argparse.ArgumentParser:
         "BuildFailed (0: no limit). CPU time is limited by the Kustomization's timeout.",
     )
     parser.add_argument(
+        "--artifact-max-entries",
+        type=int,
+        default=DEFAULT_MAX_ENTRIES,
+        help="Fail artifacts with more files, directories and symlinks than this (0: no limit).",
+    )
+    parser.add_argument(
         "--sops-age-secret",
         default="",
         help="The name of a Secret in the runtime namespace with age keys for every Kustomization.",
@@ -52,8 +81,17 @@ def arg_parser() -> argparse.ArgumentParser:
         default=[],
         help="Field manager whose fields are overridden on apply (repeatable).",
     )
-    parser.add_argument("--default-kubeconfig-service-account", default="")
-    parser.add_argument("--default-decryption-service-account", default="")
+    # Impersonation and workload identity are a later feature: refusing to start beats applying
+    # every tenant's objects with the controller's own identity.
+    add_unavailable(parser, "--default-service-account", "impersonation is not available yet")
+    add_unavailable(
+        parser, "--default-kubeconfig-service-account", "remote cluster credentials are not available yet"
+    )
+    add_unavailable(
+        parser,
+        "--default-decryption-service-account",
+        "workload identity for decryption is not available yet",
+    )
     return parser
 
 
@@ -69,7 +107,19 @@ def options_from(args: argparse.Namespace) -> KustomizeOptions:
         override_managers=tuple(args.override_manager),
         build_memory_limit=args.build_memory_limit,
         feature_gates=feature_gates(args),
+        artifact_max_entries=args.artifact_max_entries,
+        http_retry=args.http_retry,
+        source_storage=tuple(source_storage_addresses(args)),
     )
+
+
+def source_storage_addresses(args: argparse.Namespace) -> list[str]:
+    """--source-storage-addr (comma-separated), by default the source controller's in-cluster
+    Service in the runtime namespace, as its --storage-adv-addr advertises it."""
+    flag = str(args.source_storage_addr or "")
+    if flag:
+        return [address.strip() for address in flag.split(",") if address.strip()]
+    return [f"source-controller.{runtime_namespace(args)}.svc.cluster.local."]
 
 
 def main(argv: list[str] | None = None) -> Any:

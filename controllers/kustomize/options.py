@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tide.shared.artifact import DEFAULT_MAX_ENTRIES
 from tide.shared.kustomize.build import DEFAULT_MEMORY_LIMIT
 
 
@@ -22,3 +23,8 @@ class KustomizeOptions:
     build_memory_limit: int = DEFAULT_MEMORY_LIMIT
     """Bytes each kustomize build may use (0: no limit)."""
     feature_gates: dict[str, bool] = field(default_factory=dict)
+    artifact_max_entries: int = DEFAULT_MAX_ENTRIES
+    http_retry: int = 9
+    """Retries of an artifact download that fails with a connection error or a 5xx answer."""
+    source_storage: tuple[str, ...] = ("source-controller.flux-system.svc.cluster.local.",)
+    """The source controllers' storage addresses: artifacts are downloaded only from there."""

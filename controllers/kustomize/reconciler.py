@@ -122,7 +122,12 @@ class KustomizationReconciler(Reconciler[Kustomization]):
         self.builds: dict[Key, CachedBuild] = {}
         self.controller: KindController | None = None
         self._built: dict[Key, tuple[str, str]] = {}  # this reconcile's build digest and revision
-        self.artifacts = ArtifactCache(keep=self.options.artifact_cache_revisions)
+        self.artifacts = ArtifactCache(
+            keep=self.options.artifact_cache_revisions,
+            max_entries=self.options.artifact_max_entries,
+            retries=self.options.http_retry,
+            storage=list(self.options.source_storage),
+        )
 
     # --- watches -----------------------------------------------------------------------------------
 
@@ -341,6 +346,13 @@ class KustomizationReconciler(Reconciler[Kustomization]):
                 f"spec.serviceAccountName '{spec.service_account_name}' is not supported by Tide yet "
                 "(impersonation): nothing was applied; remove the field to apply with the controller's "
                 "own identity",
+            )
+        if spec.decryption is not None and spec.decryption.service_account_name:
+            raise StalledError(
+                "ReconciliationFailed",
+                f"spec.decryption.serviceAccountName '{spec.decryption.service_account_name}' is not "
+                "supported by Tide yet (workload identity): nothing was applied; use "
+                "spec.decryption.secretRef",
             )
         if spec.kube_config is not None:
             raise StalledError(

@@ -17,7 +17,12 @@ from tide.controllers.notification.providers.config import (
     check_commit_status_expr,
     resolve_provider,
 )
-from tide.controllers.notification.receivers import RECEIVER_TYPES, ResourceFilter, webhook_path
+from tide.controllers.notification.receivers import (
+    GCR_SECRET_KEYS,
+    RECEIVER_TYPES,
+    ResourceFilter,
+    webhook_path,
+)
 from tide.shared.api.notification import Alert, Provider, Receiver
 from tide.shared.kube import secret_data
 from tide.shared.runtime import ReconcileContext, ReconcileError, Result, StalledError
@@ -28,6 +33,7 @@ from tide.shared.runtime.conditions import (
     VALIDATION_FAILED_REASON,
 )
 from tide.shared.runtime.reconciler import FLUX_FINALIZER, Reconciler
+from tide.shared.runtime.redaction import redact
 
 
 class ReceiverReconciler(Reconciler[Receiver]):
@@ -65,6 +71,14 @@ class ReceiverReconciler(Reconciler[Receiver]):
             raise ReconcileError(
                 TOKEN_NOT_FOUND_REASON,
                 f"invalid '{namespace}/{spec.secret_ref.name}' secret data: required field 'token'",
+            )
+        missing = [key for key in GCR_SECRET_KEYS if spec.type == "gcr" and not data.get(key)]
+        if missing:
+            raise ReconcileError(
+                "TokenNotFound",
+                f"invalid '{namespace}/{spec.secret_ref.name}' secret data: gcr receivers require "
+                f"{' and '.join(repr(k) for k in missing)} (the Pub/Sub push token's audience and "
+                "service account email)",
             )
         path = webhook_path(data["token"].decode(), name, namespace)
         previous = ctx.status.webhook_path
@@ -110,11 +124,14 @@ class ProviderReconciler(Reconciler[Provider]):
             cfg = resolve_provider(
                 obj.to_dict(), secrets["secretRef"], secrets["certSecretRef"], secrets["proxySecretRef"]
             )
+        except ProviderConfigError as exc:
+            raise StalledError("ValidationFailed", str(exc)) from None
+        try:
             if cfg.address or spec.type not in ADDRESS_OPTIONAL:
                 if spec.type not in GIT_ADDRESS_TYPES:
                     require_url(cfg.address, spec.type)
         except ProviderConfigError as exc:
-            raise StalledError(VALIDATION_FAILED_REASON, str(exc)) from None
+            raise StalledError(VALIDATION_FAILED_REASON, redact(str(exc), cfg.secret_values)) from None
         return Result()
 
     async def finalize(self, obj: Provider, ctx: ReconcileContext) -> None:

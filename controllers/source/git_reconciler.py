@@ -32,6 +32,7 @@ from tide.controllers.source.tarball import ArtifactTooLarge
 from tide.controllers.source.verify import VerificationError, describe, normalise_mode, verify
 from tide.shared.api.meta import Artifact
 from tide.shared.api.source import GitRepository
+from tide.shared.artifact import TooManyEntries
 from tide.shared.kube import secret_data
 from tide.shared.runtime import ReconcileContext, ReconcileError, Result, StalledError
 from tide.shared.runtime.conditions import SUCCEEDED_REASON
@@ -96,11 +97,27 @@ class GitRepositoryReconciler(StoredSourceReconciler[GitRepository]):
 
         informer.add_handler(on_event)
 
+    @staticmethod
+    def _check_supported(obj: GitRepository) -> None:
+        """spec.provider other than generic (and so spec.serviceAccountName) means workload
+        identity or a GitHub App: refused, rather than fetching without the credentials asked for."""
+        provider = obj.spec.effective_provider()
+        if provider != "generic":
+            account = obj.spec.service_account_name
+            raise StalledError(
+                "UnsupportedProvider",
+                f"provider '{provider}'"
+                + (f" with serviceAccountName '{account}'" if account else "")
+                + " is not supported by Tide yet: nothing was fetched; use provider 'generic' with "
+                "spec.secretRef",
+            )
+
     # -- the story --------------------------------------------------------------------------
 
     async def reconcile(self, obj: GitRepository, ctx: ReconcileContext) -> Result:
         spec, status = obj.spec, ctx.status
         ns, name = obj.metadata.namespace or "", obj.metadata.name or ""
+        self._check_supported(obj)
         await self._check_storage(obj, ctx)
         auth = await self._auth(obj, ctx)
         includes = await self._includes(obj, ctx)
@@ -124,13 +141,17 @@ class GitRepositoryReconciler(StoredSourceReconciler[GitRepository]):
             temp = await asyncio.to_thread(self.storage.new_temp_file, KIND, ns, name)
             try:
                 options = git.CheckoutOptions(
-                    sparse=spec.sparse_checkout or [], recurse_submodules=bool(spec.recurse_submodules)
+                    sparse=spec.sparse_checkout or [],
+                    recurse_submodules=bool(spec.recurse_submodules),
+                    max_entries=self.max_artifact_entries,
                 )
                 # Without includes, sparse checkout or submodules the artifact is written from
                 # the fetched objects; the checkout on disk is skipped.
                 direct = None
                 if not includes and not spec.sparse_checkout and not spec.recurse_submodules:
-                    direct = builder.DirectArchive(spec.ignore, temp, self.max_artifact_size)
+                    direct = builder.DirectArchive(
+                        spec.ignore, temp, self.max_artifact_size, self.max_artifact_entries
+                    )
                 resolved = time.perf_counter()
                 checked_out, archived_direct = await self._run(
                     ctx, timeout, self.builds.run, builder.checkout,
@@ -207,6 +228,8 @@ class GitRepositoryReconciler(StoredSourceReconciler[GitRepository]):
             )
         except git.GitError as exc:
             self._fetch_failed(ctx, exc.reason, f"failed to checkout and determine revision: {exc}")
+        except TooManyEntries as exc:
+            self._fetch_failed(ctx, "GitOperationFailed", f"failed to checkout and determine revision: {exc}")
         raise AssertionError("unreachable")
 
     @staticmethod

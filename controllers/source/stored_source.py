@@ -17,6 +17,7 @@ from tide.controllers.source.conditions import (
 )
 from tide.controllers.source.storage import Storage
 from tide.shared.api.meta import Artifact, KubeObject
+from tide.shared.artifact import DEFAULT_MAX_ENTRIES
 from tide.shared.runtime import ReconcileContext, ReconcileError
 from tide.shared.runtime.conditions import SUCCEEDED_REASON, now_rfc3339
 from tide.shared.runtime.reconciler import FLUX_FINALIZER, Reconciler
@@ -34,9 +35,11 @@ class StoredSourceReconciler(Reconciler[Source]):
         storage: Storage,
         max_artifact_size: int = 100 * 1024 * 1024,
         builds: BuildPool | None = None,
+        max_artifact_entries: int = DEFAULT_MAX_ENTRIES,
     ) -> None:
         self.storage = storage
         self.max_artifact_size = max_artifact_size
+        self.max_artifact_entries = max_artifact_entries
         # Fetch, extract and archive hold the GIL: in worker processes when given a pool.
         self.builds = builds or BuildPool(0)
 

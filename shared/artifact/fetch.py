@@ -9,14 +9,21 @@ import re
 import shutil
 import tempfile
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from tide.shared.api.meta import Artifact
-from tide.shared.artifact import ArtifactError, ArtifactNotFound, fetch_artifact
+from tide.shared.artifact import (
+    DEFAULT_MAX_ENTRIES,
+    ArtifactError,
+    ArtifactNotFound,
+    check_artifact_url,
+    fetch_artifact,
+)
+from tide.shared.artifact.client import RETRIES
 
 SOURCE_GROUP_VERSION = "source.toolkit.fluxcd.io/v1"
 SERVED_SOURCE_KINDS = ("GitRepository", "OCIRepository", "Bucket")
@@ -38,11 +45,19 @@ def artifact_of(source: Mapping[str, Any] | None) -> Artifact | None:
         return None
 
 
-async def download(artifact: Artifact, dest: Path | None = None) -> Path:
-    """The artifact extracted into dest (default: a new temporary directory the caller removes)."""
+async def download(
+    artifact: Artifact,
+    dest: Path | None = None,
+    max_entries: int = DEFAULT_MAX_ENTRIES,
+    retries: int = RETRIES,
+) -> Path:
+    """The artifact extracted into dest (default: a new temporary directory the caller removes);
+    connection errors and 5xx answers are retried `retries` times (--http-retry)."""
     dest = dest or Path(tempfile.mkdtemp(prefix="tide-kustomize-"))
     try:
-        await fetch_artifact(artifact.url, artifact.digest or "", dest)
+        await fetch_artifact(
+            artifact.url, artifact.digest or "", dest, max_entries=max_entries, retries=retries
+        )
     except ArtifactNotFound as err:
         shutil.rmtree(dest, ignore_errors=True)
         raise SourceNotReady(f"artifact not found at {artifact.url}: {err}") from err
@@ -124,9 +139,19 @@ class ArtifactCache:
     copy made of hard links. Content-addressed, so sharing across namespaces reveals nothing.
     At most `keep` trees are kept, least recently used first out, never one being copied."""
 
-    def __init__(self, root: Path | None = None, keep: int = 8) -> None:
+    def __init__(
+        self,
+        root: Path | None = None,
+        keep: int = 8,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        retries: int = RETRIES,
+        storage: Sequence[str] | None = None,
+    ) -> None:
         self._root = root
         self.keep = keep
+        self.max_entries = max_entries
+        self.retries = retries
+        self.storage = storage
         self._trees: OrderedDict[str, Path] = OrderedDict()
         self._users: dict[str, int] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -142,8 +167,11 @@ class ArtifactCache:
     async def checkout(self, artifact: Artifact) -> Path:
         """A new directory holding the artifact's files; the caller removes it."""
         digest = artifact.digest or ""
+        if self.storage is not None:
+            # --source-storage-addr; before the cache: no tree is handed out for a refused URL.
+            check_artifact_url(artifact.url, self.storage)
         if self.keep <= 0 or not _DIGEST.fullmatch(digest):
-            return await download(artifact)
+            return await download(artifact, max_entries=self.max_entries, retries=self.retries)
         tree = await self._acquire(digest, artifact)
         try:
             dest = Path(tempfile.mkdtemp(prefix="tide-kustomize-", dir=self.root))
@@ -167,7 +195,7 @@ class ArtifactCache:
                 # A fresh name: an evicted tree of the same digest may still be being removed.
                 tree = Path(tempfile.mkdtemp(prefix="tree-", dir=self.root))
                 try:
-                    await download(artifact, tree)
+                    await download(artifact, tree, self.max_entries, self.retries)
                 except BaseException:
                     await remove_tree(tree)
                     raise

@@ -92,7 +92,8 @@ async def render(
         texts = [t if d is o else None for d, o, t in zip(decrypted, objects, texts, strict=True)]
         objects = decrypted
     if variables is not None:
-        objects = substitute_objects(objects, variables, strict=strict, texts=texts)
+        # YAML dump, substitution and reload: CPU work, off the event loop.
+        objects = await asyncio.to_thread(substitute_objects, objects, variables, strict, texts)
     return objects
 
 

@@ -23,6 +23,7 @@ from tide.shared.runtime.kind_controller import KindController, KindInfo
 from tide.shared.runtime.process import (
     controller_arg_parser,
     feature_gates,
+    refuse_unavailable_flags,
     run_controller,
     runtime_namespace,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "StalledError",
     "controller_arg_parser",
     "feature_gates",
+    "refuse_unavailable_flags",
     "run_controller",
     "runtime_namespace",
 ]
