@@ -349,7 +349,7 @@ class KustomizationReconciler(Reconciler[Kustomization]):
             )
         if spec.decryption is not None and spec.decryption.service_account_name:
             raise StalledError(
-                "ReconciliationFailed",
+                RECONCILIATION_FAILED_REASON,
                 f"spec.decryption.serviceAccountName '{spec.decryption.service_account_name}' is not "
                 "supported by Tide yet (workload identity): nothing was applied; use "
                 "spec.decryption.secretRef",

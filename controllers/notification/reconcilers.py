@@ -75,7 +75,7 @@ class ReceiverReconciler(Reconciler[Receiver]):
         missing = [key for key in GCR_SECRET_KEYS if spec.type == "gcr" and not data.get(key)]
         if missing:
             raise ReconcileError(
-                "TokenNotFound",
+                TOKEN_NOT_FOUND_REASON,
                 f"invalid '{namespace}/{spec.secret_ref.name}' secret data: gcr receivers require "
                 f"{' and '.join(repr(k) for k in missing)} (the Pub/Sub push token's audience and "
                 "service account email)",
@@ -125,7 +125,7 @@ class ProviderReconciler(Reconciler[Provider]):
                 obj.to_dict(), secrets["secretRef"], secrets["certSecretRef"], secrets["proxySecretRef"]
             )
         except ProviderConfigError as exc:
-            raise StalledError("ValidationFailed", str(exc)) from None
+            raise StalledError(VALIDATION_FAILED_REASON, str(exc)) from None
         try:
             if cfg.address or spec.type not in ADDRESS_OPTIONAL:
                 if spec.type not in GIT_ADDRESS_TYPES:
