@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from tide.controllers.helm.reconciler import HelmReleaseReconciler
-from tide.shared.runtime.controller import (
+from tide.shared.runtime.process import (
     add_no_cross_namespace_refs,
     add_requeue_dependency,
     add_source_storage_addr,

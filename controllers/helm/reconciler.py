@@ -46,11 +46,12 @@ from tide.shared.api.meta import parse_duration
 from tide.shared.artifact import ArtifactError, ArtifactNotFound, check_artifact_url, fetch_artifact
 from tide.shared.kube.config import load_connection
 from tide.shared.runtime.context import ReconcileContext
-from tide.shared.runtime.controller import source_storage_addresses
+from tide.shared.runtime.kind_controller import KindController
+from tide.shared.runtime.process import source_storage_addresses
+from tide.shared.runtime.reconciler import FLUX_FINALIZER, Reconciler
 from tide.shared.runtime.result import ReconcileError, Result, StalledError
 
 HELMRELEASE_API = HelmRelease.storage_api_version()
-FINALIZER = "finalizers.fluxcd.io"
 REQUEUE_NOW = 1.0
 DEFAULT_RETRY_INTERVAL = 300.0
 """RetryOnFailure's retryInterval when unset (Flux's 5m)."""
@@ -67,14 +68,14 @@ def _changed(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
     return old is None or _ready(old) != _ready(new)
 
 
-class HelmReleaseReconciler:
+class HelmReleaseReconciler(Reconciler[HelmRelease]):
     model = HelmRelease
-    finalizer: str | None = FINALIZER
+    finalizer = FLUX_FINALIZER
 
     def __init__(self, options: argparse.Namespace | None = None) -> None:
         self.options = options
         self.engine: HelmEngine | None = None
-        self.controller: Any = None
+        self.controller: KindController | None = None
 
     # --- the Helm engine, a server of the process ------------------------------------------------
 
@@ -91,7 +92,7 @@ class HelmReleaseReconciler:
 
     # --- watches ---------------------------------------------------------------------------------
 
-    def setup(self, controller: Any) -> None:
+    def setup(self, controller: KindController) -> None:
         """Reconcile a HelmRelease when its chart source gets a new artifact or readiness, when a
         dependency's readiness changes, and when a watched ConfigMap or Secret it reads changes."""
         self.controller = controller

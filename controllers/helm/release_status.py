@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,7 +117,7 @@ def spec_digest(value: Any) -> str:
 Condition = Mapping[str, Any]
 
 
-def ready_from(conditions: list[Condition], test_counts: bool) -> tuple[str, str, str] | None:
+def ready_from(conditions: Sequence[Condition], test_counts: bool) -> tuple[str, str, str] | None:
     """Ready (status, reason, message) as Flux summarizes it: a remediation means not ready; then
     failed tests (unless ignored), then Released; tests that passed give Ready their message."""
     by_type = {str(c.get("type")): c for c in conditions}
