@@ -234,6 +234,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
         else:
             ref = obj.spec.chart_ref
             assert ref is not None
+            await self._delete_helm_chart(obj, ctx)  # from a spec.chart this release had before
             kind, namespace, name = ref.kind, ref.namespace or ctx.namespace, ref.name
             found = await ctx.kube.get(SOURCE_API, kind, name, namespace)
             source = found if isinstance(found, dict) else None
@@ -455,6 +456,10 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
             stored = await ReleaseStorage(ctx.kube, storage_namespace).latest(target.name)
             if stored is not None and stored.status != "uninstalled":
                 await self._uninstall(obj, ctx, target)
+        await self._delete_helm_chart(obj, ctx)
+
+    async def _delete_helm_chart(self, obj: HelmRelease, ctx: ReconcileContext) -> None:
         if obj.status.helm_chart:
             namespace, _, name = obj.status.helm_chart.partition("/")
             await ctx.kube.delete(SOURCE_API, "HelmChart", name, namespace)
+            obj.status.helm_chart = None
