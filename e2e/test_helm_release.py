@@ -20,7 +20,7 @@ import yaml
 from e2e.fixtures.cli import FLUX
 from e2e.fixtures.helm_repo import HELM, ChartRepo, helm
 from e2e.fixtures.kustomize import git_source, kustomization
-from e2e.fixtures.source import apply, condition, get, ocirepository, wait_for
+from e2e.fixtures.source import apply, condition, get, ocirepository, request_reconcile, wait_for
 from e2e.test_helm_engine import CHART as ENGINE_CHART
 from e2e.test_helm_sources import served_repository
 
@@ -272,6 +272,15 @@ def test_helm_release_installs_upgrades_and_uninstalls(  # type: ignore[no-untyp
     assert hr["status"]["history"][0]["configDigest"] != status["history"][0]["configDigest"]
     assert get(kubectl, namespace, "app", "deployment")["spec"]["replicas"] == 3
     assert [r["revision"] for r in helm_list(cluster, namespace, tmp_path)] == ["2"]
+
+    # A new chart version in the repository: the HelmChart pulls it, the release upgrades to it.
+    publish_app(chart_repo, "1.1.0", f"{namespace}.tide.dev")
+    request_reconcile(kubectl, namespace, "charts", kind="helmrepository")
+    hr = wait_released(kubectl, namespace, "app", 3)
+    assert (hr["status"]["history"][0]["chartVersion"], hr["status"]["lastAttemptedRevision"]) == (
+        "1.1.0",
+        "1.1.0",
+    )
 
     # Deletion uninstalls and removes the HelmChart it made.
     kubectl("delete", HR, "app", "-n", namespace, "--timeout=90s")
