@@ -297,7 +297,12 @@ def test_failed_upgrade_is_rolled_back_then_stalled(  # type: ignore[no-untyped-
         kubectl,
         namespace,
         *served_repository(chart_server, chart_repo),
-        helm_release("app", upgrade={"timeout": "3s", "remediation": {"retries": 1}}),
+        helm_release(
+            "app",
+            upgrade={"timeout": "3s", "remediation": {"retries": 1}},
+            # The rollback's wait would time the terminating Pods of a loaded control plane.
+            rollback={"disableWait": True},
+        ),
     )
     wait_released(kubectl, namespace, "app", 1)
     # A Deployment that can never become ready: the upgrade fails, is rolled back, is

@@ -33,12 +33,13 @@ from tide.controllers.helm.release_status import (
     attempt_changed,
     cross_namespace_ref,
     dependency_not_ready,
+    ending,
     ready_from,
     requests,
     spec_digest,
     unsupported,
 )
-from tide.controllers.helm.state import Desired, Outcome, ReleaseState, UnknownReleaseStatus
+from tide.controllers.helm.state import Desired, ReleaseState, UnknownReleaseStatus
 from tide.controllers.helm.storage import ReleaseStorage, StorageError
 from tide.controllers.helm.values import ValuesError, compose_values, config_digest
 from tide.shared.api.helm import HelmRelease
@@ -52,7 +53,6 @@ from tide.shared.runtime.reconciler import FLUX_FINALIZER, Reconciler
 from tide.shared.runtime.result import ReconcileError, Result, StalledError
 
 HELMRELEASE_API = HelmRelease.storage_api_version()
-REQUEUE_NOW = 1.0
 DEFAULT_RETRY_INTERVAL = 300.0
 """RetryOnFailure's retryInterval when unset (Flux's 5m)."""
 Key = tuple[str, str]
@@ -380,31 +380,24 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
         summary = ready_from(ctx.conditions, bool(test and test.enable and not test.ignore_failures))
         if summary is not None:
             ctx.set_condition("Ready", *summary)
+        strategy = (
+            obj.spec.install if obj.status.last_attempted_release_action == "install" else obj.spec.upgrade
+        )
+        retry = strategy.strategy.retry_interval if strategy and strategy.strategy else None
+        end = ending(
+            result.outcome,
+            summary,
+            str(result.stall or ""),
+            result.message,
+            parse_duration(retry) if retry else DEFAULT_RETRY_INTERVAL,
+        )
+        if end.stall is not None:
+            raise StalledError(*end.stall)
+        if end.error is not None:
+            raise ReconcileError(*end.error)
+        if end.requeue_after is not None:
+            return Result(requeue_after=end.requeue_after)
         latest = history.latest(obj.status.history)
-        if result.outcome is Outcome.STALLED:
-            cause = summary[2] if summary else "retries exhausted"
-            message = f"{result.message}: {cause}" if result.message else cause
-            raise StalledError(str(result.stall or "RetriesExceeded"), message)
-        if result.outcome is Outcome.ERROR:
-            reason, message = (
-                (summary[1], summary[2]) if summary else ("ReconciliationFailed", "release failed")
-            )
-            raise ReconcileError(reason, message)
-        if result.outcome is Outcome.RETRY_AFTER_INTERVAL:
-            strategy = (
-                obj.spec.install
-                if obj.status.last_attempted_release_action == "install"
-                else obj.spec.upgrade
-            )
-            retry = strategy.strategy.retry_interval if strategy and strategy.strategy else None
-            delay = parse_duration(retry) if retry else DEFAULT_RETRY_INTERVAL
-            if summary is not None and summary[0] == "False":
-                raise ReconcileError(summary[1], summary[2], requeue_after=delay)
-            return Result(requeue_after=delay)
-        if result.outcome is Outcome.REQUEUE:
-            if summary is not None and summary[0] == "False":
-                raise ReconcileError(summary[1], summary[2], requeue_after=REQUEUE_NOW)
-            return Result(requeue_after=REQUEUE_NOW)
         if latest is None and summary is None:
             ctx.set_condition("Ready", "True", "ReconciliationSucceeded", "Release reconciled")
         return Result()

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tide.controllers.helm.state import Outcome
 from tide.shared.api.helm import HelmRelease
 
 FORCE_AT = "reconcile.fluxcd.io/forceAt"
@@ -135,3 +136,40 @@ def ready_from(conditions: Sequence[Condition], test_counts: bool) -> tuple[str,
     if test_counts and test is not None and test.get("status") == "True":
         return "True", str(test.get("reason")), str(test.get("message"))
     return "True", str(released.get("reason")), str(released.get("message"))
+
+
+REQUEUE_NOW = 1.0
+"""After a remediation with retries left: the next attempt right away (Flux requeues at once)."""
+
+Summary = tuple[str, str, str]
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How a reconcile ends after the release loop: a requeue, an error (backoff) or a stall."""
+
+    requeue_after: float | None = None
+    error: tuple[str, str] | None = None
+    stall: tuple[str, str] | None = None
+
+
+def ending(
+    outcome: Outcome, summary: Summary | None, stall_reason: str, stall_message: str, retry_interval: float
+) -> Ending:
+    """The loop's outcome as the runtime takes it. A release that is not Ready but will be retried
+    returns a requeue (Ready=False stays, Reconciling ProgressingWithRetry) rather than an error:
+    the action already sent its Event."""
+    if outcome is Outcome.STALLED:
+        cause = summary[2] if summary else "retries exhausted"
+        return Ending(
+            stall=(stall_reason or "RetriesExceeded", f"{stall_message}: {cause}" if stall_message else cause)
+        )
+    if outcome is Outcome.ERROR:
+        return Ending(
+            error=(summary[1], summary[2]) if summary else ("ReconciliationFailed", "release failed")
+        )
+    if outcome is Outcome.RETRY_AFTER_INTERVAL:
+        return Ending(requeue_after=retry_interval)
+    if outcome is Outcome.REQUEUE:
+        return Ending(requeue_after=REQUEUE_NOW)
+    return Ending()

@@ -18,13 +18,16 @@ from tide.controllers.helm.chart_source import (
     ready_artifact,
 )
 from tide.controllers.helm.release_status import (
+    Ending,
     attempt_changed,
     cross_namespace_ref,
     dependency_not_ready,
+    ending,
     ready_from,
     requests,
     unsupported,
 )
+from tide.controllers.helm.state import Outcome
 from tide.shared.api.helm import HelmRelease
 
 CHART = {
@@ -216,3 +219,27 @@ def test_cross_namespace_references() -> None:
     )
     chart_ref = {"kind": "OCIRepository", "name": "o", "namespace": "x"}
     assert "OCIRepository 'o'" in (cross_namespace_ref(release(chartRef=chart_ref)) or "")
+
+
+FAILED = ("False", "UpgradeFailed", "upgrade failed")
+
+
+@pytest.mark.parametrize(
+    ("outcome", "summary", "stall", "expected"),
+    [
+        (Outcome.DONE, ("True", "UpgradeSucceeded", "ok"), ("", ""), Ending()),
+        (Outcome.REQUEUE, FAILED, ("", ""), Ending(requeue_after=1.0)),
+        (Outcome.RETRY_AFTER_INTERVAL, FAILED, ("", ""), Ending(requeue_after=60.0)),
+        (Outcome.ERROR, FAILED, ("", ""), Ending(error=("UpgradeFailed", "upgrade failed"))),
+        (Outcome.ERROR, None, ("", ""), Ending(error=("ReconciliationFailed", "release failed"))),
+        (
+            Outcome.STALLED,
+            FAILED,
+            ("RetriesExceeded", "cannot remediate failed release"),
+            Ending(stall=("RetriesExceeded", "cannot remediate failed release: upgrade failed")),
+        ),
+        (Outcome.STALLED, None, ("", ""), Ending(stall=("RetriesExceeded", "retries exhausted"))),
+    ],
+)
+def test_how_a_reconcile_ends(outcome, summary, stall, expected) -> None:
+    assert ending(outcome, summary, *stall, retry_interval=60.0) == expected
