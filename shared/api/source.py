@@ -468,8 +468,6 @@ class Bucket(KubeObject):
     status: BucketStatus = Field(default_factory=BucketStatus)
 
 
-
-
 # ExternalArtifact
 
 
