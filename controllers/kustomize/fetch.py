@@ -15,7 +15,7 @@ from typing import Any
 from tide.shared.artifact import ArtifactError, ArtifactNotFound, fetch_artifact
 
 SOURCE_GROUP_VERSION = "source.toolkit.fluxcd.io/v1"
-SERVED_SOURCE_KINDS = ("GitRepository", "OCIRepository", "Bucket")
+SERVED_SOURCE_KINDS = ("GitRepository", "OCIRepository", "Bucket", "ExternalArtifact")
 _DIGEST = re.compile(r"[a-z0-9]+:[0-9a-f]{32,128}")
 
 

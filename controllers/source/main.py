@@ -1,5 +1,5 @@
-"""tide-source-controller: GitRepository, OCIRepository, HelmRepository and HelmChart reconcilers
-plus the artifact server."""
+"""tide-source-controller: GitRepository, OCIRepository, HelmRepository, HelmChart and
+ArtifactGenerator reconcilers plus the artifact server."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from tide.controllers.source import helm_index
+from tide.controllers.source.artifact_generator import ArtifactGeneratorReconciler
 from tide.controllers.source.builder import BuildPool
 from tide.controllers.source.helm_chart import HelmChartReconciler
 from tide.controllers.source.helm_chart_build import (
@@ -147,6 +148,7 @@ def main(argv: list[str] | None = None) -> None:
                 index_cache=index_cache,
                 index_max_size=args.helm_index_max_size,
             ),
+            ArtifactGeneratorReconciler(storage, args.artifact_max_size, builds),
         ],
         servers=[builds, ArtifactServer(root, args.storage_addr)],
     )

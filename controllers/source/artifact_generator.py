@@ -1,0 +1,450 @@
+"""ArtifactGenerator: observe the sources' artifacts, compose each output, store it, publish it as an
+ExternalArtifact, forget the outputs that left the spec (Flux's source-watcher).
+
+A reconcile whose sources did not move (same digest, revision and URL for every alias) and whose
+ExternalArtifacts and stored files are intact does nothing else. Each output's revision is
+`latest@<digest>` of its deterministic tarball (or a source's revision, with `revision: @alias`),
+so an output whose content did not change keeps its revision and its consumers stay quiet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import shutil
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tide.controllers.source import artifact_composer
+from tide.controllers.source.artifact_composer import Copy, CopyError, Output
+from tide.controllers.source.builder import BuildPool
+from tide.controllers.source.storage import Storage
+from tide.controllers.source.tarball import Archive, ArtifactTooLarge
+from tide.shared.api.artifact_generator import (
+    FINALIZER,
+    GENERATOR_LABEL,
+    ORIGIN_REVISION_KEY,
+    ArtifactGenerator,
+    ExternalArtifactReference,
+    OutputArtifact,
+)
+from tide.shared.api.meta import Artifact
+from tide.shared.artifact import ArtifactError, verify_digest
+from tide.shared.artifact.client import download
+from tide.shared.runtime import ReconcileContext, ReconcileError, Result, StalledError
+from tide.shared.runtime.conditions import now_rfc3339
+
+SOURCE_API = "source.toolkit.fluxcd.io/v1"
+EXTERNAL_ARTIFACT = "ExternalArtifact"
+WATCHED_SOURCE_KINDS = ("GitRepository", "OCIRepository", "Bucket", "HelmChart", EXTERNAL_ARTIFACT)
+REQUEUE_AFTER = 3600.0  # Flux's source-watcher: sources are watched, this is a safety net
+SOURCE_FETCH_FAILED = "SourceFetchFailed"
+BUILD_FAILED = "BuildFailed"
+VALIDATION_FAILED = "ValidationFailed"
+ACCESS_DENIED = "AccessDenied"
+
+
+@dataclass(frozen=True)
+class ObservedSource:
+    """A source's artifact as seen in its status."""
+
+    kind: str
+    namespace: str
+    name: str
+    artifact: Artifact
+
+    def origin_revision(self) -> str:
+        return (self.artifact.metadata or {}).get(ORIGIN_REVISION_KEY) or self.artifact.revision
+
+
+def sources_digest(observed: dict[str, ObservedSource]) -> str:
+    """Flux's observedSourcesDigest: sha256 over the sorted `alias=[digest,revision,url]` entries."""
+    parts = sorted(
+        f"{alias}=[digest={s.artifact.digest or ''},revision={s.artifact.revision},url={s.artifact.url}]"
+        for alias, s in observed.items()
+    )
+    return "sha256:" + hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def validate(obj: ArtifactGenerator, no_cross_namespace_refs: bool) -> None:
+    """What the CRD cannot check: aliases unique and known, names unique, namespaces allowed."""
+    spec = obj.spec
+    if spec.path_pattern:
+        raise StalledError(
+            VALIDATION_FAILED,
+            "spec.pathPattern is not supported by Tide yet: no artifact was generated; "
+            "list the artifacts in spec.artifacts instead",
+        )
+    aliases = [s.alias for s in spec.sources]
+    duplicates = sorted({a for a in aliases if aliases.count(a) > 1})
+    if duplicates:
+        raise StalledError(VALIDATION_FAILED, f"duplicate source alias(es): {', '.join(duplicates)}")
+    names = [a.name for a in spec.artifacts]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise StalledError(VALIDATION_FAILED, f"duplicate artifact name(s): {', '.join(duplicates)}")
+    for artifact in spec.artifacts:
+        for ref in (artifact.revision, artifact.origin_revision):
+            if ref and ref[1:] not in aliases:
+                raise StalledError(
+                    VALIDATION_FAILED, f"artifact '{artifact.name}': unknown source alias '{ref}'"
+                )
+        for op in artifact.copy_:
+            alias = op.from_[1:].split("/", 1)[0]
+            if alias not in aliases:
+                raise StalledError(
+                    VALIDATION_FAILED,
+                    f"artifact '{artifact.name}': copy from unknown source alias '@{alias}'",
+                )
+    if no_cross_namespace_refs:
+        for source in spec.sources:
+            if source.namespace and source.namespace != obj.namespace:
+                raise StalledError(
+                    ACCESS_DENIED,
+                    f"cross-namespace references are not allowed: {source.kind} "
+                    f"'{source.namespace}/{source.name}'",
+                )
+
+
+def copies_of(artifact: OutputArtifact) -> tuple[Copy, ...]:
+    return tuple(
+        Copy(op.from_, op.to, tuple(op.exclude or ()), op.strategy or "Overwrite") for op in artifact.copy_
+    )
+
+
+def generators_using(
+    generators: Iterable[dict[str, Any]], kind: str, namespace: str, name: str
+) -> list[tuple[str, str]]:
+    """The ArtifactGenerators with this object as a source, or (an ExternalArtifact) in their inventory."""
+    keys = []
+    for gen in generators:
+        meta = gen.get("metadata") or {}
+        gen_ns = meta.get("namespace") or ""
+        sources = (gen.get("spec") or {}).get("sources") or []
+        uses = any(
+            s.get("kind") == kind and s.get("name") == name and (s.get("namespace") or gen_ns) == namespace
+            for s in sources
+        )
+        owns = kind == EXTERNAL_ARTIFACT and any(
+            i.get("name") == name and i.get("namespace") == namespace
+            for i in (gen.get("status") or {}).get("inventory") or []
+        )
+        if uses or owns:
+            keys.append((gen_ns, meta.get("name") or ""))
+    return keys
+
+
+def _artifact_moved(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+    def key(obj: dict[str, Any] | None) -> tuple[Any, ...]:
+        artifact = ((obj or {}).get("status") or {}).get("artifact") or {}
+        return (artifact.get("revision"), artifact.get("digest"), artifact.get("url"))
+
+    return key(old) != key(new)
+
+
+def _uid(ctx: ReconcileContext) -> str:
+    return str((ctx.raw.get("metadata") or {}).get("uid") or "")
+
+
+class ArtifactGeneratorReconciler:
+    model = ArtifactGenerator
+    finalizer: str | None = FINALIZER
+
+    def __init__(
+        self, storage: Storage, max_artifact_size: int = 100 * 1024 * 1024, builds: BuildPool | None = None
+    ) -> None:
+        self.storage = storage
+        self.max_artifact_size = max_artifact_size
+        self.builds = builds or BuildPool(0)
+
+    def setup(self, controller: Any) -> None:
+        """A source with a new artifact (or a generated ExternalArtifact changed or deleted behind
+        our back) reconciles the ArtifactGenerators that use it."""
+
+        def watch(kind: str) -> None:
+            def keys(obj: dict[str, Any]) -> list[tuple[str, str]]:
+                meta = obj.get("metadata") or {}
+                informer = controller.informer
+                items = informer.items() if informer is not None else []
+                return generators_using(items, kind, meta.get("namespace") or "", meta.get("name") or "")
+
+            controller.watch(
+                SOURCE_API, kind, keys, namespace=controller.namespace, predicate=_artifact_moved
+            )
+
+        for kind in WATCHED_SOURCE_KINDS:
+            watch(kind)
+
+    # -- the story --------------------------------------------------------------------------------
+
+    async def reconcile(self, obj: ArtifactGenerator, ctx: ReconcileContext) -> Result:
+        validate(obj, bool(getattr(ctx.options, "no_cross_namespace_refs", False)))
+        observed = await self._observe_sources(obj, ctx)
+        digest = sources_digest(observed)
+        if await self._up_to_date(obj, ctx, digest):
+            self._ready(ctx, len(obj.spec.artifacts))
+            return Result(requeue_after=REQUEUE_AFTER)
+
+        await ctx.progress(f"building {len(obj.spec.artifacts)} artifact(s)")
+        stored = await self._build(obj, ctx, observed)
+        previous = {(i.name, i.digest) for i in ctx.status.inventory or []}
+        inventory = []
+        changed = []
+        for output, artifact in zip(obj.spec.artifacts, stored, strict=True):
+            await self._publish(obj, ctx, output, artifact)
+            inventory.append(
+                ExternalArtifactReference(
+                    name=output.name,
+                    namespace=obj.namespace,
+                    digest=artifact.digest or "",
+                    filename=artifact.path.rsplit("/", 1)[-1],
+                )
+            )
+            if (output.name, artifact.digest) not in previous:
+                changed.append(f"{obj.namespace}/{output.name} ({artifact.revision})")
+        wanted = {output.name for output in obj.spec.artifacts}
+        for orphan in [i for i in ctx.status.inventory or [] if i.name not in wanted]:
+            await self._remove(ctx, orphan.namespace, orphan.name)
+            ctx.event("Normal", "Ready", f"ExternalArtifact/{orphan.namespace}/{orphan.name} deleted")
+        for output in obj.spec.artifacts:
+            current = next(i for i in inventory if i.name == output.name)
+            await asyncio.to_thread(
+                self.storage.garbage_collect,
+                EXTERNAL_ARTIFACT,
+                obj.namespace,
+                output.name,
+                self._path(obj.namespace, output.name, current.filename),
+            )
+        ctx.status.inventory = inventory
+        ctx.status.observed_sources_digest = digest
+        self._ready(ctx, len(inventory))
+        if changed:
+            ctx.event("Normal", "Ready", "external artifacts reconciled: " + "\n".join(changed))
+        return Result(requeue_after=REQUEUE_AFTER)
+
+    async def finalize(self, obj: ArtifactGenerator, ctx: ReconcileContext) -> None:
+        for ref in ctx.status.inventory or []:
+            await self._remove(ctx, ref.namespace, ref.name)
+
+    # -- steps ------------------------------------------------------------------------------------
+
+    def _path(self, namespace: str, name: str, filename: str) -> str:
+        return f"{self.storage.object_dir(EXTERNAL_ARTIFACT, namespace, name)}/{filename}"
+
+    @staticmethod
+    def _ready(ctx: ReconcileContext, count: int) -> None:
+        ctx.set_condition(
+            "Ready", "True", "Succeeded", f"reconciliation succeeded, generated {count} artifact(s)"
+        )
+
+    async def _observe_sources(
+        self, obj: ArtifactGenerator, ctx: ReconcileContext
+    ) -> dict[str, ObservedSource]:
+        requeue = float(getattr(ctx.options, "requeue_dependency", 30.0) or 30.0)
+        observed = {}
+        for source in obj.spec.sources:
+            namespace = source.namespace or obj.namespace
+            found = await ctx.kube.get(SOURCE_API, source.kind, source.name, namespace)
+            if found is None:
+                raise ReconcileError(
+                    SOURCE_FETCH_FAILED,
+                    f"get sources failed: {source.kind} '{namespace}/{source.name}' not found",
+                    requeue_after=requeue,
+                )
+            artifact = ((found.get("status") or {}).get("artifact")) or None
+            if not artifact:
+                raise ReconcileError(
+                    SOURCE_FETCH_FAILED,
+                    f"get sources failed: source '{source.kind}/{namespace}/{source.name}' is not ready",
+                    requeue_after=requeue,
+                )
+            observed[source.alias] = ObservedSource(
+                source.kind, namespace, source.name, Artifact.model_validate(artifact)
+            )
+        return observed
+
+    async def _up_to_date(self, obj: ArtifactGenerator, ctx: ReconcileContext, digest: str) -> bool:
+        """No drift: same sources, same generation, every output published and intact."""
+        status = ctx.status
+        ready = ctx.get_condition("Ready")
+        if status.observed_sources_digest != digest or ctx.observed_generation != ctx.generation:
+            return False
+        if not ready or ready.get("status") != "True":
+            return False
+        inventory = {i.name: i for i in status.inventory or []}
+        if set(inventory) != {a.name for a in obj.spec.artifacts}:
+            return False
+        for ref in inventory.values():
+            rel = self._path(ref.namespace, ref.name, ref.filename)
+            if not await asyncio.to_thread(self.storage.verify, rel, ref.digest):
+                return False
+            published = await ctx.kube.get(SOURCE_API, EXTERNAL_ARTIFACT, ref.name, ref.namespace)
+            artifact = ((published or {}).get("status") or {}).get("artifact") or {}
+            if artifact.get("digest") != ref.digest:
+                return False
+        return True
+
+    async def _source_file(
+        self, ctx: ReconcileContext, alias: str, source: ObservedSource, work: Path
+    ) -> Path:
+        """The source's tar.gz: from this controller's storage, else downloaded (an ExternalArtifact
+        another controller serves), checked against its digest either way."""
+        artifact = source.artifact
+        try:
+            local = self.storage.local_path(artifact.path)
+        except ValueError:
+            local = None
+        if local is not None and await asyncio.to_thread(self.storage.verify, artifact.path, artifact.digest):
+            return local
+        if not artifact.digest:
+            raise ReconcileError(
+                SOURCE_FETCH_FAILED, f"fetch sources failed: the artifact of '@{alias}' has no digest"
+            )
+        target = work / f"{alias}.tar.gz"
+        try:
+            await download(artifact.url, target, self.max_artifact_size or 2**62)
+            await asyncio.to_thread(verify_digest, target, artifact.digest)
+        except ArtifactError as exc:
+            raise ReconcileError(
+                SOURCE_FETCH_FAILED, f"fetch sources failed: '@{alias}' ({artifact.url}): {exc}"
+            ) from exc
+        return target
+
+    async def _build(
+        self, obj: ArtifactGenerator, ctx: ReconcileContext, observed: dict[str, ObservedSource]
+    ) -> list[Artifact]:
+        """Compose every output in a build worker, then store the tarballs and describe them."""
+        ns = obj.namespace
+        work = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="tide-ag-"))
+        temps: list[Path] = []
+        try:
+            files = {
+                alias: str(await self._source_file(ctx, alias, s, work)) for alias, s in observed.items()
+            }
+            for output in obj.spec.artifacts:
+                temps.append(
+                    await asyncio.to_thread(self.storage.new_temp_file, EXTERNAL_ARTIFACT, ns, output.name)
+                )
+            outputs = [
+                Output(o.name, copies_of(o), str(temp))
+                for o, temp in zip(obj.spec.artifacts, temps, strict=True)
+            ]
+            try:
+                archives: list[Archive] = await self.builds.run(
+                    artifact_composer.generate, files, outputs, str(work / "build"), self.max_artifact_size
+                )
+            except (CopyError, ArtifactTooLarge) as exc:
+                raise ReconcileError(BUILD_FAILED, str(exc)) from exc
+            stored = []
+            for output, temp, archive in zip(obj.spec.artifacts, temps, archives, strict=True):
+                rel = self._path(ns, output.name, f"{archive.digest.removeprefix('sha256:')}.tar.gz")
+                try:
+                    await asyncio.to_thread(self.storage.commit, temp, rel, archive.digest)
+                except OSError as exc:
+                    raise ReconcileError(
+                        "ArchiveOperationFailed", f"unable to save artifact to storage: {exc}"
+                    ) from exc
+                stored.append(self._describe(output, observed, rel, archive))
+            return stored
+        finally:
+            for temp in temps:
+                await asyncio.to_thread(temp.unlink, True)
+            await asyncio.to_thread(shutil.rmtree, work, True)
+
+    def _describe(
+        self, output: OutputArtifact, observed: dict[str, ObservedSource], rel: str, archive: Archive
+    ) -> Artifact:
+        revision = f"latest@{archive.digest}"
+        if output.revision:
+            revision = observed[output.revision[1:]].artifact.revision
+        metadata = None
+        if output.origin_revision:
+            metadata = {ORIGIN_REVISION_KEY: observed[output.origin_revision[1:]].origin_revision()}
+        return Artifact(
+            path=rel,
+            url=self.storage.url(rel),
+            revision=revision,
+            digest=archive.digest,
+            last_update_time=now_rfc3339(),
+            size=archive.size,
+            metadata=metadata,
+        )
+
+    async def _publish(
+        self, obj: ArtifactGenerator, ctx: ReconcileContext, output: OutputArtifact, artifact: Artifact
+    ) -> None:
+        """Create or update the ExternalArtifact (server-side apply) and its status."""
+        ns, uid = obj.namespace, _uid(ctx)
+        existing = await ctx.kube.get(SOURCE_API, EXTERNAL_ARTIFACT, output.name, ns)
+        owner = (((existing or {}).get("metadata") or {}).get("labels") or {}).get(GENERATOR_LABEL)
+        if owner and uid and owner != uid:
+            raise ReconcileError(
+                "ReconciliationFailed",
+                f"{output.name} reconcile failed: ExternalArtifact '{ns}/{output.name}' belongs to another "
+                "ArtifactGenerator",
+            )
+        common = obj.spec.common_metadata
+        labels = dict((common.labels if common else None) or {})
+        labels.update({"app.kubernetes.io/managed-by": ctx.controller_name, GENERATOR_LABEL: uid})
+        metadata: dict[str, Any] = {"name": output.name, "namespace": ns, "labels": labels}
+        if common and common.annotations:
+            metadata["annotations"] = dict(common.annotations)
+        body = {
+            "apiVersion": SOURCE_API,
+            "kind": EXTERNAL_ARTIFACT,
+            "metadata": metadata,
+            "spec": {
+                "sourceRef": {
+                    "apiVersion": obj.api_version,
+                    "kind": obj.kind,
+                    "name": obj.name,
+                    "namespace": ns,
+                }
+            },
+        }
+        applied = await ctx.kube.apply(body, field_manager=ctx.controller_name)
+        current = ((existing or {}).get("status") or {}).get("artifact") or {}
+        ready = [
+            c
+            for c in ((existing or {}).get("status") or {}).get("conditions") or []
+            if c.get("type") == "Ready"
+        ]
+        if (
+            current.get("digest") == artifact.digest
+            and current.get("revision") == artifact.revision
+            and ready
+        ):
+            return  # unchanged: keep its lastUpdateTime, so nothing downstream moves
+        generation = (applied.get("metadata") or {}).get("generation")
+        condition = {
+            "type": "Ready",
+            "status": "True",
+            "reason": "Succeeded",
+            "message": "Artifact is ready",
+            "lastTransitionTime": now_rfc3339(),
+            **({"observedGeneration": generation} if generation is not None else {}),
+        }
+        await ctx.kube.patch_status(
+            SOURCE_API,
+            EXTERNAL_ARTIFACT,
+            output.name,
+            ns,
+            {"status": {"artifact": artifact.to_wire(), "conditions": [condition]}},
+            ctx.field_manager,
+        )
+        ctx.log.info(
+            "%s/%s/%s reconciled with revision %s", EXTERNAL_ARTIFACT, ns, output.name, artifact.revision
+        )
+
+    async def _remove(self, ctx: ReconcileContext, namespace: str, name: str) -> None:
+        """Delete a generated ExternalArtifact and its stored files (only if it is still ours)."""
+        existing = await ctx.kube.get(SOURCE_API, EXTERNAL_ARTIFACT, name, namespace)
+        owner = (((existing or {}).get("metadata") or {}).get("labels") or {}).get(GENERATOR_LABEL)
+        if owner and owner != _uid(ctx):
+            return  # taken over by another ArtifactGenerator: its object and files now
+        if existing is not None:
+            await ctx.kube.delete(SOURCE_API, EXTERNAL_ARTIFACT, name, namespace)
+        await asyncio.to_thread(self.storage.remove_all, EXTERNAL_ARTIFACT, namespace, name)
