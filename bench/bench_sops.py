@@ -3,15 +3,19 @@
 The overlay: 100 Secret manifests, each encrypted by the real sops with its own data key
 (encrypted_regex ^(data|stringData)$, 4 values each). Timed: the decrypt step as the
 reconciler runs it: decrypt_generator_sources (MAC of every source manifest) then
-decrypt_resources on the built objects (namespace added, as kustomize does). Peer column:
-the sops CLI decrypting the same 100 files one process each (Flux runs sops in-process,
-so that figure is an upper bound of the Go code plus process start-up, not Flux itself).
+decrypt_resources on the built objects (namespace added, as kustomize does).
+
+Compared in the same run, like with like: the sops CLI can decrypt only one file per process, so it
+runs `sops decrypt` on the same 100 files and `sops filestatus` on them (process start-up, reading and
+parsing the file, no decryption); the difference is the CLI's decryption work, which is what the
+in-process figure measures. Flux runs sops's Go code in-process: neither figure is Flux itself.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time
@@ -20,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from bench import BenchmarkFailed
 from tide.controllers.kustomize.decrypt import Keyring, decrypt_generator_sources, decrypt_resources
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,23 +90,27 @@ def _time_native(directory: Path, key_file: str) -> float:
     return elapsed
 
 
-def _time_cli(directory: Path, env: dict[str, str]) -> float:
+def _timed_cli(command: str, path: Path, env: dict[str, str]) -> float:
     start = time.perf_counter()
-    for path in sorted(directory.glob("secret-*.yaml")):
-        subprocess.run([str(SOPS), "decrypt", str(path)], capture_output=True, check=True, env=env)
+    subprocess.run([str(SOPS), command, str(path)], capture_output=True, check=True, env=env)
     return time.perf_counter() - start
+
+
+def _cli_work(directory: Path, env: dict[str, str], runs: int) -> tuple[float, float]:
+    """(decrypt, decrypt minus start-up) of the overlay by the CLI, one process per file: each file's
+    `sops decrypt` and `sops filestatus` timed back to back (so load hits both alike), medians x COUNT."""
+    decrypts, differences = [], []
+    for _ in range(runs):
+        for path in sorted(directory.glob("secret-*.yaml")):
+            decrypt = _timed_cli("decrypt", path, env)
+            decrypts.append(decrypt)
+            differences.append(decrypt - _timed_cli("filestatus", path, env))
+    return statistics.median(decrypts) * COUNT, max(statistics.median(differences), 0.0) * COUNT
 
 
 def main() -> list[dict[str, str]]:
     if not SOPS.exists():
-        return [
-            {
-                "benchmark": "sops decrypt 100-secret overlay",
-                "value": "skipped",
-                "peer": "",
-                "note": "no .tide/bin/sops",
-            }
-        ]
+        raise BenchmarkFailed(f"{SOPS} is missing: run `tools/build.sh sops`")
     work = Path(tempfile.mkdtemp(prefix="tide-bench-sops-"))
     gnupg = work / "gnupg"
     gnupg.mkdir(mode=0o700)
@@ -116,8 +125,8 @@ def main() -> list[dict[str, str]]:
         _overlay(work / "pgp", "--pgp", fingerprint)
         age_native = min(_time_native(work / "age", "age.agekey") for _ in range(3))
         pgp_native = _time_native(work / "pgp", "pgp.asc")
-        age_cli = _time_cli(work / "age", env)
-        pgp_cli = _time_cli(work / "pgp", env)
+        age_cli, age_work = _cli_work(work / "age", env, 3)
+        pgp_cli, pgp_work = _cli_work(work / "pgp", env, 1)
     finally:
         if old is None:
             os.environ.pop("GNUPGHOME", None)
@@ -127,18 +136,28 @@ def main() -> list[dict[str, str]]:
             ["gpgconf", "--homedir", str(gnupg), "--kill", "all"], capture_output=True, check=False
         )
         shutil.rmtree(work, ignore_errors=True)
-    note = f"{COUNT} Secrets, one data key each; MAC checked on sources, then built objects decrypted"
+    compared = (
+        "sops CLI decrypt minus its start-up: median over the files of `sops decrypt` minus "
+        "`sops filestatus` (start, read, parse, no decryption) of the same file, x 100"
+    )
+    note = (
+        f"{COUNT} Secrets, one data key each; MAC checked on sources, then built objects decrypted; "
+        f"compared: {compared}"
+    )
     return [
         {
-            "benchmark": "sops decrypt 100-secret overlay (age)",
+            "benchmark": "sops decrypt 100-secret overlay (age), in-process",
             "value": f"{age_native * 1000:.0f} ms ({age_native * 1e6 / COUNT:.0f} µs/secret)",
-            "peer": f"sops CLI {age_cli * 1000:.0f} ms",
-            "note": note,
+            "same_run": f"sops CLI: {age_work * 1000:.0f} ms without start-up "
+            f"({age_cli * 1000:.0f} ms in 100 processes)",
+            "note": note + "; in-process best of 3, CLI 3 rounds",
         },
         {
-            "benchmark": "sops decrypt 100-secret overlay (PGP)",
+            "benchmark": "sops decrypt 100-secret overlay (PGP), in-process",
             "value": f"{pgp_native * 1000:.0f} ms ({pgp_native * 1e3 / COUNT:.1f} ms/secret)",
-            "peer": f"sops CLI {pgp_cli * 1000:.0f} ms",
-            "note": "PGP data keys through gpg in a throw-away GNUPGHOME (one gpg call per file)",
+            "same_run": f"sops CLI: {pgp_work * 1000:.0f} ms without start-up "
+            f"({pgp_cli * 1000:.0f} ms in 100 processes)",
+            "note": "PGP data keys through gpg in a throw-away GNUPGHOME (one gpg call per file, "
+            f"both sides); compared: {compared}",
         },
     ]

@@ -89,7 +89,6 @@ def run(server: GitServer, root: Path) -> list[dict[str, str]]:
         {
             "benchmark": "source: no-op reconcile (remote unchanged, HTTP basic auth)",
             "value": f"{statistics.median(samples) * 1000:.1f} ms median, {max(trips)} round trip(s)",
-            "peer": "",
             "note": f"ref listing only, no fetch; server saw {stats.get('total', 0)} request(s) "
             "for the last one",
         }
@@ -129,7 +128,7 @@ def run(server: GitServer, root: Path) -> list[dict[str, str]]:
             "benchmark": f"source: first fetch, {count} files / {TOTAL_BYTES // 2**20} MB "
             "(shallow fetch + checkout)",
             "value": f"{o:.2f} s ({o / g:.2f}x git)",
-            "peer": f"git clone --depth 1: {g:.2f} s",
+            "same_run": f"git clone --depth 1: {g:.2f} s",
             "note": "best of 2, same server and run; target <= 1.5x git",
         }
     )
@@ -150,7 +149,6 @@ def run(server: GitServer, root: Path) -> list[dict[str, str]]:
         {
             "benchmark": "source: artifact build (deterministic tar.gz + sha256) of that tree",
             "value": f"{min(build_times):.2f} s",
-            "peer": "",
             "note": f"{archive.files} files, {archive.content_size / 2**20:.0f} MB in, "
             f"{archive.size / 2**20:.1f} MB out",
         }
@@ -173,7 +171,7 @@ def run(server: GitServer, root: Path) -> list[dict[str, str]]:
             f"({threads['lag_p99'] / max(procs['lag_p99'], 1e-4):.1f}x lower), artifact GET median "
             f"{procs['get_median'] * 1000:.0f} ms "
             f"({threads['get_median'] / max(procs['get_median'], 1e-4):.1f}x faster)",
-            "peer": f"threads: lag p99 {threads['lag_p99'] * 1000:.0f} ms, max "
+            "same_run": f"threads: lag p99 {threads['lag_p99'] * 1000:.0f} ms, max "
             f"{threads['lag_max'] * 1000:.0f} ms; GET median {threads['get_median'] * 1000:.0f} ms, "
             f"max {threads['get_max'] * 1000:.0f} ms",
             "note": f"processes: lag max {procs['lag_max'] * 1000:.0f} ms, GET max "
@@ -202,7 +200,7 @@ def run(server: GitServer, root: Path) -> list[dict[str, str]]:
         {
             "benchmark": "source: one build of the 400-file repo (fetch + artifact)",
             "value": f"{d * 1000:.0f} ms ({k / d:.1f}x faster)",
-            "peer": f"checkout on disk + archive: {k * 1000:.0f} ms",
+            "same_run": f"checkout on disk + archive: {k * 1000:.0f} ms",
             "note": "median of 7, alternating, same run; artifact written from the fetched objects, "
             "byte-identical to the one from a checkout",
         }

@@ -63,12 +63,33 @@ class RenderOptions:
     chart: str | None = None
 
 
-def helm_args(opts: RenderOptions) -> list[str]:
-    unknown = [c for c in opts.components if c not in COMPONENTS]
+def built_components() -> tuple[str, ...]:
+    """The components whose program (`tide-<component>`, the chart's container command) this Tide
+    ships: the chart can describe a controller before it exists."""
+    from importlib.metadata import entry_points
+
+    scripts = {e.name for e in entry_points(group="console_scripts")}
+    return tuple(c for c in COMPONENTS if f"tide-{c}" in scripts)
+
+
+def check_components(components: tuple[str, ...], built: tuple[str, ...]) -> None:
+    unknown = [c for c in components if c not in COMPONENTS]
     if unknown:
         raise CliError(
-            f"unknown component(s) {', '.join(unknown)}", f"choose from {', '.join(COMPONENTS)}", EXIT_USAGE
+            f"unknown component(s) {', '.join(unknown)}", f"choose from {', '.join(built)}", EXIT_USAGE
         )
+    missing = [c for c in components if c not in built]
+    if missing:
+        raise CliError(
+            f"{', '.join(missing)} is not part of this Tide release yet: its Deployment would run a "
+            f"program that does not exist",
+            f"choose from {', '.join(built)} (README: Not yet)",
+            EXIT_USAGE,
+        )
+
+
+def helm_args(opts: RenderOptions) -> list[str]:
+    check_components(opts.components, built_components())
     args = [
         "template",
         "tide",
@@ -93,9 +114,10 @@ def helm_args(opts: RenderOptions) -> list[str]:
 
 
 async def render(opts: RenderOptions, render_seconds: float = 60) -> list[Obj]:
+    args = helm_args(opts)  # a refused component is said before a missing helm
     proc = await asyncio.create_subprocess_exec(
         helm_binary(),
-        *helm_args(opts),
+        *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )

@@ -1,7 +1,10 @@
 """`make demo`: a commit converging into a local cluster, end to end.
 
-    python -m demo up     # control plane, Git server, controllers, demo repo, bootstrap, wait Ready
+    python -m demo up     # control plane, CRDs, Git server, controllers, demo repo, bootstrap, wait Ready
     python -m demo down   # stop everything the demo started
+
+`up` works on a control plane that has never seen Tide (the CRDs are installed before the controllers
+start) and again on one where a previous demo ran (it replaces that demo's processes and files).
 
 Everything lives under .tide/demo/: the Git server's repos, the controllers' logs and storage,
 and the working clone you edit (.tide/demo/repo).
@@ -129,10 +132,12 @@ def run(
     check: bool = True,
     env: dict[str, str] | None = None,
     timeout: float = 300,
+    input: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [str(a) for a in args],
         cwd=cwd,
+        input=input,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -157,36 +162,47 @@ def spawn(name: str, *args: str) -> int:
     return proc.pid
 
 
-def wait(check: Callable[[], bool], timeout: float, what: str) -> None:
+def wait(
+    check: Callable[[], bool], timeout: float, what: str, why: Callable[[], str | None] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
-            raise SystemExit(f"\ntimed out after {timeout:.0f}s waiting for {what}; logs in {LOGS}")
+            detail = f":\n{why()}" if why is not None else ""
+            raise SystemExit(f"\ntimed out after {timeout:.0f}s waiting for {what}; logs in {LOGS}{detail}")
         time.sleep(0.3)
 
 
-def kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return run(BIN / "kubectl", *args, check=check)
+def kubectl(*args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    return run(BIN / "kubectl", *args, check=check, input=input)
 
 
-def ready(kind: str, name: str, namespace: str = NAMESPACE) -> bool:
+def applied(kind: str, name: str, commit: str, namespace: str = NAMESPACE) -> bool:
+    """Ready at this commit: a previous demo's status (an older commit) does not count."""
     got = kubectl("-n", namespace, "get", kind, name, "-o", "json", check=False)
     if got.returncode != 0:
         return False
     obj = json.loads(got.stdout)
-    return obj.get("status", {}).get("observedGeneration") == obj["metadata"]["generation"] and any(
-        c["type"] == "Ready" and c["status"] == "True" for c in obj.get("status", {}).get("conditions", [])
+    status = obj.get("status", {})
+    return (
+        status.get("observedGeneration") == obj["metadata"]["generation"]
+        and str(status.get("lastAppliedRevision", "")).endswith(commit)
+        and any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", []))
     )
 
 
-def http_ok(url: str) -> bool:
+def readyz(port: int) -> str | None:
+    """None when the controller is ready, else what its /readyz says (a missing CRD, caches syncing)."""
+    import urllib.error
     import urllib.request
 
     try:
-        with urllib.request.urlopen(url, timeout=1) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1):
+            return None
+    except urllib.error.HTTPError as err:
+        return err.read().decode(errors="replace").strip()
+    except OSError as err:
+        return f"not listening yet ({err})"
 
 
 def write_app(repo: Path) -> None:
@@ -196,7 +212,14 @@ def write_app(repo: Path) -> None:
         target.write_text(textwrap.dedent(text))
 
 
-def up(kubeconfig: str | None = None) -> None:
+def control_plane(cluster_dir: str | None) -> ControlPlane:
+    """The local control plane: `make cluster-up`'s (.tide/cluster), or one kept in cluster_dir."""
+    if cluster_dir is None:
+        return ControlPlane()
+    return ControlPlane(state=Path(cluster_dir), kubeconfig=Path(cluster_dir) / "kubeconfig")
+
+
+def up(kubeconfig: str | None = None, cluster_dir: str | None = None) -> None:
     steps = Steps()
     stop_demo()
     DEMO.mkdir(parents=True, exist_ok=True)
@@ -209,10 +232,14 @@ def up(kubeconfig: str | None = None) -> None:
         if kubeconfig:
             os.environ["KUBECONFIG"] = kubeconfig
         else:
-            plane = ControlPlane()
+            plane = control_plane(cluster_dir)
             if not plane.running():
                 plane.up()
             os.environ["KUBECONFIG"] = str(plane.kubeconfig)
+
+    # Before any controller starts: a controller waits for its CRDs, and so would the demo.
+    with steps.step("Installing Tide's CRDs (tide install --crds-only)"):
+        run(VENV_BIN / "tide", "install", "--crds-only", "--timeout=2m")
 
     with steps.step("Starting a Git server and creating the demo repository"):
         SERVED.mkdir(parents=True, exist_ok=True)
@@ -267,8 +294,13 @@ def up(kubeconfig: str | None = None) -> None:
             f"--health-addr=127.0.0.1:{(nh := free_port())}",
         )
         STATE.write_text(json.dumps(state))
-        for port in (sh, kh, nh):
-            wait(lambda port=port: http_ok(f"http://127.0.0.1:{port}/readyz"), 60, "the controllers' /readyz")
+        for name, port in (("source", sh), ("kustomize", kh), ("notification", nh)):
+            wait(
+                lambda port=port: readyz(port) is None,
+                120,
+                f"the {name} controller's /readyz",
+                why=lambda port=port: readyz(port),
+            )
 
     with steps.step(
         "Bootstrapping: Tide's manifests committed to clusters/local/flux-system, synced from Git"
@@ -285,12 +317,13 @@ def up(kubeconfig: str | None = None) -> None:
             "--timeout=3m",
         )
         run("git", "-C", REPO, "pull", "-q", "--ff-only")
+        head = run("git", "-C", REPO, "rev-parse", "HEAD").stdout.strip()
 
     with steps.step("Waiting until the demo app is applied and healthy"):
-        wait(lambda: ready("kustomization", "apps"), 180, "Kustomization apps Ready")
+        wait(lambda: applied("kustomization", "apps", head), 180, f"Kustomization apps Ready at {head[:12]}")
 
     with steps.step("Adding a Receiver and a post-receive hook, so a push converges at once"):
-        kubectl(
+        secret = kubectl(
             "-n",
             NAMESPACE,
             "create",
@@ -298,7 +331,10 @@ def up(kubeconfig: str | None = None) -> None:
             "generic",
             "webhook-token",
             "--from-literal=token=demo-webhook-token",
-        )
+            "--dry-run=client",
+            "-o=json",
+        ).stdout
+        kubectl("apply", "-f", "-", input=secret)  # apply: a second demo finds it there
         run(
             VENV_BIN / "tide",
             "create",
@@ -339,22 +375,36 @@ def up(kubeconfig: str | None = None) -> None:
     )
 
 
+def alive(pid: int) -> bool:
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def stop_demo() -> None:
-    """Stops the demo's processes and removes its files; the control plane is left running."""
+    """Stops the demo's processes (and waits for them, so a next demo never races the old
+    controllers) and removes its files; the control plane is left running."""
     if STATE.exists():
-        state = json.loads(STATE.read_text())
-        for pid in state.get("pids", {}).values():
+        pids = list(json.loads(STATE.read_text()).get("pids", {}).values())
+        for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGTERM)
-        time.sleep(0.5)
+        deadline = time.monotonic() + 15
+        while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
     if DEMO.exists():
         shutil.rmtree(DEMO, ignore_errors=True)
 
 
-def down(keep_cluster: bool = False) -> None:
+def down(keep_cluster: bool = False, cluster_dir: str | None = None) -> None:
     stop_demo()
     if not keep_cluster:
-        ControlPlane().down()
+        control_plane(cluster_dir).down()
     print(f"demo: stopped the controllers, the Git server{'' if keep_cluster else ' and the control plane'}")
 
 
@@ -363,11 +413,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["up", "down"])
     parser.add_argument("--kubeconfig", help="use this cluster instead of starting the local control plane")
     parser.add_argument("--keep-cluster", action="store_true", help="down: leave the control plane running")
+    parser.add_argument(
+        "--cluster-dir", help="keep the local control plane in this directory instead of .tide/cluster"
+    )
     args = parser.parse_args(argv)
     if args.command == "up":
-        up(args.kubeconfig)
+        up(args.kubeconfig, args.cluster_dir)
     else:
-        down(args.keep_cluster)
+        down(args.keep_cluster, args.cluster_dir)
     return 0
 
 

@@ -79,3 +79,45 @@ def test_custom_resource_is_served_and_namespace_deletion_removes_it(kubectl, na
     kubectl("delete", "namespace", namespace, "--wait=true", "--timeout=60s")
     gone = kubectl("get", "namespace", namespace, check=False)
     assert gone.returncode != 0 and "NotFound" in gone.stderr
+
+
+# kube-controller-manager's default --node-monitor-grace-period: a node silent for longer is NotReady
+# when the node lifecycle controller runs.
+NODE_MONITOR_GRACE_SECONDS = 50
+
+
+def test_deployments_recover_after_kwok_misses_heartbeats_past_the_grace_period(empty_control_plane):
+    """kwok stopped (as under CPU load) until its node has been silent for longer than the grace period:
+    once kwok runs again, Deployments are Available (a new pod too), never stuck with Ready=False pods."""
+    import datetime
+
+    from e2e.cluster import NODE_NAME
+    from e2e.fixtures.cluster import run_kubectl
+
+    plane = empty_control_plane
+
+    def kubectl(*args: str):  # type: ignore[no-untyped-def]
+        return run_kubectl(plane.kubeconfig, *args)
+
+    def silent_for() -> float:
+        node = json.loads(kubectl("get", "node", NODE_NAME, "-o", "json").stdout)
+        ready = next(c for c in node["status"]["conditions"] if c["type"] == "Ready")
+        beat = datetime.datetime.fromisoformat(ready["lastHeartbeatTime"].replace("Z", "+00:00"))
+        return (datetime.datetime.now(datetime.UTC) - beat).total_seconds()
+
+    kubectl("create", "deployment", "web", "--image=registry.invalid/web:1", "--replicas=1")
+    kubectl("wait", "deployment/web", "--for=condition=Available", "--timeout=60s")
+    plane.pause("kwok")
+    try:
+        kubectl("scale", "deployment", "web", "--replicas=2")  # a pod kwok must start after it resumes
+        wait_for(lambda: silent_for() > NODE_MONITOR_GRACE_SECONDS + 5, timeout=120, interval=1)
+    finally:
+        plane.resume("kwok")
+    kubectl("wait", "deployment/web", "--for=condition=Available", "--timeout=90s")
+    wait_for(lambda: json.loads(kubectl("get", "deployment", "web", "-o", "json").stdout)["status"]
+             .get("readyReplicas") == 2, timeout=90)  # fmt: skip
+    pods = json.loads(kubectl("get", "pods", "-o", "json").stdout)["items"]
+    assert len(pods) == 2
+    for pod in pods:
+        ready = next(c for c in pod["status"]["conditions"] if c["type"] == "Ready")
+        assert ready["status"] == "True", pod["status"]["conditions"]

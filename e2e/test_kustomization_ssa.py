@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from e2e.fixtures.kustomize import get_obj, git_source, kustomization, wait_ks, wait_until
+from e2e.fixtures.kustomize import get_obj, git_source, kustomization, wait_ks, wait_reconciles, wait_until
 from e2e.fixtures.source import apply, condition
 
 pytestmark = pytest.mark.e2e
@@ -34,13 +34,13 @@ def test_ssa_policies_and_prune_disabled(git_server, flux_controllers, kubectl, 
         "keep.yaml": cm("keep", "1", {"kustomize.toolkit.fluxcd.io/prune": "disabled"}),
         "merge.yaml": cm("merge", "1", {"kustomize.toolkit.fluxcd.io/ssa": "Merge"}),
     })  # fmt: skip
-    flux_controllers()
+    controllers = flux_controllers()
     apply(kubectl, namespace, git_source("repo", repo.public_http_url),
           kustomization("app", interval="2s", targetNamespace=namespace))  # fmt: skip
     wait_ks(kubectl, namespace, "app", revision=f"main@sha1:{repo.head()}")
     assert not get_obj(kubectl, namespace, "configmap", "ignored")
     kubectl("patch", "configmap", "once", "-n", namespace, "--type=merge", "-p", '{"data":{"v":"mine"}}')
-    time.sleep(5)  # two intervals: IfNotPresent never overwrites
+    wait_reconciles(controllers.kustomize.metrics_url, namespace, "app")  # IfNotPresent never overwrites
     assert get_obj(kubectl, namespace, "configmap", "once")["data"] == {"v": "mine"}
 
     repo.commit({"keep.yaml": None, "once.yaml": None})
@@ -95,7 +95,7 @@ spec:
         image: nginx:1.27
 """
     repo = git_server.create_repo(f"ignore-{namespace}", {"web.yaml": dep})
-    flux_controllers()
+    controllers = flux_controllers()
     ignore = [{"paths": ["/spec/replicas"], "target": {"kind": "Deployment"}}]
     apply(kubectl, namespace, git_source("repo", repo.public_http_url),
           kustomization("app", interval="2s", targetNamespace=namespace, ignore=ignore))  # fmt: skip
@@ -105,7 +105,7 @@ spec:
     wait_until(lambda: get_obj(kubectl, namespace, "deployment", "web")["metadata"]["labels"]["tier"]
                == "web",
                30, "label drift corrected")  # fmt: skip
-    time.sleep(4)
+    wait_reconciles(controllers.kustomize.metrics_url, namespace, "app")  # replicas left alone meanwhile
     assert get_obj(kubectl, namespace, "deployment", "web")["spec"]["replicas"] == 3
 
 

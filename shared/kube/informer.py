@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from tide.shared.kube.errors import KubeApiError
+from tide.shared.kube.errors import KubeApiError, ResourceNotFoundError
 
 if TYPE_CHECKING:
     from tide.shared.kube.client import KubeClient
@@ -30,10 +30,32 @@ CacheKey = tuple[str, str]
 
 RETRY_MIN = 0.8
 RETRY_MAX = 30.0
+# A missing CRD is looked for again this often (one discovery request): installing the CRDs is the
+# user's next step, and the controller should start working right after it.
+MISSING_RETRY = 3.0
 
 
 class Gone(Exception):
     """The watch's resourceVersion is too old (410): the cache must be rebuilt from a list."""
+
+
+def crd_name(api_version: str, kind: str) -> str | None:
+    """The CustomResourceDefinition that serves one of Tide's kinds (`gitrepositories.source.toolkit.
+    fluxcd.io`), None for kinds Tide has no model of (a user's own CRDs, applied by a Kustomization)."""
+    from tide.shared.api import model_for
+
+    model = model_for(api_version, kind)
+    return f"{model.plural}.{model.group}" if model is not None else None
+
+
+def missing_crd_message(api_version: str, kind: str) -> str:
+    name = crd_name(api_version, kind)
+    if name is None:
+        return f"the API server serves no {kind} in {api_version} (its CRD is not installed); waiting for it"
+    return (
+        f"CustomResourceDefinition {name} is not installed: install Tide's CRDs "
+        "with `tide install --crds-only` (or the Helm chart charts/tide); waiting for it"
+    )
 
 
 def object_key(obj: dict[str, Any]) -> CacheKey:
@@ -71,6 +93,7 @@ class Informer:
         self.resource_version = ""
         self.relists = 0
         self.reconnects = 0
+        self.missing = False  # the API server does not serve the kind (its CRD is not installed)
 
     # --- cache -----------------------------------------------------------------------------
 
@@ -132,7 +155,21 @@ class Informer:
             except Gone:
                 log.info("watch of %s expired (410 Gone), relisting", self.kind)
                 need_list = True
+            except ResourceNotFoundError:
+                # One line when the CRD goes missing, then quiet polling until it is installed.
+                if not self.missing:
+                    # Tide cannot work without its own CRDs; a user's kind may simply come later.
+                    tide_kind = crd_name(self.api_version, self.kind) is not None
+                    level = logging.ERROR if tide_kind else logging.WARNING
+                    log.log(level, missing_crd_message(self.api_version, self.kind))
+                self.missing = True
+                need_list = True
+                await asyncio.sleep(MISSING_RETRY)
             except (TimeoutError, KubeApiError, aiohttp.ClientError, OSError, ValueError) as err:
+                if isinstance(err, KubeApiError) and err.not_found:
+                    # The CRD was deleted under a cached discovery: look again, so the next try
+                    # says the CRD is missing instead of warning about 404s.
+                    self.client.invalidate_discovery(self.api_version)
                 self.reconnects += 1
                 log.warning("watch of %s interrupted, retrying in %.1fs: %s", self.kind, delay, err)
                 await asyncio.sleep(delay * random.uniform(0.8, 1.2))
@@ -146,6 +183,9 @@ class Informer:
         items, version = await self.client.list_with_version(
             self.api_version, self.kind, self.namespace, self.label_selector, self.field_selector
         )
+        if self.missing:
+            log.info("%s in %s is served now: watching it", self.kind, self.api_version)
+            self.missing = False
         self.relists += 1
         if self.strip_managed_fields:
             for item in items:

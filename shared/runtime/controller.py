@@ -178,6 +178,17 @@ class ControllerProcess:
         self.stopping.set()
 
     def _informers_synced(self) -> str | None:
+        # `is not None`: an informer with an empty cache is falsy (it has a length).
+        missing = [
+            f"{c.info.plural}.{c.info.group}"
+            for c in self.controllers
+            if c.informer is not None and c.informer.missing
+        ]
+        if missing:
+            return (
+                f"CustomResourceDefinition {', '.join(missing)} not installed: "
+                "run `tide install --crds-only` (or install the Helm chart charts/tide)"
+            )
         waiting = [c.info.kind for c in self.controllers if c.informer is None or not c.informer.synced]
         return f"waiting for the caches of {', '.join(waiting)}" if waiting else None
 

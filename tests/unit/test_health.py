@@ -69,12 +69,15 @@ TARGET = HealthTarget(ObjectRef("example.com", "Widget", "n", "w"), "example.com
 
 
 async def test_wait_returns_when_current() -> None:
-    states = iter(["Pending", "Pending", "Ready"])
+    states = ["Pending", "Pending", "Ready"]
+    seen: list[str] = []
 
     async def get(_: HealthTarget) -> dict:
-        return widget(next(states))
+        seen.append(states[len(seen)])
+        return widget(seen[-1])
 
     await wait_for_health([TARGET], get, EXPRS, limit=5, poll=0)
+    assert seen == states  # polled until Current, not returned early
 
 
 async def test_wait_fails_fast_and_names_the_object() -> None:
@@ -105,9 +108,12 @@ async def test_wait_is_canceled_by_new_revision() -> None:
 
 async def test_stale_cached_generation_is_not_trusted() -> None:
     target = HealthTarget(ObjectRef("", "ConfigMap", "n", "c"), "v1", min_generation=3)
-    seen = iter([1, 3])
+    generations = [1, 3]
+    seen: list[int] = []
 
     async def get(_: HealthTarget) -> dict:
-        return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "generation": next(seen)}}
+        seen.append(generations[len(seen)])
+        return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "generation": seen[-1]}}
 
     await wait_for_health([target], get, [], limit=5, poll=0)
+    assert seen == generations  # the stale generation 1 was read and not trusted

@@ -119,3 +119,45 @@ async def test_gone_relists_and_reports_the_difference() -> None:
     assert seen[2:] == [("ADDED", "c", "30"), ("DELETED", "b", "2")]
     assert sorted(o["metadata"]["name"] for o in informer.items()) == ["a", "c"]
     assert informer.relists == 2
+
+
+async def test_missing_crd_is_said_once_then_polled_quietly(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A controller started before its CRD: one clear line naming the CRD and how to install it, no
+    stream of 404 warnings, and the cache syncs as soon as the CRD is served."""
+    from tide.shared.kube.errors import ResourceNotFoundError
+
+    monkeypatch.setattr(informer_module, "MISSING_RETRY", 0.01)
+    client = ScriptedClient(lists=[([obj("a", "1")], "10")], watches=[])
+    listed = client.list_with_version
+    misses = 0
+
+    async def list_until_installed(*args: Any) -> tuple[list[dict[str, Any]], str]:
+        nonlocal misses
+        if misses < 5:
+            misses += 1
+            assert informer.missing == (misses > 1)
+            raise ResourceNotFoundError("source.toolkit.fluxcd.io/v1", "GitRepository")
+        return await listed(*args)
+
+    client.list_with_version = list_until_installed  # type: ignore[method-assign]
+    informer = Informer(client, "source.toolkit.fluxcd.io/v1", "GitRepository")  # type: ignore[arg-type]
+    with caplog.at_level("INFO", logger="tide.kube.informer"):
+        await informer.wait_synced(5)
+        await asyncio.wait_for(client.done.wait(), 5)
+    await informer.stop()
+    assert misses == 5 and not informer.missing and len(informer) == 1
+    problems = [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
+    assert [r.getMessage() for r in problems] == [
+        "CustomResourceDefinition gitrepositories.source.toolkit.fluxcd.io is not installed: install "
+        "Tide's CRDs with `tide install --crds-only` (or the Helm chart charts/tide); waiting for it"
+    ]
+
+
+def test_a_users_own_missing_kind_gets_no_install_tide_advice() -> None:
+    from tide.shared.kube.informer import missing_crd_message
+
+    assert missing_crd_message("example.com/v1", "Widget") == (
+        "the API server serves no Widget in example.com/v1 (its CRD is not installed); waiting for it"
+    )
