@@ -19,6 +19,7 @@ files of a generated artifact are refused with a CopyError naming the operation.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import yaml
 
+from tide.controllers.source.sourceignore import glob_to_regex
 from tide.controllers.source.tarball import Archive, build_tarball
 from tide.shared.artifact import ArtifactError, extract_tarball
 
@@ -118,37 +120,13 @@ def is_glob(pattern: str) -> bool:
     return any(c in pattern for c in GLOB_CHARS)
 
 
+@functools.lru_cache(maxsize=1024)
 def _component_regex(component: str) -> re.Pattern[str]:
-    """Go's path.Match for one path component: `*`, `?`, `[...]` (with `^`), `\\` escapes."""
-    out, i = [], 0
-    while i < len(component):
-        c = component[i]
-        if c == "*":
-            out.append("[^/]*")
-        elif c == "?":
-            out.append("[^/]")
-        elif c == "\\" and i + 1 < len(component):
-            i += 1
-            out.append(re.escape(component[i]))
-        elif c == "[":
-            end = component.find("]", i + 2 if component[i + 1 : i + 2] in ("^", "]") else i + 1)
-            if end < 0:
-                raise CopyError(f"invalid glob pattern '{component}': unterminated '['")
-            body = component[i + 1 : end]
-            negate = body.startswith("^") or body.startswith("!")
-            body = body[1:] if negate else body
-            escaped = "".join("\\" + ch if ch in "\\[]" else ch for ch in body)
-            out.append(f"[{'^' if negate else ''}{escaped}]")
-            i = end
-        elif c == "]":
-            raise CopyError(f"invalid glob pattern '{component}': unexpected ']'")
-        else:
-            out.append(re.escape(c))
-        i += 1
-    try:
-        return re.compile("".join(out), re.DOTALL)
-    except re.error as exc:
-        raise CopyError(f"invalid glob pattern '{component}': {exc}") from exc
+    """Go's path.Match for one path component; an unbalanced bracket is an error, as in Go."""
+    literal = re.sub(r"\\.", "", component)
+    if literal.count("[") != literal.count("]"):
+        raise CopyError(f"invalid glob pattern '{component}': unterminated '['")
+    return glob_to_regex(component)
 
 
 def match(pattern: Parts, path: Parts, doublestar: bool) -> bool:

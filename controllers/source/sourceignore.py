@@ -41,7 +41,7 @@ DEFAULT_PATTERNS = (
 )
 
 
-def _glob_to_regex(glob: str) -> re.Pattern[str]:
+def glob_to_regex(glob: str) -> re.Pattern[str]:
     """One path component glob (shell rules: * ? [...] with ^ or ! negation, \\ escapes)."""
     out = []
     i = 0
@@ -95,7 +95,7 @@ class Pattern:
             line = line[:-1]
         is_glob = "/" in line
         parts = tuple(line.split("/"))
-        regexes = tuple(None if p in ("", "**") else _glob_to_regex(p) for p in parts)
+        regexes = tuple(None if p in ("", "**") else glob_to_regex(p) for p in parts)
         return cls(parts, tuple(domain), inclusion, dir_only, is_glob, regexes)
 
     def match(self, path: Sequence[str], is_dir: bool) -> bool:
