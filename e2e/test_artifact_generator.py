@@ -136,6 +136,11 @@ def test_generator_splits_a_repository_and_moves_only_what_changed(  # type: ign
     ag = wait_ready(kubectl, namespace, "apps", kind="artifactgenerators.source.extensions.fluxcd.io")
     assert [i["name"] for i in ag["status"]["inventory"]] == ["frontend"]
 
+    # A deleted generator takes its ExternalArtifacts with it.
+    kubectl("delete", "artifactgenerators.source.extensions.fluxcd.io", "apps", "-n", namespace,
+            "--wait=true", "--timeout=60s")  # fmt: skip
+    assert not ea(kubectl, namespace, "frontend")
+
 
 def ks_unchanged(kubectl: Callable[..., Any], namespace: str, name: str, before: dict[str, Any]) -> bool:
     after = get_obj(kubectl, namespace, "kustomization", name)
