@@ -12,7 +12,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from tide.shared.artifact import ArtifactError, ArtifactNotFound, fetch_artifact
+from tide.shared.artifact import DEFAULT_MAX_ENTRIES, ArtifactError, ArtifactNotFound, fetch_artifact
 
 SOURCE_GROUP_VERSION = "source.toolkit.fluxcd.io/v1"
 SERVED_SOURCE_KINDS = ("GitRepository", "OCIRepository", "Bucket", "ExternalArtifact")
@@ -30,11 +30,13 @@ def artifact_of(source: dict[str, Any] | None) -> dict[str, Any] | None:
     return artifact if isinstance(artifact, dict) and artifact.get("url") else None
 
 
-async def download(artifact: dict[str, Any], dest: Path | None = None) -> Path:
+async def download(
+    artifact: dict[str, Any], dest: Path | None = None, max_entries: int = DEFAULT_MAX_ENTRIES
+) -> Path:
     """The artifact extracted into dest (default: a new temporary directory the caller removes)."""
     dest = dest or Path(tempfile.mkdtemp(prefix="tide-kustomize-"))
     try:
-        await fetch_artifact(artifact["url"], artifact.get("digest", ""), dest)
+        await fetch_artifact(artifact["url"], artifact.get("digest", ""), dest, max_entries=max_entries)
     except ArtifactNotFound as err:
         shutil.rmtree(dest, ignore_errors=True)
         raise SourceNotReady(f"artifact not found at {artifact['url']}: {err}") from err
@@ -116,9 +118,12 @@ class ArtifactCache:
     copy made of hard links. Content-addressed, so sharing across namespaces reveals nothing.
     At most `keep` trees are kept, least recently used first out, never one being copied."""
 
-    def __init__(self, root: Path | None = None, keep: int = 8) -> None:
+    def __init__(
+        self, root: Path | None = None, keep: int = 8, max_entries: int = DEFAULT_MAX_ENTRIES
+    ) -> None:
         self._root = root
         self.keep = keep
+        self.max_entries = max_entries
         self._trees: OrderedDict[str, Path] = OrderedDict()
         self._users: dict[str, int] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -135,7 +140,7 @@ class ArtifactCache:
         """A new directory holding the artifact's files; the caller removes it."""
         digest = str(artifact.get("digest") or "")
         if self.keep <= 0 or not _DIGEST.fullmatch(digest):
-            return await download(artifact)
+            return await download(artifact, max_entries=self.max_entries)
         tree = await self._acquire(digest, artifact)
         try:
             dest = Path(tempfile.mkdtemp(prefix="tide-kustomize-", dir=self.root))
@@ -159,7 +164,7 @@ class ArtifactCache:
                 # A fresh name: an evicted tree of the same digest may still be being removed.
                 tree = Path(tempfile.mkdtemp(prefix="tree-", dir=self.root))
                 try:
-                    await download(artifact, tree)
+                    await download(artifact, tree, self.max_entries)
                 except BaseException:
                     await remove_tree(tree)
                     raise

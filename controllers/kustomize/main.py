@@ -7,6 +7,7 @@ from typing import Any
 
 from tide.controllers.kustomize.build import DEFAULT_MEMORY_LIMIT
 from tide.controllers.kustomize.reconciler import KustomizationReconciler
+from tide.shared.artifact import DEFAULT_MAX_ENTRIES
 from tide.shared.runtime.controller import add_bool, controller_arg_parser, run_controller
 
 NAME = "kustomize-controller"
@@ -39,6 +40,12 @@ def arg_parser() -> argparse.ArgumentParser:
         default=DEFAULT_MEMORY_LIMIT,
         help="The memory in bytes each kustomize build may use; a build that needs more fails with "
         "BuildFailed (0: no limit). CPU time is limited by the Kustomization's timeout.",
+    )
+    parser.add_argument(
+        "--artifact-max-entries",
+        type=int,
+        default=DEFAULT_MAX_ENTRIES,
+        help="Fail artifacts with more files, directories and symlinks than this (0: no limit).",
     )
     parser.add_argument(
         "--sops-age-secret",

@@ -44,7 +44,7 @@ from tide.controllers.kustomize.prune import delete_entries, should_delete_on_fi
 from tide.controllers.kustomize.substitute import SubstitutionError, substitute_objects
 from tide.shared.api.kustomize import Kustomization, Snapshot
 from tide.shared.api.meta import NamespacedObjectKindReference, ResourceInventory, format_duration
-from tide.shared.artifact import ArtifactError
+from tide.shared.artifact import DEFAULT_MAX_ENTRIES, ArtifactError
 from tide.shared.kube.errors import ResourceNotFoundError
 from tide.shared.runtime.conditions import now_rfc3339
 from tide.shared.runtime.context import ReconcileContext
@@ -101,7 +101,10 @@ class KustomizationReconciler:
         self.builds: dict[Key, CachedBuild] = {}
         self.controller: Any = None
         self._built: dict[Key, tuple[str, str]] = {}  # this reconcile's build digest and revision
-        self.artifacts = ArtifactCache(keep=int(getattr(options, "artifact_cache_revisions", 8)))
+        self.artifacts = ArtifactCache(
+            keep=int(getattr(options, "artifact_cache_revisions", 8)),
+            max_entries=int(getattr(options, "artifact_max_entries", DEFAULT_MAX_ENTRIES)),
+        )
 
     # --- watches -----------------------------------------------------------------------------------
 
@@ -508,7 +511,8 @@ class KustomizationReconciler:
                     t if o == b else None for o, b, t in zip(objects, before_decrypt, texts, strict=True)
                 ]
             if variables is not None:
-                objects = substitute_objects(objects, variables, strict=True, texts=texts)
+                # YAML dump, substitution and reload: CPU work, off the event loop.
+                objects = await asyncio.to_thread(substitute_objects, objects, variables, True, texts)
             return objects
         except decrypt.DecryptionError as err:
             raise ReconcileError("BuildFailed", f"decryption failed: {err}") from err

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from tide.shared.globmatch import compile_segments, reversed_segments, segments
+
 VAR_NAME = re.compile(r"^[_a-zA-Z][_a-zA-Z0-9]*$")
 SUBSTITUTE_KEY = "kustomize.toolkit.fluxcd.io/substitute"
 
@@ -28,6 +30,10 @@ _EXPR = re.compile(
 
 class SubstitutionError(ValueError):
     """A user error in postBuild substitution (undefined variable in strict mode, bad expression)."""
+
+
+class PatternTooComplex(SubstitutionError):
+    """A trim pattern and value whose matching would cost more than MAX_TRIM_WORK."""
 
 
 def validate_names(variables: Mapping[str, str]) -> None:
@@ -116,23 +122,31 @@ def _evaluate(expr: str, variables: Mapping[str, str], strict: bool) -> str:
     raise SubstitutionError(f"bad substitution '${{{expr}}}'")
 
 
-def _glob_regex(pattern: str, greedy: bool) -> str:
-    star = ".*" if greedy else ".*?"
-    return "".join(star if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+# Trimming tries the pattern along the value: bounded so one expression cannot hold a build
+# for long even in linear time (Flux's values are short; a ConfigMap's are at most 1 MiB).
+MAX_TRIM_WORK = 1 << 24
+
+
+def _trim_regex(value: str, pattern: str, longest: bool, suffix: bool) -> re.Pattern[str]:
+    if len(value) * (len(pattern) + 1) > MAX_TRIM_WORK:
+        raise PatternTooComplex(
+            f"pattern '{pattern[:40]}' on a value of {len(value)} characters is too much work to trim"
+        )
+    parts = segments(pattern, classes=False)
+    return compile_segments(
+        reversed_segments(parts) if suffix else parts, "longest" if longest else "shortest"
+    )
 
 
 def _trim_prefix(value: str, pattern: str, longest: bool) -> str:
-    m = re.match(_glob_regex(pattern, longest), value, re.DOTALL)
+    m = _trim_regex(value, pattern, longest, suffix=False).match(value)
     return value[m.end() :] if m else value
 
 
 def _trim_suffix(value: str, pattern: str, longest: bool) -> str:
-    candidates = range(len(value) + 1) if longest else range(len(value), -1, -1)
-    rx = re.compile(_glob_regex(pattern, True) + r"\Z", re.DOTALL)
-    for start in candidates:
-        if rx.match(value, start):
-            return value[:start]
-    return value
+    # The pattern read backwards on the value read backwards: a prefix of that is a suffix here.
+    m = _trim_regex(value, pattern, longest, suffix=True).match(value[::-1])
+    return value[: len(value) - m.end()] if m else value
 
 
 def substitute_text(text: str, variables: Mapping[str, str], strict: bool = True) -> str:

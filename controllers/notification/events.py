@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -18,6 +17,8 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client import Counter
+
+from tide.shared import boundedjson
 
 log = logging.getLogger("tide.notification.events")
 
@@ -116,7 +117,7 @@ def _string(obj: dict[str, Any], key: str, required: bool = False) -> str:
 def parse_event(body: bytes) -> Event:
     """Decode and validate one event; raises InvalidEvent with a message fit for the log."""
     try:
-        raw = json.loads(body)
+        raw = boundedjson.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidEvent(f"decoding the request body failed: {exc}") from None
     if not isinstance(raw, dict):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from tide.controllers.notification.events import parse_listen_address
+from tide.shared import boundedjson
 from tide.shared.kube import secret_data
 
 log = logging.getLogger("tide.notification.receivers")
@@ -107,9 +107,20 @@ def _event_allowed(event: str, events: list[str]) -> bool:
 
 def _json_body(body: bytes) -> Any:
     try:
-        return json.loads(body)
+        return boundedjson.loads(body)
     except (ValueError, UnicodeDecodeError):
         return None
+
+
+def _nested_too_deep(body: bytes) -> bool:
+    """A JSON body deeper than any webhook sends: a 400 before any receiver type reads it."""
+    try:
+        boundedjson.loads(body)
+    except boundedjson.JSONTooDeep:
+        return True
+    except (ValueError, UnicodeDecodeError):
+        pass  # not JSON: each receiver type decides
+    return False
 
 
 def _github_payload(body: bytes, content_type: str) -> Any:
@@ -390,6 +401,8 @@ class ReceiverServer:
         receivers = await self.find(request.path)
         if not receivers:
             return web.Response(status=404, text="receiver not found\n")
+        if _nested_too_deep(body):
+            return web.Response(status=400, text="request body nested too deeply\n")
         status, message = 200, ""
         for receiver in receivers:
             verdict = await self.validate(receiver, request, body)

@@ -31,13 +31,13 @@ from pathlib import Path
 
 import yaml
 
-from tide.controllers.source.sourceignore import glob_to_regex
 from tide.controllers.source.tarball import Archive, build_tarball
-from tide.shared.artifact import ArtifactError, extract_tarball
+from tide.shared.artifact import DEFAULT_MAX_ENTRIES, ArtifactError, extract_tarball
+from tide.shared.globmatch import compile_glob
 
 GLOB_CHARS = "*?[]"
 TARBALL_SUFFIXES = (".tar.gz", ".tgz")
-DEFAULT_MAX_FILES = 100_000
+DEFAULT_MAX_FILES = DEFAULT_MAX_ENTRIES  # what a consumer will extract
 
 Parts = tuple[str, ...]
 
@@ -83,7 +83,7 @@ class Budget:
         if self.max_size and self.size > self.max_size:
             raise CopyError(f"artifact size exceeds the limit of {self.max_size} bytes")
         if self.max_files and self.files > self.max_files:
-            raise CopyError(f"artifact exceeds the limit of {self.max_files} files")
+            raise CopyError(f"artifact exceeds the limit of {self.max_files} entries (files and directories)")
 
 
 # -- paths and patterns ---------------------------------------------------------------------------
@@ -126,19 +126,36 @@ def _component_regex(component: str) -> re.Pattern[str]:
     literal = re.sub(r"\\.", "", component)
     if literal.count("[") != literal.count("]"):
         raise CopyError(f"invalid glob pattern '{component}': unterminated '['")
-    return glob_to_regex(component)
+    return compile_glob(component)
 
 
 def match(pattern: Parts, path: Parts, doublestar: bool) -> bool:
-    """Whether path matches pattern component by component (`**` spans directories if doublestar)."""
-    if not pattern:
-        return not path
-    head = pattern[0]
-    if doublestar and head == "**":
-        return any(match(pattern[1:], path[i:], doublestar) for i in range(len(path) + 1))
-    if not path or not _component_regex(head).fullmatch(path[0]):
-        return False
-    return match(pattern[1:], path[1:], doublestar)
+    """Whether path matches pattern component by component (`**` spans directories if doublestar).
+    Dynamic programming over (pattern, path) positions: many `**` cannot make it exponential."""
+    reachable = {0}  # pattern positions that match the path so far
+    for part in (*path, None):
+        expanded = set()
+        todo = list(reachable)
+        while todo:  # `**` may match no component: skip it
+            i = todo.pop()
+            if i in expanded:
+                continue
+            expanded.add(i)
+            if doublestar and i < len(pattern) and pattern[i] == "**":
+                todo.append(i + 1)
+        if part is None:
+            return len(pattern) in expanded
+        reachable = set()
+        for i in expanded:
+            if i >= len(pattern):
+                continue
+            if doublestar and pattern[i] == "**":
+                reachable.add(i)  # `**` takes this component and may take more
+            elif _component_regex(pattern[i]).fullmatch(part):
+                reachable.add(i + 1)
+        if not reachable:
+            return False
+    return False
 
 
 def _excluded(path: Parts, base: Parts, patterns: Sequence[str]) -> bool:
@@ -234,6 +251,7 @@ class Staging:
                 continue
             if path.exists():
                 raise CopyError(f"cannot create directory '{'/'.join(parts[:i])}': a file is in the way")
+            self.budget.spend(0)  # a directory is an entry of the tarball too
             path.mkdir()
 
     def write_file(self, source: Path, dest: Parts, executable: bool) -> None:

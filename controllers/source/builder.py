@@ -22,7 +22,7 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -48,6 +48,7 @@ from tide.controllers.source.tarball import (
     check_size,
 )
 from tide.shared.artifact import ArtifactError, extract_tarball
+from tide.shared.artifact.extract import check_entries
 
 T = TypeVar("T")
 
@@ -90,6 +91,7 @@ class DirectArchive:
     ignore: str | None
     out_file: Path
     max_size: int
+    max_entries: int = 0
 
 
 @dataclass(frozen=True)
@@ -152,12 +154,17 @@ def _entries(store: Any, tree_id: bytes, rel: str) -> list[tuple[str, int, bytes
     return out
 
 
-def _ignore_patterns(store: Any, tree_id: bytes) -> list[Pattern]:
-    """sourceignore.load_ignore_patterns on the tree objects (same order)."""
+def _ignore_patterns(store: Any, tree_id: bytes, max_entries: int = 0) -> list[Pattern]:
+    """sourceignore.load_ignore_patterns on the tree objects (same order). The first walk of
+    the tree, so it counts the entries: more than max_entries (0: no limit) raise TooManyEntries."""
     patterns: list[Pattern] = []
+    count = 0
 
     def visit(tid: bytes, domain: tuple[str, ...]) -> None:
+        nonlocal count
         entries = _entries(store, tid, "/".join(domain) + "/" if domain else "")
+        count += len(entries)
+        check_entries(count, max_entries, "Git tree")
         for name, mode, sha in entries:
             if name == IGNORE_FILE and stat.S_ISREG(mode):
                 blob = store[sha]
@@ -175,7 +182,7 @@ def _direct_archive(repo: BaseRepo, commit: Commit, direct: DirectArchive) -> Di
     """build_tarball's walk over the commit's tree: same entries, order, modes and bytes."""
     store: Any = repo.object_store
     try:
-        patterns = _ignore_patterns(store, commit.tree)
+        patterns = _ignore_patterns(store, commit.tree, direct.max_entries)
     except _NeedsCheckout:
         return None
     if direct.ignore is not None:
@@ -307,42 +314,75 @@ def _ready() -> None:
 
 class BuildPool:
     """Worker processes for builds, one per --concurrent worker; started and stopped with
-    the controller (a server in run_controller's sense). `workers=0` runs builds in threads."""
+    the controller (a server in run_controller's sense). `workers=0` runs builds in threads.
+
+    Each worker is its own single-process executor, taken by one build at a time: a build
+    that is cancelled (its reconcile timed out) or whose worker died gets that one worker
+    killed and replaced, without touching the builds running in the others."""
 
     leader_only = False
 
     def __init__(self, workers: int) -> None:
         self.workers = max(0, workers)
-        self._executor: ProcessPoolExecutor | None = None
+        self._idle: asyncio.Queue[ProcessPoolExecutor] | None = None
 
-    def _pool(self) -> ProcessPoolExecutor:
-        if self._executor is None:
-            # spawn: the controller has threads (to_thread, aiohttp's resolver), fork would copy locks.
-            self._executor = ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=multiprocessing.get_context("spawn")
-            )
-        return self._executor
+    @staticmethod
+    def _new_worker() -> ProcessPoolExecutor:
+        # spawn: the controller has threads (to_thread, aiohttp's resolver), fork would copy locks.
+        worker = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        worker.submit(_ready)
+        return worker
+
+    def _workers(self) -> asyncio.Queue[ProcessPoolExecutor]:
+        if self._idle is None:
+            self._idle = asyncio.Queue()
+            for _ in range(self.workers):
+                self._idle.put_nowait(self._new_worker())
+        return self._idle
 
     async def start(self) -> None:
         if self.workers:
-            pool = self._pool()
-            for _ in range(self.workers):
-                pool.submit(_ready)
+            self._workers()
 
     async def stop(self) -> None:
-        executor, self._executor = self._executor, None
-        if executor is not None:
-            await asyncio.to_thread(executor.shutdown, True, cancel_futures=True)
+        idle, self._idle = self._idle, None
+        if idle is None:
+            return
+        # Busy workers are killed by the cancellation of their reconciles.
+        while not idle.empty():
+            await asyncio.to_thread(idle.get_nowait().shutdown, True, cancel_futures=True)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         if not self.workers:
             return await asyncio.to_thread(fn, *args)
-        executor: Executor = self._pool()
+        idle = self._workers()
+        worker = await idle.get()
         try:
-            return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+            return await asyncio.get_running_loop().run_in_executor(worker, fn, *args)
+        except asyncio.CancelledError:
+            # Timed out (asyncio.wait_for) or shut down: the build may run on for as long as
+            # a hostile repository makes it; its process goes, a fresh one takes its place.
+            worker = self._replace(worker)
+            raise
         except BrokenProcessPool as exc:
-            # A worker died (OOM kill, signal): start a fresh pool for the next reconcile.
-            if self._executor is executor:
-                self._executor = None
-                executor.shutdown(wait=False, cancel_futures=True)
+            # The worker died (OOM kill, signal).
+            worker = self._replace(worker)
             raise WorkerLost(f"build worker process exited unexpectedly: {exc}") from exc
+        finally:
+            if self._idle is idle:
+                idle.put_nowait(worker)
+            else:  # stopped meanwhile
+                worker.shutdown(wait=False, cancel_futures=True)
+
+    def _replace(self, worker: ProcessPoolExecutor) -> ProcessPoolExecutor:
+        kill_worker(worker)
+        return self._new_worker()
+
+
+def kill_worker(worker: ProcessPoolExecutor) -> None:
+    """SIGKILL the executor's process (there is no public API for it) and shut it down."""
+    processes = dict(getattr(worker, "_processes", None) or {})
+    for process in processes.values():
+        if process.is_alive():
+            process.kill()
+    worker.shutdown(wait=False, cancel_futures=True)

@@ -37,6 +37,7 @@ from dulwich.repo import BaseRepo, MemoryRepo
 
 from tide.controllers.source.proxy import Proxy
 from tide.controllers.source.refs import Target
+from tide.shared.artifact.extract import check_entries
 
 
 class GitError(Exception):
@@ -398,6 +399,7 @@ def _root_cause(exc: BaseException) -> str:
 class CheckoutOptions:
     sparse: list[str] = field(default_factory=list)
     recurse_submodules: bool = False
+    max_entries: int = 0  # files, directories, symlinks and gitlinks; 0: no limit
 
 
 def clone(
@@ -411,7 +413,7 @@ def clone(
     repo, obj, tag_object = fetch_commit(remote, target)
     try:
         dest.mkdir(parents=True, exist_ok=True)
-        gitlinks = write_tree(repo, obj.tree, dest, options.sparse)
+        gitlinks = write_tree(repo, obj.tree, dest, options.sparse, options.max_entries)
         if options.recurse_submodules and gitlinks:
             _checkout_submodules(remote, repo, obj, dest, gitlinks)
         message = obj.message.decode(errors="replace")
@@ -478,13 +480,15 @@ def _sparse_filter(sparse: Sequence[str]) -> tuple[list[str], bool]:
 
 
 def write_tree(
-    repo: BaseRepo, tree_id: bytes, dest: Path, sparse: Sequence[str] = ()
+    repo: BaseRepo, tree_id: bytes, dest: Path, sparse: Sequence[str] = (), max_entries: int = 0
 ) -> list[tuple[str, str]]:
-    """Write a tree's files into dest (files, exec bits, symlinks); return submodule gitlinks."""
+    """Write a tree's files into dest (files, exec bits, symlinks); return submodule gitlinks.
+    More than max_entries entries (0: no limit) raise TooManyEntries before any file is written."""
     dirs, is_sparse = _sparse_filter(sparse)
     store: Any = repo.object_store
     gitlinks: list[tuple[str, str]] = []
     files: list[tuple[str, bytes, int]] = []
+    entries = 0
 
     def wanted(path: str, is_dir: bool) -> bool:
         if not is_sparse:
@@ -497,6 +501,7 @@ def write_tree(
         return False
 
     def walk(tid: bytes, rel: str, out: str) -> None:
+        nonlocal entries
         tree = store[tid]
         assert isinstance(tree, Tree)
         for entry in tree.iteritems():
@@ -505,6 +510,10 @@ def write_tree(
             path = f"{rel}{name}"
             target = os.path.join(out, name)
             mode = entry.mode
+            if wanted(path, stat.S_ISDIR(mode)):
+                # A tree object names its subtrees by hash: a few KB can expand tenfold per level.
+                entries += 1
+                check_entries(entries, max_entries, "Git tree")
             if stat.S_ISDIR(mode):
                 if wanted(path, True):
                     os.makedirs(target, exist_ok=True)

@@ -22,6 +22,7 @@ from tide.controllers.source.oci_reconciler import OCIRepositoryReconciler
 from tide.controllers.source.reconciler import GitRepositoryReconciler
 from tide.controllers.source.server import ArtifactServer
 from tide.controllers.source.storage import Storage, advertised_address
+from tide.shared.artifact import DEFAULT_MAX_ENTRIES
 from tide.shared.runtime import controller_arg_parser, run_controller
 from tide.shared.runtime.controller import parse_duration_flag
 
@@ -102,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=helm_index.CacheSettings.purge_interval,
         help="How often expired parsed Helm indexes are dropped (default 1m).",
     )
+    parser.add_argument(
+        "--artifact-max-entries",
+        type=int,
+        default=DEFAULT_MAX_ENTRIES,
+        help="Fail Git checkouts and OCI layers with more files, directories and symlinks "
+        "than this (0: no limit).",
+    )
     return parser
 
 
@@ -131,8 +139,8 @@ def main(argv: list[str] | None = None) -> None:
     run_controller(
         args,
         reconcilers=[
-            GitRepositoryReconciler(storage, args.artifact_max_size, builds),
-            OCIRepositoryReconciler(storage, args.artifact_max_size, builds),
+            GitRepositoryReconciler(storage, args.artifact_max_size, builds, args.artifact_max_entries),
+            OCIRepositoryReconciler(storage, args.artifact_max_size, builds, args.artifact_max_entries),
             HelmRepositoryReconciler(
                 storage,
                 args.artifact_max_size,

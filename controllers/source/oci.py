@@ -13,6 +13,7 @@ repository and credentials, so a no-op reconcile is one request.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import fnmatch
 import hashlib
@@ -31,6 +32,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import aiohttp
 
 from tide.controllers.source.proxy import Proxy
+from tide.shared import boundedjson
 
 OCI_PREFIX = "oci://"
 DOCKER_HUB = "index.docker.io"
@@ -58,6 +60,23 @@ class AuthenticationError(RegistryError):
 
 class Unreachable(RegistryError):
     pass
+
+
+class BlobTooLarge(RegistryError):
+    """A blob (declared or as sent) larger than the artifact limit."""
+
+
+class BlobSizeMismatch(RegistryError):
+    """The registry sent more or fewer bytes than the manifest declares for the blob."""
+
+
+class ResponseTooLarge(RegistryError):
+    """A manifest or tag list larger than any registry should send."""
+
+
+# The OCI distribution spec has registries accept manifests up to 4 MiB; nothing this client
+# reads into memory (manifests, tag lists, error bodies) needs more.
+MAX_RESPONSE_BYTES = 4 << 20
 
 
 class InvalidURL(Exception):
@@ -369,6 +388,39 @@ def _status_error(method: str, url: str, status: int, reason: str, body: bytes) 
     return f"{method} {url}: unexpected status code {status} {reason}".rstrip()
 
 
+def parse_manifest(body: bytes, content_type: str = "") -> tuple[str, dict[str, Any]]:
+    """A manifest's media type and document, its shape checked where Tide reads it (layers a
+    list of descriptors, annotations a map of strings): anything else is a RegistryError."""
+    try:
+        doc = boundedjson.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RegistryError(f"failed to parse artifact manifest: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise RegistryError("failed to parse artifact manifest: not a JSON object")
+    layers = doc.get("layers")
+    if layers is not None and not (
+        isinstance(layers, list)
+        and all(isinstance(x, dict) and isinstance(x.get("digest"), str) for x in layers)
+    ):
+        raise RegistryError("failed to parse artifact manifest: layers must be a list of descriptors")
+    annotations = doc.get("annotations")
+    if annotations is not None and not (
+        isinstance(annotations, dict) and all(isinstance(v, str) for v in annotations.values())
+    ):
+        raise RegistryError("failed to parse artifact manifest: annotations must be a map of strings")
+    media_type = doc.get("mediaType")
+    return (media_type if isinstance(media_type, str) and media_type else content_type), doc
+
+
+async def _read_bounded(resp: aiohttp.ClientResponse, what: str) -> bytes:
+    body = bytearray()
+    async for chunk in resp.content.iter_chunked(1 << 16):
+        body += chunk
+        if len(body) > MAX_RESPONSE_BYTES:
+            raise ResponseTooLarge(f"{what}: response larger than {MAX_RESPONSE_BYTES} bytes")
+    return bytes(body)
+
+
 class RegistryClient:
     def __init__(
         self,
@@ -412,11 +464,7 @@ class RegistryClient:
         digest = "sha256:" + hashlib.sha256(body).hexdigest()
         if reference.startswith("sha256:") and digest != reference:
             raise RegistryError(f"manifest digest '{digest}' does not match the requested '{reference}'")
-        try:
-            doc = json.loads(body)
-        except ValueError as exc:
-            raise RegistryError(f"failed to parse artifact manifest: {exc}") from exc
-        media_type = str(doc.get("mediaType") or resp_headers.get("Content-Type", ""))
+        media_type, doc = parse_manifest(body, resp_headers.get("Content-Type", ""))
         if media_type in INDEX_TYPES:
             raise RegistryError(
                 f"'{self.repo.name}' reference '{reference}' is an image index ({media_type}), "
@@ -441,29 +489,51 @@ class RegistryClient:
                 path = target.split(prefix, 1)[1] if prefix in target else None
         return tags
 
-    async def download_blob(self, layer: Mapping[str, Any], dest: Path) -> int:
-        """Stream the blob into dest, checking its sha256 digest (and size when given)."""
+    async def download_blob(self, layer: Mapping[str, Any], dest: Path, max_size: int = 0) -> int:
+        """Stream the blob into dest, checking its sha256 digest (and size when given). A blob
+        declared or sent larger than max_size (0: no limit), or longer than declared, stops the
+        download; on any error dest is deleted."""
         digest = str(layer.get("digest") or "")
         if not digest.startswith("sha256:"):
             raise RegistryError(f"unsupported layer digest '{digest}'")
+        declared = layer.get("size")
+        expected = declared if isinstance(declared, int) and not isinstance(declared, bool) else -1
+        if max_size and expected > max_size:
+            raise BlobTooLarge(
+                f"layer {digest}: size {expected} bytes exceeds the artifact limit of {max_size} bytes"
+            )
+        try:
+            return await self._stream_blob(digest, dest, expected, max_size)
+        except BaseException:
+            await asyncio.to_thread(dest.unlink, True)
+            raise
+
+    async def _stream_blob(self, digest: str, dest: Path, expected: int, max_size: int) -> int:
         resp = await self._send("GET", f"blobs/{digest}", {})
         h = hashlib.sha256()
         size = 0
         try:
             with dest.open("wb") as out:
                 async for chunk in resp.content.iter_chunked(1 << 16):
+                    size += len(chunk)
+                    if expected >= 0 and size > expected:
+                        raise BlobSizeMismatch(
+                            f"layer {digest}: the registry sent more than the declared {expected} bytes"
+                        )
+                    if max_size and size > max_size:
+                        raise BlobTooLarge(
+                            f"layer {digest}: more than the artifact limit of {max_size} bytes"
+                        )
                     h.update(chunk)
                     out.write(chunk)
-                    size += len(chunk)
         except aiohttp.ClientError as exc:
             raise RegistryError(f"GET blob {digest}: {_client_error(exc)}") from exc
         finally:
             resp.release()
+        if expected >= 0 and expected != size:
+            raise BlobSizeMismatch(f"layer {digest}: downloaded {size} bytes, expected {expected}")
         if "sha256:" + h.hexdigest() != digest:
             raise RegistryError(f"layer {digest}: downloaded content has digest sha256:{h.hexdigest()}")
-        expected = layer.get("size")
-        if isinstance(expected, int) and expected >= 0 and expected != size:
-            raise RegistryError(f"layer {digest}: downloaded {size} bytes, expected {expected}")
         return size
 
     # -- transport ------------------------------------------------------------------------------
@@ -473,7 +543,7 @@ class RegistryClient:
     ) -> tuple[int, Mapping[str, str], bytes]:
         resp = await self._send(method, path, headers, ok=ok)
         try:
-            body = await resp.read() if method != "HEAD" else b""
+            body = await _read_bounded(resp, f"{method} {resp.url}") if method != "HEAD" else b""
             return resp.status, resp.headers, body
         except aiohttp.ClientError as exc:
             raise RegistryError(f"{method} {resp.url}: {_client_error(exc)}") from exc
@@ -510,8 +580,8 @@ class RegistryClient:
             if resp.status in ok:
                 return resp
             try:
-                body = b"" if method == "HEAD" else await resp.read()
-            except aiohttp.ClientError:
+                body = b"" if method == "HEAD" else await _read_bounded(resp, f"{method} {url}")
+            except (aiohttp.ClientError, ResponseTooLarge):
                 body = b""
             finally:
                 resp.release()

@@ -13,21 +13,24 @@ from pathlib import Path, PurePosixPath
 from tide.controllers.source.builder import archive
 from tide.controllers.source.tarball import Archive, check_size
 from tide.shared.artifact import ArtifactError
-from tide.shared.artifact.extract import check_member_name
+from tide.shared.artifact.extract import check_entries, check_member_name, open_tar
 
 
 class LayerExtractError(Exception):
     pass
 
 
-def untar_layer(blob: Path, dest: Path, max_size: int) -> int:
-    """Extract the (gzip) tar blob into dest; returns the number of files written."""
+def untar_layer(blob: Path, dest: Path, max_size: int, max_entries: int) -> int:
+    """Extract the (gzip) tar blob into dest; returns the number of files written.
+    max_entries caps the tar's entries, links included (0: no limit)."""
     dest.mkdir(parents=True, exist_ok=True)
     real_dest = os.path.realpath(dest)
-    total = files = 0
+    total = files = entries = 0
     try:
-        with tarfile.open(blob, mode="r:*") as tar:
+        with open_tar(blob) as tar:
             for member in tar:
+                entries += 1
+                check_entries(entries, max_entries)
                 rel = check_member_name(member.name)
                 if rel == PurePosixPath(".") or member.issym() or member.islnk():
                     continue  # Flux's untar for OCI layers skips links
@@ -53,12 +56,16 @@ def untar_layer(blob: Path, dest: Path, max_size: int) -> int:
                     shutil.copyfileobj(source, out, 1 << 20)
                 files += 1
     except ArtifactError as exc:
+        shutil.rmtree(dest, ignore_errors=True)
         raise LayerExtractError(f"failed to extract layer contents from artifact: {exc}") from exc
     except (tarfile.TarError, EOFError, OSError) as exc:
+        shutil.rmtree(dest, ignore_errors=True)
         raise LayerExtractError(f"failed to extract layer contents from artifact: {exc}") from exc
     return files
 
 
-def extract_and_archive(blob: Path, tree: Path, ignore: str | None, out_file: Path, max_size: int) -> Archive:
-    untar_layer(blob, tree, max_size)
+def extract_and_archive(
+    blob: Path, tree: Path, ignore: str | None, out_file: Path, max_size: int, max_entries: int
+) -> Archive:
+    untar_layer(blob, tree, max_size, max_entries)
     return archive(tree, [], ignore, out_file, max_size)

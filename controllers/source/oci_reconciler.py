@@ -332,7 +332,7 @@ class OCIRepositoryReconciler(StoredSourceReconciler):
     ) -> Archive:
         """The layer blob as-is: its digest is the artifact's."""
         try:
-            size = await client.download_blob(layer, temp)
+            size = await client.download_blob(layer, temp, self.max_artifact_size)
         except (oci.RegistryError, OSError) as exc:
             self._fetch_failed(ctx, LAYER_FAILED, f"failed to copy layer from artifact: {exc}")
         return Archive(str(layer["digest"]), size, 1, size)
@@ -348,13 +348,13 @@ class OCIRepositoryReconciler(StoredSourceReconciler):
     ) -> Archive:
         blob = workdir / "layer"
         try:
-            await client.download_blob(layer, blob)
+            await client.download_blob(layer, blob, self.max_artifact_size)
         except (oci.RegistryError, OSError) as exc:
             self._fetch_failed(ctx, LAYER_FAILED, f"failed to extract layer contents from artifact: {exc}")
         try:
             archive: Archive = await self.builds.run(
                 oci_layer.extract_and_archive, blob, workdir / "tree", obj.spec.ignore, temp,
-                self.max_artifact_size,
+                self.max_artifact_size, self.max_artifact_entries,
             )  # fmt: skip
         except oci_layer.LayerExtractError as exc:
             self._fetch_failed(ctx, LAYER_FAILED, str(exc))

@@ -29,6 +29,7 @@ from tide.controllers.source.tarball import ArtifactTooLarge
 from tide.controllers.source.verify import VerificationError, describe, normalise_mode, verify
 from tide.shared.api.meta import Artifact
 from tide.shared.api.source import GitRepository
+from tide.shared.artifact import TooManyEntries
 from tide.shared.kube import secret_data
 from tide.shared.runtime import ReconcileContext, ReconcileError, Result, StalledError
 from tide.shared.runtime.conditions import now_rfc3339
@@ -118,13 +119,17 @@ class GitRepositoryReconciler(StoredSourceReconciler):
             temp = await asyncio.to_thread(self.storage.new_temp_file, KIND, ns, name)
             try:
                 options = git.CheckoutOptions(
-                    sparse=spec.sparse_checkout or [], recurse_submodules=bool(spec.recurse_submodules)
+                    sparse=spec.sparse_checkout or [],
+                    recurse_submodules=bool(spec.recurse_submodules),
+                    max_entries=self.max_artifact_entries,
                 )
                 # Without includes, sparse checkout or submodules the artifact is written from
                 # the fetched objects; the checkout on disk is skipped.
                 direct = None
                 if not includes and not spec.sparse_checkout and not spec.recurse_submodules:
-                    direct = builder.DirectArchive(spec.ignore, temp, self.max_artifact_size)
+                    direct = builder.DirectArchive(
+                        spec.ignore, temp, self.max_artifact_size, self.max_artifact_entries
+                    )
                 resolved = time.perf_counter()
                 checked_out, archived_direct = await self._run(
                     ctx, timeout, self.builds.run, builder.checkout,
@@ -201,6 +206,8 @@ class GitRepositoryReconciler(StoredSourceReconciler):
             )
         except git.GitError as exc:
             self._fetch_failed(ctx, exc.reason, f"failed to checkout and determine revision: {exc}")
+        except TooManyEntries as exc:
+            self._fetch_failed(ctx, "GitOperationFailed", f"failed to checkout and determine revision: {exc}")
         raise AssertionError("unreachable")
 
     @staticmethod

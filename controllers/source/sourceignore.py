@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tide.shared.globmatch import compile_glob
+
 IGNORE_FILE = ".sourceignore"
 
 VCS_PATTERNS = (".git/", ".gitignore", ".gitmodules", ".gitattributes")
@@ -41,37 +43,6 @@ DEFAULT_PATTERNS = (
 )
 
 
-def glob_to_regex(glob: str) -> re.Pattern[str]:
-    """One path component glob (shell rules: * ? [...] with ^ or ! negation, \\ escapes)."""
-    out = []
-    i = 0
-    while i < len(glob):
-        c = glob[i]
-        if c == "*":
-            out.append("[^/]*")
-        elif c == "?":
-            out.append("[^/]")
-        elif c == "\\" and i + 1 < len(glob):
-            i += 1
-            out.append(re.escape(glob[i]))
-        elif c == "[":
-            j = glob.find("]", i + 2 if i + 1 < len(glob) and glob[i + 1] in "^!" else i + 1)
-            if j == -1:
-                out.append(re.escape(c))
-            else:
-                body = glob[i + 1 : j]
-                neg = body[:1] in ("^", "!")
-                if neg:
-                    body = body[1:]
-                body = body.replace("\\", "\\\\")
-                out.append(f"[{'^' if neg else ''}{body}]")
-                i = j
-        else:
-            out.append(re.escape(c))
-        i += 1
-    return re.compile("".join(out) + r"\Z", re.DOTALL)
-
-
 @dataclass(frozen=True)
 class Pattern:
     """One gitignore line bound to the directory (domain) its file lives in."""
@@ -95,7 +66,8 @@ class Pattern:
             line = line[:-1]
         is_glob = "/" in line
         parts = tuple(line.split("/"))
-        regexes = tuple(None if p in ("", "**") else glob_to_regex(p) for p in parts)
+        # Linear-time regexes: a hostile `*a*a*a…b` line cannot make matching exponential.
+        regexes = tuple(None if p in ("", "**") else compile_glob(p) for p in parts)
         return cls(parts, tuple(domain), inclusion, dir_only, is_glob, regexes)
 
     def match(self, path: Sequence[str], is_dir: bool) -> bool:

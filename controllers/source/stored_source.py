@@ -16,6 +16,7 @@ from tide.controllers.source.conditions import (
     STORAGE_FAILED,
 )
 from tide.controllers.source.storage import Storage
+from tide.shared.artifact import DEFAULT_MAX_ENTRIES
 from tide.shared.runtime import ReconcileContext, ReconcileError
 
 
@@ -29,9 +30,11 @@ class StoredSourceReconciler:
         storage: Storage,
         max_artifact_size: int = 100 * 1024 * 1024,
         builds: BuildPool | None = None,
+        max_artifact_entries: int = DEFAULT_MAX_ENTRIES,
     ) -> None:
         self.storage = storage
         self.max_artifact_size = max_artifact_size
+        self.max_artifact_entries = max_artifact_entries
         # Fetch, extract and archive hold the GIL: in worker processes when given a pool.
         self.builds = builds or BuildPool(0)
 

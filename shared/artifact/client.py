@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 
 from tide.shared.artifact.errors import ArtifactDigestMismatch, ArtifactError, ArtifactNotFound
-from tide.shared.artifact.extract import DEFAULT_MAX_EXTRACTED_SIZE, extract_tarball
+from tide.shared.artifact.extract import DEFAULT_MAX_ENTRIES, DEFAULT_MAX_EXTRACTED_SIZE, extract_tarball
 
 RETRIES = 5
 FIRST_BACKOFF = 0.5
@@ -106,6 +106,7 @@ async def fetch_artifact(
     dest_dir: Path,
     max_size: int = DEFAULT_MAX_EXTRACTED_SIZE,
     session: aiohttp.ClientSession | None = None,
+    max_entries: int = DEFAULT_MAX_ENTRIES,
 ) -> Path:
     """Download the artifact at url, check it hashes to digest, extract it into dest_dir.
 
@@ -120,7 +121,7 @@ async def fetch_artifact(
         archive = tmp / "artifact.tar.gz"
         await download(url, archive, max_size, session=session)
         await asyncio.to_thread(verify_digest, archive, digest)
-        return await asyncio.to_thread(extract_tarball, archive, dest_dir, max_size)
+        return await asyncio.to_thread(extract_tarball, archive, dest_dir, max_size, max_entries)
     finally:
         await asyncio.to_thread(shutil.rmtree, tmp, True)
 

@@ -13,3 +13,11 @@ class ArtifactNotFound(ArtifactError):
 
 class ArtifactDigestMismatch(ArtifactError):
     """The downloaded bytes do not hash to the digest advertised in the source's status."""
+
+
+class TarHeaderTooLarge(ArtifactError):
+    """A pax or GNU long-name header larger than a tar reader should ever hold in memory."""
+
+
+class TooManyEntries(ArtifactError):
+    """The tree has more entries (files, directories, symlinks) than the configured limit."""

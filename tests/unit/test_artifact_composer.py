@@ -163,7 +163,7 @@ def test_size_and_file_count_are_bounded(tmp_path: Path) -> None:
     src = tree(tmp_path / "src", {f"f{i}.txt": "x" * 10 for i in range(20)})
     (tmp_path / "o1").mkdir()
     (tmp_path / "o2").mkdir()
-    with pytest.raises(CopyError, match="limit of 5 files"):
+    with pytest.raises(CopyError, match="limit of 5 entries"):
         apply_copies([Copy("@src/", "@artifact/")], {"src": SourceTree("src", src)},
                      Staging(tmp_path / "o1", Budget(0, 5)), tmp_path)  # fmt: skip
     with pytest.raises(CopyError, match="limit of 50 bytes"):
@@ -185,6 +185,14 @@ def test_size_and_file_count_are_bounded(tmp_path: Path) -> None:
 )
 def test_glob_matching(pattern: str, path: str, doublestar: bool, expected: bool) -> None:
     assert match(tuple(pattern.split("/")), tuple(path.split("/")), doublestar) is expected
+
+
+def test_many_double_stars_match_in_linear_steps() -> None:
+    """A hostile `**/**/…/**/x` against a deep path: dynamic programming, not backtracking."""
+    pattern = ("**",) * 300 + ("x",)
+    assert match(pattern, ("d",) * 200 + ("x",), True)
+    assert not match(pattern, ("d",) * 200 + ("y",), True)
+    assert not match(("*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*b",), ("a" * 5000,), False)
 
 
 def test_generate_is_deterministic_and_splits_one_source(tmp_path: Path) -> None:

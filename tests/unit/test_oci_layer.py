@@ -37,12 +37,14 @@ def test_extract_skips_symlinks_and_applies_ignore(tmp_path: Path) -> None:
         ("docs/readme.md", b"# hi\n"), ("logo.png", b"png"),
     ])  # fmt: skip
     out = tmp_path / "artifact.tar.gz"
-    archive = oci_layer.extract_and_archive(blob, tmp_path / "tree", "docs/\n", out, 0)
+    archive = oci_layer.extract_and_archive(blob, tmp_path / "tree", "docs/\n", out, 0, 0)
     with tarfile.open(out) as tar:
         names = sorted(m.name for m in tar if m.isfile() or m.issym())
     assert names == ["deploy/a.yaml", "logo.png"]  # spec.ignore replaces the default excludes
     assert archive.files == 2
-    again = oci_layer.extract_and_archive(blob, tmp_path / "tree2", "docs/\n", tmp_path / "again.tar.gz", 0)
+    again = oci_layer.extract_and_archive(
+        blob, tmp_path / "tree2", "docs/\n", tmp_path / "again.tar.gz", 0, 0
+    )
     assert again.digest == archive.digest
 
 
@@ -50,13 +52,13 @@ def test_extract_skips_symlinks_and_applies_ignore(tmp_path: Path) -> None:
 def test_extract_rejects_escapes(tmp_path: Path, name: str) -> None:
     blob = layer(tmp_path / "l.tgz", [(name, b"x")])
     with pytest.raises(oci_layer.LayerExtractError, match="failed to extract layer contents"):
-        oci_layer.untar_layer(blob, tmp_path / "tree", 0)
+        oci_layer.untar_layer(blob, tmp_path / "tree", 0, 0)
 
 
 def test_extract_size_cap_and_garbage(tmp_path: Path) -> None:
     blob = layer(tmp_path / "l.tgz", [("big", b"x" * 100)])
     with pytest.raises(ArtifactTooLarge):
-        oci_layer.untar_layer(blob, tmp_path / "tree", 50)
+        oci_layer.untar_layer(blob, tmp_path / "tree", 50, 0)
     (tmp_path / "junk").write_bytes(b"not a tarball")
     with pytest.raises(oci_layer.LayerExtractError):
-        oci_layer.untar_layer(tmp_path / "junk", tmp_path / "tree2", 0)
+        oci_layer.untar_layer(tmp_path / "junk", tmp_path / "tree2", 0, 0)

@@ -10,3 +10,7 @@ class DecryptionError(Exception):
 
 class MacMismatchError(DecryptionError):
     """The document was changed after it was encrypted (a value's GCM tag or the document MAC)."""
+
+
+class YAMLAliasRefused(DecryptionError):
+    """A SOPS YAML document uses aliases (an alias bomb expands exponentially on every walk)."""

@@ -15,8 +15,10 @@ from typing import Any
 
 import yaml
 
+from tide.shared import boundedjson
+
 from .cipher import GoTime, go_time
-from .errors import DecryptionError
+from .errors import DecryptionError, YAMLAliasRefused
 from .metadata import Metadata, metadata_from_mapping, unflatten_metadata
 from .tree import Branch, mapping_from_branch
 
@@ -145,8 +147,19 @@ _Loader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
 _Loader.add_constructor("tag:yaml.org,2002:merge", lambda loader, node: "<<")
 
 
+def _refuse_aliases(data: bytes) -> None:
+    """A few KB of nested aliases name a tree of billions of nodes (each level multiplies the
+    one below): every later walk (decrypt, MAC, emit) would expand it. SOPS documents have no
+    use for them, so they are refused from the event stream, before anything is built."""
+    for event in yaml.parse(data, Loader=_BaseLoader):
+        if isinstance(event, yaml.AliasEvent):
+            line = event.start_mark.line + 1 if event.start_mark is not None else 0
+            raise YAMLAliasRefused(f"YAML aliases are not supported in SOPS documents (line {line})")
+
+
 def _load_yaml(data: bytes) -> tuple[list[Branch], Any]:
     try:
+        _refuse_aliases(data)
         documents = list(yaml.load_all(data, Loader=_Loader))
     except yaml.YAMLError as exc:
         raise DecryptionError(f"cannot parse YAML: {_yaml_problem(exc)}") from None
@@ -196,7 +209,7 @@ def _emit_yaml(branches: list[Branch]) -> bytes:
 
 def _load_json(data: bytes) -> tuple[list[Branch], Any]:
     try:
-        doc = json.loads(data, object_pairs_hook=Branch)
+        doc = boundedjson.loads(data, object_pairs_hook=Branch)
     except (ValueError, UnicodeDecodeError) as exc:
         where = f" at line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
         raise DecryptionError(f"cannot parse JSON{where}") from None

@@ -1,0 +1,64 @@
+"""The source controller's build workers: a build that times out is killed and its worker
+replaced, so a hostile repository cannot keep a worker busy for good."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from tide.controllers.source.builder import BuildPool, WorkerLost
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie waiting to be reaped."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return False
+    return fields[0] != "Z"
+
+
+async def wait_until_gone(pid: int) -> bool:
+    for _ in range(300):  # a guard against hanging, not a timing assertion
+        if not running(pid):
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+async def test_timed_out_build_is_killed_and_its_worker_replaced() -> None:
+    pool = BuildPool(1)
+    await pool.start()
+    try:
+        first = await pool.run(os.getpid)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(pool.run(time.sleep, 3600), 1)
+        assert await wait_until_gone(first)
+        # Today the only worker would still be sleeping: this would never be scheduled.
+        second = await asyncio.wait_for(pool.run(os.getpid), 60)
+        assert second != first
+        assert running(second)
+    finally:
+        await pool.stop()
+
+
+async def test_dead_worker_is_replaced() -> None:
+    pool = BuildPool(1)
+    await pool.start()
+    try:
+        first = await pool.run(os.getpid)
+        with pytest.raises(WorkerLost):
+            await pool.run(os._exit, 3)
+        assert await wait_until_gone(first)
+        assert await asyncio.wait_for(pool.run(os.getpid), 60) != first
+    finally:
+        await pool.stop()
+
+
+async def test_thread_mode_runs_in_process() -> None:
+    pool = BuildPool(0)
+    assert await pool.run(os.getpid) == os.getpid()
