@@ -41,6 +41,7 @@ SOURCE_API = "source.toolkit.fluxcd.io/v1"
 EXTERNAL_ARTIFACT = "ExternalArtifact"
 WATCHED_SOURCE_KINDS = ("GitRepository", "OCIRepository", "Bucket", "HelmChart", EXTERNAL_ARTIFACT)
 REQUEUE_AFTER = 3600.0  # Flux's source-watcher: sources are watched, this is a safety net
+BUILD_TIMEOUT = 300.0  # extraction, copies and tarballs of all outputs, bounded in size already
 SOURCE_FETCH_FAILED = "SourceFetchFailed"
 BUILD_FAILED = "BuildFailed"
 VALIDATION_FAILED = "ValidationFailed"
@@ -333,11 +334,15 @@ class ArtifactGeneratorReconciler:
                 for o, temp in zip(obj.spec.artifacts, temps, strict=True)
             ]
             try:
-                archives: list[Archive] = await self.builds.run(
+                build = self.builds.run(
                     artifact_composer.generate, files, outputs, str(work / "build"), self.max_artifact_size
                 )
+                archives: list[Archive] = await asyncio.wait_for(build, BUILD_TIMEOUT)
             except (CopyError, ArtifactTooLarge) as exc:
                 raise ReconcileError(BUILD_FAILED, str(exc)) from exc
+            except TimeoutError as exc:
+                message = f"build timed out after {BUILD_TIMEOUT:g}s (the worker was stopped)"
+                raise ReconcileError(BUILD_FAILED, message) from exc
             stored = []
             for output, temp, archive in zip(obj.spec.artifacts, temps, archives, strict=True):
                 rel = self._path(ns, output.name, f"{archive.digest.removeprefix('sha256:')}.tar.gz")
