@@ -169,5 +169,14 @@ def test_hostile_copy_operations_fail_with_a_clear_condition(  # type: ignore[no
     obj = wait_failing(kubectl, namespace, "pattern", contains="pathPattern is not supported", kind=kind)
     assert condition(obj, "Stalled")["status"] == "True"
     assert not ea(kubectl, namespace, "escape") and not ea(kubectl, namespace, "missing")
+
+    # A second generator cannot take over the ExternalArtifact of the first.
+    apply(kubectl, namespace, generator("first", {"shared": "apps"}))
+    wait_ready(kubectl, namespace, "first", kind=kind)
+    label = "source.extensions.fluxcd.io/generator"
+    owner = ea(kubectl, namespace, "shared")["metadata"]["labels"][label]
+    apply(kubectl, namespace, generator("second", {"shared": "apps"}))
+    wait_failing(kubectl, namespace, "second", contains="belongs to another ArtifactGenerator", kind=kind)
+    assert ea(kubectl, namespace, "shared")["metadata"]["labels"][label] == owner
     events = json.loads(kubectl("get", "events", "-n", namespace, "-o", "json").stdout)["items"]
     assert any(e["reason"] == "BuildFailed" and "must not contain '..'" in e["message"] for e in events)
