@@ -124,7 +124,8 @@ class Harness:
             f"--storage-path={self.workdir / ('storage-' + namespace)}", f"--storage-addr={storage}",
             f"--storage-adv-addr={storage}", "--concurrent=8", *scoped])  # fmt: skip
         kustomize = ControllerProcess(name="kustomize", log_path=self.workdir / f"kustomize-{namespace}.log",
-                                      args=[*scoped, "--concurrent=8", *kustomize_args])  # fmt: skip
+                                      args=[*scoped, "--concurrent=8", f"--source-storage-addr={storage}",
+                                            *kustomize_args])  # fmt: skip
         for proc in (source, kustomize):
             self.procs.append(proc)
             proc.start(60)

@@ -112,7 +112,7 @@ async def webhook_to_applied(kubeconfig: Path, workdir: Path) -> list[dict[str, 
         for name, args in (
             ("source", [f"--storage-path={workdir / 'storage'}", f"--storage-addr={storage}",
                         f"--storage-adv-addr={storage}", *scoped]),
-            ("kustomize", scoped),
+            ("kustomize", [f"--source-storage-addr={storage}", *scoped]),
             ("notification", [f"--events-addr=127.0.0.1:{free_port()}",
                               f"--receiverAddr=127.0.0.1:{receiver_port}"]),
         ):  # fmt: skip

@@ -281,6 +281,7 @@ def up(kubeconfig: str | None = None, cluster_dir: str | None = None) -> None:
             str(VENV_BIN / "tide-kustomize-controller"),
             *common,
             f"--events-addr={events}",
+            f"--source-storage-addr=127.0.0.1:{ports['storage']}",
             f"--metrics-addr=127.0.0.1:{free_port()}",
             f"--health-addr=127.0.0.1:{(kh := free_port())}",
         )

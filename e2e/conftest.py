@@ -4,6 +4,7 @@ Each area keeps its fixtures in e2e/fixtures/<area>.py; they are all loaded here
 """
 
 pytest_plugins = [
+    "e2e.fixtures.leaks",  # first: the cluster and controller fixtures feed its scan
     "e2e.fixtures.cluster",
     "e2e.fixtures.controllers",
     "e2e.fixtures.git",

@@ -321,10 +321,11 @@ async def test_controller_events_reach_providers(
     ]  # fmt: skip
     kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
     await asyncio.sleep(2)
-    source_controller(f"--events-addr={endpoints.events_url}")
+    source = source_controller(f"--events-addr={endpoints.events_url}")
     start_controller(
         "kustomize",
         f"--events-addr={endpoints.events_url}",
+        f"--source-storage-addr={source.address}",
         "--watch-all-namespaces=false",
         f"--runtime-namespace={namespace}",
     )

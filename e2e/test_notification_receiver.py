@@ -144,8 +144,13 @@ async def test_github_push_triggers_reconcile(
 
     both = bool(_installed("tide-source-controller") and _installed("tide-kustomize-controller"))
     if both:
-        source_controller()
-        start_controller("kustomize", "--watch-all-namespaces=false", f"--runtime-namespace={namespace}")
+        source = source_controller()
+        start_controller(
+            "kustomize",
+            "--watch-all-namespaces=false",
+            f"--runtime-namespace={namespace}",
+            f"--source-storage-addr={source.address}",
+        )
 
     payload = json.dumps(
         {"ref": "refs/heads/main", "after": repo.head(), "repository": {"full_name": "org/repo"}}

@@ -9,10 +9,18 @@ import re
 import shutil
 import tempfile
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tide.shared.artifact import DEFAULT_MAX_ENTRIES, ArtifactError, ArtifactNotFound, fetch_artifact
+from tide.shared.artifact import (
+    DEFAULT_MAX_ENTRIES,
+    ArtifactError,
+    ArtifactNotFound,
+    check_artifact_url,
+    fetch_artifact,
+)
+from tide.shared.artifact.client import RETRIES
 
 SOURCE_GROUP_VERSION = "source.toolkit.fluxcd.io/v1"
 SERVED_SOURCE_KINDS = ("GitRepository", "OCIRepository", "Bucket", "ExternalArtifact")
@@ -31,12 +39,18 @@ def artifact_of(source: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 async def download(
-    artifact: dict[str, Any], dest: Path | None = None, max_entries: int = DEFAULT_MAX_ENTRIES
+    artifact: dict[str, Any],
+    dest: Path | None = None,
+    max_entries: int = DEFAULT_MAX_ENTRIES,
+    retries: int = RETRIES,
 ) -> Path:
-    """The artifact extracted into dest (default: a new temporary directory the caller removes)."""
+    """The artifact extracted into dest (default: a new temporary directory the caller removes);
+    connection errors and 5xx answers are retried `retries` times (--http-retry)."""
     dest = dest or Path(tempfile.mkdtemp(prefix="tide-kustomize-"))
     try:
-        await fetch_artifact(artifact["url"], artifact.get("digest", ""), dest, max_entries=max_entries)
+        await fetch_artifact(
+            artifact["url"], artifact.get("digest", ""), dest, max_entries=max_entries, retries=retries
+        )
     except ArtifactNotFound as err:
         shutil.rmtree(dest, ignore_errors=True)
         raise SourceNotReady(f"artifact not found at {artifact['url']}: {err}") from err
@@ -119,11 +133,18 @@ class ArtifactCache:
     At most `keep` trees are kept, least recently used first out, never one being copied."""
 
     def __init__(
-        self, root: Path | None = None, keep: int = 8, max_entries: int = DEFAULT_MAX_ENTRIES
+        self,
+        root: Path | None = None,
+        keep: int = 8,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        retries: int = RETRIES,
+        storage: Sequence[str] | None = None,
     ) -> None:
         self._root = root
         self.keep = keep
         self.max_entries = max_entries
+        self.retries = retries
+        self.storage = storage
         self._trees: OrderedDict[str, Path] = OrderedDict()
         self._users: dict[str, int] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -139,8 +160,11 @@ class ArtifactCache:
     async def checkout(self, artifact: dict[str, Any]) -> Path:
         """A new directory holding the artifact's files; the caller removes it."""
         digest = str(artifact.get("digest") or "")
+        if self.storage is not None:
+            # --source-storage-addr; before the cache: no tree is handed out for a refused URL.
+            check_artifact_url(str(artifact.get("url", "")), self.storage)
         if self.keep <= 0 or not _DIGEST.fullmatch(digest):
-            return await download(artifact, max_entries=self.max_entries)
+            return await download(artifact, max_entries=self.max_entries, retries=self.retries)
         tree = await self._acquire(digest, artifact)
         try:
             dest = Path(tempfile.mkdtemp(prefix="tide-kustomize-", dir=self.root))
@@ -164,7 +188,7 @@ class ArtifactCache:
                 # A fresh name: an evicted tree of the same digest may still be being removed.
                 tree = Path(tempfile.mkdtemp(prefix="tree-", dir=self.root))
                 try:
-                    await download(artifact, tree, self.max_entries)
+                    await download(artifact, tree, self.max_entries, self.retries)
                 except BaseException:
                     await remove_tree(tree)
                     raise

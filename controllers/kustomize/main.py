@@ -6,15 +6,24 @@ import argparse
 from typing import Any
 
 from tide.controllers.kustomize.build import DEFAULT_MEMORY_LIMIT
-from tide.controllers.kustomize.reconciler import KustomizationReconciler
+from tide.controllers.kustomize.reconciler import CANCEL_HEALTH_CHECK_GATE, KustomizationReconciler
 from tide.shared.artifact import DEFAULT_MAX_ENTRIES
-from tide.shared.runtime.controller import add_bool, controller_arg_parser, run_controller
+from tide.shared.runtime.controller import (
+    add_bool,
+    add_no_cross_namespace_refs,
+    add_requeue_dependency,
+    add_unavailable,
+    controller_arg_parser,
+    run_controller,
+)
 
 NAME = "kustomize-controller"
 
 
 def arg_parser() -> argparse.ArgumentParser:
-    parser = controller_arg_parser(NAME, concurrent_default=4)
+    parser = controller_arg_parser(NAME, concurrent_default=4, known_feature_gates=[CANCEL_HEALTH_CHECK_GATE])
+    add_requeue_dependency(parser)
+    add_no_cross_namespace_refs(parser)
     parser.add_argument(
         "--concurrent-ssa", type=int, default=4, help="The number of concurrent server-side apply operations."
     )
@@ -25,7 +34,18 @@ def arg_parser() -> argparse.ArgumentParser:
         "Disallow remote bases usage in Kustomize overlays; remote bases are refused.",
     )
     parser.add_argument(
-        "--http-retry", type=int, default=9, help="The maximum number of retries when fetching artifacts."
+        "--http-retry",
+        type=int,
+        default=9,
+        help="The maximum number of retries when fetching an artifact fails with a connection error "
+        "or a 5xx answer.",
+    )
+    parser.add_argument(
+        "--source-storage-addr",
+        default="",
+        help="The source controllers' storage addresses (host[:port], comma-separated; their "
+        "--storage-adv-addr): artifacts are downloaded only from there (default: "
+        "source-controller.<runtime namespace>.svc.cluster.local.).",
     )
     parser.add_argument(
         "--artifact-cache-revisions",
@@ -58,8 +78,17 @@ def arg_parser() -> argparse.ArgumentParser:
         default=[],
         help="Field manager whose fields are overridden on apply (repeatable).",
     )
-    parser.add_argument("--default-kubeconfig-service-account", default="")
-    parser.add_argument("--default-decryption-service-account", default="")
+    # Impersonation and workload identity are a later feature: refusing to start beats applying
+    # every tenant's objects with the controller's own identity.
+    add_unavailable(parser, "--default-service-account", "impersonation is not available yet")
+    add_unavailable(
+        parser, "--default-kubeconfig-service-account", "remote cluster credentials are not available yet"
+    )
+    add_unavailable(
+        parser,
+        "--default-decryption-service-account",
+        "workload identity for decryption is not available yet",
+    )
     return parser
 
 

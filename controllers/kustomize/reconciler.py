@@ -45,10 +45,11 @@ from tide.controllers.kustomize.substitute import SubstitutionError, substitute_
 from tide.shared.api.kustomize import Kustomization, Snapshot
 from tide.shared.api.meta import NamespacedObjectKindReference, ResourceInventory, format_duration
 from tide.shared.artifact import DEFAULT_MAX_ENTRIES, ArtifactError
+from tide.shared.artifact.client import RETRIES
 from tide.shared.kube.errors import ResourceNotFoundError
 from tide.shared.runtime.conditions import now_rfc3339
 from tide.shared.runtime.context import ReconcileContext
-from tide.shared.runtime.controller import feature_gates
+from tide.shared.runtime.controller import feature_gates, runtime_namespace
 from tide.shared.runtime.result import ReconcileError, Result, StalledError
 
 KUSTOMIZATION_API = Kustomization.storage_api_version()
@@ -67,6 +68,16 @@ class CachedBuild:
     inputs: str
     objects: list[dict[str, Any]]
     digest: str = ""
+
+
+def source_storage_addresses(options: Any) -> list[str]:
+    """--source-storage-addr (comma-separated), by default the source controller's in-cluster
+    Service in the runtime namespace, as its --storage-adv-addr advertises it."""
+    flag = str(getattr(options, "source_storage_addr", "") or "")
+    if flag:
+        return [address.strip() for address in flag.split(",") if address.strip()]
+    namespace = runtime_namespace(options) if options is not None else "flux-system"
+    return [f"source-controller.{namespace}.svc.cluster.local."]
 
 
 def _ready_condition(obj: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -104,6 +115,8 @@ class KustomizationReconciler:
         self.artifacts = ArtifactCache(
             keep=int(getattr(options, "artifact_cache_revisions", 8)),
             max_entries=int(getattr(options, "artifact_max_entries", DEFAULT_MAX_ENTRIES)),
+            retries=int(getattr(options, "http_retry", RETRIES)),
+            storage=source_storage_addresses(options),
         )
 
     # --- watches -----------------------------------------------------------------------------------
@@ -329,6 +342,13 @@ class KustomizationReconciler:
                 f"spec.serviceAccountName '{spec.service_account_name}' is not supported by Tide yet "
                 "(impersonation): nothing was applied; remove the field to apply with the controller's "
                 "own identity",
+            )
+        if spec.decryption is not None and spec.decryption.service_account_name:
+            raise StalledError(
+                "ReconciliationFailed",
+                f"spec.decryption.serviceAccountName '{spec.decryption.service_account_name}' is not "
+                "supported by Tide yet (workload identity): nothing was applied; use "
+                "spec.decryption.secretRef",
             )
         if spec.kube_config is not None:
             raise StalledError(

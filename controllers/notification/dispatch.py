@@ -26,6 +26,7 @@ from tide.controllers.notification.providers import (
     ProviderConfigError,
     build_requests,
 )
+from tide.shared.runtime.redaction import redact
 
 log = logging.getLogger("tide.notification.dispatch")
 
@@ -50,10 +51,6 @@ class SendError(Exception):
     def __init__(self, message: str, retryable: bool):
         super().__init__(message)
         self.retryable = retryable
-
-
-def redact(text: str, secret: str) -> str:
-    return text.replace(secret, "*****") if secret else text
 
 
 def ssl_context(cfg: ProviderConfig) -> ssl.SSLContext | None:
@@ -206,7 +203,7 @@ class Dispatcher:
             requests = build_requests(cfg, event)
         except ProviderConfigError as exc:
             NOTIFICATIONS.labels(*labels, "invalid").inc()
-            log.error("provider %s/%s: %s", cfg.namespace, cfg.name, redact(str(exc), cfg.token))
+            log.error("provider %s/%s: %s", cfg.namespace, cfg.name, redact(str(exc), cfg.secret_values))
             return False
         ok = True
         for request in requests:
@@ -227,7 +224,7 @@ class Dispatcher:
                 return True
             except SendError as exc:
                 SEND_ATTEMPT_FAILURES.labels(cfg.namespace, cfg.name, cfg.type).inc()
-                message = redact(str(exc), cfg.token)
+                message = redact(str(exc), cfg.secret_values)
                 if not exc.retryable or attempt == self.max_attempts:
                     log.error(
                         "failed to send notification via %s/%s (attempt %d): %s",

@@ -119,6 +119,7 @@ class NotificationServers:
 
 def arg_parser() -> argparse.ArgumentParser:
     from tide.shared.runtime import controller_arg_parser
+    from tide.shared.runtime.controller import add_no_cross_namespace_refs
 
     parser = controller_arg_parser(CONTROLLER_NAME, 4)
     parser.add_argument(
@@ -133,14 +134,7 @@ def arg_parser() -> argparse.ArgumentParser:
         default="5m",
         help="Interval in which identical events are sent once (0 disables).",
     )
-    existing = {a.dest for a in parser._actions}
-    if "no_cross_namespace_refs" not in existing:
-        parser.add_argument(
-            "--no-cross-namespace-refs",
-            dest="no_cross_namespace_refs",
-            action=argparse.BooleanOptionalAction,
-            default=False,
-        )
+    add_no_cross_namespace_refs(parser)
     # Here --events-addr is where events are received, not where they are sent.
     parser.set_defaults(events_addr=DEFAULT_EVENTS_LISTEN)
     return parser

@@ -250,6 +250,7 @@ async def google_tokeninfo(token: str, url: str = GOOGLE_TOKENINFO) -> Mapping[s
 
 
 GOOGLE_ISSUERS = ("accounts.google.com", "https://accounts.google.com")
+GCR_SECRET_KEYS = ("audience", "email")
 
 
 def bearer_token(authorization: str) -> str:
@@ -257,17 +258,26 @@ def bearer_token(authorization: str) -> str:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
-def validate_gcr_claims(claims: Mapping[str, Any], audience: str, email: str = "") -> Verdict:
-    """Claims of a Google-signed OIDC token from a Pub/Sub push: issuer, audience, verified email
-    (and the expected service account email when one is configured; CVE-2026-40109)."""
+def _gcr_config_missing(audience: str, email: str) -> Verdict | None:
+    if audience and email:
+        return None
+    return _deny("the receiver Secret must set 'audience' and 'email' for gcr receivers")
+
+
+def validate_gcr_claims(claims: Mapping[str, Any], audience: str, email: str) -> Verdict:
+    """Claims of a Google-signed OIDC token from a Pub/Sub push: issuer, the audience and the
+    verified service account email the Receiver's Secret names (`audience`, `email`). Google signs
+    tokens for any audience and any account, so both are required (CVE-2026-40109)."""
+    if missing := _gcr_config_missing(audience, email):
+        return missing
     if claims.get("iss") not in GOOGLE_ISSUERS:
         return _deny("the token was not issued by Google")
-    if audience and not _equal(str(claims.get("aud", "")), audience):
-        return _deny("the token audience does not match the receiver")
+    if not _equal(str(claims.get("aud", "")), audience):
+        return _deny("the token audience does not match the receiver's audience")
     if str(claims.get("email_verified", "")).lower() != "true" or not claims.get("email"):
         return _deny("the token has no verified email claim")
-    if email and not _equal(str(claims["email"]), email):
-        return _deny("the token email does not match the receiver's service account")
+    if not _equal(str(claims["email"]), email):
+        return _deny("the token email does not match the receiver's service account email")
     return Verdict(200, "handling GCR event")
 
 
@@ -422,26 +432,31 @@ class ReceiverServer:
                 status, message = max(status, 400), "; ".join(errors)
         return web.Response(status=status, text=(message + "\n") if message else "")
 
-    async def token(self, receiver: Mapping[str, Any]) -> str | None:
+    async def secret(self, receiver: Mapping[str, Any]) -> dict[str, str] | None:
+        """The Receiver Secret's values (`token`; `audience` and `email` for gcr)."""
         ref = (receiver.get("spec") or {}).get("secretRef") or {}
         if not ref.get("name"):
             return None
         secret = await self.kube.get("v1", "Secret", ref["name"], receiver["metadata"]["namespace"])
-        data = secret_data(secret)
-        return data["token"].decode() if "token" in data else None
+        return {key: value.decode(errors="replace") for key, value in secret_data(secret).items()}
 
     async def validate(self, receiver: Mapping[str, Any], request: web.Request, body: bytes) -> Verdict:
         spec = receiver.get("spec") or {}
-        token = await self.token(receiver)
-        if token is None:
+        values = await self.secret(receiver)
+        token = (values or {}).get("token")
+        if values is None or token is None:
             return _deny("unable to read the receiver token")
         if spec.get("type") == "gcr":
-            return await self._validate_gcr(request, body)
+            return await self._validate_gcr(
+                request, body, values.get("audience", ""), values.get("email", "")
+            )
         return validate_request(
             str(spec.get("type", "")), token, request.headers, body, spec.get("events") or []
         )
 
-    async def _validate_gcr(self, request: web.Request, body: bytes) -> Verdict:
+    async def _validate_gcr(self, request: web.Request, body: bytes, audience: str, email: str) -> Verdict:
+        if missing := _gcr_config_missing(audience, email):
+            return missing  # before asking Google about a token nothing could accept
         bearer = bearer_token(request.headers.get("Authorization", ""))
         if not bearer or self.gcr_verifier is None:
             return _deny("the Authorization header is missing or malformed")
@@ -449,7 +464,7 @@ class ReceiverServer:
             claims = await self.gcr_verifier(bearer)
         except Exception as exc:
             return _deny(f"cannot verify the GCR token: {exc}")
-        verdict = validate_gcr_claims(claims, audience="")
+        verdict = validate_gcr_claims(claims, audience, email)
         if verdict.ok and not isinstance(_json_body(body), dict):
             return _bad("cannot decode GCR webhook payload")
         return verdict

@@ -17,10 +17,16 @@ from tide.controllers.notification.providers.config import (
     check_commit_status_expr,
     resolve_provider,
 )
-from tide.controllers.notification.receivers import RECEIVER_TYPES, ResourceFilter, webhook_path
+from tide.controllers.notification.receivers import (
+    GCR_SECRET_KEYS,
+    RECEIVER_TYPES,
+    ResourceFilter,
+    webhook_path,
+)
 from tide.shared.api.notification import Alert, Provider, Receiver
 from tide.shared.kube import secret_data
 from tide.shared.runtime import ReconcileContext, ReconcileError, Result, StalledError
+from tide.shared.runtime.redaction import redact
 
 
 class ReceiverReconciler:
@@ -55,6 +61,14 @@ class ReceiverReconciler:
             raise ReconcileError(
                 "TokenNotFound",
                 f"invalid '{namespace}/{spec.secret_ref.name}' secret data: required field 'token'",
+            )
+        missing = [key for key in GCR_SECRET_KEYS if spec.type == "gcr" and not data.get(key)]
+        if missing:
+            raise ReconcileError(
+                "TokenNotFound",
+                f"invalid '{namespace}/{spec.secret_ref.name}' secret data: gcr receivers require "
+                f"{' and '.join(repr(k) for k in missing)} (the Pub/Sub push token's audience and "
+                "service account email)",
             )
         path = webhook_path(data["token"].decode(), name, namespace)
         previous = ctx.status.webhook_path
@@ -100,11 +114,14 @@ class ProviderReconciler:
             cfg = resolve_provider(
                 obj.to_dict(), secrets["secretRef"], secrets["certSecretRef"], secrets["proxySecretRef"]
             )
+        except ProviderConfigError as exc:
+            raise StalledError("ValidationFailed", str(exc)) from None
+        try:
             if cfg.address or spec.type not in ADDRESS_OPTIONAL:
                 if spec.type not in GIT_ADDRESS_TYPES:
                     require_url(cfg.address, spec.type)
         except ProviderConfigError as exc:
-            raise StalledError("ValidationFailed", str(exc)) from None
+            raise StalledError("ValidationFailed", redact(str(exc), cfg.secret_values)) from None
         return Result()
 
     async def finalize(self, obj: Provider, ctx: ReconcileContext) -> None:

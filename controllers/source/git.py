@@ -54,6 +54,17 @@ class InvalidAuth(GitError):
     reason = "AuthenticationFailed"
 
 
+class SubmoduleDepthExceeded(GitError):
+    """Submodules nest deeper than MAX_SUBMODULE_DEPTH (a repository can name itself)."""
+
+
+class InvalidURL(GitError):
+    """A URL Tide will not fetch: a scheme other than http(s)/ssh, or an SSH host or user that
+    OpenSSH would read as an option."""
+
+    reason = "URLInvalid"
+
+
 @dataclass
 class GitAuth:
     """Credentials from the GitRepository's secretRef (Flux's key names)."""
@@ -177,14 +188,24 @@ class _OpenSSHVendor(SSHVendor):
             args += ["-p", str(port)]
         if protocol_version and protocol_version > 0:
             args += ["-o", f"SetEnv GIT_PROTOCOL=version={protocol_version}"]
-        if host.startswith("-"):
-            raise GitError(f"invalid host {host!r}")
-        args.append(f"{username}@{host}" if username else host)
+        # `--` ends the options: nothing after it is read as one, whatever a URL holds.
+        args += ["--", ssh_destination(host, username)]
         cmd = command.decode() if isinstance(command, bytes) else command
         proc = subprocess.Popen(
             [*args, cmd], bufsize=0, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
         return SubprocessWrapper(proc)
+
+
+def ssh_destination(host: str, username: str | None) -> str:
+    """user@host for OpenSSH; a host or user starting with `-` (an option to ssh, such as
+    `-oProxyCommand=...`) or holding a control character is refused, not left to OpenSSH."""
+    for what, value in (("host", host), ("username", username or "")):
+        if value.startswith("-") or any(ord(c) < 0x20 or c == "\x7f" for c in value):
+            raise InvalidURL(f"invalid SSH {what} {value!r}: it must not start with '-'")
+    if not host:
+        raise InvalidURL("the SSH URL has no host")
+    return f"{username}@{host}" if username else host
 
 
 def _ssh_proxy_command(proxy: Proxy) -> str:
@@ -229,7 +250,11 @@ class Remote:
         self.round_trips = 0
         self._workdir = Path(tempfile.mkdtemp(prefix="tide-git-"))
         self._workdir.chmod(0o700)
-        self.client, self.path = self._client()
+        try:
+            self.client, self.path = self._client()
+        except BaseException:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            raise
 
     def __enter__(self) -> Remote:
         return self
@@ -248,8 +273,9 @@ class Remote:
         if parts.scheme in ("http", "https"):
             return self._http_client(parts.scheme), self.url
         if parts.scheme == "ssh":
-            vendor = _OpenSSHVendor(self._workdir, self.auth, self.timeout)
             username = parts.username or self.auth.username or "git"
+            ssh_destination(parts.hostname or "", username)
+            vendor = _OpenSSHVendor(self._workdir, self.auth, self.timeout)
             client = SSHGitClient(
                 parts.hostname or "", port=parts.port, username=username, vendor=vendor, thin_packs=False
             )
@@ -261,7 +287,7 @@ class Remote:
 
             client._connect = counted  # type: ignore[method-assign]
             return client, parts.path
-        raise GitError(f"unsupported URL scheme '{parts.scheme}': expected http, https or ssh")
+        raise InvalidURL(f"unsupported URL scheme '{parts.scheme}': expected http, https or ssh")
 
     def _http_client(self, scheme: str) -> GitClient:
         auth = self.auth
@@ -395,11 +421,16 @@ def _root_cause(exc: BaseException) -> str:
     return str(reason or exc)
 
 
+MAX_SUBMODULE_DEPTH = 10
+
+
 @dataclass
 class CheckoutOptions:
     sparse: list[str] = field(default_factory=list)
     recurse_submodules: bool = False
     max_entries: int = 0  # files, directories, symlinks and gitlinks; 0: no limit
+    submodule_depth: int = 0
+    """How deep in submodules this checkout is (0: the GitRepository's own repository)."""
 
 
 def clone(
@@ -415,7 +446,7 @@ def clone(
         dest.mkdir(parents=True, exist_ok=True)
         gitlinks = write_tree(repo, obj.tree, dest, options.sparse, options.max_entries)
         if options.recurse_submodules and gitlinks:
-            _checkout_submodules(remote, repo, obj, dest, gitlinks)
+            _checkout_submodules(remote, repo, obj, dest, gitlinks, options.submodule_depth + 1)
         message = obj.message.decode(errors="replace")
         return Checkout(obj.id.decode(), message, tag_object, obj, remote.round_trips)
     finally:
@@ -548,9 +579,33 @@ def _write_files(store: Any, batch: list[tuple[str, bytes, int]]) -> None:
             os.chmod(target, 0o755)
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443, "ssh": 22}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").rstrip(".").lower(), parts.port or default
+
+
+def submodule_auth(parent_url: str, auth: GitAuth, url: str) -> GitAuth:
+    """The parent's credentials for a submodule on the parent's host (same scheme, host and port);
+    for any other host only what is not a credential: CA, known hosts, proxy."""
+    if _origin(url) == _origin(parent_url):
+        return auth
+    return GitAuth(ca_pem=auth.ca_pem, known_hosts=auth.known_hosts, proxy=auth.proxy)
+
+
 def _checkout_submodules(
-    remote: Remote, repo: BaseRepo, commit: Commit, dest: Path, gitlinks: list[tuple[str, str]]
+    remote: Remote,
+    repo: BaseRepo,
+    commit: Commit,
+    dest: Path,
+    gitlinks: list[tuple[str, str]],
+    depth: int = 1,
 ) -> None:
+    if depth > MAX_SUBMODULE_DEPTH:
+        raise SubmoduleDepthExceeded(
+            f"submodules are nested more than {MAX_SUBMODULE_DEPTH} levels deep "
+            f"(at '{gitlinks[0][0]}' in {redact(remote.url)})"
+        )
     try:
         _, blob_id = commit_tree_lookup(repo, commit.tree, b".gitmodules")
     except KeyError as exc:
@@ -568,10 +623,11 @@ def _checkout_submodules(
             raise GitError(f"submodule '{path}' has no URL in .gitmodules")
         if url.startswith(("./", "../")):
             url = urljoin(remote.url.rstrip("/") + "/", url)
-        with Remote(url, remote.auth, remote.timeout) as sub:
+        with Remote(url, submodule_auth(remote.url, remote.auth, url), remote.timeout) as sub:
             from tide.controllers.source.refs import Target as T
 
-            clone(sub, T("commit", None, sha, sha), dest / path, CheckoutOptions(recurse_submodules=True))
+            options = CheckoutOptions(recurse_submodules=True, submodule_depth=depth)
+            clone(sub, T("commit", None, sha, sha), dest / path, options)
             remote.round_trips += sub.round_trips
 
 

@@ -91,11 +91,27 @@ class GitRepositoryReconciler(StoredSourceReconciler):
 
         informer.add_handler(on_event)
 
+    @staticmethod
+    def _check_supported(obj: GitRepository) -> None:
+        """spec.provider other than generic (and so spec.serviceAccountName) means workload
+        identity or a GitHub App: refused, rather than fetching without the credentials asked for."""
+        provider = obj.spec.effective_provider()
+        if provider != "generic":
+            account = obj.spec.service_account_name
+            raise StalledError(
+                "UnsupportedProvider",
+                f"provider '{provider}'"
+                + (f" with serviceAccountName '{account}'" if account else "")
+                + " is not supported by Tide yet: nothing was fetched; use provider 'generic' with "
+                "spec.secretRef",
+            )
+
     # -- the story --------------------------------------------------------------------------
 
     async def reconcile(self, obj: GitRepository, ctx: ReconcileContext) -> Result:
         spec, status = obj.spec, ctx.status
         ns, name = obj.metadata.namespace or "", obj.metadata.name or ""
+        self._check_supported(obj)
         await self._check_storage(obj, ctx)
         auth = await self._auth(obj, ctx)
         includes = await self._includes(obj, ctx)

@@ -1,10 +1,11 @@
 """Artifact client: download a source artifact, verify its digest, extract it safely."""
 
-from tide.shared.artifact.client import fetch_artifact, verify_digest
+from tide.shared.artifact.client import check_artifact_url, fetch_artifact, verify_digest
 from tide.shared.artifact.errors import (
     ArtifactDigestMismatch,
     ArtifactError,
     ArtifactNotFound,
+    ArtifactURLRefused,
     TarHeaderTooLarge,
     TooManyEntries,
 )
@@ -16,8 +17,10 @@ __all__ = [
     "ArtifactDigestMismatch",
     "ArtifactError",
     "ArtifactNotFound",
+    "ArtifactURLRefused",
     "TarHeaderTooLarge",
     "TooManyEntries",
+    "check_artifact_url",
     "extract_tarball",
     "fetch_artifact",
     "verify_digest",

@@ -11,16 +11,23 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
-from tide.shared.artifact.errors import ArtifactDigestMismatch, ArtifactError, ArtifactNotFound
+from tide.shared.artifact.errors import (
+    ArtifactDigestMismatch,
+    ArtifactError,
+    ArtifactNotFound,
+    ArtifactURLRefused,
+)
 from tide.shared.artifact.extract import DEFAULT_MAX_ENTRIES, DEFAULT_MAX_EXTRACTED_SIZE, extract_tarball
 
 RETRIES = 5
 FIRST_BACKOFF = 0.5
+MAX_BACKOFF = 4.0  # --http-retry counts tries: a source controller restart costs seconds, not minutes
 CHUNK = 256 * 1024
 
 
@@ -31,6 +38,32 @@ def localhost_override(url: str) -> str:
         return url
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _host_port(address: str) -> tuple[str, int | None]:
+    """`host[:port]` or a URL as (lower-case host without the trailing dot, port or None)."""
+    try:
+        parts = urlsplit(address if "://" in address else f"http://{address}")
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:  # a malformed host or port matches nothing
+        return "", None
+    return (parts.hostname or "").rstrip(".").lower(), port
+
+
+def check_artifact_url(url: str, storage_addresses: Sequence[str]) -> None:
+    """Refuse an artifact URL that is not http(s) on one of the source controllers' storage
+    addresses (host[:port], port 80 when omitted)."""
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    host, port = _host_port(url)
+    allowed = {_host_port(address) for address in storage_addresses if address}
+    if scheme not in _DEFAULT_PORTS or not host or (host, port) not in allowed:
+        raise ArtifactURLRefused(
+            f"refusing to download the artifact from {url!r}: it is not on the source controller's "
+            f"storage address ({', '.join(a for a in storage_addresses if a)}; --source-storage-addr)"
+        )
 
 
 def parse_digest(digest: str) -> tuple[str, str]:
@@ -77,7 +110,7 @@ async def download(
                 if attempt >= retries:
                     raise ArtifactError(f"failed to download artifact from {url}: {exc}") from exc
                 await asyncio.sleep(delay)
-                delay *= 2
+                delay = min(delay * 2, MAX_BACKOFF)
     finally:
         if own_session:
             await sess.close()
@@ -107,6 +140,7 @@ async def fetch_artifact(
     max_size: int = DEFAULT_MAX_EXTRACTED_SIZE,
     session: aiohttp.ClientSession | None = None,
     max_entries: int = DEFAULT_MAX_ENTRIES,
+    retries: int = RETRIES,
 ) -> Path:
     """Download the artifact at url, check it hashes to digest, extract it into dest_dir.
 
@@ -119,7 +153,7 @@ async def fetch_artifact(
     tmp = Path(tempfile.mkdtemp(prefix="tide-artifact-"))
     try:
         archive = tmp / "artifact.tar.gz"
-        await download(url, archive, max_size, session=session)
+        await download(url, archive, max_size, session=session, retries=retries)
         await asyncio.to_thread(verify_digest, archive, digest)
         return await asyncio.to_thread(extract_tarball, archive, dest_dir, max_size, max_entries)
     finally:

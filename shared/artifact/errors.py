@@ -21,3 +21,8 @@ class TarHeaderTooLarge(ArtifactError):
 
 class TooManyEntries(ArtifactError):
     """The tree has more entries (files, directories, symlinks) than the configured limit."""
+
+
+class ArtifactURLRefused(ArtifactError):
+    """status.artifact.url does not point at the source controller's storage: whoever can write a
+    source's status could otherwise make the consumer fetch from anywhere."""

@@ -21,6 +21,7 @@ from tide.shared.runtime.context import ReconcileContext
 from tide.shared.runtime.controller import (
     controller_arg_parser,
     feature_gates,
+    refuse_unavailable_flags,
     run_controller,
     runtime_namespace,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "StalledError",
     "controller_arg_parser",
     "feature_gates",
+    "refuse_unavailable_flags",
     "run_controller",
     "runtime_namespace",
 ]

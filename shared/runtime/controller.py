@@ -61,8 +61,90 @@ def add_bool(parser: argparse.ArgumentParser, flag: str, default: bool, help: st
     )
 
 
-def controller_arg_parser(name: str, concurrent_default: int = 4) -> argparse.ArgumentParser:
-    """The flags every Flux controller has (durations parsed to seconds)."""
+class UnavailableFlag(Exception):
+    """A Flux flag Tide knows but does not implement, set on the command line: the controller
+    refuses to start rather than run without what the operator asked for."""
+
+
+class _RefuseWhenSet(argparse.Action):
+    """Parses the flag; a non-empty value is recorded in `args.unavailable_flags` (the controller
+    exits on it before doing anything)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, reason: str = "", **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, default="", metavar="VALUE", **kwargs)
+        self.reason = reason
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, values)
+        if values:
+            refused = UnavailableFlag(f"{option_string} is set but {self.reason}; remove the flag")
+            namespace.unavailable_flags = (*getattr(namespace, "unavailable_flags", ()), refused)
+
+
+def add_unavailable(parser: argparse.ArgumentParser, flag: str, reason: str) -> None:
+    """A Flux flag Tide does not implement yet: accepted empty, refused (exit 1) when set."""
+    parser.add_argument(flag, action=_RefuseWhenSet, reason=reason, help=f"Not available: {reason}.")
+
+
+def add_requeue_dependency(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--requeue-dependency",
+        type=parse_duration_flag,
+        default=30.0,
+        help="The interval at which failing dependencies are reevaluated.",
+    )
+
+
+def add_no_cross_namespace_refs(parser: argparse.ArgumentParser) -> None:
+    add_bool(
+        parser, "--no-cross-namespace-refs", False, "Disallow references to objects in other namespaces."
+    )
+
+
+def feature_gates(args: argparse.Namespace) -> dict[str, bool]:
+    gates: dict[str, bool] = {}
+    for item in str(getattr(args, "feature_gates", "") or "").split(","):
+        if "=" in item:
+            key, _, value = item.partition("=")
+            gates[key.strip()] = parse_bool(value)
+    return gates
+
+
+def _unknown_feature_gates(args: argparse.Namespace) -> list[UnavailableFlag]:
+    known = getattr(args, "known_feature_gates", ())
+    try:
+        gates = feature_gates(args)
+    except argparse.ArgumentTypeError as err:
+        return [UnavailableFlag(f"--feature-gates: {err}")]
+    return [
+        UnavailableFlag(f"--feature-gates: {gate} is not a feature gate of this controller; known: {known}")
+        for gate in gates
+        if gate not in known
+    ]
+
+
+def refuse_unavailable_flags(args: argparse.Namespace) -> None:
+    """Exit 1 with one error log line per unavailable flag that is set (or unknown feature gate)."""
+    refused = (*getattr(args, "unavailable_flags", ()), *_unknown_feature_gates(args))
+    if refused:
+        setup_logging(getattr(args, "log_level", "info"), getattr(args, "log_encoding", "json"))
+    for err in refused:
+        log.error(str(err), extra={"controller": getattr(args, "controller_name", "")})
+    if refused:
+        raise SystemExit(1)
+
+
+def controller_arg_parser(
+    name: str, concurrent_default: int = 4, known_feature_gates: Sequence[str] = ()
+) -> argparse.ArgumentParser:
+    """The flags every Flux controller has (durations parsed to seconds). A --feature-gates entry
+    not in known_feature_gates stops the controller (see refuse_unavailable_flags)."""
     parser = argparse.ArgumentParser(prog=name, description=f"Tide {name}")
     parser.set_defaults(controller_name=name)
     parser.add_argument("--metrics-addr", default=":8080", help="The address the metric endpoint binds to.")
@@ -73,12 +155,6 @@ def controller_arg_parser(name: str, concurrent_default: int = 4) -> argparse.Ar
         type=int,
         default=concurrent_default,
         help="The number of concurrent reconciles per kind.",
-    )
-    parser.add_argument(
-        "--requeue-dependency",
-        type=parse_duration_flag,
-        default=30.0,
-        help="The interval at which failing dependencies are reevaluated.",
     )
     add_bool(
         parser,
@@ -106,7 +182,6 @@ def controller_arg_parser(name: str, concurrent_default: int = 4) -> argparse.Ar
         default="",
         help="Watch for resources with matching labels e.g. 'sharding.fluxcd.io/key=shard1'.",
     )
-    parser.add_argument("--watch-configs-label-selector", default="reconcile.fluxcd.io/watch=Enabled")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "error", "trace"])
     parser.add_argument("--log-encoding", default="json", choices=["json", "console"])
     parser.add_argument("--min-retry-delay", type=parse_duration_flag, default=0.75)
@@ -133,25 +208,18 @@ def controller_arg_parser(name: str, concurrent_default: int = 4) -> argparse.Ar
         default=30.0,
         help="How long in-flight reconciles may run after SIGTERM before they are cancelled.",
     )
-    add_bool(
-        parser, "--no-cross-namespace-refs", False, "Disallow references to objects in other namespaces."
+    parser.set_defaults(unavailable_flags=(), known_feature_gates=tuple(known_feature_gates))
+    parser.add_argument(
+        "--feature-gates",
+        default="",
+        help="A comma separated list of key=value pairs; "
+        + (f"known gates: {', '.join(known_feature_gates)}." if known_feature_gates else "none known."),
     )
-    parser.add_argument("--default-service-account", default="")
-    parser.add_argument("--feature-gates", default="", help="A comma separated list of key=value pairs.")
     return parser
 
 
 def runtime_namespace(args: argparse.Namespace) -> str:
     return str(getattr(args, "runtime_namespace", "") or pod_namespace() or DEFAULT_RUNTIME_NAMESPACE)
-
-
-def feature_gates(args: argparse.Namespace) -> dict[str, bool]:
-    gates: dict[str, bool] = {}
-    for item in str(getattr(args, "feature_gates", "") or "").split(","):
-        if "=" in item:
-            key, _, value = item.partition("=")
-            gates[key.strip()] = parse_bool(value)
-    return gates
 
 
 class ControllerProcess:
@@ -315,6 +383,7 @@ def run_controller(
     """Run until SIGTERM. Called from a plain `main()` it blocks (and exits 1 when leadership is
     lost); called inside a running event loop it returns the coroutine to await."""
     setup_logging(getattr(args, "log_level", "info"), getattr(args, "log_encoding", "json"))
+    refuse_unavailable_flags(args)
     coro = serve(args, reconcilers, servers)
     try:
         asyncio.get_running_loop()

@@ -4,10 +4,13 @@ import pytest
 
 from tide.shared.runtime import controller_arg_parser, feature_gates
 from tide.shared.runtime.addr import parse_address
+from tide.shared.runtime.controller import add_requeue_dependency
 
 
 def test_defaults_are_fluxs() -> None:
-    args = controller_arg_parser("kustomize-controller", 4).parse_args([])
+    parser = controller_arg_parser("kustomize-controller", 4)
+    add_requeue_dependency(parser)
+    args = parser.parse_args([])
     assert args.controller_name == "kustomize-controller"
     assert args.concurrent == 4
     assert args.metrics_addr == ":8080" and args.health_addr == ":9440"
@@ -37,7 +40,9 @@ def test_go_style_booleans(argv: list[str], expected: bool) -> None:
 
 
 def test_durations_and_selectors() -> None:
-    args = controller_arg_parser("x").parse_args(
+    parser = controller_arg_parser("x")
+    add_requeue_dependency(parser)
+    args = parser.parse_args(
         [
             "--requeue-dependency=5s",
             "--max-retry-delay=1h30m",

@@ -231,6 +231,9 @@ async def test_receiver_resource_filter():
 
 async def test_receiver_gcr_checks_google_token():
     objs = receiver_objects("gcr")
+    objs[0]["data"].update(
+        audience=b64("https://hooks.example/gcr"), email=b64("sa@p.iam.gserviceaccount.com")
+    )
     kube = FakeKube(objs)
     seen: list[str] = []
 
@@ -240,6 +243,7 @@ async def test_receiver_gcr_checks_google_token():
             raise ValueError("invalid token")
         return {
             "iss": "https://accounts.google.com",
+            "aud": "https://hooks.example/gcr",
             "email": "sa@p.iam.gserviceaccount.com",
             "email_verified": "true",
         }
@@ -256,6 +260,25 @@ async def test_receiver_gcr_checks_google_token():
         assert (await client.post(path, data=body, headers={"Authorization": "Bearer good"})).status == 200
     assert seen == ["bad", "good"]
     assert len(kube.patches) == 2
+
+
+async def test_receiver_gcr_without_audience_and_email_refuses_google_tokens():
+    """A Receiver Secret with only a token would accept a token Google signed for anyone."""
+    kube = FakeKube(receiver_objects("gcr"))
+    seen: list[str] = []
+
+    async def verifier(token: str) -> dict[str, Any]:
+        seen.append(token)
+        return {"iss": "https://accounts.google.com", "aud": "any", "email": "a@b", "email_verified": "true"}
+
+    body = json.dumps({"message": {"data": base64.b64encode(b'{"tag": "x:v1"}').decode()}})
+    server = ReceiverServer("127.0.0.1:0", kube, gcr_verifier=verifier)
+    async with TestClient(TestServer(server.app())) as client:
+        resp = await client.post(
+            webhook_path("tok", "r", "apps"), data=body, headers={"Authorization": "Bearer t"}
+        )
+        assert resp.status == 401
+    assert kube.patches == [] and seen == []
 
 
 async def test_router_reports_metadata_conflicts_on_the_alert():

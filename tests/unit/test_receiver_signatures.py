@@ -186,18 +186,32 @@ def test_unknown_type():
 
 
 def test_gcr_claims():
-    good = {
-        "iss": "https://accounts.google.com",
-        "aud": "https://x/hook/a",
-        "email": "sa@p.iam.gserviceaccount.com",
-        "email_verified": "true",
-    }
-    assert validate_gcr_claims(good, "https://x/hook/a").ok
-    assert validate_gcr_claims(good, "https://x/hook/a", email="sa@p.iam.gserviceaccount.com").ok
-    assert validate_gcr_claims({**good, "iss": "evil"}, "").status == 401
-    assert validate_gcr_claims(good, "https://x/hook/b").status == 401
-    assert validate_gcr_claims({**good, "email_verified": False}, "").status == 401
-    assert validate_gcr_claims(good, "", email="other@p").status == 401
+    aud, sa = "https://x/hook/a", "sa@p.iam.gserviceaccount.com"
+    good = {"iss": "https://accounts.google.com", "aud": aud, "email": sa, "email_verified": "true"}
+    assert validate_gcr_claims(good, aud, sa).ok
+    assert validate_gcr_claims({**good, "iss": "evil"}, aud, sa).status == 401
+    assert validate_gcr_claims({**good, "email_verified": False}, aud, sa).status == 401
+
+
+GCR_AUD, GCR_SA = "https://x/hook/a", "sa@p.iam.gserviceaccount.com"
+
+
+@pytest.mark.parametrize(
+    ("token_claims", "audience", "email"),
+    [
+        ({"aud": "https://other/service"}, GCR_AUD, GCR_SA),  # a token minted for another service
+        ({"email": "attacker@evil.iam.gserviceaccount.com"}, GCR_AUD, GCR_SA),  # any Google account
+        ({}, "", GCR_SA),  # the Receiver does not say which audience
+        ({}, GCR_AUD, ""),  # nor which account
+    ],
+)
+def test_gcr_token_for_another_audience_or_account_is_refused(
+    token_claims: dict[str, str], audience: str, email: str
+) -> None:
+    """Google signs ID tokens for any audience and any account: a valid token proves nothing
+    unless both match what the Receiver's Secret names."""
+    claims = {"iss": "https://accounts.google.com", "aud": GCR_AUD, "email": GCR_SA, "email_verified": "true"}
+    assert validate_gcr_claims({**claims, **token_claims}, audience, email).status == 401
 
 
 def test_constant_time_comparisons_are_used():

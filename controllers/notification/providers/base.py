@@ -39,6 +39,8 @@ class ProviderConfig:
     uid: str = ""
     commit_status_expr: str = ""
     commit_status_id: str = ""  # commit_status_expr evaluated for one notification
+    secret_values: tuple[str, ...] = ()
+    """What came from Secrets (address, credentials, headers): masked in logs, Events, status."""
 
 
 @dataclass

@@ -11,6 +11,10 @@ from ruamel.yaml.error import YAMLError
 
 from tide.controllers.notification.providers.base import ProviderConfig, ProviderConfigError
 from tide.shared.kube import secret_data
+from tide.shared.runtime.redaction import redact
+
+# Keys of a Provider's Secrets whose values are credentials (a Slack or Teams address is one).
+SECRET_KEYS = ("address", "password", "token", "headers", "proxy", "tls.key", "keyFile")
 
 DEFAULT_TIMEOUT = 15.0
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
@@ -42,7 +46,38 @@ def parse_headers(raw: bytes) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items()}
 
 
+def secret_values(*secrets: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """The credential values of a Provider's Secrets, and each value of a `headers` map."""
+    values: list[str] = []
+    for secret in secrets:
+        for key, raw in secret_data(secret).items():
+            if key not in SECRET_KEYS:
+                continue
+            text = raw.decode(errors="replace")
+            values.append(text)
+            if key == "headers":
+                values += [line.partition(":")[2].strip().strip("'\"") for line in text.splitlines()]
+    return tuple(values)
+
+
 def resolve_provider(
+    provider: Mapping[str, Any],
+    secret: Mapping[str, Any] | None = None,
+    cert_secret: Mapping[str, Any] | None = None,
+    proxy_secret: Mapping[str, Any] | None = None,
+) -> ProviderConfig:
+    """A ProviderConfig whose secret_values are the Secrets' credentials; a ProviderConfigError's
+    message has them masked."""
+    hidden = secret_values(secret, cert_secret, proxy_secret)
+    try:
+        cfg = _resolve_provider(provider, secret, cert_secret, proxy_secret)
+    except ProviderConfigError as exc:
+        raise ProviderConfigError(redact(str(exc), hidden)) from None
+    cfg.secret_values = hidden
+    return cfg
+
+
+def _resolve_provider(
     provider: Mapping[str, Any],
     secret: Mapping[str, Any] | None = None,
     cert_secret: Mapping[str, Any] | None = None,
