@@ -170,6 +170,22 @@ def test_hostile_copy_operations_fail_with_a_clear_condition(  # type: ignore[no
     assert condition(obj, "Stalled")["status"] == "True"
     assert not ea(kubectl, namespace, "escape") and not ea(kubectl, namespace, "missing")
 
+    # A forged ExternalArtifact whose status points at another object's stored artifact (with its
+    # digest) is refused: a generator composes only what the source controller stored for that source.
+    repo_artifact = wait_ready(kubectl, namespace, "repo")["status"]["artifact"]
+    apply(kubectl, namespace, {"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "ExternalArtifact",
+                               "metadata": {"name": "forged"}, "spec": {}})  # fmt: skip
+    forged = {"status": {"artifact": repo_artifact, "conditions": [
+        {"type": "Ready", "status": "True", "reason": "Succeeded", "message": "forged",
+         "lastTransitionTime": "2025-01-01T00:00:00Z"}]}}  # fmt: skip
+    kubectl("patch", "externalartifact", "forged", "-n", namespace, "--subresource=status", "--type=merge",
+            "-p", json.dumps(forged))  # fmt: skip
+    thief = generator("thief", {"loot": "apps"})
+    thief["spec"]["sources"] = [{"alias": "repo", "kind": "ExternalArtifact", "name": "forged"}]
+    apply(kubectl, namespace, thief)
+    wait_failing(kubectl, namespace, "thief", contains="is not one this source controller stored", kind=kind)
+    assert not ea(kubectl, namespace, "loot")
+
     # A second generator cannot take over the ExternalArtifact of the first.
     apply(kubectl, namespace, generator("first", {"shared": "apps"}))
     wait_ready(kubectl, namespace, "first", kind=kind)

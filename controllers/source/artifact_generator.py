@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from tide.controllers.source import artifact_composer
@@ -32,8 +32,6 @@ from tide.shared.api.artifact_generator import (
     OutputArtifact,
 )
 from tide.shared.api.meta import Artifact
-from tide.shared.artifact import ArtifactError, verify_digest
-from tide.shared.artifact.client import download
 from tide.shared.runtime import ReconcileContext, ReconcileError, Result, StalledError
 from tide.shared.runtime.conditions import now_rfc3339
 
@@ -288,31 +286,25 @@ class ArtifactGeneratorReconciler:
                 return False
         return True
 
-    async def _source_file(
-        self, ctx: ReconcileContext, alias: str, source: ObservedSource, work: Path
-    ) -> Path:
-        """The source's tar.gz: from this controller's storage, else downloaded (an ExternalArtifact
-        another controller serves), checked against its digest either way."""
+    async def _source_file(self, ctx: ReconcileContext, alias: str, source: ObservedSource) -> Path:
+        """The source's tar.gz in this controller's storage, checked against its digest. The status
+        is hostile: its path must be the source's own storage directory (no other object's files)."""
         artifact = source.artifact
-        try:
-            local = self.storage.local_path(artifact.path)
-        except ValueError:
-            local = None
-        if local is not None and await asyncio.to_thread(self.storage.verify, artifact.path, artifact.digest):
-            return local
-        if not artifact.digest:
+        own_dir = self.storage.object_dir(source.kind, source.namespace, source.name)
+        parts = PurePosixPath(artifact.path).parts
+        if not artifact.path.startswith(own_dir + "/") or ".." in parts or not artifact.digest:
             raise ReconcileError(
-                SOURCE_FETCH_FAILED, f"fetch sources failed: the artifact of '@{alias}' has no digest"
+                SOURCE_FETCH_FAILED,
+                f"fetch sources failed: the artifact of '@{alias}' ({artifact.url}) is not one this source "
+                "controller stored for it: only artifacts of its own storage are composed",
             )
-        target = work / f"{alias}.tar.gz"
-        try:
-            await download(artifact.url, target, self.max_artifact_size or 2**62)
-            await asyncio.to_thread(verify_digest, target, artifact.digest)
-        except ArtifactError as exc:
+        if not await asyncio.to_thread(self.storage.verify, artifact.path, artifact.digest):
             raise ReconcileError(
-                SOURCE_FETCH_FAILED, f"fetch sources failed: '@{alias}' ({artifact.url}): {exc}"
-            ) from exc
-        return target
+                SOURCE_FETCH_FAILED,
+                f"fetch sources failed: the artifact of '@{alias}' is not in storage (yet)",
+                requeue_after=float(getattr(ctx.options, "requeue_dependency", 30.0) or 30.0),
+            )
+        return self.storage.local_path(artifact.path)
 
     async def _build(
         self, obj: ArtifactGenerator, ctx: ReconcileContext, observed: dict[str, ObservedSource]
@@ -322,9 +314,7 @@ class ArtifactGeneratorReconciler:
         work = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="tide-ag-"))
         temps: list[Path] = []
         try:
-            files = {
-                alias: str(await self._source_file(ctx, alias, s, work)) for alias, s in observed.items()
-            }
+            files = {alias: str(await self._source_file(ctx, alias, s)) for alias, s in observed.items()}
             for output in obj.spec.artifacts:
                 temps.append(
                     await asyncio.to_thread(self.storage.new_temp_file, EXTERNAL_ARTIFACT, ns, output.name)
