@@ -24,13 +24,14 @@ from tide.controllers.source.server import ArtifactServer
 from tide.controllers.source.storage import Storage, advertised_address
 from tide.shared.artifact import DEFAULT_MAX_ENTRIES
 from tide.shared.runtime import controller_arg_parser, run_controller
-from tide.shared.runtime.controller import parse_duration_flag
+from tide.shared.runtime.controller import add_no_cross_namespace_refs, parse_duration_flag
 
 NAME = "source-controller"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = controller_arg_parser(NAME, 2)
+    add_no_cross_namespace_refs(parser)  # ArtifactGenerator sources (Flux's source-watcher flag)
     parser.add_argument(
         "--storage-path",
         default=os.environ.get("STORAGE_PATH", ""),
