@@ -14,7 +14,7 @@ Flux's source-watcher semantics:
   `**` crosses directories).
 
 Everything is hostile: `..`, absolute paths, symlinks leaving a source, and the size and number of
-files of a generated artifact are refused with a CopyError naming the operation.
+entries of a generated artifact are refused with a CopyError naming the operation.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ from tide.shared.globmatch import compile_glob
 
 GLOB_CHARS = "*?[]"
 TARBALL_SUFFIXES = (".tar.gz", ".tgz")
-DEFAULT_MAX_FILES = DEFAULT_MAX_ENTRIES  # what a consumer will extract
 
 Parts = tuple[str, ...]
 
@@ -73,17 +72,17 @@ class Budget:
     """What one generated artifact may still write."""
 
     max_size: int
-    max_files: int
+    max_entries: int
     size: int = 0
-    files: int = 0
+    entries: int = 0
 
     def spend(self, size: int) -> None:
         self.size += size
-        self.files += 1
+        self.entries += 1
         if self.max_size and self.size > self.max_size:
             raise CopyError(f"artifact size exceeds the limit of {self.max_size} bytes")
-        if self.max_files and self.files > self.max_files:
-            raise CopyError(f"artifact exceeds the limit of {self.max_files} entries (files and directories)")
+        if self.max_entries and self.entries > self.max_entries:
+            raise CopyError(f"artifact exceeds the limit of {self.max_entries} entries (files, directories)")
 
 
 # -- paths and patterns ---------------------------------------------------------------------------
@@ -342,7 +341,10 @@ class _Operation:
         nothing it contains, symlinks included, lands in the artifact unchecked)."""
         scratch = Path(tempfile.mkdtemp(dir=self.work, prefix="extract-"))
         try:
-            extract_tarball(self.tree.path(src), scratch / "tree", self.staging.budget.max_size or 2**62)
+            extract_tarball(
+                self.tree.path(src), scratch / "tree", self.staging.budget.max_size or 2**62,
+                self.staging.budget.max_entries,
+            )  # fmt: skip
         except ArtifactError as exc:
             raise CopyError(f"cannot extract '{'/'.join(src)}': {exc}") from exc
         unpacked = _Operation(
@@ -431,7 +433,7 @@ def generate(
     outputs: Sequence[Output],
     workdir: str,
     max_size: int,
-    max_files: int = DEFAULT_MAX_FILES,
+    max_entries: int = DEFAULT_MAX_ENTRIES,
 ) -> list[Archive]:
     """In a build worker: extract each source artifact (alias -> tar.gz), compose each output in its
     own staging directory and write its deterministic tarball. CopyError names what failed."""
@@ -440,7 +442,7 @@ def generate(
     for alias, archive in sorted(sources.items()):
         root = work / "sources" / alias
         try:
-            extract_tarball(Path(archive), root, max_size or 2**62)
+            extract_tarball(Path(archive), root, max_size or 2**62, max_entries)
         except ArtifactError as exc:
             raise CopyError(f"cannot extract the artifact of source '{alias}': {exc}") from exc
         trees[alias] = SourceTree(alias, root)
@@ -449,7 +451,7 @@ def generate(
         root = work / "outputs" / str(index)
         root.mkdir(parents=True)
         try:
-            apply_copies(output.copies, trees, Staging(root, Budget(max_size, max_files)), work)
+            apply_copies(output.copies, trees, Staging(root, Budget(max_size, max_entries)), work)
         except CopyError as exc:
             raise CopyError(f"{output.name} build failed: {exc}") from exc
         archives.append(build_tarball(root, Path(output.out_file), max_size=max_size))

@@ -32,6 +32,7 @@ from tide.shared.api.artifact_generator import (
     OutputArtifact,
 )
 from tide.shared.api.meta import Artifact
+from tide.shared.artifact import DEFAULT_MAX_ENTRIES
 from tide.shared.runtime import ReconcileContext, ReconcileError, Result, StalledError
 from tide.shared.runtime.conditions import now_rfc3339
 
@@ -153,10 +154,15 @@ class ArtifactGeneratorReconciler:
     finalizer: str | None = FINALIZER
 
     def __init__(
-        self, storage: Storage, max_artifact_size: int = 100 * 1024 * 1024, builds: BuildPool | None = None
+        self,
+        storage: Storage,
+        max_artifact_size: int = 100 * 1024 * 1024,
+        builds: BuildPool | None = None,
+        max_artifact_entries: int = DEFAULT_MAX_ENTRIES,
     ) -> None:
         self.storage = storage
         self.max_artifact_size = max_artifact_size
+        self.max_artifact_entries = max_artifact_entries
         self.builds = builds or BuildPool(0)
 
     def setup(self, controller: Any) -> None:
@@ -325,8 +331,9 @@ class ArtifactGeneratorReconciler:
             ]
             try:
                 build = self.builds.run(
-                    artifact_composer.generate, files, outputs, str(work / "build"), self.max_artifact_size
-                )
+                    artifact_composer.generate, files, outputs, str(work / "build"),
+                    self.max_artifact_size, self.max_artifact_entries,
+                )  # fmt: skip
                 archives: list[Archive] = await asyncio.wait_for(build, BUILD_TIMEOUT)
             except (CopyError, ArtifactTooLarge) as exc:
                 raise ReconcileError(BUILD_FAILED, str(exc)) from exc

@@ -108,8 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--artifact-max-entries",
         type=int,
         default=DEFAULT_MAX_ENTRIES,
-        help="Fail Git checkouts and OCI layers with more files, directories and symlinks "
-        "than this (0: no limit).",
+        help="Fail Git checkouts, OCI layers and generated artifacts with more files, directories "
+        "and symlinks than this (0: no limit).",
     )
     return parser
 
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
                 index_cache=index_cache,
                 index_max_size=args.helm_index_max_size,
             ),
-            ArtifactGeneratorReconciler(storage, args.artifact_max_size, builds),
+            ArtifactGeneratorReconciler(storage, args.artifact_max_size, builds, args.artifact_max_entries),
         ],
         servers=[builds, ArtifactServer(root, args.storage_addr)],
     )
