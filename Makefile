@@ -34,11 +34,13 @@ crds: venv
 lint: venv
 	$(PY) -m ruff check .
 
-# mypy resolves `tide.shared` through a view of the top-level folders under the `tide` namespace.
+# The folders install as `tide.shared`, `tide.controllers`, `tide.cli` (setup.py's package_dir), a
+# mapping mypy cannot follow: it reads them through a view of links under the `tide` namespace.
 types: venv
 	@mkdir -p .tide/typecheck/tide
 	@for d in shared controllers cli; do ln -sfn ../../../$$d .tide/typecheck/tide/$$d; done
-	MYPYPATH=.tide/typecheck $(PY) -m mypy --strict --explicit-package-bases -p tide.shared
+	MYPYPATH=.tide/typecheck $(PY) -m mypy --strict --explicit-package-bases \
+		-p tide.shared -p tide.controllers -p tide.cli
 
 unit: venv
 	$(PYTEST) tests -q

@@ -89,7 +89,7 @@ def twenty_objects() -> dict[str, str]:
 
 
 async def build_time() -> list[dict[str, str]]:
-    from tide.controllers.kustomize.build import build
+    from tide.shared.kustomize.build import build
 
     times = []
     for _ in range(10):

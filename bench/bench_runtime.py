@@ -25,8 +25,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from tide.shared.runtime import Reconciler
 from tide.shared.runtime.events import EventRecorder
-from tide.shared.runtime.reconcile import KindController
+from tide.shared.runtime.kind_controller import KindController
 from tide.shared.runtime.result import Result
 from tide.shared.runtime.workqueue import ShutDown, WorkQueue
 
@@ -79,7 +80,7 @@ class StubKube:
         return await self.patch_merge(api_version, kind, name, namespace, patch)
 
 
-class NoopReconciler:
+class NoopReconciler(Reconciler[Any]):
     finalizer = "finalizers.fluxcd.io"
 
     def __init__(self, model: Any) -> None:

@@ -1,13 +1,12 @@
 """Build a Kustomization from a local directory exactly as the kustomize controller builds its artifact.
 
-The build and substitution are the controller's own functions (tide.controllers.kustomize.build and
-.substitute); this module only supplies the local tree and the variables from the cluster.
+The render is the controller's own (tide.shared.kustomize.render); this module only supplies the
+local tree and the variables from the cluster.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import shutil
 import tempfile
 from pathlib import Path
@@ -38,39 +37,48 @@ def kustomize_binary() -> str | None:
     return str(pinned) if pinned.exists() else None
 
 
-async def postbuild_variables(kube: ClusterClient | None, ks: Obj) -> dict[str, str]:
-    """substituteFrom in order (later wins; missing optional ones skipped), then inline substitute (wins)."""
+async def postbuild_variables(kube: ClusterClient | None, ks: Obj) -> dict[str, str] | None:
+    """The controller's variables; substituteFrom is read from the cluster (skipped without one)."""
+    from pydantic import ValidationError
+
+    from tide.shared.api.kustomize import PostBuild
+    from tide.shared.kustomize.render import VariablesSourceNotFound, substitution_variables
+
     spec = ks.get("spec") or {}
-    post = spec.get("postBuild") or {}
-    variables: dict[str, str] = {}
+    raw_post = dict(spec.get("postBuild") or {})
+    if not raw_post:
+        return None
+    if kube is None:
+        raw_post.pop("substituteFrom", None)
     namespace = (ks.get("metadata") or {}).get("namespace", "default")
-    for ref in post.get("substituteFrom") or []:
+    try:
+        post = PostBuild.model_validate(raw_post)
+    except ValidationError as exc:
+        raise CliError(
+            f"invalid spec.postBuild: {exc}", "fix the Kustomization's postBuild", EXIT_USAGE
+        ) from None
+
+    async def get(kind: str, name: str) -> Obj | None:
         if kube is None:
-            continue
-        kind = ref.get("kind", "ConfigMap")
-        obj = await kube.get("v1", kind, ref["name"], namespace)
-        if obj is None:
-            if ref.get("optional"):
-                continue
-            raise CliError(
-                f"substituteFrom {kind}/{namespace}/{ref['name']} not found",
-                "create it, mark it optional, or build with --dry-run",
-                EXIT_USAGE,
-            )
-        data = obj.get("data") or {}
-        if kind == "Secret":
-            data = {k: base64.b64decode(v).decode(errors="replace") for k, v in data.items()}
-        variables.update({k: str(v) for k, v in data.items()})
-    variables.update({k: str(v) for k, v in (post.get("substitute") or {}).items()})
-    return variables
+            return None
+        return await kube.get("v1", kind, name, namespace)
+
+    try:
+        return await substitution_variables(post, get)
+    except VariablesSourceNotFound as exc:
+        raise CliError(
+            f"substituteFrom {exc.kind}/{namespace}/{exc.name} not found",
+            "create it, mark it optional, or build with --dry-run",
+            EXIT_USAGE,
+        ) from None
 
 
 async def build_local(
     kube: ClusterClient | None, ks: Obj, path: str, strict: bool = False, build_seconds: float = 120
 ) -> list[Obj]:
-    from tide.controllers.kustomize import build as kbuild
-    from tide.controllers.kustomize import substitute as ksub
-    from tide.controllers.kustomize.apply import set_owner_labels
+    from tide.shared.kustomize.build import BuildError
+    from tide.shared.kustomize.render import add_flux_metadata, render
+    from tide.shared.kustomize.substitute import SubstitutionError
 
     local = Path(path)
     if not await asyncio.to_thread(local.is_dir):
@@ -83,6 +91,7 @@ async def build_local(
     spec = dict(ks.get("spec") or {})
     spec["path"] = str((await asyncio.to_thread(local.resolve)).relative_to(root)) or "./"
     meta = ks.get("metadata") or {}
+    variables = await postbuild_variables(kube, ks)
     with tempfile.TemporaryDirectory(prefix="tide-build-") as tmp:
         copy = Path(tmp) / "src"
         # The build rewrites kustomization.yaml in place: never touch the user's tree.
@@ -90,27 +99,20 @@ async def build_local(
             shutil.copytree, root, copy, symlinks=True, ignore=shutil.ignore_patterns(".git")
         )
         try:
-            docs = await kbuild.build(copy, spec, limit=build_seconds, binary=kustomize_binary())
-        except kbuild.BuildError as exc:
+            objects = await render(
+                copy, spec, variables=variables, strict=strict, limit=build_seconds, binary=kustomize_binary()
+            )
+        except BuildError as exc:
             raise CliError(
                 f"build failed: {exc}", "fix the manifests under --path, then retry", EXIT_USAGE
             ) from None
-    objects = [d.obj for d in docs]
-    texts: list[str | None] = [d.text for d in docs]
-    variables = await postbuild_variables(kube, ks)
-    post = spec.get("postBuild") or {}
-    if post and (variables or post.get("substituteStrategy") == "Always"):
-        try:
-            objects = ksub.substitute_objects(objects, variables, strict=strict, texts=texts)
-        except ksub.SubstitutionError as exc:
+        except SubstitutionError as exc:
             raise CliError(
                 f"substitution failed: {exc}",
                 "define the variable in postBuild or give it a default",
                 EXIT_USAGE,
             ) from None
-    kbuild.apply_common_metadata(objects, spec.get("commonMetadata"))
-    for obj in objects:
-        set_owner_labels(obj, meta.get("name", ""), meta.get("namespace", ""))
+    add_flux_metadata(objects, spec.get("commonMetadata"), meta.get("name", ""), meta.get("namespace", ""))
     return objects
 
 

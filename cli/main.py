@@ -13,7 +13,7 @@ import importlib
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 import aiohttp
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from tide.cli.session import Session
 
 Handler = Callable[["Session"], Awaitable[int]]
+SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 EPILOG = """exit codes: 0 ok, 1 not ready / check failed / diff found, 2 usage or user error,
 3 cluster unreachable or request refused, 4 timed out, 130 interrupted.
@@ -53,7 +54,7 @@ def _globals(parser: argparse.ArgumentParser, suppress: bool) -> None:
 
 
 def _leaf(
-    sub: argparse._SubParsersAction, name: str, help_: str, handler: Handler, aliases: tuple[str, ...] = ()
+    sub: SubParsers, name: str, help_: str, handler: Handler, aliases: tuple[str, ...] = ()
 ) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help_, description=help_, aliases=list(aliases))
     _globals(p, suppress=True)
@@ -62,11 +63,11 @@ def _leaf(
 
 
 def _group(
-    sub: argparse._SubParsersAction, name: str, help_: str, aliases: tuple[str, ...] = ()
-) -> argparse._SubParsersAction:
+    sub: SubParsers, name: str, help_: str, aliases: tuple[str, ...] = ()
+) -> SubParsers:
     p = sub.add_parser(name, help=help_, description=help_, aliases=list(aliases))
     _globals(p, suppress=True)
-    s = p.add_subparsers(dest=f"{name}_what", metavar="<kind>", required=True)
+    s: SubParsers = p.add_subparsers(dest=f"{name}_what", metavar="<kind>", required=True)
     return s
 
 
@@ -158,7 +159,7 @@ OTHER_KINDS: list[tuple[str, tuple[str, ...], k.Kind]] = [
 
 
 def _add_source_kinds(
-    group: argparse._SubParsersAction,
+    group: SubParsers,
     verb: str,
     handler_for: Callable[[k.Kind], Handler],
     extra: Callable[[argparse.ArgumentParser], None],

@@ -18,44 +18,14 @@ from tide.cli.kinds import (
     Kind,
     kind_by_word,
 )
+from tide.shared.api.meta import format_duration, parse_duration
 
 Obj = dict[str, Any]
-
-_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)")
-
-
-def parse_duration(text: str) -> float:
-    """Go duration (`1m30s`, `500ms`, `2h`) to seconds."""
-    text = text.strip()
-    if text in ("0", ""):
-        return 0.0
-    pos, total = 0, 0.0
-    for m in _PART.finditer(text):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    if pos != len(text) or pos == 0:
-        raise ValueError(f"invalid duration {text!r}: use Go durations like 30s, 1m, 1h30m")
-    return total
 
 
 def go_duration(text: str) -> str:
     """Normalise to Go's time.Duration.String() as Flux prints it: 1m -> 1m0s, 90s -> 1m30s, 2h -> 2h0m0s."""
-    seconds = parse_duration(text)
-    if seconds == 0:
-        return "0s"
-    if seconds < 1:
-        return f"{seconds * 1000:g}ms"
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    secs_text = f"{secs:g}s"
-    if hours:
-        return f"{int(hours)}h{int(minutes)}m{secs_text}"
-    if minutes:
-        return f"{int(minutes)}m{secs_text}"
-    return secs_text
+    return format_duration(parse_duration(text, go=True), go=True)
 
 
 def git_repository(

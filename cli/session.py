@@ -11,8 +11,8 @@ from typing import Any
 
 from tide.cli.errors import WaitTimeoutError
 from tide.cli.kube import ClusterClient, connect
-from tide.cli.objects import parse_duration
 from tide.cli.output import Printer
+from tide.shared.api.meta import parse_duration
 
 FIELD_MANAGER = "flux"  # Flux's CLI field manager, so objects keep their ownership across Flux and Tide
 POLL_SECONDS = 1.0
@@ -28,7 +28,7 @@ class Session:
         self.args = args
         self.printer = Printer()
         self.namespace: str = args.namespace
-        self.timeout: float = parse_duration(args.timeout)
+        self.timeout: float = parse_duration(args.timeout, go=True)
         self._client: ClusterClient | None = None
         self.out = sys.stdout
 

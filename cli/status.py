@@ -5,23 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tide.shared.runtime.conditions import condition_of, conditions_of
+
 Obj = dict[str, Any]
-
-
-def conditions(obj: Obj) -> list[Obj]:
-    return list((obj.get("status") or {}).get("conditions") or [])
-
-
-def condition(obj: Obj, type_: str) -> Obj | None:
-    for c in conditions(obj):
-        if c.get("type") == type_:
-            return c
-    return None
 
 
 def ready(obj: Obj) -> tuple[str, str, str]:
     """(status, reason, message) of Ready; Unknown with 'waiting to be reconciled' when absent."""
-    c = condition(obj, "Ready")
+    c = condition_of(obj, "Ready")
     if c is None:
         return "Unknown", "", "waiting to be reconciled"
     return str(c.get("status", "Unknown")), str(c.get("reason", "")), str(c.get("message", ""))
@@ -51,7 +42,7 @@ STATIC_KINDS = ("Alert", "Provider")  # notification v1beta3: configuration only
 def row(obj: Obj, name_prefix: str = "", with_namespace: bool = False) -> list[str]:
     meta = obj.get("metadata") or {}
     status, _, message = ready(obj)
-    if obj.get("kind") in STATIC_KINDS and condition(obj, "Ready") is None:
+    if obj.get("kind") in STATIC_KINDS and condition_of(obj, "Ready") is None:
         status, message = "-", ""
     cells = [f"{name_prefix}{meta.get('name', '')}", revision(obj), str(suspended(obj)), status, message]
     if with_namespace:
@@ -79,7 +70,7 @@ def matches_status_selector(obj: Obj, selector: str) -> bool:
                 f"invalid status selector {part!r}: expected <condition>=<status>, e.g. ready=false"
             )
         type_, want = (s.strip().lower() for s in part.split("=", 1))
-        c = next((c for c in conditions(obj) if str(c.get("type", "")).lower() == type_), None)
+        c = next((c for c in conditions_of(obj) if str(c.get("type", "")).lower() == type_), None)
         have = str(c.get("status", "")).lower() if c else ("unknown" if type_ == "ready" else "")
         if have != want:
             return False
@@ -93,6 +84,8 @@ class Progress:
     done: bool
     failed: bool
     message: str
+    unhandled: bool = False
+    """No controller has handled the request (or the generation) yet."""
 
 
 def reconcile_progress(obj: Obj, requested_at: str | None) -> Progress:
@@ -105,14 +98,16 @@ def reconcile_progress(obj: Obj, requested_at: str | None) -> Progress:
     if meta.get("deletionTimestamp"):
         return Progress(False, True, "object is being deleted")
     if requested_at is not None and status.get("lastHandledReconcileAt") != requested_at:
-        return Progress(False, False, "waiting for the controller to pick up the request")
+        return Progress(False, False, "waiting for the controller to pick up the request", unhandled=True)
     observed = status.get("observedGeneration")
     if observed is None or observed != meta.get("generation"):
-        return Progress(False, False, "waiting for the controller to observe the latest generation")
-    stalled = condition(obj, "Stalled")
+        return Progress(
+            False, False, "waiting for the controller to observe the latest generation", unhandled=True
+        )
+    stalled = condition_of(obj, "Stalled")
     if stalled and stalled.get("status") == "True":
         return Progress(False, True, str(stalled.get("message", "stalled")))
-    reconciling = condition(obj, "Reconciling")
+    reconciling = condition_of(obj, "Reconciling")
     ready_status, _, message = ready(obj)
     if reconciling and reconciling.get("status") == "True":
         if reconciling.get("reason") == "ProgressingWithRetry" and ready_status == "False":

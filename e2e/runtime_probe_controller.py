@@ -22,6 +22,7 @@ from tide.shared.api.meta import Duration, KubeObject, ObjectStatus, Spec, parse
 from tide.shared.runtime import (
     ReconcileContext,
     ReconcileError,
+    Reconciler,
     Result,
     StalledError,
     controller_arg_parser,
@@ -105,7 +106,7 @@ def probe_crd() -> dict[str, Any]:
     }
 
 
-class ProbeReconciler:
+class ProbeReconciler(Reconciler[Probe]):
     model = Probe
     finalizer: str | None = "finalizers.fluxcd.io"
 

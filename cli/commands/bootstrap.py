@@ -27,6 +27,7 @@ from tide.cli.commands.reconcile import REQUESTED_AT, wait_ready
 from tide.cli.errors import EXIT_API, EXIT_OK, EXIT_USAGE, CliError
 from tide.cli.kinds import GIT_REPOSITORY, KUSTOMIZATION
 from tide.cli.session import FIELD_MANAGER, Session, now_rfc3339nano
+from tide.shared.runtime.conditions import DEPENDENCY_NOT_READY_REASON, PROGRESSING_REASON
 
 Obj = dict[str, Any]
 NAME = "flux-system"
@@ -285,7 +286,7 @@ async def _wait_revision(session: Session, head: str) -> None:
         if (
             attempted.endswith(head)
             and ready == "False"
-            and reason not in ("Progressing", "DependencyNotReady")
+            and reason not in (PROGRESSING_REASON, DEPENDENCY_NOT_READY_REASON)
         ):
             failure.append(message)
             return True, message

@@ -118,7 +118,7 @@ async def run(session: Session) -> int:
             changed = True
     # objects in the inventory the build no longer has: pruned when prune is on
     if (ks.get("spec") or {}).get("prune"):
-        from tide.controllers.kustomize.inventory import Inventory
+        from tide.shared.inventory import Inventory
 
         for entry in Inventory.from_status((ks.get("status") or {}).get("inventory")):
             ref = entry.ref

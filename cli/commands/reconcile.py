@@ -38,10 +38,12 @@ async def wait_ready(
 ) -> str:
     """Follow the object until Ready=True (returns its message) or fail with the controller's message."""
     failure: list[str] = []
+    unhandled = [False]
 
     async def check() -> tuple[bool, str]:
         obj = await _get(session, kind, name, namespace)
         progress = status.reconcile_progress(obj, requested_at)
+        unhandled[0] = progress.unhandled
         if progress.failed:
             failure.append(progress.message)
             return True, progress.message
@@ -54,7 +56,7 @@ async def wait_ready(
             hint=f"see what the controller reported: `tide events --for {kind.kind}/{name} -n {namespace}`",
         )
     except WaitTimeoutError as exc:
-        if "pick up" in exc.message or "observe" in exc.message:
+        if unhandled[0]:
             exc.hint = (
                 f"no controller handled it: is the {CONTROLLER_OF.get(kind.group, 'controller')} running? "
                 "(`tide check`, or its logs when it runs outside the cluster)"

@@ -58,7 +58,7 @@ def render(node: Node) -> str:
 
 def parse_entry(entry_id: str) -> tuple[str, str, str, str]:
     """Inventory id `<namespace>_<name>_<group>_<kind>` (`:` in names stored as `__`)."""
-    from tide.controllers.kustomize.inventory import ObjectRef
+    from tide.shared.inventory import ObjectRef
 
     ref = ObjectRef.parse(entry_id)
     return ref.namespace, ref.name, ref.group, ref.kind

@@ -82,12 +82,18 @@ class AtomicRelease:
                 report = determine_state(release, hr, desired, drifted=True)
             result.last_state = report.state
             target = await self._rollback_target(hr, report.state)
+
+            def checked_target(
+                _snapshot: ReleaseSnapshot | None, checked: RollbackTarget = target
+            ) -> RollbackTarget:
+                return checked
+
             decision = next_action(
                 report,
                 hr,
                 force_requested=force_requested,
                 default_to_retry_on_failure=self.default_to_retry_on_failure,
-                rollback_target=lambda _snapshot, checked=target: checked,
+                rollback_target=checked_target,
             )
             force_requested = False  # a force request is handled once
             edit_history(hr, decision)

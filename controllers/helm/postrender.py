@@ -89,7 +89,8 @@ def post_render(manifests: str, spec: PostRenderSpec) -> str:
             meta["annotations"] = {**(meta.get("annotations") or {}), **spec.annotations}
         meta["labels"] = {**(meta.get("labels") or {}), **origin}
         out.append(doc)
-    return yaml.safe_dump_all(out, sort_keys=False, default_flow_style=False)
+    text: str = yaml.safe_dump_all(out, sort_keys=False, default_flow_style=False)
+    return text
 
 
 def main(argv: list[str]) -> int:

@@ -116,12 +116,16 @@ def _set_at_path(ref: ValuesReference, namespace: str, path: str, value: str) ->
     helm_python = helm_sdk()  # the Helm SDK library is large: loaded when a targetPath needs it
 
     try:
+        parsed: dict[str, Any]
         if ref.literal:
-            return helm_python.parse_set_string_values(f"{path}={value.translate(_LITERAL_ESCAPES)}")
+            parsed = helm_python.parse_set_string_values(f"{path}={value.translate(_LITERAL_ESCAPES)}")
+            return parsed
         for quote in ("'", '"'):
             if value.startswith(quote) and value.endswith(quote):
-                return helm_python.parse_set_string_values(f"{path}={value.strip(_QUOTES)}")
-        return helm_python.parse_set_string(f"{path}={value}")
+                parsed = helm_python.parse_set_string_values(f"{path}={value.strip(_QUOTES)}")
+                return parsed
+        parsed = helm_python.parse_set_string(f"{path}={value}")
+        return parsed
     except helm_python.HelmError as err:
         raise ValuesDataInvalid(ref, namespace, f"failed to set values at path '{path}': {err}") from err
 
@@ -138,7 +142,7 @@ def config_digest(values: Mapping[str, Any] | None) -> str:
 
 def values_yaml(values: Mapping[str, Any]) -> str:
     """The values as go-yaml v2 writes them for Flux's digest."""
-    return yaml.dump(
+    text: str = yaml.dump(
         _json_shaped(values),
         Dumper=_GoYAMLDumper,
         sort_keys=True,
@@ -146,6 +150,7 @@ def values_yaml(values: Mapping[str, Any]) -> str:
         allow_unicode=True,
         width=80,
     )
+    return text
 
 
 def _json_shaped(value: Any) -> Any:
@@ -161,7 +166,7 @@ def _json_shaped(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-class _GoYAMLDumper(yaml.SafeDumper):
+class _GoYAMLDumper(yaml.SafeDumper):  # type: ignore[misc]
     """PyYAML's emitter (a libyaml port, as go-yaml's) with go-yaml v2's scalar choices."""
 
 

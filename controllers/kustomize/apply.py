@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tide.controllers.kustomize.fields import Fingerprint, comparable, digest, provably_unchanged
-from tide.controllers.kustomize.inventory import ObjectRef, split_api_version
+from tide.shared.inventory import ObjectRef, split_api_version
 from tide.shared.kube.errors import KubeApiError, ResourceNotFoundError
+from tide.shared.kustomize.owner import NAME_LABEL, NAMESPACE_LABEL
+from tide.shared.runtime.conditions import is_condition_true
 
 MANAGER = "kustomize-controller"
-NAME_LABEL = "kustomize.toolkit.fluxcd.io/name"
-NAMESPACE_LABEL = "kustomize.toolkit.fluxcd.io/namespace"
 SSA_KEY = "kustomize.toolkit.fluxcd.io/ssa"
 FORCE_KEY = "kustomize.toolkit.fluxcd.io/force"
 RECONCILE_KEY = "kustomize.toolkit.fluxcd.io/reconcile"
@@ -152,11 +152,6 @@ def staged(objects: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     for obj in objects:
         stages[stage_of(obj)].append(obj)
     return [sorted(s, key=lambda o: _kind_rank(o.get("kind", ""))) for s in stages]
-
-
-def set_owner_labels(obj: dict[str, Any], name: str, namespace: str) -> None:
-    meta = obj.setdefault("metadata", {})
-    meta["labels"] = {**(meta.get("labels") or {}), NAME_LABEL: name, NAMESPACE_LABEL: namespace}
 
 
 def owned_by(obj: Mapping[str, Any], name: str, namespace: str) -> bool:
@@ -376,7 +371,8 @@ class Applier:
         if cache is not None:
             cached = cache.get(meta.get("namespace") or "", meta["name"])
             if cached is not None:
-                return copy.deepcopy(cached)
+                found: dict[str, Any] = copy.deepcopy(cached)
+                return found
             if owned_only:
                 return None
         result = await self.kube.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
@@ -546,7 +542,7 @@ class Applier:
             name = crd["metadata"]["name"]
             while True:
                 live = await self.kube.get(crd["apiVersion"], "CustomResourceDefinition", name)
-                if live and _condition_true(live, "Established"):
+                if live and is_condition_true(live, "Established"):
                     break
                 if time.monotonic() > deadline:
                     raise ApplyError(
@@ -561,10 +557,3 @@ class Applier:
 def _generation(obj: Mapping[str, Any]) -> int | None:
     value = (obj.get("metadata") or {}).get("generation")
     return int(value) if isinstance(value, int) else None
-
-
-def _condition_true(obj: Mapping[str, Any], kind: str) -> bool:
-    for cond in (obj.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == kind:
-            return cond.get("status") == "True"
-    return False

@@ -45,7 +45,7 @@ from typing import Any
 
 import yaml
 
-from tide.controllers.kustomize.fetch import replace_file
+from tide.shared.artifact.fetch import replace_file
 
 from .sops import (
     DecryptionError,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from tide.shared.runtime.conditions import is_ready
+
 Key = tuple[str, str]  # (namespace, name)
 
 
@@ -15,13 +17,6 @@ def dependency_keys(obj: Mapping[str, Any]) -> list[Key]:
         for dep in (obj.get("spec") or {}).get("dependsOn") or []
         if dep.get("name")
     ]
-
-
-def _ready(obj: Mapping[str, Any]) -> bool:
-    for cond in (obj.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == "Ready":
-            return cond.get("status") == "True"
-    return False
 
 
 def _same_source(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
@@ -46,7 +41,7 @@ def dependency_not_ready(
         return f"dependency {name} is being deleted"
     if meta.get("generation") != status.get("observedGeneration"):
         return f"dependency {name} is not ready: reconciliation of its latest generation is in progress"
-    if not _ready(dep):
+    if not is_ready(dep):
         return f"dependency {name} is not ready"
     if revision and _same_source(obj, dep) and status.get("lastAppliedRevision") != revision:
         return f"dependency {name} is not ready: revision {revision} is not applied yet"

@@ -10,7 +10,7 @@ from typing import Any
 
 import celpy
 
-from tide.controllers.kustomize.inventory import ObjectRef, split_api_version
+from tide.shared.inventory import ObjectRef, split_api_version
 from tide.shared.kube.kstatus import Status, StatusKind, compute_status
 
 

@@ -5,16 +5,19 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from tide.controllers.kustomize.build import DEFAULT_MEMORY_LIMIT
+from tide.controllers.kustomize.options import KustomizeOptions
 from tide.controllers.kustomize.reconciler import CANCEL_HEALTH_CHECK_GATE, KustomizationReconciler
 from tide.shared.artifact import DEFAULT_MAX_ENTRIES
-from tide.shared.runtime.controller import (
+from tide.shared.kustomize.build import DEFAULT_MEMORY_LIMIT
+from tide.shared.runtime.process import (
     add_bool,
     add_no_cross_namespace_refs,
     add_requeue_dependency,
     add_unavailable,
     controller_arg_parser,
+    feature_gates,
     run_controller,
+    runtime_namespace,
 )
 
 NAME = "kustomize-controller"
@@ -92,9 +95,36 @@ def arg_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def options_from(args: argparse.Namespace) -> KustomizeOptions:
+    return KustomizeOptions(
+        requeue_dependency=args.requeue_dependency,
+        no_cross_namespace_refs=args.no_cross_namespace_refs,
+        no_remote_bases=args.no_remote_bases,
+        concurrent_ssa=args.concurrent_ssa,
+        artifact_cache_revisions=args.artifact_cache_revisions,
+        sops_age_secret=args.sops_age_secret,
+        runtime_namespace=args.runtime_namespace or "flux-system",
+        override_managers=tuple(args.override_manager),
+        build_memory_limit=args.build_memory_limit,
+        feature_gates=feature_gates(args),
+        artifact_max_entries=args.artifact_max_entries,
+        http_retry=args.http_retry,
+        source_storage=tuple(source_storage_addresses(args)),
+    )
+
+
+def source_storage_addresses(args: argparse.Namespace) -> list[str]:
+    """--source-storage-addr (comma-separated), by default the source controller's in-cluster
+    Service in the runtime namespace, as its --storage-adv-addr advertises it."""
+    flag = str(args.source_storage_addr or "")
+    if flag:
+        return [address.strip() for address in flag.split(",") if address.strip()]
+    return [f"source-controller.{runtime_namespace(args)}.svc.cluster.local."]
+
+
 def main(argv: list[str] | None = None) -> Any:
     args = arg_parser().parse_args(argv)
-    reconciler = KustomizationReconciler(args)
+    reconciler = KustomizationReconciler(options_from(args))
     return run_controller(args, reconcilers=[reconciler], servers=[reconciler.artifacts])
 
 

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from tide.controllers.kustomize.apply import Applier, Change, ChangeSet, owned_by, prune_disabled
-from tide.controllers.kustomize.inventory import Entry, Inventory
+from tide.shared.inventory import Entry, Inventory
 from tide.shared.kube.errors import KubeApiError
 
 DELETION_POLICIES = ("MirrorPrune", "Delete", "WaitForTermination", "Orphan")

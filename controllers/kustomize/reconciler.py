@@ -3,7 +3,6 @@ substitute), apply, prune, health, report."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import copy
 import time
@@ -13,22 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from tide.controllers.kustomize import decrypt
-from tide.controllers.kustomize.apply import Applier, ApplyError, ApplyOptions, ChangeSet, set_owner_labels
-from tide.controllers.kustomize.build import DEFAULT_MEMORY_LIMIT, BuildError, apply_common_metadata, build
+from tide.controllers.kustomize.apply import Applier, ApplyError, ApplyOptions, ChangeSet
 from tide.controllers.kustomize.depends_on import (
     dependency_graph,
     dependency_keys,
     dependency_not_ready,
     find_cycle,
     format_cycle,
-)
-from tide.controllers.kustomize.fetch import (
-    SERVED_SOURCE_KINDS,
-    SOURCE_GROUP_VERSION,
-    ArtifactCache,
-    SourceNotReady,
-    artifact_of,
-    remove_tree,
 )
 from tide.controllers.kustomize.fields import digest
 from tide.controllers.kustomize.health import (
@@ -39,22 +29,54 @@ from tide.controllers.kustomize.health import (
     wait_for_health,
 )
 from tide.controllers.kustomize.history import upsert_history
-from tide.controllers.kustomize.inventory import Entry, Inventory, ObjectRef, split_api_version
+from tide.controllers.kustomize.options import KustomizeOptions
 from tide.controllers.kustomize.prune import delete_entries, should_delete_on_finalize, wait_terminated
-from tide.controllers.kustomize.substitute import SubstitutionError, substitute_objects
 from tide.shared.api.kustomize import Kustomization, Snapshot
-from tide.shared.api.meta import NamespacedObjectKindReference, ResourceInventory, format_duration
-from tide.shared.artifact import DEFAULT_MAX_ENTRIES, ArtifactError
-from tide.shared.artifact.client import RETRIES
+from tide.shared.api.meta import Artifact, NamespacedObjectKindReference, ResourceInventory, format_duration
+from tide.shared.artifact import ArtifactError
+from tide.shared.artifact.fetch import (
+    SERVED_SOURCE_KINDS,
+    SOURCE_GROUP_VERSION,
+    ArtifactCache,
+    SourceNotReady,
+    artifact_of,
+    remove_tree,
+)
+from tide.shared.inventory import Entry, Inventory, ObjectRef, split_api_version
 from tide.shared.kube.errors import ResourceNotFoundError
-from tide.shared.runtime.conditions import now_rfc3339
+from tide.shared.kustomize.build import BuildError, BuildNotFinished
+from tide.shared.kustomize.render import (
+    VariablesSourceNotFound,
+    add_flux_metadata,
+    render,
+    substitution_variables,
+)
+from tide.shared.kustomize.substitute import SubstitutionError
+from tide.shared.runtime.conditions import (
+    ACCESS_DENIED_REASON,
+    ARTIFACT_FAILED_REASON,
+    BUILD_FAILED_REASON,
+    DEPENDENCY_NOT_READY_REASON,
+    HEALTH_CHECK_CANCELED_REASON,
+    HEALTH_CHECK_FAILED_REASON,
+    HEALTHY,
+    INVALID_CEL_EXPRESSION_REASON,
+    PROGRESSING_REASON,
+    PRUNE_FAILED_REASON,
+    READY,
+    RECONCILIATION_FAILED_REASON,
+    RECONCILIATION_SUCCEEDED_REASON,
+    SUCCEEDED_REASON,
+    condition_of,
+    is_true,
+    now_rfc3339,
+)
 from tide.shared.runtime.context import ReconcileContext
-from tide.shared.runtime.controller import feature_gates, runtime_namespace
+from tide.shared.runtime.kind_controller import KindController
+from tide.shared.runtime.reconciler import FLUX_FINALIZER, Reconciler
 from tide.shared.runtime.result import ReconcileError, Result, StalledError
 
 KUSTOMIZATION_API = Kustomization.storage_api_version()
-READY = "Ready"
-HEALTHY = "Healthy"
 CACHE_SYNC_TIMEOUT = 10.0
 # Off by default, as in Flux: a health wait runs to its end before a new revision is applied.
 CANCEL_HEALTH_CHECK_GATE = "CancelHealthCheckOnNewRevision"
@@ -70,28 +92,16 @@ class CachedBuild:
     digest: str = ""
 
 
-def source_storage_addresses(options: Any) -> list[str]:
-    """--source-storage-addr (comma-separated), by default the source controller's in-cluster
-    Service in the runtime namespace, as its --storage-adv-addr advertises it."""
-    flag = str(getattr(options, "source_storage_addr", "") or "")
-    if flag:
-        return [address.strip() for address in flag.split(",") if address.strip()]
-    namespace = runtime_namespace(options) if options is not None else "flux-system"
-    return [f"source-controller.{namespace}.svc.cluster.local."]
-
-
 def _ready_condition(obj: dict[str, Any]) -> tuple[str | None, str | None]:
-    for c in (obj.get("status") or {}).get("conditions") or []:
-        if c.get("type") == READY:
-            return c.get("status"), c.get("reason")
-    return None, None
+    ready = condition_of(obj, READY) or {}
+    return ready.get("status"), ready.get("reason")
 
 
 def _artifact_changed(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
     if old is None:
         return True
-    a, b = artifact_of(old) or {}, artifact_of(new) or {}
-    return (a.get("revision"), a.get("digest")) != (b.get("revision"), b.get("digest"))
+    a, b = artifact_of(old), artifact_of(new)
+    return (a and (a.revision, a.digest)) != (b and (b.revision, b.digest))
 
 
 def _readiness_changed(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
@@ -102,26 +112,26 @@ def _readiness_changed(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
     ) != (new.get("status") or {}).get("lastAppliedRevision")
 
 
-class KustomizationReconciler:
+class KustomizationReconciler(Reconciler[Kustomization]):
     model = Kustomization
-    finalizer: str | None = "finalizers.fluxcd.io"
+    finalizer = FLUX_FINALIZER
 
-    def __init__(self, options: Any = None) -> None:
-        self.options = options
+    def __init__(self, options: KustomizeOptions | None = None) -> None:
+        self.options = options or KustomizeOptions()
         self.applier: Applier | None = None
         self.builds: dict[Key, CachedBuild] = {}
-        self.controller: Any = None
+        self.controller: KindController | None = None
         self._built: dict[Key, tuple[str, str]] = {}  # this reconcile's build digest and revision
         self.artifacts = ArtifactCache(
-            keep=int(getattr(options, "artifact_cache_revisions", 8)),
-            max_entries=int(getattr(options, "artifact_max_entries", DEFAULT_MAX_ENTRIES)),
-            retries=int(getattr(options, "http_retry", RETRIES)),
-            storage=source_storage_addresses(options),
+            keep=self.options.artifact_cache_revisions,
+            max_entries=self.options.artifact_max_entries,
+            retries=self.options.http_retry,
+            storage=list(self.options.source_storage),
         )
 
     # --- watches -----------------------------------------------------------------------------------
 
-    def setup(self, controller: Any) -> None:
+    def setup(self, controller: KindController) -> None:
         """Reconcile a Kustomization when its source publishes a new artifact, and when a dependency
         becomes ready (sooner than --requeue-dependency)."""
         self.controller = controller
@@ -142,7 +152,7 @@ class KustomizationReconciler:
         )
 
     def _kustomizations(self) -> list[dict[str, Any]]:
-        informer = getattr(self.controller, "informer", None)
+        informer = self.controller.informer if self.controller else None
         return informer.items() if informer is not None else []
 
     def _users_of_source(self, kind: str) -> Any:
@@ -169,9 +179,6 @@ class KustomizationReconciler:
                 yield (ks_meta.get("namespace", ""), ks_meta.get("name", ""))
 
     # --- helpers -----------------------------------------------------------------------------------
-
-    def _option(self, ctx: ReconcileContext, name: str, default: Any) -> Any:
-        return getattr(ctx.options, name, getattr(self.options, name, default))
 
     def _applier(self, ctx: ReconcileContext) -> Applier:
         if self.applier is None or self.applier.kube is not ctx.kube:
@@ -200,9 +207,9 @@ class KustomizationReconciler:
             return result if isinstance(result, dict) else None
 
     def _refuse_cross_namespace(self, ctx: ReconcileContext, what: str, namespace: str | None) -> None:
-        if namespace and namespace != ctx.namespace and self._option(ctx, "no_cross_namespace_refs", False):
+        if namespace and namespace != ctx.namespace and self.options.no_cross_namespace_refs:
             raise StalledError(
-                "AccessDenied",
+                ACCESS_DENIED_REASON,
                 f"cannot access {what} in namespace '{namespace}': cross-namespace references are "
                 "disabled (--no-cross-namespace-refs)",
             )
@@ -218,7 +225,7 @@ class KustomizationReconciler:
         except (ReconcileError, StalledError) as err:
             self._record_history(ctx, key, started, err.reason)
             raise
-        self._record_history(ctx, key, started, "ReconciliationSucceeded")
+        self._record_history(ctx, key, started, RECONCILIATION_SUCCEEDED_REASON)
         return result
 
     def _record_history(self, ctx: ReconcileContext, key: Key, started: float, reason: str) -> None:
@@ -228,7 +235,7 @@ class KustomizationReconciler:
             return
         digest_, revision = built
         metadata = {"revision": revision}
-        if ctx.status.last_applied_origin_revision and reason == "ReconciliationSucceeded":
+        if ctx.status.last_applied_origin_revision and reason == RECONCILIATION_SUCCEEDED_REASON:
             metadata["originRevision"] = ctx.status.last_applied_origin_revision
         history = upsert_history(
             [s.model_dump(by_alias=True, exclude_none=True) for s in ctx.status.history or []],
@@ -242,11 +249,10 @@ class KustomizationReconciler:
 
     async def _reconcile(self, obj: Kustomization, ctx: ReconcileContext) -> Result:
         spec = obj.spec
-        raw_spec: dict[str, Any] = ctx.raw.get("spec") or {}
         key = (ctx.namespace, ctx.name)
         timings: dict[str, float] = {}
         started = mark = time.monotonic()
-        requeue_dependency = float(self._option(ctx, "requeue_dependency", 30.0))
+        requeue_dependency = self.options.requeue_dependency
         self._refuse_unsupported(obj)
 
         source = await self._source(ctx, obj)
@@ -255,25 +261,25 @@ class KustomizationReconciler:
         source_name = f"{ref.kind}/{ref.namespace or ctx.namespace}/{ref.name}"
         if source is None:
             raise ReconcileError(
-                "ArtifactFailed",
+                ARTIFACT_FAILED_REASON,
                 f"Source '{source_name}' not found",
                 requeue_after=spec.retry_interval_seconds(),
             )
         if artifact is None:
             raise ReconcileError(
-                "ArtifactFailed",
+                ARTIFACT_FAILED_REASON,
                 f"Source '{source_name}' is not ready, artifact not found",
                 requeue_after=requeue_dependency,
             )
-        revision = str(artifact.get("revision", ""))
+        revision = artifact.revision
         ctx.status.last_attempted_revision = revision
 
         await self._check_dependencies(ctx, revision, requeue_dependency)
 
         try:
-            exprs = compile_exprs(raw_spec.get("healthCheckExprs"))
+            exprs = compile_exprs([e.to_wire() for e in spec.health_check_exprs or []])
         except InvalidCELExpression as err:
-            raise StalledError("InvalidCELExpression", str(err)) from err
+            raise StalledError(INVALID_CEL_EXPRESSION_REASON, str(err)) from err
 
         objects = await self._desired_objects(ctx, obj, key, artifact, revision, requeue_dependency)
         timings["build"], mark = time.monotonic() - mark, time.monotonic()
@@ -281,10 +287,10 @@ class KustomizationReconciler:
         applier = self._applier(ctx)
         options = ApplyOptions(
             force=bool(spec.force),
-            concurrency=int(self._option(ctx, "concurrent_ssa", 4)),
+            concurrency=self.options.concurrent_ssa,
             wait_timeout=spec.timeout_seconds(),
-            ignore=list(raw_spec.get("ignore") or []),
-            override_managers=tuple(self._option(ctx, "override_manager", []) or ()),
+            ignore=[rule.to_wire() for rule in spec.ignore or []],
+            override_managers=self.options.override_managers,
         )
         old_inventory = Inventory.from_status((ctx.raw.get("status") or {}).get("inventory"))
         try:
@@ -295,7 +301,7 @@ class KustomizationReconciler:
             merged = Inventory([*old_inventory, *(e for e in applied if e.ref not in old_inventory)])
             self._set_inventory(ctx, merged)
             self._report_changes(ctx, err.changes, revision)
-            raise ReconcileError("ReconciliationFailed", str(err)) from err
+            raise ReconcileError(RECONCILIATION_FAILED_REASON, str(err)) from err
         new_inventory = Inventory.from_objects(objects)
         timings["apply"], mark = time.monotonic() - mark, time.monotonic()
 
@@ -307,7 +313,7 @@ class KustomizationReconciler:
             if errors:
                 self._set_inventory(ctx, new_inventory)
                 self._report_changes(ctx, changes, revision)
-                raise ReconcileError("PruneFailed", "\n".join(errors))
+                raise ReconcileError(PRUNE_FAILED_REASON, "\n".join(errors))
         self._set_inventory(ctx, new_inventory)
         timings["prune"] = time.monotonic() - mark
         self._report_changes(ctx, changes, revision, timings)
@@ -315,19 +321,17 @@ class KustomizationReconciler:
         await self._check_health(ctx, obj, objects, changes, exprs, revision)
 
         ctx.status.last_applied_revision = revision
-        origin = (artifact.get("metadata") or {}).get("org.opencontainers.image.revision")
+        origin = (artifact.metadata or {}).get("org.opencontainers.image.revision")
         if origin:
             ctx.status.last_applied_origin_revision = origin
         stored = ctx.stored_status
-        was_ready = any(
-            c.get("type") == READY and c.get("status") == "True" for c in stored.get("conditions") or []
-        )
-        ctx.set_condition(READY, "True", "ReconciliationSucceeded", f"Applied revision: {revision}")
+        was_ready = is_true(stored.get("conditions") or [], READY)
+        ctx.set_condition(READY, "True", RECONCILIATION_SUCCEEDED_REASON, f"Applied revision: {revision}")
         if not was_ready or stored.get("lastAppliedRevision") != revision:
             # Flux's success event, which commit-status providers turn into a Git status.
             ctx.event(
                 "Normal",
-                "ReconciliationSucceeded",
+                RECONCILIATION_SUCCEEDED_REASON,
                 f"Reconciliation finished in {format_duration(time.monotonic() - started)}, "
                 f"next run in {format_duration(spec.interval_seconds())}",
                 metadata={"revision": revision, "commit_status": "update"},
@@ -338,27 +342,27 @@ class KustomizationReconciler:
         spec = obj.spec
         if spec.service_account_name:
             raise StalledError(
-                "ReconciliationFailed",
+                RECONCILIATION_FAILED_REASON,
                 f"spec.serviceAccountName '{spec.service_account_name}' is not supported by Tide yet "
                 "(impersonation): nothing was applied; remove the field to apply with the controller's "
                 "own identity",
             )
         if spec.decryption is not None and spec.decryption.service_account_name:
             raise StalledError(
-                "ReconciliationFailed",
+                RECONCILIATION_FAILED_REASON,
                 f"spec.decryption.serviceAccountName '{spec.decryption.service_account_name}' is not "
                 "supported by Tide yet (workload identity): nothing was applied; use "
                 "spec.decryption.secretRef",
             )
         if spec.kube_config is not None:
             raise StalledError(
-                "ReconciliationFailed",
+                RECONCILIATION_FAILED_REASON,
                 "spec.kubeConfig is not supported by Tide yet (remote clusters): nothing was applied; "
                 "remove the field to apply to this cluster",
             )
         if spec.source_ref.kind not in SERVED_SOURCE_KINDS:
             raise StalledError(
-                "ArtifactFailed",
+                ARTIFACT_FAILED_REASON,
                 f"source kind '{spec.source_ref.kind}' is not supported by Tide yet: nothing was "
                 f"applied; supported source kinds are {', '.join(SERVED_SOURCE_KINDS)}",
             )
@@ -367,7 +371,7 @@ class KustomizationReconciler:
         ref = obj.spec.source_ref
         namespace = ref.namespace or ctx.namespace
         self._refuse_cross_namespace(ctx, f"{ref.kind} '{ref.name}'", ref.namespace)
-        scope = getattr(self.controller, "namespace", None)
+        scope = self.controller.namespace if self.controller else None
         return await self._cached_get(ctx, SOURCE_GROUP_VERSION, ref.kind, namespace, ref.name, scope)
 
     async def _check_dependencies(self, ctx: ReconcileContext, revision: str, requeue: float) -> None:
@@ -378,11 +382,11 @@ class KustomizationReconciler:
         cycle = find_cycle((ctx.namespace, ctx.name), dependency_graph(items or [ctx.raw]))
         if cycle:
             raise ReconcileError(
-                "DependencyNotReady",
+                DEPENDENCY_NOT_READY_REASON,
                 f"circular dependency detected: {format_cycle(cycle)}",
                 requeue_after=requeue,
             )
-        informer = getattr(self.controller, "informer", None)
+        informer = self.controller.informer if self.controller else None
         for dep_key in deps:
             self._refuse_cross_namespace(ctx, f"dependency '{dep_key[1]}'", dep_key[0])
             dep = informer.get(*dep_key) if informer is not None else None
@@ -391,34 +395,22 @@ class KustomizationReconciler:
                 dep = found if isinstance(found, dict) else None
             reason = dependency_not_ready(ctx.raw, dep_key, dep, revision)
             if reason:
-                raise ReconcileError("DependencyNotReady", reason, requeue_after=requeue)
+                raise ReconcileError(DEPENDENCY_NOT_READY_REASON, reason, requeue_after=requeue)
 
     # --- build ---------------------------------------------------------------------------------------
 
     async def _variables(self, ctx: ReconcileContext, obj: Kustomization) -> dict[str, str] | None:
-        post = obj.spec.post_build
-        if post is None:
-            return None
-        variables: dict[str, str] = {}
-        for ref in post.substitute_from or []:
-            found = await self._cached_get(ctx, "v1", ref.kind, ctx.namespace, ref.name, ctx.namespace)
-            if found is None:
-                if ref.optional:
-                    continue
-                raise ReconcileError(
-                    "BuildFailed",
-                    f"substitute from '{ref.kind}/{ctx.namespace}/{ref.name}' failed: "
-                    f'{ref.kind.lower()}s "{ref.name}" not found',
-                )
-            data = found.get("data") or {}
-            if ref.kind == "Secret":
-                variables.update({k: base64.b64decode(v).decode(errors="replace") for k, v in data.items()})
-            else:
-                variables.update({k: str(v) for k, v in data.items()})
-        variables.update(post.substitute or {})
-        if not variables and (post.substitute_strategy or "WithVariables") != "Always":
-            return None
-        return variables
+        async def get(kind: str, name: str) -> dict[str, Any] | None:
+            return await self._cached_get(ctx, "v1", kind, ctx.namespace, name, ctx.namespace)
+
+        try:
+            return await substitution_variables(obj.spec.post_build, get)
+        except VariablesSourceNotFound as err:
+            raise ReconcileError(
+                BUILD_FAILED_REASON,
+                f"substitute from '{err.kind}/{ctx.namespace}/{err.name}' failed: "
+                f'{err.kind.lower()}s "{err.name}" not found',
+            ) from err
 
     async def _keyring_source(
         self, ctx: ReconcileContext, obj: Kustomization
@@ -429,9 +421,9 @@ class KustomizationReconciler:
             return {}, ""
         data: dict[str, bytes] = {}
         versions: list[str] = []
-        global_name = str(self._option(ctx, "sops_age_secret", "") or "")
+        global_name = self.options.sops_age_secret
         if global_name:
-            runtime_ns = str(self._option(ctx, "runtime_namespace", "") or "flux-system")
+            runtime_ns = self.options.runtime_namespace
             found = await self._cached_get(ctx, "v1", "Secret", runtime_ns, global_name, runtime_ns)
             if found is not None:
                 data.update(
@@ -442,7 +434,9 @@ class KustomizationReconciler:
             name = decryption.secret_ref.name
             secret = await self._cached_get(ctx, "v1", "Secret", ctx.namespace, name, ctx.namespace)
             if secret is None:
-                raise ReconcileError("BuildFailed", f"decryption secret '{ctx.namespace}/{name}' not found")
+                raise ReconcileError(
+                    BUILD_FAILED_REASON, f"decryption secret '{ctx.namespace}/{name}' not found"
+                )
             data.update({k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()})
             versions.append(str((secret.get("metadata") or {}).get("resourceVersion", "")))
         return data, "/".join(versions)
@@ -452,7 +446,7 @@ class KustomizationReconciler:
         ctx: ReconcileContext,
         obj: Kustomization,
         key: Key,
-        artifact: dict[str, Any],
+        artifact: Artifact,
         revision: str,
         requeue_dependency: float,
     ) -> list[dict[str, Any]]:
@@ -460,11 +454,11 @@ class KustomizationReconciler:
         keys, keys_version = await self._keyring_source(ctx, obj)
         inputs = digest(
             [
-                artifact.get("digest"),
+                artifact.digest,
                 ctx.generation,
                 variables,
                 keys_version,
-                bool(self._option(ctx, "no_remote_bases", False)),
+                self.options.no_remote_bases,
             ]
         )
         cached = self.builds.get(key)
@@ -475,16 +469,15 @@ class KustomizationReconciler:
             self.builds[key] = cached
         self._built[key] = (cached.digest, revision)
         objects = copy.deepcopy(cached.objects)
-        apply_common_metadata(objects, (ctx.raw.get("spec") or {}).get("commonMetadata"))
-        for o in objects:
-            set_owner_labels(o, ctx.name, ctx.namespace)
+        common = obj.spec.common_metadata
+        add_flux_metadata(objects, common.to_wire() if common else None, ctx.name, ctx.namespace)
         return objects
 
     async def _build(
         self,
         ctx: ReconcileContext,
         obj: Kustomization,
-        artifact: dict[str, Any],
+        artifact: Artifact,
         variables: dict[str, str] | None,
         keys: dict[str, bytes],
         requeue_dependency: float,
@@ -492,14 +485,14 @@ class KustomizationReconciler:
         try:
             root = await self.artifacts.checkout(artifact)
         except SourceNotReady as err:
-            raise ReconcileError("ArtifactFailed", str(err), requeue_after=requeue_dependency) from err
+            raise ReconcileError(ARTIFACT_FAILED_REASON, str(err), requeue_after=requeue_dependency) from err
         except ArtifactError as err:
-            raise ReconcileError("ArtifactFailed", f"failed to fetch artifact: {err}") from err
+            raise ReconcileError(ARTIFACT_FAILED_REASON, f"failed to fetch artifact: {err}") from err
         try:
             keyring = decrypt.Keyring.from_secret_data(keys) if keys else decrypt.Keyring()
         except decrypt.DecryptionError as err:
             await remove_tree(root)
-            raise ReconcileError("BuildFailed", f"invalid decryption keys: {err}") from err
+            raise ReconcileError(BUILD_FAILED_REASON, f"invalid decryption keys: {err}") from err
         try:
             before = None
             if obj.spec.decryption is not None:
@@ -507,39 +500,29 @@ class KustomizationReconciler:
                 def before(root_dir: Path, directory: Path) -> None:
                     decrypt.decrypt_generator_sources(root_dir, directory, keyring)
 
-            docs = await build(
+            def decrypt_objects(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+                if obj.spec.decryption is None and not any(
+                    o.get("kind") == "Secret" and "sops" in o for o in objects
+                ):
+                    return objects
+                return decrypt.decrypt_resources(objects, keyring)
+
+            return await render(
                 root,
-                ctx.raw.get("spec") or {},
-                no_remote_bases=bool(self._option(ctx, "no_remote_bases", False)),
+                obj.spec.to_wire(),
+                variables=variables,
+                no_remote_bases=self.options.no_remote_bases,
                 limit=obj.spec.timeout_seconds(),
-                memory_limit=int(self._option(ctx, "build_memory_limit", DEFAULT_MEMORY_LIMIT)),
+                memory_limit=self.options.build_memory_limit,
                 before_build=before,
+                decrypt=decrypt_objects,
             )
-            objects = [d.obj for d in docs]
-            texts: list[str | None] = [d.text for d in docs]
-            for o in objects:
-                if not o.get("apiVersion") or not o.get("kind") or not (o.get("metadata") or {}).get("name"):
-                    raise BuildError(
-                        f"object without apiVersion, kind or metadata.name in the build output: {o}"
-                    )
-            if obj.spec.decryption is not None or any(
-                o.get("kind") == "Secret" and "sops" in o for o in objects
-            ):
-                before_decrypt = copy.deepcopy(objects)
-                objects = await asyncio.to_thread(decrypt.decrypt_resources, objects, keyring)
-                texts = [
-                    t if o == b else None for o, b, t in zip(objects, before_decrypt, texts, strict=True)
-                ]
-            if variables is not None:
-                # YAML dump, substitution and reload: CPU work, off the event loop.
-                objects = await asyncio.to_thread(substitute_objects, objects, variables, True, texts)
-            return objects
         except decrypt.DecryptionError as err:
-            raise ReconcileError("BuildFailed", f"decryption failed: {err}") from err
+            raise ReconcileError(BUILD_FAILED_REASON, f"decryption failed: {err}") from err
+        except BuildNotFinished as err:
+            raise ReconcileError(BUILD_FAILED_REASON, str(err)) from err
         except (BuildError, SubstitutionError) as err:
-            if isinstance(err, BuildError) and err.transient:
-                raise ReconcileError("BuildFailed", str(err)) from err
-            raise StalledError("BuildFailed", str(err)) from err
+            raise StalledError(BUILD_FAILED_REASON, str(err)) from err
         finally:
             close = getattr(keyring, "close", None)
             if callable(close):
@@ -565,7 +548,7 @@ class KustomizationReconciler:
                 "server-side apply completed",
                 extra={"revision": revision, "changes": changes.counts(), "durationsMs": ms},
             )
-            ctx.event("Normal", "Progressing", message, metadata={"revision": revision})
+            ctx.event("Normal", PROGRESSING_REASON, message, metadata={"revision": revision})
 
     # --- health --------------------------------------------------------------------------------------
 
@@ -605,23 +588,23 @@ class KustomizationReconciler:
             )
 
         source_ref = spec.source_ref
-        scope = getattr(self.controller, "namespace", None)
+        scope = self.controller.namespace if self.controller else None
 
         source_name = f"{source_ref.kind}/{source_ref.namespace or ctx.namespace}/{source_ref.name}"
-        queue = getattr(self.controller, "queue", None)
+        queue = self.controller.queue if self.controller else None
 
         def new_reconcile() -> str | None:
             """Flux's CancelHealthCheckOnNewRevision: a new source revision, or any other new
             reconcile of this Kustomization queued meanwhile (a reconcile request, a spec change)."""
             informer = ctx.kube.informer(SOURCE_GROUP_VERSION, source_ref.kind, namespace=scope)
             current = artifact_of(informer.get(source_ref.namespace or ctx.namespace, source_ref.name))
-            if current is not None and current.get("revision") != revision:
+            if current is not None and current.revision != revision:
                 return f"New reconciliation triggered by {source_name}"
             if queue is not None and queue.is_queued((ctx.namespace, ctx.name)):
                 return f"New reconciliation triggered by Kustomization/{ctx.namespace}/{ctx.name}"
             return None
 
-        gates = feature_gates(self.options) if self.options is not None else {}
+        gates = self.options.feature_gates
         canceled = new_reconcile if gates.get(CANCEL_HEALTH_CHECK_GATE, False) else None
         started = time.monotonic()
         timeout = spec.timeout_seconds()
@@ -632,13 +615,13 @@ class KustomizationReconciler:
             message = (
                 f"Running health checks for revision {revision} with a timeout of {format_duration(timeout)}"
             )
-            ctx.set_condition(HEALTHY, "Unknown", "Progressing", message)
+            ctx.set_condition(HEALTHY, "Unknown", PROGRESSING_REASON, message)
             await ctx.progress(message)
             try:
                 await wait_for_health(targets, get, exprs, limit=timeout, poll=1.0, canceled=canceled)
             except HealthCheckCanceled as err:
                 # As Flux: Healthy stays Unknown; the queued reconcile runs next.
-                raise ReconcileError("HealthCheckCanceled", str(err), requeue_after=0.5) from err
+                raise ReconcileError(HEALTH_CHECK_CANCELED_REASON, str(err), requeue_after=0.5) from err
             except (TimeoutError, RuntimeError) as err:
                 self._health_failed(ctx, started, err)
         except RuntimeError as err:
@@ -646,7 +629,7 @@ class KustomizationReconciler:
         current = ctx.get_condition(HEALTHY)
         if not current or current.get("status") != "True":
             ctx.set_condition(
-                HEALTHY, "True", "Succeeded", f"Health check passed in {time.monotonic() - started:.3f}s"
+                HEALTHY, "True", SUCCEEDED_REASON, f"Health check passed in {time.monotonic() - started:.3f}s"
             )
 
     async def _health_check_ref(
@@ -662,7 +645,7 @@ class KustomizationReconciler:
         except ResourceNotFoundError as err:
             served = f" in {err.api_version}" if err.api_version else ""
             raise ReconcileError(
-                "HealthCheckFailed",
+                HEALTH_CHECK_FAILED_REASON,
                 f"{what}: the API server does not serve the kind {check.kind}{served}; "
                 "check the kind and apiVersion, or install its CustomResourceDefinition",
             ) from err
@@ -672,8 +655,8 @@ class KustomizationReconciler:
 
     def _health_failed(self, ctx: ReconcileContext, started: float, err: Exception) -> None:
         message = f"Health check failed after {time.monotonic() - started:.3f}s: {err}"
-        ctx.set_condition(HEALTHY, "False", "HealthCheckFailed", message)
-        raise ReconcileError("HealthCheckFailed", message) from err
+        ctx.set_condition(HEALTHY, "False", HEALTH_CHECK_FAILED_REASON, message)
+        raise ReconcileError(HEALTH_CHECK_FAILED_REASON, message) from err
 
     # --- deletion ------------------------------------------------------------------------------------
 
@@ -690,12 +673,12 @@ class KustomizationReconciler:
         applier = self._applier(ctx)
         changes, _, errors = await delete_entries(applier, entries, ctx.name, ctx.namespace)
         if changes.entries:
-            ctx.event("Normal", "Progressing", changes.message())
+            ctx.event("Normal", PROGRESSING_REASON, changes.message())
         if errors:
-            raise ReconcileError("PruneFailed", "\n".join(errors))
+            raise ReconcileError(PRUNE_FAILED_REASON, "\n".join(errors))
         if policy == "WaitForTermination":
             remaining = await wait_terminated(applier, [e for e in entries], spec.timeout_seconds())
             if remaining:
                 raise ReconcileError(
-                    "PruneFailed", "timeout waiting for termination of: " + ", ".join(remaining)
+                    PRUNE_FAILED_REASON, "timeout waiting for termination of: " + ", ".join(remaining)
                 )

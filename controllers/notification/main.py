@@ -12,9 +12,9 @@ from typing import Any
 
 from tide.controllers.notification.dispatch import Dispatcher
 from tide.controllers.notification.events import EventServer
-from tide.controllers.notification.providers.config import parse_duration
 from tide.controllers.notification.receivers import ReceiverServer, google_tokeninfo
 from tide.controllers.notification.routing import NOTIFICATION_API, EventRouter
+from tide.shared.api.meta import parse_duration
 
 log = logging.getLogger("tide.notification")
 
@@ -119,7 +119,7 @@ class NotificationServers:
 
 def arg_parser() -> argparse.ArgumentParser:
     from tide.shared.runtime import controller_arg_parser
-    from tide.shared.runtime.controller import add_no_cross_namespace_refs
+    from tide.shared.runtime.process import add_no_cross_namespace_refs
 
     parser = controller_arg_parser(CONTROLLER_NAME, 4)
     parser.add_argument(
@@ -149,16 +149,16 @@ def main(argv: list[str] | None = None) -> int:
     from tide.shared.runtime import run_controller
 
     args = arg_parser().parse_args(argv)
-    rate = args.rate_limit_interval
-    rate_seconds = 0.0 if str(rate) in ("0", "") else parse_duration(str(rate))
+    rate = str(args.rate_limit_interval)
+    rate_seconds = parse_duration(rate, go=True) if rate else 0.0
     servers = NotificationServers(
         events_addr=args.events_addr,
         receiver_addr=args.receiver_addr,
         rate_limit_interval=rate_seconds,
-        no_cross_namespace_refs=bool(getattr(args, "no_cross_namespace_refs", False)),
-        kubeconfig=getattr(args, "kubeconfig", None),
-        qps=float(getattr(args, "kube_api_qps", 50.0) or 50.0),
-        burst=int(getattr(args, "kube_api_burst", 300) or 300),
+        no_cross_namespace_refs=args.no_cross_namespace_refs,
+        kubeconfig=args.kubeconfig,
+        qps=args.kube_api_qps,
+        burst=args.kube_api_burst,
     )
     # The notification controller does not send its own events to itself over HTTP.
     args.events_addr = ""

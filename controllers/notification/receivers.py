@@ -23,6 +23,7 @@ from prometheus_client import Counter
 from tide.controllers.notification.events import parse_listen_address
 from tide.shared import boundedjson
 from tide.shared.kube import secret_data
+from tide.shared.runtime.conditions import READY, condition_of
 
 log = logging.getLogger("tide.notification.receivers")
 
@@ -344,10 +345,8 @@ class Kube(Protocol):
 def is_serving(obj: Mapping[str, Any]) -> bool:
     """Ready, or being reconciled again (Ready=Unknown) with its published path: a periodic
     reconcile must not make the webhook answer 404. Ready=False (no token) does not serve."""
-    for cond in (obj.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == "Ready":
-            return bool(cond.get("status") in ("True", "Unknown"))
-    return False
+    ready = condition_of(obj, READY)
+    return ready is not None and ready.get("status") in ("True", "Unknown")
 
 
 ReceiverSource = Callable[[], Awaitable[list[dict[str, Any]]]]

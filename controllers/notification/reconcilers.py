@@ -26,46 +26,56 @@ from tide.controllers.notification.receivers import (
 from tide.shared.api.notification import Alert, Provider, Receiver
 from tide.shared.kube import secret_data
 from tide.shared.runtime import ReconcileContext, ReconcileError, Result, StalledError
+from tide.shared.runtime.conditions import (
+    READY,
+    SUCCEEDED_REASON,
+    TOKEN_NOT_FOUND_REASON,
+    VALIDATION_FAILED_REASON,
+)
+from tide.shared.runtime.reconciler import FLUX_FINALIZER, Reconciler
 from tide.shared.runtime.redaction import redact
 
 
-class ReceiverReconciler:
+class ReceiverReconciler(Reconciler[Receiver]):
     model = Receiver
-    finalizer: str | None = "finalizers.fluxcd.io"
+    finalizer = FLUX_FINALIZER
 
     async def reconcile(self, obj: Receiver, ctx: ReconcileContext) -> Result:
         name, namespace = obj.metadata.name or "", obj.metadata.namespace or ""
         spec = obj.spec
         if spec.type not in RECEIVER_TYPES:
-            raise StalledError("ValidationFailed", f"receiver type '{spec.type}' is not supported by Tide")
+            raise StalledError(
+                VALIDATION_FAILED_REASON, f"receiver type '{spec.type}' is not supported by Tide"
+            )
         for resource in spec.resources:
             if resource.name == "*" and not resource.match_labels:
                 raise StalledError(
-                    "ValidationFailed",
+                    VALIDATION_FAILED_REASON,
                     f"resource {resource.kind}/*: matchLabels is required when name is '*'",
                 )
         if spec.resource_filter:
             try:
                 ResourceFilter(spec.resource_filter)
             except ValueError as exc:
-                raise StalledError("ValidationFailed", str(exc)) from None
+                raise StalledError(VALIDATION_FAILED_REASON, str(exc)) from None
         if spec.secret_ref is None:
-            raise StalledError("TokenNotFound", "spec.secretRef is required for this receiver type")
+            raise StalledError(TOKEN_NOT_FOUND_REASON, "spec.secretRef is required for this receiver type")
         secret = await ctx.kube.get("v1", "Secret", spec.secret_ref.name, namespace)
         if secret is None:
             raise ReconcileError(
-                "TokenNotFound", f"unable to read token from secret '{namespace}/{spec.secret_ref.name}'"
+                TOKEN_NOT_FOUND_REASON,
+                f"unable to read token from secret '{namespace}/{spec.secret_ref.name}'",
             )
         data = secret_data(secret)
         if "token" not in data:
             raise ReconcileError(
-                "TokenNotFound",
+                TOKEN_NOT_FOUND_REASON,
                 f"invalid '{namespace}/{spec.secret_ref.name}' secret data: required field 'token'",
             )
         missing = [key for key in GCR_SECRET_KEYS if spec.type == "gcr" and not data.get(key)]
         if missing:
             raise ReconcileError(
-                "TokenNotFound",
+                TOKEN_NOT_FOUND_REASON,
                 f"invalid '{namespace}/{spec.secret_ref.name}' secret data: gcr receivers require "
                 f"{' and '.join(repr(k) for k in missing)} (the Pub/Sub push token's audience and "
                 "service account email)",
@@ -74,16 +84,16 @@ class ReceiverReconciler:
         previous = ctx.status.webhook_path
         ctx.status.webhook_path = path
         message = f"Receiver initialized for path: {path}"
-        ctx.set_condition("Ready", "True", "Succeeded", message)
+        ctx.set_condition(READY, "True", SUCCEEDED_REASON, message)
         if previous != path:
-            ctx.event("Normal", "Succeeded", message)
+            ctx.event("Normal", SUCCEEDED_REASON, message)
         return Result()
 
     async def finalize(self, obj: Receiver, ctx: ReconcileContext) -> None:
         return None
 
 
-class ProviderReconciler:
+class ProviderReconciler(Reconciler[Provider]):
     model = Provider
     finalizer: str | None = None
 
@@ -92,7 +102,7 @@ class ProviderReconciler:
         spec = obj.spec
         if spec.type not in BUILDERS:
             raise StalledError(
-                "ValidationFailed",
+                VALIDATION_FAILED_REASON,
                 f"provider type '{spec.type}' is not supported by Tide yet; no notification will be sent",
             )
         secrets: dict[str, dict[str, Any] | None] = {}
@@ -115,20 +125,20 @@ class ProviderReconciler:
                 obj.to_dict(), secrets["secretRef"], secrets["certSecretRef"], secrets["proxySecretRef"]
             )
         except ProviderConfigError as exc:
-            raise StalledError("ValidationFailed", str(exc)) from None
+            raise StalledError(VALIDATION_FAILED_REASON, str(exc)) from None
         try:
             if cfg.address or spec.type not in ADDRESS_OPTIONAL:
                 if spec.type not in GIT_ADDRESS_TYPES:
                     require_url(cfg.address, spec.type)
         except ProviderConfigError as exc:
-            raise StalledError("ValidationFailed", redact(str(exc), cfg.secret_values)) from None
+            raise StalledError(VALIDATION_FAILED_REASON, redact(str(exc), cfg.secret_values)) from None
         return Result()
 
     async def finalize(self, obj: Provider, ctx: ReconcileContext) -> None:
         return None
 
 
-class AlertReconciler:
+class AlertReconciler(Reconciler[Alert]):
     model = Alert
     finalizer: str | None = None
 
@@ -136,7 +146,7 @@ class AlertReconciler:
         spec = obj.spec
         bad = invalid_regexes(list(spec.inclusion_list or []) + list(spec.exclusion_list or []))
         if bad:
-            raise StalledError("ValidationFailed", f"invalid regular expressions: {', '.join(bad)}")
+            raise StalledError(VALIDATION_FAILED_REASON, f"invalid regular expressions: {', '.join(bad)}")
         provider = await ctx.kube.get(
             "notification.toolkit.fluxcd.io/v1beta3",
             "Provider",

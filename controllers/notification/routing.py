@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from tide.controllers.notification.alerts import compose_metadata, matching_alerts, needs_object_labels
@@ -60,7 +60,9 @@ class EventRouter:
 
     async def route(self, event: Event) -> int:
         """Queue the event for every matching Alert's Provider; returns how many were queued."""
-        alerts = [a for a in await self.alerts() if not (a.get("spec") or {}).get("suspend")]
+        alerts: list[Mapping[str, Any]] = [
+            a for a in await self.alerts() if not (a.get("spec") or {}).get("suspend")
+        ]
         involved: dict[str, Any] | None = None
         fetched = False
         if needs_object_labels(alerts, event):

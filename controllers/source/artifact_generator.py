@@ -20,8 +20,7 @@ from typing import Any
 
 from tide.controllers.source import artifact_composer
 from tide.controllers.source.artifact_composer import Copy, CopyError, Output
-from tide.controllers.source.builder import BuildPool
-from tide.controllers.source.storage import Storage
+from tide.controllers.source.stored_source import StoredSourceReconciler
 from tide.controllers.source.tarball import Archive, ArtifactTooLarge
 from tide.shared.api.artifact_generator import (
     FINALIZER,
@@ -32,9 +31,18 @@ from tide.shared.api.artifact_generator import (
     OutputArtifact,
 )
 from tide.shared.api.meta import Artifact
-from tide.shared.artifact import DEFAULT_MAX_ENTRIES
 from tide.shared.runtime import ReconcileContext, ReconcileError, Result, StalledError
-from tide.shared.runtime.conditions import now_rfc3339
+from tide.shared.runtime.conditions import (
+    ACCESS_DENIED_REASON,
+    BUILD_FAILED_REASON,
+    READY,
+    RECONCILIATION_FAILED_REASON,
+    SUCCEEDED_REASON,
+    VALIDATION_FAILED_REASON,
+    now_rfc3339,
+)
+from tide.shared.runtime.events import NORMAL
+from tide.shared.runtime.kind_controller import KindController
 
 SOURCE_API = "source.toolkit.fluxcd.io/v1"
 EXTERNAL_ARTIFACT = "ExternalArtifact"
@@ -42,9 +50,6 @@ WATCHED_SOURCE_KINDS = ("GitRepository", "OCIRepository", "Bucket", "HelmChart",
 REQUEUE_AFTER = 3600.0  # Flux's source-watcher: sources are watched, this is a safety net
 BUILD_TIMEOUT = 300.0  # extraction, copies and tarballs of all outputs, bounded in size already
 SOURCE_FETCH_FAILED = "SourceFetchFailed"
-BUILD_FAILED = "BuildFailed"
-VALIDATION_FAILED = "ValidationFailed"
-ACCESS_DENIED = "AccessDenied"
 
 
 @dataclass(frozen=True)
@@ -74,36 +79,36 @@ def validate(obj: ArtifactGenerator, no_cross_namespace_refs: bool) -> None:
     spec = obj.spec
     if spec.path_pattern:
         raise StalledError(
-            VALIDATION_FAILED,
+            VALIDATION_FAILED_REASON,
             "spec.pathPattern is not supported by Tide yet: no artifact was generated; "
             "list the artifacts in spec.artifacts instead",
         )
     aliases = [s.alias for s in spec.sources]
     duplicates = sorted({a for a in aliases if aliases.count(a) > 1})
     if duplicates:
-        raise StalledError(VALIDATION_FAILED, f"duplicate source alias(es): {', '.join(duplicates)}")
+        raise StalledError(VALIDATION_FAILED_REASON, f"duplicate source alias(es): {', '.join(duplicates)}")
     names = [a.name for a in spec.artifacts]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise StalledError(VALIDATION_FAILED, f"duplicate artifact name(s): {', '.join(duplicates)}")
+        raise StalledError(VALIDATION_FAILED_REASON, f"duplicate artifact name(s): {', '.join(duplicates)}")
     for artifact in spec.artifacts:
         for ref in (artifact.revision, artifact.origin_revision):
             if ref and ref[1:] not in aliases:
                 raise StalledError(
-                    VALIDATION_FAILED, f"artifact '{artifact.name}': unknown source alias '{ref}'"
+                    VALIDATION_FAILED_REASON, f"artifact '{artifact.name}': unknown source alias '{ref}'"
                 )
         for op in artifact.copy_:
             alias = op.from_[1:].split("/", 1)[0]
             if alias not in aliases:
                 raise StalledError(
-                    VALIDATION_FAILED,
+                    VALIDATION_FAILED_REASON,
                     f"artifact '{artifact.name}': copy from unknown source alias '@{alias}'",
                 )
     if no_cross_namespace_refs:
         for source in spec.sources:
             if source.namespace and source.namespace != obj.namespace:
                 raise StalledError(
-                    ACCESS_DENIED,
+                    ACCESS_DENIED_REASON,
                     f"cross-namespace references are not allowed: {source.kind} "
                     f"'{source.namespace}/{source.name}'",
                 )
@@ -149,23 +154,15 @@ def _uid(ctx: ReconcileContext) -> str:
     return str((ctx.raw.get("metadata") or {}).get("uid") or "")
 
 
-class ArtifactGeneratorReconciler:
+class ArtifactGeneratorReconciler(StoredSourceReconciler[ArtifactGenerator]):
+    """Stores its outputs under ExternalArtifact's storage directory (`externalartifact/<ns>/<name>`)."""
+
     model = ArtifactGenerator
-    finalizer: str | None = FINALIZER
+    kind = EXTERNAL_ARTIFACT
+    ready_message = "reconciliation succeeded, generated {revision} artifact(s)"
+    finalizer = FINALIZER
 
-    def __init__(
-        self,
-        storage: Storage,
-        max_artifact_size: int = 100 * 1024 * 1024,
-        builds: BuildPool | None = None,
-        max_artifact_entries: int = DEFAULT_MAX_ENTRIES,
-    ) -> None:
-        self.storage = storage
-        self.max_artifact_size = max_artifact_size
-        self.max_artifact_entries = max_artifact_entries
-        self.builds = builds or BuildPool(0)
-
-    def setup(self, controller: Any) -> None:
+    def setup(self, controller: KindController) -> None:
         """A source with a new artifact (or a generated ExternalArtifact changed or deleted behind
         our back) reconciles the ArtifactGenerators that use it."""
 
@@ -190,7 +187,7 @@ class ArtifactGeneratorReconciler:
         observed = await self._observe_sources(obj, ctx)
         digest = sources_digest(observed)
         if await self._up_to_date(obj, ctx, digest):
-            self._ready(ctx, len(obj.spec.artifacts))
+            self._generated(ctx, len(obj.spec.artifacts))
             return Result(requeue_after=REQUEUE_AFTER)
 
         await ctx.progress(f"building {len(obj.spec.artifacts)} artifact(s)")
@@ -213,7 +210,7 @@ class ArtifactGeneratorReconciler:
         wanted = {output.name for output in obj.spec.artifacts}
         for orphan in [i for i in ctx.status.inventory or [] if i.name not in wanted]:
             await self._remove(ctx, orphan.namespace, orphan.name)
-            ctx.event("Normal", "Ready", f"ExternalArtifact/{orphan.namespace}/{orphan.name} deleted")
+            ctx.event(NORMAL, READY, f"ExternalArtifact/{orphan.namespace}/{orphan.name} deleted")
         for output in obj.spec.artifacts:
             current = next(i for i in inventory if i.name == output.name)
             await asyncio.to_thread(
@@ -225,9 +222,9 @@ class ArtifactGeneratorReconciler:
             )
         ctx.status.inventory = inventory
         ctx.status.observed_sources_digest = digest
-        self._ready(ctx, len(inventory))
+        self._generated(ctx, len(inventory))
         if changed:
-            ctx.event("Normal", "Ready", "external artifacts reconciled: " + "\n".join(changed))
+            ctx.event(NORMAL, READY, "external artifacts reconciled: " + "\n".join(changed))
         return Result(requeue_after=REQUEUE_AFTER)
 
     async def finalize(self, obj: ArtifactGenerator, ctx: ReconcileContext) -> None:
@@ -239,11 +236,8 @@ class ArtifactGeneratorReconciler:
     def _path(self, namespace: str, name: str, filename: str) -> str:
         return f"{self.storage.object_dir(EXTERNAL_ARTIFACT, namespace, name)}/{filename}"
 
-    @staticmethod
-    def _ready(ctx: ReconcileContext, count: int) -> None:
-        ctx.set_condition(
-            "Ready", "True", "Succeeded", f"reconciliation succeeded, generated {count} artifact(s)"
-        )
+    def _generated(self, ctx: ReconcileContext, count: int) -> None:
+        ctx.set_condition(READY, "True", SUCCEEDED_REASON, self.ready_message.format(revision=count))
 
     async def _observe_sources(
         self, obj: ArtifactGenerator, ctx: ReconcileContext
@@ -274,7 +268,7 @@ class ArtifactGeneratorReconciler:
     async def _up_to_date(self, obj: ArtifactGenerator, ctx: ReconcileContext, digest: str) -> bool:
         """No drift: same sources, same generation, every output published and intact."""
         status = ctx.status
-        ready = ctx.get_condition("Ready")
+        ready = ctx.get_condition(READY)
         if status.observed_sources_digest != digest or ctx.observed_generation != ctx.generation:
             return False
         if not ready or ready.get("status") != "True":
@@ -336,19 +330,14 @@ class ArtifactGeneratorReconciler:
                 )  # fmt: skip
                 archives: list[Archive] = await asyncio.wait_for(build, BUILD_TIMEOUT)
             except (CopyError, ArtifactTooLarge) as exc:
-                raise ReconcileError(BUILD_FAILED, str(exc)) from exc
+                raise ReconcileError(BUILD_FAILED_REASON, str(exc)) from exc
             except TimeoutError as exc:
                 message = f"build timed out after {BUILD_TIMEOUT:g}s (the worker was stopped)"
-                raise ReconcileError(BUILD_FAILED, message) from exc
+                raise ReconcileError(BUILD_FAILED_REASON, message) from exc
             stored = []
             for output, temp, archive in zip(obj.spec.artifacts, temps, archives, strict=True):
                 rel = self._path(ns, output.name, f"{archive.digest.removeprefix('sha256:')}.tar.gz")
-                try:
-                    await asyncio.to_thread(self.storage.commit, temp, rel, archive.digest)
-                except OSError as exc:
-                    raise ReconcileError(
-                        "ArchiveOperationFailed", f"unable to save artifact to storage: {exc}"
-                    ) from exc
+                await self._commit(ctx, temp, rel, archive.digest)
                 stored.append(self._describe(output, observed, rel, archive))
             return stored
         finally:
@@ -365,15 +354,7 @@ class ArtifactGeneratorReconciler:
         metadata = None
         if output.origin_revision:
             metadata = {ORIGIN_REVISION_KEY: observed[output.origin_revision[1:]].origin_revision()}
-        return Artifact(
-            path=rel,
-            url=self.storage.url(rel),
-            revision=revision,
-            digest=archive.digest,
-            last_update_time=now_rfc3339(),
-            size=archive.size,
-            metadata=metadata,
-        )
+        return self._stored_artifact(rel, revision, archive.digest, archive.size, metadata)
 
     async def _publish(
         self, obj: ArtifactGenerator, ctx: ReconcileContext, output: OutputArtifact, artifact: Artifact
@@ -384,7 +365,7 @@ class ArtifactGeneratorReconciler:
         owner = (((existing or {}).get("metadata") or {}).get("labels") or {}).get(GENERATOR_LABEL)
         if owner and uid and owner != uid:
             raise ReconcileError(
-                "ReconciliationFailed",
+                RECONCILIATION_FAILED_REASON,
                 f"{output.name} reconcile failed: ExternalArtifact '{ns}/{output.name}' belongs to another "
                 "ArtifactGenerator",
             )
@@ -412,7 +393,7 @@ class ArtifactGeneratorReconciler:
         ready = [
             c
             for c in ((existing or {}).get("status") or {}).get("conditions") or []
-            if c.get("type") == "Ready"
+            if c.get("type") == READY
         ]
         if (
             current.get("digest") == artifact.digest
@@ -422,9 +403,9 @@ class ArtifactGeneratorReconciler:
             return  # unchanged: keep its lastUpdateTime, so nothing downstream moves
         generation = (applied.get("metadata") or {}).get("generation")
         condition = {
-            "type": "Ready",
+            "type": READY,
             "status": "True",
-            "reason": "Succeeded",
+            "reason": SUCCEEDED_REASON,
             "message": "Artifact is ready",
             "lastTransitionTime": now_rfc3339(),
             **({"observedGeneration": generation} if generation is not None else {}),

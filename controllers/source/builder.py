@@ -32,6 +32,7 @@ from dulwich.objects import Blob, Commit, Tag, Tree
 from dulwich.repo import BaseRepo
 
 from tide.controllers.source import git
+from tide.controllers.source.conditions import GIT_OPERATION_FAILED
 from tide.controllers.source.refs import Target
 from tide.controllers.source.sourceignore import (
     IGNORE_FILE,
@@ -58,7 +59,7 @@ class IncludeCopyError(Exception):
 
 
 class WorkerLost(git.GitError):
-    reason = "GitOperationFailed"
+    reason = GIT_OPERATION_FAILED
 
 
 @dataclass(frozen=True)

@@ -8,3 +8,12 @@ ARTIFACT_OUTDATED = "ArtifactOutdated"
 FETCH_FAILED = "FetchFailed"
 SOURCE_VERIFIED = "SourceVerified"
 STORAGE_FAILED = "StorageOperationFailed"
+
+# Reasons, as Flux's source-controller names them.
+GIT_OPERATION_FAILED = "GitOperationFailed"
+AUTHENTICATION_FAILED = "AuthenticationFailed"
+READ_FAILED = "ReadOperationFailed"
+PULL_FAILED = "OCIArtifactPullFailed"
+LAYER_FAILED = "OCIArtifactLayerOperationFailed"
+ARCHIVE_FAILED = "ArchiveOperationFailed"
+URL_INVALID = "URLInvalid"

@@ -35,6 +35,7 @@ from dulwich.errors import GitProtocolError, HangupException, NotGitRepository
 from dulwich.objects import Blob, Commit, Tag, Tree
 from dulwich.repo import BaseRepo, MemoryRepo
 
+from tide.controllers.source.conditions import AUTHENTICATION_FAILED, GIT_OPERATION_FAILED
 from tide.controllers.source.proxy import Proxy
 from tide.controllers.source.refs import Target
 from tide.shared.artifact.extract import check_entries
@@ -43,15 +44,15 @@ from tide.shared.artifact.extract import check_entries
 class GitError(Exception):
     """A Git operation failed; reason is the Flux condition reason."""
 
-    reason = "GitOperationFailed"
+    reason = GIT_OPERATION_FAILED
 
 
 class AuthenticationError(GitError):
-    reason = "AuthenticationFailed"
+    reason = AUTHENTICATION_FAILED
 
 
 class InvalidAuth(GitError):
-    reason = "AuthenticationFailed"
+    reason = AUTHENTICATION_FAILED
 
 
 class SubmoduleDepthExceeded(GitError):

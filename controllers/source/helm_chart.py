@@ -49,7 +49,6 @@ from tide.controllers.source.stored_source import StoredSourceReconciler
 from tide.shared.api.meta import Artifact
 from tide.shared.api.source import GitRepository, HelmChart, HelmRepository
 from tide.shared.runtime import ReconcileContext, ReconcileError, Result, StalledError
-from tide.shared.runtime.conditions import now_rfc3339
 
 KIND = "HelmChart"
 API_VERSION = "source.toolkit.fluxcd.io/v1"
@@ -118,7 +117,7 @@ def _artifact_revision(obj: dict[str, Any] | None) -> str | None:
     return (((obj or {}).get("status") or {}).get("artifact") or {}).get("revision")
 
 
-class HelmChartReconciler(StoredSourceReconciler):
+class HelmChartReconciler(StoredSourceReconciler[HelmChart]):
     model = HelmChart
     kind = KIND
     ready_message = "stored artifact: revision '{revision}'"
@@ -609,14 +608,7 @@ class HelmChartReconciler(StoredSourceReconciler):
         finally:
             await asyncio.to_thread(temp.unlink, True)
         ctx.remove_condition(BUILD_FAILED)
-        return Artifact(
-            path=rel,
-            url=self.storage.url(rel),
-            revision=built.version,
-            digest=digest,
-            last_update_time=now_rfc3339(),
-            size=size,
-        )
+        return self._stored_artifact(rel, built.version, digest, size)
 
     # -- conditions -------------------------------------------------------------------------
 

@@ -27,7 +27,6 @@ from tide.shared.api.meta import Artifact
 from tide.shared.api.source import HelmRepository
 from tide.shared.kube import secret_data
 from tide.shared.runtime import ReconcileContext, Result, StalledError
-from tide.shared.runtime.conditions import now_rfc3339
 
 KIND = "HelmRepository"
 API_VERSION = "source.toolkit.fluxcd.io/v1"
@@ -94,7 +93,7 @@ async def read_secret(kube: Any, namespace: str, name: str, what: str = "secret 
     return secret_data(secret)
 
 
-class HelmRepositoryReconciler(StoredSourceReconciler):
+class HelmRepositoryReconciler(StoredSourceReconciler[HelmRepository]):
     model = HelmRepository
     kind = KIND
     ready_message = "stored artifact: revision '{revision}'"
@@ -179,14 +178,7 @@ class HelmRepositoryReconciler(StoredSourceReconciler):
         finally:
             await asyncio.to_thread(temp.unlink, True)
 
-        new = Artifact(
-            path=rel,
-            url=self.storage.url(rel),
-            revision=revision,
-            digest=fetched.digest,
-            last_update_time=now_rfc3339(),
-            size=fetched.size,
-        )
+        new = self._stored_artifact(rel, revision, fetched.digest, fetched.size)
         status.artifact = new
         status.url = await asyncio.to_thread(self.storage.symlink, rel, "index.yaml")
         self._seen[(ns, name)] = _Seen(url, fetched.digest, fetched.validators)

@@ -11,6 +11,7 @@ from pathlib import Path
 from tide.controllers.source import helm_index
 from tide.controllers.source.artifact_generator import ArtifactGeneratorReconciler
 from tide.controllers.source.builder import BuildPool
+from tide.controllers.source.git_reconciler import GitRepositoryReconciler
 from tide.controllers.source.helm_chart import HelmChartReconciler
 from tide.controllers.source.helm_chart_build import (
     DEFAULT_CHART_FILE_MAX_SIZE,
@@ -19,12 +20,11 @@ from tide.controllers.source.helm_chart_build import (
 )
 from tide.controllers.source.helm_repository import DEFAULT_INDEX_MAX_SIZE, HelmRepositoryReconciler
 from tide.controllers.source.oci_reconciler import OCIRepositoryReconciler
-from tide.controllers.source.reconciler import GitRepositoryReconciler
 from tide.controllers.source.server import ArtifactServer
 from tide.controllers.source.storage import Storage, advertised_address
 from tide.shared.artifact import DEFAULT_MAX_ENTRIES
 from tide.shared.runtime import controller_arg_parser, run_controller
-from tide.shared.runtime.controller import add_no_cross_namespace_refs, parse_duration_flag
+from tide.shared.runtime.process import add_no_cross_namespace_refs, parse_duration_flag
 
 NAME = "source-controller"
 

@@ -23,9 +23,15 @@ import aiohttp
 
 from tide.controllers.source import oci, oci_layer, oci_refs
 from tide.controllers.source.conditions import (
+    ARCHIVE_FAILED,
     ARTIFACT_OUTDATED,
+    AUTHENTICATION_FAILED,
     FETCH_FAILED,
+    LAYER_FAILED,
+    PULL_FAILED,
+    READ_FAILED,
     STORAGE_FAILED,
+    URL_INVALID,
 )
 from tide.controllers.source.oci_refs import COPY
 from tide.controllers.source.proxy import Proxy
@@ -35,17 +41,10 @@ from tide.shared.api.meta import Artifact
 from tide.shared.api.source import OCIRepository
 from tide.shared.kube import secret_data
 from tide.shared.runtime import ReconcileContext, ReconcileError, Result, StalledError
-from tide.shared.runtime.conditions import now_rfc3339
+from tide.shared.runtime.conditions import SUCCEEDED_REASON
 
 KIND = "OCIRepository"
 
-
-AUTHENTICATION_FAILED = "AuthenticationFailed"
-READ_FAILED = "ReadOperationFailed"
-PULL_FAILED = "OCIArtifactPullFailed"
-LAYER_FAILED = "OCIArtifactLayerOperationFailed"
-ARCHIVE_FAILED = "ArchiveOperationFailed"
-URL_INVALID = "URLInvalid"
 
 # Flux's annotations of `flux push artifact`, echoed in the NewArtifact event.
 SOURCE_ANNOTATION = "org.opencontainers.image.source"
@@ -68,7 +67,7 @@ class Resolved:
     revision: str  # v1@sha256:... or sha256:...
 
 
-class OCIRepositoryReconciler(StoredSourceReconciler):
+class OCIRepositoryReconciler(StoredSourceReconciler[OCIRepository]):
     model = OCIRepository
     kind = KIND
     ready_message = "stored artifact for digest '{revision}'"
@@ -317,13 +316,11 @@ class OCIRepositoryReconciler(StoredSourceReconciler):
             await asyncio.to_thread(temp.unlink, True)
             await asyncio.to_thread(shutil.rmtree, workdir, True)
         ctx.remove_condition(STORAGE_FAILED)
-        return Artifact(
-            path=rel,
-            url=self.storage.url(rel),
-            revision=resolved.revision,
-            digest=archive.digest,
-            last_update_time=now_rfc3339(),
-            size=archive.size,
+        return self._stored_artifact(
+            rel,
+            resolved.revision,
+            archive.digest,
+            archive.size,
             metadata=manifest.annotations or None,
         )
 
@@ -385,4 +382,4 @@ class OCIRepositoryReconciler(StoredSourceReconciler):
         if previous is None or previous.digest != artifact.digest:
             ctx.event("Normal", "NewArtifact", message, metadata=metadata)
         elif recovering:
-            ctx.event("Normal", "Succeeded", message, metadata=metadata)
+            ctx.event("Normal", SUCCEEDED_REASON, message, metadata=metadata)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar, NoReturn, TypeVar
 
 from tide.controllers.source.builder import BuildPool
 from tide.controllers.source.conditions import (
@@ -16,14 +16,19 @@ from tide.controllers.source.conditions import (
     STORAGE_FAILED,
 )
 from tide.controllers.source.storage import Storage
+from tide.shared.api.meta import Artifact, KubeObject
 from tide.shared.artifact import DEFAULT_MAX_ENTRIES
 from tide.shared.runtime import ReconcileContext, ReconcileError
+from tide.shared.runtime.conditions import SUCCEEDED_REASON, now_rfc3339
+from tide.shared.runtime.reconciler import FLUX_FINALIZER, Reconciler
+
+Source = TypeVar("Source", bound=KubeObject)
 
 
-class StoredSourceReconciler:
+class StoredSourceReconciler(Reconciler[Source]):
     kind: ClassVar[str]
     ready_message: ClassVar[str]  # format with {revision}
-    finalizer: str | None = "finalizers.fluxcd.io"
+    finalizer = FLUX_FINALIZER
 
     def __init__(
         self,
@@ -38,7 +43,7 @@ class StoredSourceReconciler:
         # Fetch, extract and archive hold the GIL: in worker processes when given a pool.
         self.builds = builds or BuildPool(0)
 
-    async def finalize(self, obj: Any, ctx: ReconcileContext) -> None:
+    async def finalize(self, obj: Source, ctx: ReconcileContext) -> None:
         await asyncio.to_thread(
             self.storage.remove_all, self.kind, obj.metadata.namespace or "", obj.metadata.name or ""
         )
@@ -69,13 +74,27 @@ class StoredSourceReconciler:
             raise ReconcileError("ArchiveOperationFailed", message) from exc
         ctx.remove_condition(STORAGE_FAILED)
 
+    def _stored_artifact(
+        self, rel: str, revision: str, digest: str, size: int, metadata: dict[str, str] | None = None
+    ) -> Artifact:
+        """The status.artifact of a file just stored at rel (a path in the storage)."""
+        return Artifact(
+            path=rel,
+            url=self.storage.url(rel),
+            revision=revision,
+            digest=digest,
+            last_update_time=now_rfc3339(),
+            size=size,
+            metadata=metadata,
+        )
+
     def _ready(self, ctx: ReconcileContext, revision: str) -> None:
         message = self.ready_message.format(revision=revision)
         ctx.remove_condition(ARTIFACT_OUTDATED)
         ctx.remove_condition(FETCH_FAILED)
         ctx.remove_condition(STORAGE_FAILED)
-        ctx.set_condition(ARTIFACT_IN_STORAGE, "True", "Succeeded", message)
-        ctx.set_condition(READY, "True", "Succeeded", message)
+        ctx.set_condition(ARTIFACT_IN_STORAGE, "True", SUCCEEDED_REASON, message)
+        ctx.set_condition(READY, "True", SUCCEEDED_REASON, message)
 
     async def _collect_garbage(self, obj: Any, ctx: ReconcileContext) -> None:
         current = ctx.status.artifact.path if ctx.status.artifact else None

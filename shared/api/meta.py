@@ -29,6 +29,8 @@ from pydantic.alias_generators import to_camel
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_GO_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
+_GO_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, **_UNIT_SECONDS}
 
 Duration = Annotated[str, StringConstraints(pattern=DURATION_PATTERN)]
 """A Go duration string as Flux accepts it: `30s`, `5m`, `1h30m`, `1.5h`, `500ms`."""
@@ -44,28 +46,40 @@ CONDITION_TYPE_PATTERN = (
 CONDITION_REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 
 
-def parse_duration(value: str) -> float:
-    """Seconds in a Flux duration string; ValueError when it does not match Flux's pattern."""
-    if not re.fullmatch(DURATION_PATTERN, value):
-        raise ValueError(f"invalid duration {value!r}: expected e.g. 30s, 5m, 1h30m (units ms, s, m, h)")
-    return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION_PART.findall(value))
+def parse_duration(value: str, *, go: bool = False) -> float:
+    """Seconds in a duration as Flux's API accepts it (`30s`, `1h30m`, `1.5h`; units ms, s, m, h);
+    ValueError otherwise. go=True also takes what Go's time.ParseDuration does (`0`, `us`, `ns`,
+    surrounding blanks), as command-line flags and Provider timeouts do."""
+    if not go:
+        if not re.fullmatch(DURATION_PATTERN, value):
+            raise ValueError(f"invalid duration {value!r}: expected e.g. 30s, 5m, 1h30m (units ms, s, m, h)")
+        return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION_PART.findall(value))
+    text = value.strip()
+    if text == "0":
+        return 0.0
+    parts = _GO_DURATION_PART.findall(text)
+    if not text or "".join(number + unit for number, unit in parts) != text:
+        raise ValueError(f"invalid duration {value!r}: use Go durations like 30s, 1m, 1h30m")
+    return sum(float(number) * _GO_UNIT_SECONDS[unit] for number, unit in parts)
 
 
-def format_duration(seconds: float) -> str:
-    """The Go-like string for a number of seconds (`90` -> `1m30s`), the inverse of parse_duration."""
+def format_duration(seconds: float, *, go: bool = False) -> str:
+    """The text for a number of seconds, the inverse of parse_duration: `90` -> `1m30s`, `3600` -> `1h`,
+    `0.5` -> `500ms`. go=True writes Go's time.Duration.String() (`1m0s`, `2h0m0s`), as Flux prints
+    the durations it writes into objects."""
     if 0 < seconds < 1:
-        return f"{round(seconds * 1000)}ms"
+        return f"{seconds * 1000:g}ms"
     whole = int(seconds)
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
-    fraction = seconds - whole
-    out = ""
-    if hours:
-        out += f"{hours}h"
-    if minutes:
-        out += f"{minutes}m"
-    if secs or fraction or not out:
-        out += f"{secs + fraction:g}s"
+    secs_text = f"{secs + (seconds - whole):g}s"
+    if go:
+        if hours:
+            return f"{hours}h{minutes}m{secs_text}"
+        return f"{minutes}m{secs_text}" if minutes else secs_text
+    out = (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "")
+    if secs or seconds != whole or not out:
+        out += secs_text
     return out
 
 

@@ -8,18 +8,34 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 READY = "Ready"
 RECONCILING = "Reconciling"
 STALLED = "Stalled"
+HEALTHY = "Healthy"
 
+# Flux's reasons (fluxcd/pkg/apis/meta and the controllers' APIs), and the runtime's own.
 PROGRESSING_REASON = "Progressing"
 PROGRESSING_WITH_RETRY_REASON = "ProgressingWithRetry"
 SUCCEEDED_REASON = "Succeeded"
 FAILED_REASON = "Failed"
 INVALID_OBJECT_REASON = "InvalidObject"
+RECONCILIATION_SUCCEEDED_REASON = "ReconciliationSucceeded"
+RECONCILIATION_FAILED_REASON = "ReconciliationFailed"
+DEPENDENCY_NOT_READY_REASON = "DependencyNotReady"
+ACCESS_DENIED_REASON = "AccessDenied"
+ARTIFACT_FAILED_REASON = "ArtifactFailed"
+BUILD_FAILED_REASON = "BuildFailed"
+PRUNE_FAILED_REASON = "PruneFailed"
+HEALTH_CHECK_FAILED_REASON = "HealthCheckFailed"
+HEALTH_CHECK_CANCELED_REASON = "HealthCheckCanceled"
+INVALID_CEL_EXPRESSION_REASON = "InvalidCELExpression"
+VALIDATION_FAILED_REASON = "ValidationFailed"
+TOKEN_NOT_FOUND_REASON = "TokenNotFound"
+FINALIZE_FAILED_REASON = "FinalizeFailed"
 
 MESSAGE_LIMIT = 32768
 _ORDER = {READY: 0, STALLED: 1, RECONCILING: 2}
@@ -53,6 +69,28 @@ def find(conditions: list[Condition], type_: str) -> Condition | None:
 def is_true(conditions: list[Condition], type_: str) -> bool:
     found = find(conditions, type_)
     return found is not None and found.get("status") == "True"
+
+
+# --- on a raw object (a dict from the API server or a watch cache) ------------------------------
+
+
+def conditions_of(obj: Mapping[str, Any] | None) -> list[Condition]:
+    status = (obj or {}).get("status")
+    found = status.get("conditions") if isinstance(status, Mapping) else None
+    return [c for c in found or [] if isinstance(c, dict)]
+
+
+def condition_of(obj: Mapping[str, Any] | None, type_: str) -> Condition | None:
+    return find(conditions_of(obj), type_)
+
+
+def is_condition_true(obj: Mapping[str, Any] | None, type_: str) -> bool:
+    return is_true(conditions_of(obj), type_)
+
+
+def is_ready(obj: Mapping[str, Any] | None) -> bool:
+    """Ready=True on the object."""
+    return is_condition_true(obj, READY)
 
 
 def _sorted(conditions: list[Condition]) -> list[Condition]:

@@ -12,21 +12,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from tide.shared.api.meta import Condition
 from tide.shared.kube import KubeClient
 from tide.shared.runtime import conditions as cond
 from tide.shared.runtime.events import EventRecorder
 from tide.shared.runtime.patch import merge_patch
 
 StatusPatcher = Callable[[dict[str, Any]], Coroutine[Any, Any, dict[str, Any] | None]]
-
-
-def _condition_model() -> type[BaseModel] | None:
-    try:
-        from tide.shared.api.meta import Condition
-    except ImportError:
-        return None
-    model: type[BaseModel] = Condition
-    return model
 
 
 def dump_status(status: Any) -> dict[str, Any]:
@@ -130,29 +122,54 @@ class ReconcileContext:
         if isinstance(self.status, dict):
             self.status["conditions"] = value
             return
-        model = _condition_model()
-        converted = [model.model_validate(c) for c in value] if model is not None else value
-        try:
-            self.status.conditions = converted
-        except AttributeError:
-            pass
+        self.status.conditions = [Condition.model_validate(c) for c in value]
 
     def get_condition(self, type_: str) -> cond.Condition | None:
         return cond.find(self.conditions, type_)
 
+    @property
+    def _stored_conditions(self) -> list[cond.Condition]:
+        return list(self.stored_status.get("conditions") or [])
+
     def set_condition(self, type_: str, status: str, reason: str, message: str) -> None:
         self.conditions = cond.set_condition(
-            self.conditions,
-            type_,
-            status,
-            reason,
-            message,
-            self.generation,
-            stored=self.stored_status.get("conditions") or [],
+            self.conditions, type_, status, reason, message, self.generation, stored=self._stored_conditions
         )
 
     def remove_condition(self, type_: str) -> None:
         self.conditions = cond.remove_condition(self.conditions, type_)
+
+    def is_ready(self) -> bool:
+        return cond.is_true(self.conditions, cond.READY)
+
+    # --- outcomes: the kstatus story of a reconcile ------------------------------------------
+
+    def mark_reconciling(self, message: str) -> None:
+        """Reconciling=True and Ready=Unknown: work has started (not written yet)."""
+        self.conditions = cond.mark_reconciling(
+            self.conditions, message, self.generation, stored=self._stored_conditions
+        )
+
+    def mark_stalled(self, reason: str, message: str) -> None:
+        """Stalled=True and Ready=False: retrying cannot help until the object changes."""
+        self.conditions = cond.mark_stalled(
+            self.conditions, reason, message, self.generation, stored=self._stored_conditions
+        )
+        self.observed_generation = self.generation
+
+    def finish_failure(self, reason: str, message: str) -> None:
+        """Ready=False and Reconciling=True ProgressingWithRetry: the reconcile will be retried."""
+        self.conditions = cond.finish_failure(
+            self.conditions, reason, message, self.generation, stored=self._stored_conditions
+        )
+
+    def finish_success(self) -> None:
+        """Reconciling and Stalled dropped, Ready=True unless the reconciler set its own Ready, and
+        this generation observed."""
+        self.conditions = cond.finish_success(
+            self.conditions, self.generation, stored=self._stored_conditions
+        )
+        self.observed_generation = self.generation
 
     # --- events -----------------------------------------------------------------------------
 
@@ -206,7 +223,5 @@ class ReconcileContext:
 
     async def progress(self, message: str) -> None:
         """Reconciling=True and Ready=Unknown with message, written at once."""
-        self.conditions = cond.mark_reconciling(
-            self.conditions, message, self.generation, stored=self.stored_status.get("conditions") or []
-        )
+        self.mark_reconciling(message)
         await self.patch_status()

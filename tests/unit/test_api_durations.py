@@ -39,3 +39,19 @@ def test_format_duration_is_go_like() -> None:
     assert format_duration(3600) == "1h"
     assert format_duration(0.5) == "500ms"
     assert format_duration(0) == "0s"
+
+
+def test_go_forms_for_flags_and_the_cli() -> None:
+    assert parse_duration("0", go=True) == 0
+    assert parse_duration(" 10us ", go=True) == pytest.approx(1e-5)
+    with pytest.raises(ValueError, match="invalid duration"):
+        parse_duration("soon", go=True)
+    assert [format_duration(s, go=True) for s in (0, 0.5, 1.5, 60, 90, 7200, 5400)] == [
+        "0s",
+        "500ms",
+        "1.5s",
+        "1m0s",
+        "1m30s",
+        "2h0m0s",
+        "1h30m0s",
+    ]

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from tide.controllers.kustomize.apply import Applier, ApplyError, ApplyOptions, set_owner_labels
+from tide.controllers.kustomize.apply import Applier, ApplyError, ApplyOptions
 from tide.shared.kube.errors import KubeApiError, ResourceNotFoundError
+from tide.shared.kustomize.owner import set_owner_labels
 
 M = "kustomize-controller"
 

@@ -12,8 +12,9 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from tide.controllers.kustomize.build import write_kustomization
-from tide.controllers.kustomize.fetch import ArtifactCache, link_tree, replace_file
+from tide.shared.api.meta import Artifact
+from tide.shared.artifact.fetch import ArtifactCache, link_tree, replace_file
+from tide.shared.kustomize.build import write_kustomization
 
 
 def tarball(files: dict[str, str]) -> bytes:
@@ -32,9 +33,15 @@ class Artifacts:
         self.blobs: dict[str, bytes] = {}
         self.requests = 0
 
-    def add(self, name: str, files: dict[str, str]) -> dict[str, str]:
+    def add(self, name: str, files: dict[str, str]) -> Artifact:
         self.blobs[name] = tarball(files)
-        return {"url": f"/{name}", "digest": "sha256:" + hashlib.sha256(self.blobs[name]).hexdigest()}
+        return Artifact(
+            path=f"{name}.tar.gz",
+            url=f"/{name}",
+            revision="main@sha1:" + "0" * 40,
+            digest="sha256:" + hashlib.sha256(self.blobs[name]).hexdigest(),
+            last_update_time="2026-01-01T00:00:00Z",
+        )
 
     async def handle(self, request: web.Request) -> web.Response:
         self.requests += 1
@@ -50,8 +57,8 @@ async def serve(artifacts: Artifacts) -> TestServer:
     return server
 
 
-def absolute(server: TestServer, artifact: dict[str, str]) -> dict[str, str]:
-    return {**artifact, "url": str(server.make_url(artifact["url"]))}
+def absolute(server: TestServer, artifact: Artifact) -> Artifact:
+    return artifact.model_copy(update={"url": str(server.make_url(artifact.url))})
 
 
 async def test_one_download_per_digest_and_private_checkouts(tmp_path: Path) -> None:
@@ -127,7 +134,7 @@ def test_link_tree_keeps_symlinks_and_replace_file_breaks_the_link(tmp_path: Pat
 
 
 async def test_without_coreutils_python_links_and_removes(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from tide.controllers.kustomize import fetch
+    from tide.shared.artifact import fetch
 
     async def no_coreutils(*argv: str) -> bool:
         return False
@@ -147,7 +154,7 @@ async def test_without_coreutils_python_links_and_removes(tmp_path: Path, monkey
 
 
 async def test_a_tree_being_copied_is_not_evicted(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from tide.controllers.kustomize import fetch
+    from tide.shared.artifact import fetch
 
     async def slow_copy(*argv: str) -> bool:
         await asyncio.sleep(0.2 if argv[0] == "cp" else 0)
@@ -170,7 +177,7 @@ async def test_a_tree_being_copied_is_not_evicted(tmp_path: Path, monkeypatch) -
 
 
 async def test_eviction_skips_a_tree_taken_up_while_another_is_removed(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from tide.controllers.kustomize import fetch
+    from tide.shared.artifact import fetch
 
     async def slow_tools(*argv: str) -> bool:
         await asyncio.sleep(0.1 if argv[0] == "cp" else 0.05)
@@ -193,3 +200,21 @@ async def test_eviction_skips_a_tree_taken_up_while_another_is_removed(tmp_path:
     finally:
         await cache.stop()
         await server.close()
+
+
+def test_artifact_of_a_source_is_the_model_or_none() -> None:
+    from tide.shared.artifact.fetch import artifact_of
+
+    artifact = {
+        "path": "gitrepository/ns/app/x.tar.gz",
+        "url": "http://source/x.tar.gz",
+        "revision": "main@sha1:" + "a" * 40,
+        "digest": "sha256:" + "b" * 64,
+        "lastUpdateTime": "2026-01-01T00:00:00Z",
+    }
+    found = artifact_of({"status": {"artifact": artifact}})
+    assert found is not None and found.revision == artifact["revision"] and found.url == artifact["url"]
+    assert artifact_of(None) is None
+    assert artifact_of({"status": {}}) is None
+    assert artifact_of({"status": {"artifact": {**artifact, "url": ""}}}) is None
+    assert artifact_of({"status": {"artifact": {**artifact, "digest": "not a digest"}}}) is None

@@ -9,9 +9,10 @@ import pytest
 
 from tests.unit.test_artifact_cache import Artifacts, absolute, serve
 from tide.controllers.kustomize import main as kustomize_main
-from tide.controllers.kustomize.fetch import ArtifactCache
-from tide.controllers.kustomize.reconciler import KustomizationReconciler, source_storage_addresses
+from tide.controllers.kustomize.main import source_storage_addresses
+from tide.controllers.kustomize.reconciler import KustomizationReconciler
 from tide.shared.artifact import ArtifactURLRefused, check_artifact_url
+from tide.shared.artifact.fetch import ArtifactCache
 
 IN_CLUSTER = "source-controller.flux-system.svc.cluster.local."
 
@@ -61,7 +62,10 @@ def test_the_flag_and_its_in_cluster_default() -> None:
     ]
     args = parser.parse_args(["--source-storage-addr=127.0.0.1:9090, shard1.flux-system.svc:80"])
     assert source_storage_addresses(args) == ["127.0.0.1:9090", "shard1.flux-system.svc:80"]
-    assert KustomizationReconciler(args).artifacts.storage == ["127.0.0.1:9090", "shard1.flux-system.svc:80"]
+    assert KustomizationReconciler(kustomize_main.options_from(args)).artifacts.storage == [
+        "127.0.0.1:9090",
+        "shard1.flux-system.svc:80",
+    ]
 
 
 async def test_the_cache_refuses_before_downloading_or_reusing(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tide.controllers.kustomize.build import (
+from tide.shared.kustomize.build import (
     BuildError,
     BuildLimitExceeded,
     ReferenceRefused,

@@ -1,4 +1,4 @@
-from tide.controllers.kustomize.build import add_components, apply_common_metadata, merge_overrides
+from tide.shared.kustomize.build import add_components, apply_common_metadata, merge_overrides
 
 
 def test_target_namespace_prefix_suffix() -> None:

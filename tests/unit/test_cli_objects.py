@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from tide.cli import objects
+from tide.shared.api.meta import parse_duration
 
 
 @pytest.mark.parametrize(
@@ -28,7 +29,7 @@ def test_go_duration(text: str, go: str) -> None:
 def test_bad_duration() -> None:
     for bad in ("1x", "m", "1m 2s", "-1s"):
         with pytest.raises(ValueError):
-            objects.parse_duration(bad)
+            parse_duration(bad, go=True)
 
 
 def test_git_repository_ref_and_url() -> None:

@@ -4,7 +4,7 @@ import pytest
 
 from tide.shared.runtime import controller_arg_parser, feature_gates
 from tide.shared.runtime.addr import parse_address
-from tide.shared.runtime.controller import add_requeue_dependency
+from tide.shared.runtime.process import add_requeue_dependency
 
 
 def test_defaults_are_fluxs() -> None:
@@ -72,3 +72,24 @@ def test_listen_addresses() -> None:
     assert parse_address("127.0.0.1:9440") == ("127.0.0.1", 9440)
     assert parse_address("[::1]:80") == ("::1", 80)
     assert parse_address("0") is None and parse_address("") is None
+
+
+def test_kustomize_options_from_flags() -> None:
+    from tide.controllers.kustomize.main import arg_parser, options_from
+    from tide.controllers.kustomize.options import KustomizeOptions
+
+    assert options_from(arg_parser().parse_args(["--runtime-namespace="])) == KustomizeOptions()
+    options = options_from(
+        arg_parser().parse_args(
+            [
+                "--requeue-dependency=5s",
+                "--no-remote-bases",
+                "--concurrent-ssa=2",
+                "--override-manager=a",
+                "--override-manager=b",
+                "--runtime-namespace=flux",
+            ]
+        )
+    )
+    assert options.requeue_dependency == 5 and options.no_remote_bases and options.concurrent_ssa == 2
+    assert options.override_managers == ("a", "b") and options.runtime_namespace == "flux"

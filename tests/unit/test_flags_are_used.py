@@ -15,7 +15,7 @@ from tide.controllers.kustomize import main as kustomize_main
 from tide.controllers.kustomize.reconciler import KustomizationReconciler
 from tide.controllers.notification import main as notification_main
 from tide.controllers.source import main as source_main
-from tide.shared.runtime.controller import UnavailableFlag, _RefuseWhenSet, refuse_unavailable_flags
+from tide.shared.runtime.process import UnavailableFlag, _RefuseWhenSet, refuse_unavailable_flags
 
 ROOT = Path(__file__).resolve().parents[2]
 PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
@@ -116,7 +116,7 @@ def test_unknown_feature_gates_stop_the_controller(controller: str, gates: str, 
 
 def test_http_retry_reaches_the_artifact_download() -> None:
     args = kustomize_main.arg_parser().parse_args(["--http-retry=2"])
-    assert KustomizationReconciler(args).artifacts.retries == 2
+    assert KustomizationReconciler(kustomize_main.options_from(args)).artifacts.retries == 2
 
 
 @pytest.mark.parametrize("flag", ["--watch-configs-label-selector=a=b", "--http-retry=x"])

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tide.controllers.kustomize.build import (
+from tide.shared.kustomize.build import (
     BuildError,
     check_references,
     check_symlinks,

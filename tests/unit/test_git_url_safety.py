@@ -93,7 +93,7 @@ def test_non_network_git_urls_are_refused_by_the_api(url: str) -> None:
 )
 def test_workload_identity_providers_are_refused(spec: dict[str, Any]) -> None:
     """Not fetched anonymously as if the identity had been used: stalled with a clear message."""
-    from tide.controllers.source.reconciler import GitRepositoryReconciler
+    from tide.controllers.source.git_reconciler import GitRepositoryReconciler
     from tide.shared.api.source import GitRepository
     from tide.shared.runtime import StalledError
 

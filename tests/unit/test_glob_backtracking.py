@@ -15,9 +15,9 @@ import textwrap
 
 import pytest
 
-from tide.controllers.kustomize.substitute import PatternTooComplex, substitute_text
 from tide.controllers.source.sourceignore import Pattern
 from tide.shared.globmatch import compile_glob, compile_segments, reversed_segments, segments
+from tide.shared.kustomize.substitute import PatternTooComplex, substitute_text
 
 HOSTILE = "*a" * 30 + "b"
 
@@ -73,7 +73,7 @@ ATTACKS = {
         assert not Pattern.parse("x/" + {HOSTILE!r}).match(["x", "a" * 120], False)
     """,
     "substitute": f"""
-        from tide.controllers.kustomize.substitute import substitute_text
+        from tide.shared.kustomize.substitute import substitute_text
         value = "a" * 120
         for op in ("%%", "%", "##", "#"):
             assert substitute_text("${{v" + op + {HOSTILE!r} + "}}", {{"v": value}}) == value

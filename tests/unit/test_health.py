@@ -8,7 +8,7 @@ from tide.controllers.kustomize.health import (
     object_status,
     wait_for_health,
 )
-from tide.controllers.kustomize.inventory import ObjectRef
+from tide.shared.inventory import ObjectRef
 from tide.shared.kube.kstatus import StatusKind
 
 EXPRS = compile_exprs(

@@ -1,4 +1,4 @@
-from tide.controllers.kustomize.inventory import Entry, Inventory, ObjectRef
+from tide.shared.inventory import Entry, Inventory, ObjectRef
 
 
 def obj(api_version: str, kind: str, name: str, namespace: str | None = None) -> dict:

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 from tide.shared.api import GitRepository
 from tide.shared.kube.informer import Informer
 from tide.shared.runtime import controller_arg_parser
-from tide.shared.runtime.controller import ControllerProcess
-from tide.shared.runtime.reconcile import KindInfo
+from tide.shared.runtime.kind_controller import KindInfo
+from tide.shared.runtime.process import ControllerProcess
 
 
 def test_readyz_names_the_missing_crd() -> None:

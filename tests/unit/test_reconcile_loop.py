@@ -12,9 +12,9 @@ import pytest
 from pydantic import Field
 
 from tide.shared.api.meta import Duration, KubeObject, ObjectStatus, Spec, parse_duration
-from tide.shared.runtime import ReconcileError, Result, StalledError
+from tide.shared.runtime import ReconcileError, Reconciler, Result, StalledError
 from tide.shared.runtime.events import EventRecorder
-from tide.shared.runtime.reconcile import KindController, needs_reconcile
+from tide.shared.runtime.kind_controller import KindController, needs_reconcile
 
 NS = "ns"
 
@@ -116,7 +116,7 @@ class FakeKube:
         return await self.patch_merge(api_version, kind, name, namespace, patch, subresource="status")
 
 
-class WidgetReconciler:
+class WidgetReconciler(Reconciler[Widget]):
     model = Widget
     finalizer = "finalizers.fluxcd.io"
 

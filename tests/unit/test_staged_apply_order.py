@@ -9,7 +9,7 @@ from tide.controllers.kustomize.apply import (
     staged,
     strip_ignored,
 )
-from tide.controllers.kustomize.inventory import ObjectRef
+from tide.shared.inventory import ObjectRef
 
 
 def o(api_version: str, kind: str, name: str = "x", **meta: object) -> dict:

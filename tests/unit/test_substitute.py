@@ -1,6 +1,6 @@
 import pytest
 
-from tide.controllers.kustomize.substitute import (
+from tide.shared.kustomize.substitute import (
     SubstitutionError,
     substitute_objects,
     substitute_text,

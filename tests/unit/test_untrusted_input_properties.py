@@ -22,13 +22,13 @@ from hypothesis import strategies as st
 
 from tide.controllers.kustomize.sops.errors import DecryptionError
 from tide.controllers.kustomize.sops.formats import Format, load
-from tide.controllers.kustomize.substitute import SubstitutionError, substitute_text
 from tide.controllers.notification.receivers import RECEIVER_TYPES, Verdict, validate_request
 from tide.controllers.source import oci, oci_layer, oci_refs
 from tide.controllers.source.sourceignore import Matcher, read_patterns
 from tide.shared import boundedjson
 from tide.shared.artifact import ArtifactError, extract_tarball
 from tide.shared.globmatch import compile_glob
+from tide.shared.kustomize.substitute import SubstitutionError, substitute_text
 
 BOUNDED = settings(
     max_examples=50,

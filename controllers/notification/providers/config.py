@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,6 +9,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from tide.controllers.notification.providers.base import ProviderConfig, ProviderConfigError
+from tide.shared.api.meta import parse_duration
 from tide.shared.kube import secret_data
 from tide.shared.runtime.redaction import redact
 
@@ -17,17 +17,6 @@ from tide.shared.runtime.redaction import redact
 SECRET_KEYS = ("address", "password", "token", "headers", "proxy", "tls.key", "keyFile")
 
 DEFAULT_TIMEOUT = 15.0
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(value: str) -> float:
-    """Go duration (`30s`, `1m30s`, `500ms`) in seconds."""
-    text = value.strip()
-    parts = _DURATION_PART.findall(text)
-    if not text or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"invalid duration {value!r}")
-    return sum(float(n) * _UNITS[u] for n, u in parts)
 
 
 def _text(data: Mapping[str, bytes], key: str) -> str:
@@ -93,7 +82,7 @@ def _resolve_provider(
     timeout = DEFAULT_TIMEOUT
     if spec.get("timeout"):
         try:
-            timeout = parse_duration(str(spec["timeout"]))
+            timeout = parse_duration(str(spec["timeout"]), go=True)
         except ValueError as exc:
             raise ProviderConfigError(str(exc)) from None
     cfg = ProviderConfig(

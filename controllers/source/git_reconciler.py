@@ -17,8 +17,11 @@ from typing import Any
 from tide.controllers.source import builder, git, refs
 from tide.controllers.source.builder import IncludeCopy, IncludeCopyError
 from tide.controllers.source.conditions import (
+    ARCHIVE_FAILED,
     ARTIFACT_OUTDATED,
+    AUTHENTICATION_FAILED,
     FETCH_FAILED,
+    GIT_OPERATION_FAILED,
     SOURCE_VERIFIED,
     STORAGE_FAILED,
 )
@@ -32,7 +35,8 @@ from tide.shared.api.source import GitRepository
 from tide.shared.artifact import TooManyEntries
 from tide.shared.kube import secret_data
 from tide.shared.runtime import ReconcileContext, ReconcileError, Result, StalledError
-from tide.shared.runtime.conditions import now_rfc3339
+from tide.shared.runtime.conditions import SUCCEEDED_REASON
+from tide.shared.runtime.kind_controller import KindController
 
 KIND = "GitRepository"
 API_VERSION = "source.toolkit.fluxcd.io/v1"
@@ -65,14 +69,16 @@ class Include:
     to_path: PurePosixPath
 
 
-class GitRepositoryReconciler(StoredSourceReconciler):
+class GitRepositoryReconciler(StoredSourceReconciler[GitRepository]):
     model = GitRepository
     kind = KIND
     ready_message = "stored artifact for revision '{revision}'"
 
-    def setup(self, controller: Any) -> None:
+    def setup(self, controller: KindController) -> None:
         """A new artifact of a GitRepository reconciles the GitRepositories that include it."""
         informer = controller.informer
+        if informer is None:  # start() creates the kind's informer before it calls setup()
+            raise RuntimeError("GitRepository setup before its informer exists")
 
         def on_event(event_type: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
             if event_type != "MODIFIED" or old is None:
@@ -208,15 +214,15 @@ class GitRepositoryReconciler(StoredSourceReconciler):
         except TimeoutError:
             self._fetch_failed(
                 ctx,
-                "GitOperationFailed",
+                GIT_OPERATION_FAILED,
                 f"failed to checkout and determine revision: timeout after {limit:g}s",
             )
         except refs.InvalidSemver as exc:
-            self._fetch_failed(ctx, "GitOperationFailed", f"failed to checkout and determine revision: {exc}")
+            self._fetch_failed(ctx, GIT_OPERATION_FAILED, f"failed to checkout and determine revision: {exc}")
         except refs.RefNotFound as exc:
             self._fetch_failed(
                 ctx,
-                "GitOperationFailed",
+                GIT_OPERATION_FAILED,
                 f"failed to checkout and determine revision: unable to clone "
                 f"'{git.redact(getattr(args[0], 'url', args[0]))}': {exc}",
             )
@@ -249,7 +255,7 @@ class GitRepositoryReconciler(StoredSourceReconciler):
         scheme = spec.url.split("://", 1)[0]
         data: dict[str, bytes] = {}
         if spec.secret_ref is not None:
-            data = await self._secret(ctx, ns, spec.secret_ref.name, "AuthenticationFailed", FETCH_FAILED)
+            data = await self._secret(ctx, ns, spec.secret_ref.name, AUTHENTICATION_FAILED, FETCH_FAILED)
         try:
             auth = git.GitAuth.from_secret(data, scheme)
         except git.InvalidAuth as exc:
@@ -257,13 +263,13 @@ class GitRepositoryReconciler(StoredSourceReconciler):
             raise ReconcileError(exc.reason, str(exc)) from exc
         if spec.proxy_secret_ref is not None:
             proxy = await self._secret(
-                ctx, ns, spec.proxy_secret_ref.name, "AuthenticationFailed", FETCH_FAILED
+                ctx, ns, spec.proxy_secret_ref.name, AUTHENTICATION_FAILED, FETCH_FAILED
             )
             auth.proxy = Proxy.from_secret_data(proxy)
             if auth.proxy is None:
                 message = f"invalid proxy secret '{ns}/{spec.proxy_secret_ref.name}': key 'address' not found"
-                ctx.set_condition(FETCH_FAILED, "True", "AuthenticationFailed", message)
-                raise ReconcileError("AuthenticationFailed", message)
+                ctx.set_condition(FETCH_FAILED, "True", AUTHENTICATION_FAILED, message)
+                raise ReconcileError(AUTHENTICATION_FAILED, message)
         return auth
 
     async def _includes(self, obj: GitRepository, ctx: ReconcileContext) -> list[Include]:
@@ -340,7 +346,7 @@ class GitRepositoryReconciler(StoredSourceReconciler):
         except VerificationError as exc:
             ctx.set_condition(SOURCE_VERIFIED, "False", exc.reason, exc.message)
             raise ReconcileError(exc.reason, exc.message) from exc
-        ctx.set_condition(SOURCE_VERIFIED, "True", "Succeeded", describe(results))
+        ctx.set_condition(SOURCE_VERIFIED, "True", SUCCEEDED_REASON, describe(results))
         ctx.status.source_verification_mode = normalise_mode(spec.verify.mode)
 
     async def _archive(
@@ -376,18 +382,11 @@ class GitRepositoryReconciler(StoredSourceReconciler):
             raise ReconcileError(INCLUDE_UNAVAILABLE, str(exc)) from exc
         except ArtifactTooLarge as exc:
             message = f"failed to archive revision '{revision}': {exc}"
-            ctx.set_condition(STORAGE_FAILED, "True", "ArchiveOperationFailed", message)
-            raise ReconcileError("ArchiveOperationFailed", message) from exc
+            ctx.set_condition(STORAGE_FAILED, "True", ARCHIVE_FAILED, message)
+            raise ReconcileError(ARCHIVE_FAILED, message) from exc
         except OSError as exc:
             message = f"failed to store artifact for revision '{revision}': {exc}"
-            ctx.set_condition(STORAGE_FAILED, "True", "ArchiveOperationFailed", message)
-            raise ReconcileError("ArchiveOperationFailed", message) from exc
+            ctx.set_condition(STORAGE_FAILED, "True", ARCHIVE_FAILED, message)
+            raise ReconcileError(ARCHIVE_FAILED, message) from exc
         ctx.remove_condition(STORAGE_FAILED)
-        return Artifact(
-            path=rel,
-            url=self.storage.url(rel),
-            revision=revision,
-            digest=archive.digest,
-            last_update_time=now_rfc3339(),
-            size=archive.size,
-        )
+        return self._stored_artifact(rel, revision, archive.digest, archive.size)

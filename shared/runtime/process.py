@@ -11,13 +11,15 @@ import signal
 from collections.abc import Coroutine, Sequence
 from typing import Any, Protocol
 
+from tide.shared.api.meta import parse_duration
 from tide.shared.kube import KubeClient, pod_namespace
 from tide.shared.runtime.events import EventRecorder
 from tide.shared.runtime.health import HealthServer
+from tide.shared.runtime.kind_controller import KindController
 from tide.shared.runtime.leader import LeaderElector
 from tide.shared.runtime.logs import setup_logging
 from tide.shared.runtime.metrics import MetricsServer
-from tide.shared.runtime.reconcile import KindController, Reconciler
+from tide.shared.runtime.reconciler import Reconciler
 
 log = logging.getLogger("tide.runtime.controller")
 
@@ -45,11 +47,8 @@ def parse_bool(value: str | bool) -> bool:
 
 def parse_duration_flag(value: str) -> float:
     """A Go duration flag (`30s`, `15m`, `750ms`) as seconds."""
-    from tide.shared.api.meta import parse_duration
-
     try:
-        seconds: float = parse_duration(value)
-        return seconds
+        return parse_duration(value, go=True)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from err
 
@@ -226,7 +225,7 @@ class ControllerProcess:
     """Everything one controller process runs, in start order and reverse stop order."""
 
     def __init__(
-        self, args: argparse.Namespace, reconcilers: Sequence[Reconciler], servers: Sequence[Server] = ()
+        self, args: argparse.Namespace, reconcilers: Sequence[Reconciler[Any]], servers: Sequence[Server] = ()
     ) -> None:
         self.args = args
         self.name: str = args.controller_name
@@ -372,13 +371,13 @@ class ControllerProcess:
 
 
 async def serve(
-    args: argparse.Namespace, reconcilers: Sequence[Reconciler], servers: Sequence[Server] = ()
+    args: argparse.Namespace, reconcilers: Sequence[Reconciler[Any]], servers: Sequence[Server] = ()
 ) -> int:
     return await ControllerProcess(args, reconcilers, servers).run()
 
 
 def run_controller(
-    args: argparse.Namespace, reconcilers: Sequence[Reconciler], servers: Sequence[Server] = ()
+    args: argparse.Namespace, reconcilers: Sequence[Reconciler[Any]], servers: Sequence[Server] = ()
 ) -> Any:
     """Run until SIGTERM. Called from a plain `main()` it blocks (and exits 1 when leadership is
     lost); called inside a running event loop it returns the coroutine to await."""

@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from tide.controllers.kustomize.fetch import replace_file
+from tide.shared.artifact.fetch import replace_file
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 KUSTOMIZE_API_VERSION = "kustomize.config.k8s.io/v1beta1"
@@ -62,7 +62,9 @@ except AttributeError:  # pragma: no cover
 class BuildError(Exception):
     """The path cannot be built; retrying the same revision will not help (Flux: BuildFailed)."""
 
-    transient = False  # True: the same revision may build on a later attempt
+
+class BuildNotFinished(BuildError):
+    """kustomize is missing or did not finish in time: the same revision may build on a retry."""
 
 
 class ReferenceRefused(BuildError):
@@ -81,12 +83,12 @@ class BuildLimitExceeded(BuildError):
     """kustomize was killed for going over its memory or CPU limit."""
 
 
-class BuildTimeout(BuildError):
-    transient = True
+class BuildTimeout(BuildNotFinished):
+    pass
 
 
-class KustomizeNotFound(BuildError):
-    transient = True
+class KustomizeNotFound(BuildNotFinished):
+    pass
 
 
 @dataclass
@@ -167,6 +169,11 @@ class Reference:
     replace: Callable[[str], None]
 
 
+def _list(value: Any) -> list[Any]:
+    """value when it is a list (written back through), else an empty list."""
+    return value if isinstance(value, list) else []
+
+
 def _item_setter(items: list[Any], index: int, prefix: str = "") -> Callable[[str], None]:
     def replace(new: str) -> None:
         items[index] = prefix + new
@@ -193,12 +200,12 @@ def _path_entries(kus: dict[str, Any]) -> Iterator[Reference]:
         "transformers",
         "validators",
     ):
-        items = kus.get(field)
-        for i, entry in enumerate(items if isinstance(items, list) else []):
+        items = _list(kus.get(field))
+        for i, entry in enumerate(items):
             if isinstance(entry, str) and "\n" not in entry:
                 yield Reference(field, entry, _item_setter(items, i))
-    items = kus.get("patchesStrategicMerge")
-    for i, entry in enumerate(items if isinstance(items, list) else []):
+    items = _list(kus.get("patchesStrategicMerge"))
+    for i, entry in enumerate(items):
         if isinstance(entry, str) and "\n" not in entry and ":" not in entry:
             yield Reference("patchesStrategicMerge", entry, _item_setter(items, i))
     for field in ("patches", "patchesJson6902", "replacements"):
@@ -209,13 +216,13 @@ def _path_entries(kus: dict[str, Any]) -> Iterator[Reference]:
         for gen in kus.get(field) or []:
             if not isinstance(gen, dict):
                 continue
-            files = gen.get("files")
-            for i, f in enumerate(files if isinstance(files, list) else []):
+            files = _list(gen.get("files"))
+            for i, f in enumerate(files):
                 if isinstance(f, str):
                     key, sep, path = f.partition("=") if "=" in f else ("", "", f)
                     yield Reference(field, path, _item_setter(files, i, key + sep))
-            envs = gen.get("envs")
-            for i, f in enumerate(envs if isinstance(envs, list) else []):
+            envs = _list(gen.get("envs"))
+            for i, f in enumerate(envs):
                 if isinstance(f, str):
                     yield Reference(field, f, _item_setter(envs, i))
             if isinstance(gen.get("env"), str):

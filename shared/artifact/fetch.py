@@ -1,4 +1,4 @@
-"""Fetch: find the Kustomization's source, and check its artifact out into a fresh directory."""
+"""The consumer side of source artifacts: find a source's artifact, check it out into a fresh directory."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ import re
 import shutil
 import tempfile
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from tide.shared.api.meta import Artifact
 from tide.shared.artifact import (
     DEFAULT_MAX_ENTRIES,
     ArtifactError,
@@ -31,15 +34,19 @@ class SourceNotReady(Exception):
     """The source is missing or has no artifact yet: retry later, not a user error in this object."""
 
 
-def artifact_of(source: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not source:
+def artifact_of(source: Mapping[str, Any] | None) -> Artifact | None:
+    """The source's advertised artifact; None while it has none (or one a consumer cannot use)."""
+    raw = ((source or {}).get("status") or {}).get("artifact")
+    if not isinstance(raw, dict) or not raw.get("url"):
         return None
-    artifact = (source.get("status") or {}).get("artifact")
-    return artifact if isinstance(artifact, dict) and artifact.get("url") else None
+    try:
+        return Artifact.model_validate(raw)
+    except ValidationError:
+        return None
 
 
 async def download(
-    artifact: dict[str, Any],
+    artifact: Artifact,
     dest: Path | None = None,
     max_entries: int = DEFAULT_MAX_ENTRIES,
     retries: int = RETRIES,
@@ -49,11 +56,11 @@ async def download(
     dest = dest or Path(tempfile.mkdtemp(prefix="tide-kustomize-"))
     try:
         await fetch_artifact(
-            artifact["url"], artifact.get("digest", ""), dest, max_entries=max_entries, retries=retries
+            artifact.url, artifact.digest or "", dest, max_entries=max_entries, retries=retries
         )
     except ArtifactNotFound as err:
         shutil.rmtree(dest, ignore_errors=True)
-        raise SourceNotReady(f"artifact not found at {artifact['url']}: {err}") from err
+        raise SourceNotReady(f"artifact not found at {artifact.url}: {err}") from err
     except ArtifactError:
         shutil.rmtree(dest, ignore_errors=True)
         raise
@@ -157,12 +164,12 @@ class ArtifactCache:
             self._root.mkdir(parents=True)
         return self._root
 
-    async def checkout(self, artifact: dict[str, Any]) -> Path:
+    async def checkout(self, artifact: Artifact) -> Path:
         """A new directory holding the artifact's files; the caller removes it."""
-        digest = str(artifact.get("digest") or "")
+        digest = artifact.digest or ""
         if self.storage is not None:
             # --source-storage-addr; before the cache: no tree is handed out for a refused URL.
-            check_artifact_url(str(artifact.get("url", "")), self.storage)
+            check_artifact_url(artifact.url, self.storage)
         if self.keep <= 0 or not _DIGEST.fullmatch(digest):
             return await download(artifact, max_entries=self.max_entries, retries=self.retries)
         tree = await self._acquire(digest, artifact)
@@ -179,7 +186,7 @@ class ArtifactCache:
             await self._evict()
         return dest
 
-    async def _acquire(self, digest: str, artifact: dict[str, Any]) -> Path:
+    async def _acquire(self, digest: str, artifact: Artifact) -> Path:
         """The tree of digest (downloaded once, however many ask at the same time), marked in use."""
         lock = self._locks.setdefault(digest, asyncio.Lock())
         async with lock:

@@ -17,16 +17,18 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
+from tide.shared.api.meta import KubeObject, format_duration
 from tide.shared.kube import Informer, KubeApiError, KubeClient
 from tide.shared.runtime import conditions as cond
 from tide.shared.runtime import metrics
 from tide.shared.runtime.context import ReconcileContext
 from tide.shared.runtime.events import WARNING, EventRecorder
 from tide.shared.runtime.logs import object_logger
+from tide.shared.runtime.reconciler import Reconciler
 from tide.shared.runtime.result import ReconcileError, Result, StalledError
 from tide.shared.runtime.workqueue import ExponentialBackoff, ShutDown, WorkQueue, jittered
 
@@ -36,13 +38,6 @@ REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
 PROGRESS_MESSAGE = "Reconciliation in progress"
 Key = tuple[str, str]
 """(namespace, name)"""
-
-
-class Reconciler(Protocol):
-    model: Any
-    finalizer: str | None
-
-    async def reconcile(self, obj: Any, ctx: ReconcileContext) -> Result: ...
 
 
 @dataclass(frozen=True)
@@ -68,39 +63,6 @@ class KindInfo:
             plural=str(model.plural),
             has_status=bool(getattr(model, "has_status", True)),
         )
-
-
-def _parse_duration(value: str) -> float:
-    from tide.shared.api.meta import parse_duration
-
-    seconds: float = parse_duration(value)
-    return seconds
-
-
-def interval_of(obj: Any, raw: dict[str, Any]) -> float | None:
-    """spec.interval in seconds (None when the kind has none); ValueError when unparsable."""
-    method = getattr(obj, "interval_seconds", None)
-    if callable(method):
-        value = method()
-        return float(value) if value is not None else None
-    interval = (raw.get("spec") or {}).get("interval")
-    return _parse_duration(str(interval)) if interval else None
-
-
-def retry_interval_of(obj: Any, raw: dict[str, Any]) -> float | None:
-    method = getattr(obj, "retry_interval_seconds", None)
-    if callable(method):
-        value = method()
-        return float(value) if value is not None else None
-    retry = (raw.get("spec") or {}).get("retryInterval")
-    return _parse_duration(str(retry)) if retry else None
-
-
-def suspended(obj: Any, raw: dict[str, Any]) -> bool:
-    method = getattr(obj, "is_suspended", None)
-    if callable(method):
-        return bool(method())
-    return bool((raw.get("spec") or {}).get("suspend"))
 
 
 def requested_at(raw: dict[str, Any]) -> str | None:
@@ -137,17 +99,6 @@ def newer(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] 
     return a if va >= vb else b
 
 
-def format_seconds(seconds: float) -> str:
-    """Go's time.Duration style, as Flux logs it (`1.2s`, `9m58s`)."""
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    if seconds < 60:
-        return f"{seconds:.3g}s"
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return (f"{hours}h" if hours else "") + f"{minutes}m{secs}s"
-
-
 def validation_message(err: Exception) -> str:
     if isinstance(err, ValidationError):
         parts = []
@@ -163,7 +114,7 @@ class KindController:
 
     def __init__(
         self,
-        reconciler: Reconciler,
+        reconciler: Reconciler[Any],
         kube: KubeClient,
         options: argparse.Namespace,
         controller_name: str,
@@ -187,7 +138,7 @@ class KindController:
         self.label_selector = label_selector
         self.concurrent = max(1, concurrent)
         self.jitter_percent = jitter_percent
-        self.finalizer: str | None = getattr(reconciler, "finalizer", None)
+        self.finalizer = reconciler.finalizer
         self.name = self.info.kind.lower()
         self.queue: WorkQueue[Key] = WorkQueue(
             self.name, ExponentialBackoff(min_retry_delay, max_retry_delay), on_change=self._queue_changed
@@ -287,11 +238,7 @@ class KindController:
             label_selector=self.label_selector,
             strip_managed_fields=True,
         )
-        setup = getattr(self.reconciler, "setup", None)
-        if callable(setup):
-            result = setup(self)
-            if asyncio.iscoroutine(result):
-                await result
+        self.reconciler.setup(self)
         self.informer.add_handler(self._on_event)
         await self.informer.wait_synced()
         loop = asyncio.get_running_loop()
@@ -406,19 +353,16 @@ class KindController:
             patcher=patch,
         )
 
-    def _parse(self, raw: dict[str, Any]) -> tuple[Any, Any]:
+    def _parse(self, raw: dict[str, Any]) -> tuple[KubeObject, Any]:
         """(model instance, its status instance); raises ValidationError/ValueError for a bad object."""
         obj = self.model.model_validate(raw)
+        status_type = self.model.status_model()
+        if status_type is None:  # a kind without status (Alert, Provider v1beta3)
+            return obj, {}
         status = getattr(obj, "status", None)
         if status is None:
-            status_model = getattr(self.model, "status_model", None)
-            status_type = status_model() if callable(status_model) else None
-            if isinstance(status_type, type) and issubclass(status_type, BaseModel):
-                status = status_type()
-                with contextlib.suppress(AttributeError, ValueError):
-                    obj.status = status
-            else:
-                status = {}
+            status = status_type()
+            obj.status = status
         return obj, status
 
     async def _reconcile(
@@ -430,8 +374,8 @@ class KindController:
 
         try:
             obj, status = self._parse(raw)
-            interval = interval_of(obj, raw)
-            retry_interval = retry_interval_of(obj, raw)
+            interval = obj.interval_seconds()
+            retry_interval = obj.retry_interval_seconds()
         except (ValidationError, ValueError, TypeError) as err:
             return await self._stall_invalid(key, raw, validation_message(err), logger, reconcile_id)
 
@@ -439,7 +383,7 @@ class KindController:
             raw = await self._add_finalizer(raw)
             obj, status = self._parse(raw)
 
-        if suspended(obj, raw):
+        if obj.is_suspended():
             logger.info("Reconciliation is suspended for this object")
             self.queue.forget(key)
             return "success"
@@ -454,9 +398,7 @@ class KindController:
         )
         if request is not None:
             ctx.last_handled_reconcile_at = request
-        ctx.conditions = cond.mark_reconciling(
-            ctx.conditions, PROGRESS_MESSAGE, generation, stored=ctx.stored_status.get("conditions") or []
-        )
+        ctx.mark_reconciling(PROGRESS_MESSAGE)
         if new_work:
             await ctx.patch_status()
 
@@ -465,14 +407,7 @@ class KindController:
         except ReconcileError as err:
             return await self._failed(key, ctx, err.reason, err.message, err.requeue_after, retry_interval)
         except StalledError as err:
-            ctx.conditions = cond.mark_stalled(
-                ctx.conditions,
-                err.reason,
-                err.message,
-                generation,
-                stored=ctx.stored_status.get("conditions") or [],
-            )
-            ctx.observed_generation = generation
+            ctx.mark_stalled(err.reason, err.message)
             ctx.event(WARNING, err.reason, err.message)
             logger.error("reconciliation stalled: %s", err.message, extra={"reason": err.reason})
             await ctx.patch_status()
@@ -481,24 +416,27 @@ class KindController:
         except asyncio.CancelledError:
             raise
         except KubeApiError as err:
-            return await self._failed(key, ctx, "ReconciliationFailed", str(err), None, retry_interval)
+            return await self._failed(
+                key, ctx, cond.RECONCILIATION_FAILED_REASON, str(err), None, retry_interval
+            )
         except Exception as err:
             logger.exception("reconciler raised %s", type(err).__name__)
             return await self._failed(
-                key, ctx, "ReconciliationFailed", f"{type(err).__name__}: {err}", None, retry_interval
+                key,
+                ctx,
+                cond.RECONCILIATION_FAILED_REASON,
+                f"{type(err).__name__}: {err}",
+                None,
+                retry_interval,
             )
 
-        stored = ctx.stored_status.get("conditions") or []
         ready = ctx.get_condition(cond.READY)
         if ready is not None and ready.get("status") == "False":
             # Returned normally but not Ready (Flux: Reconciling stays, ProgressingWithRetry, and
             # observedGeneration waits for a Ready outcome).
-            ctx.conditions = cond.finish_failure(
-                ctx.conditions, str(ready.get("reason")), str(ready.get("message")), generation, stored=stored
-            )
+            ctx.finish_failure(str(ready.get("reason")), str(ready.get("message")))
         else:
-            ctx.conditions = cond.finish_success(ctx.conditions, generation, stored=stored)
-            ctx.observed_generation = generation
+            ctx.finish_success()
         await ctx.patch_status()
         self.queue.forget(key)
         requeue_after = outcome.requeue_after if isinstance(outcome, Result) else None
@@ -508,8 +446,8 @@ class KindController:
             self.queue.add_after(key, requeue_after)
         ctx.log.info(
             "Reconciliation finished in %s, next run in %s",
-            format_seconds(time.monotonic() - ctx.started),
-            format_seconds(requeue_after) if requeue_after else "never",
+            format_duration(round(time.monotonic() - ctx.started, 3), go=True),
+            format_duration(round(requeue_after, 3), go=True) if requeue_after else "never",
         )
         return "requeue_after" if requeue_after else "success"
 
@@ -522,9 +460,7 @@ class KindController:
         requeue_after: float | None,
         retry_interval: float | None,
     ) -> str:
-        ctx.conditions = cond.finish_failure(
-            ctx.conditions, reason, message, ctx.generation, stored=ctx.stored_status.get("conditions") or []
-        )
+        ctx.finish_failure(reason, message)
         ctx.event(WARNING, reason, message)
         ctx.log.error("reconciliation failed: %s", message, extra={"reason": reason})
         try:
@@ -548,14 +484,7 @@ class KindController:
     ) -> str:
         """The model rejects the object: Stalled on this object only, no retry until it changes."""
         ctx = self._context(raw, None, dict(raw.get("status") or {}), logger, reconcile_id)
-        ctx.conditions = cond.mark_stalled(
-            ctx.conditions,
-            cond.INVALID_OBJECT_REASON,
-            message,
-            ctx.generation,
-            stored=ctx.stored_status.get("conditions") or [],
-        )
-        ctx.observed_generation = ctx.generation
+        ctx.mark_stalled(cond.INVALID_OBJECT_REASON, message)
         logger.error("reconciliation stalled: %s", message, extra={"reason": cond.INVALID_OBJECT_REASON})
         if ctx.status_patch():
             ctx.event(WARNING, cond.INVALID_OBJECT_REASON, message)
@@ -613,18 +542,16 @@ class KindController:
     ) -> str:
         if not self.finalizer or self.finalizer not in ((raw.get("metadata") or {}).get("finalizers") or []):
             return "success"
-        finalize = getattr(self.reconciler, "finalize", None)
         try:
             obj, status = self._parse(raw)
         except (ValidationError, ValueError, TypeError) as err:
             logger.error(
                 "cannot finalize an invalid object, removing the finalizer: %s", validation_message(err)
             )
-            obj, status, finalize = None, None, None
-        if callable(finalize):
+        else:
             ctx = self._context(raw, obj, status, logger, reconcile_id)
             try:
-                await finalize(obj, ctx)
+                await self.reconciler.finalize(obj, ctx)
             except asyncio.CancelledError:
                 raise
             except (ReconcileError, StalledError) as err:
@@ -634,7 +561,7 @@ class KindController:
             except Exception as err:
                 logger.exception("finalize raised %s", type(err).__name__)
                 return await self._failed(
-                    key, ctx, "FinalizeFailed", f"{type(err).__name__}: {err}", None, None
+                    key, ctx, cond.FINALIZE_FAILED_REASON, f"{type(err).__name__}: {err}", None, None
                 )
         await self._remove_finalizer(raw)
         self.queue.forget(key)
