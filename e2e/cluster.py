@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +49,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_for_port(
+    port: int, proc: subprocess.Popen[bytes], what: str, log: Callable[[], str] = str, timeout: float = 15
+) -> None:
+    """Return once something accepts connections on the loopback port; fail if proc exits first
+    (with log() in the message) or nothing listens within the timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{what} exited at start:\n{log()}") from None
+            time.sleep(0.05)
+    raise RuntimeError(f"{what} did not start")
 
 
 def _die_with_parent() -> None:

@@ -104,7 +104,8 @@ def test_tide_bootstrap_with_controllers_started_before_the_crds(
         "source": ControllerProcess("source", [*common, f"--storage-path={tmp_path / 'storage'}",
                                                f"--storage-addr={storage}", f"--storage-adv-addr={storage}"],
                                     tmp_path / "source.log"),
-        "kustomize": ControllerProcess("kustomize", common, tmp_path / "kustomize.log"),
+        "kustomize": ControllerProcess("kustomize", [*common, f"--source-storage-addr={storage}"],
+                                       tmp_path / "kustomize.log"),
     }  # fmt: skip
     missing = {
         "source": "gitrepositories.source.toolkit.fluxcd.io",
