@@ -34,6 +34,7 @@ import yaml
 from tide.controllers.source.tarball import Archive, build_tarball
 from tide.shared.artifact import DEFAULT_MAX_ENTRIES, ArtifactError, extract_tarball
 from tide.shared.globmatch import compile_glob
+from tide.shared.mapmerge import merge_maps
 
 GLOB_CHARS = "*?[]"
 TARBALL_SUFFIXES = (".tar.gz", ".tgz")
@@ -284,18 +285,6 @@ def load_yaml_map(path: Path, name: str) -> dict[str, object]:
             out = merge_maps(out, doc)
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise CopyError(f"cannot merge '{name}': invalid YAML: {exc}") from exc
-    return out
-
-
-def merge_maps(base: dict[str, object], overlay: dict[str, object]) -> dict[str, object]:
-    """Helm's values merge: maps merge recursively, anything else (lists too) is replaced."""
-    out = dict(base)
-    for key, value in overlay.items():
-        current = out.get(key)
-        if isinstance(value, dict) and isinstance(current, dict):
-            out[key] = merge_maps(current, value)
-        else:
-            out[key] = value
     return out
 
 
