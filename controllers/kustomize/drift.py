@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tide.controllers.kustomize.apply import ssa_policy
-from tide.controllers.kustomize.fields import Fingerprint
+from tide.controllers.kustomize.fields import Fingerprint, canonical, managed_fields, project
 from tide.shared.kustomize.owner import NAME_LABEL, NAMESPACE_LABEL
 
 DRIFT_ANNOTATION = "kustomize.toolkit.fluxcd.io/drift-correction"
@@ -67,6 +67,11 @@ def other_writer(obj: Mapping[str, Any], old: Mapping[str, Any] | None, manager:
     return others[0] if others else ""
 
 
+def _ours(obj: Mapping[str, Any], manager: str) -> tuple[str, str]:
+    fields = managed_fields(obj, manager) or {}
+    return canonical(fields), canonical(project(obj, fields))
+
+
 def is_drift(
     event_type: str,
     obj: Mapping[str, Any],
@@ -82,6 +87,8 @@ def is_drift(
         return True
     if event_type != "MODIFIED" or fingerprint.holds(obj, manager):
         return False
+    if old is not None and _ours(old, manager) == _ours(obj, manager):
+        return False  # drifted before, already seen: this change (a status update) is not ours to judge
     touched = writers(obj, old)
     # Our own apply, seen before its fingerprint was recorded: not drift.
     return not (old is not None and touched and all((m, op) == (manager, "Apply") for m, op, _ in touched))

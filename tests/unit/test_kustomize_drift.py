@@ -83,6 +83,18 @@ def status_update() -> dict[str, Any]:
     return obj
 
 
+def status_update_while_drifted() -> tuple[dict[str, Any], dict[str, Any]]:
+    old = scaled_by("kubectl", 5)
+    new = copy.deepcopy(old)
+    new["status"] = {"replicas": 5}
+    new["metadata"]["managedFields"].append(
+        entry(
+            "kube-controller-manager", {"f:status": {"f:replicas": {}}}, "2026-01-01T00:02:00Z", sub="status"
+        )
+    )
+    return new, old
+
+
 def not_ours_field() -> dict[str, Any]:
     """An HPA-style writer on a field we do not own (e.g. spec.ignore'd or absent from Git)."""
     obj = copy.deepcopy(APPLIED)
@@ -112,6 +124,7 @@ def reapplied_by_us() -> tuple[dict[str, Any], dict[str, Any]]:
         ("MODIFIED", scaled_by("kubectl", 5), APPLIED, None, False),  # not applied by this process
         ("DELETED", APPLIED, APPLIED, None, False),  # pruned by us: fingerprint forgotten first
         ("MODIFIED", *reapplied_by_us(), FINGERPRINT, False),
+        ("MODIFIED", *status_update_while_drifted(), FINGERPRINT, False),  # the drift was seen already
     ],
     ids=[
         "scaled",
@@ -123,6 +136,7 @@ def reapplied_by_us() -> tuple[dict[str, Any], dict[str, Any]]:
         "no-fingerprint",
         "pruned",
         "own-apply",
+        "status-while-drifted",
     ],
 )
 def test_which_changes_are_drift(event: str, obj: Any, old: Any, fingerprint: Any, expected: bool) -> None:
