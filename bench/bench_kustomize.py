@@ -39,6 +39,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -155,25 +156,40 @@ def objects(
     ]  # fmt: skip
 
 
-async def noop_requests(kubeconfig: Path, workdir: Path, git: GitServer) -> list[dict[str, str]]:
+@contextlib.asynccontextmanager
+async def twenty_object_kustomization(
+    kubeconfig: Path, workdir: Path, git: GitServer, scenario: str, interval: str, **spec: Any
+) -> AsyncIterator[tuple[Any, ControllerProcess, str]]:
+    """A fresh namespace with both controllers and one Kustomization of twenty_objects(); yields
+    (an API client, the kustomize controller, the namespace). Deletes the namespace while the
+    controllers run, so the Kustomization's finalizer is handled."""
     from tide.shared.kube import KubeClient
 
-    ns = f"{NAMESPACE}-noop"
+    ns = f"{NAMESPACE}-{scenario}"
     kubectl(kubeconfig, "delete", "namespace", ns, "--ignore-not-found", "--wait=true")
     kubectl(kubeconfig, "create", "namespace", ns)
     harness = Harness(kubeconfig, workdir)
     kube = await KubeClient.from_kubeconfig(str(kubeconfig))
     try:
-        repo = git.create_repo("bench-noop", twenty_objects())
+        repo = git.create_repo(f"bench-{scenario}", twenty_objects())
         _, kustomize = harness.start(ns)
-        items = objects(ns, repo.public_http_url, "apps", "./", "2s", wait=True)
-        kubectl(
-            kubeconfig,
-            "apply",
-            "-f",
-            "-",
-            input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}),
-        )
+        items = objects(ns, repo.public_http_url, "apps", "./", interval, **spec)
+        kubectl(kubeconfig, "apply", "-f", "-",
+                input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))  # fmt: skip
+        yield kube, kustomize, ns
+    finally:
+        with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
+            kubectl(kubeconfig, "delete", "namespace", ns, "--wait=true", "--timeout=240s")
+        harness.stop()
+        await kube.close()
+
+
+async def noop_requests(kubeconfig: Path, workdir: Path, git: GitServer) -> list[dict[str, str]]:
+    async with twenty_object_kustomization(kubeconfig, workdir, git, "noop", "2s", wait=True) as (
+        kube,
+        kustomize,
+        ns,
+    ):
         url = kustomize.metrics_url
         deadline = time.monotonic() + 120
         while reconcile_count(scrape(url), ns, "apps") < 4:
@@ -212,23 +228,14 @@ async def noop_requests(kubeconfig: Path, workdir: Path, git: GitServer) -> list
             {"benchmark": "kustomize: controller resident memory at the end (1 Kustomization)",
              "value": f"{rss / 1024:.0f} MiB", "note": "VmRSS"},
         ]  # fmt: skip
-    finally:
-        # Delete while the controllers run, so the Kustomizations' finalizers are handled.
-        with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
-            kubectl(kubeconfig, "delete", "namespace", ns, "--wait=true", "--timeout=240s")
-        harness.stop()
-        await kube.close()
 
 
 async def drift_latency(kubeconfig: Path, workdir: Path, git: GitServer) -> list[dict[str, str]]:
-    from tide.shared.kube import KubeClient
+    async with twenty_object_kustomization(kubeconfig, workdir, git, "drift", "1h") as (kube, _, ns):
+        return await drift_corrections(kubeconfig, kube, ns)
 
-    ns = f"{NAMESPACE}-drift"
-    kubectl(kubeconfig, "delete", "namespace", ns, "--ignore-not-found", "--wait=true")
-    kubectl(kubeconfig, "create", "namespace", ns)
-    harness = Harness(kubeconfig, workdir)
-    kube = await KubeClient.from_kubeconfig(str(kubeconfig))
 
+async def drift_corrections(kubeconfig: Path, kube: Any, ns: str) -> list[dict[str, str]]:
     async def corrected(api_version: str, kind: str, name: str, done: Any) -> float:
         start = time.perf_counter()
         while not done(await kube.get(api_version, kind, name, ns)):
@@ -237,40 +244,24 @@ async def drift_latency(kubeconfig: Path, workdir: Path, git: GitServer) -> list
             await asyncio.sleep(0.02)
         return time.perf_counter() - start
 
-    try:
-        repo = git.create_repo("bench-drift", twenty_objects())
-        harness.start(ns)
-        items = objects(ns, repo.public_http_url, "apps", "./", "1h")
-        kubectl(
-            kubeconfig,
-            "apply",
-            "-f",
-            "-",
-            input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}),
-        )
-        kubectl(kubeconfig, "wait", "-n", ns, "--for=condition=Ready", "--timeout=120s", "kustomization/apps")
-        latencies: list[float] = []
-        for i in range(10):
-            name = f"app{i % 5}"
-            await kube.patch_json("apps/v1", "Deployment", name, ns,
-                                  [{"op": "replace", "path": "/spec/replicas", "value": 3}])  # fmt: skip
-            latencies.append(await corrected("apps/v1", "Deployment", name,
-                                             lambda d: d and d["spec"]["replicas"] == 0))  # fmt: skip
-            uid = ((await kube.get("v1", "ServiceAccount", name, ns)) or {}).get("metadata", {}).get("uid")
-            await kube.delete("v1", "ServiceAccount", name, ns)
-            recreated = lambda a, uid=uid: a and a["metadata"]["uid"] != uid  # noqa: E731
-            latencies.append(await corrected("v1", "ServiceAccount", name, recreated))
-        return [
-            {"benchmark": "drift: edit-to-corrected median over 20 edits and deletions",
-             "value": f"{statistics.median(latencies):.3f} s",
-             "note": f"target < 1 s; interval 1h, no reconcile requested; max {max(latencies):.3f} s "
-                     "(Flux: at the next interval, 10m by default)"},
-        ]  # fmt: skip
-    finally:
-        with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
-            kubectl(kubeconfig, "delete", "namespace", ns, "--wait=true", "--timeout=240s")
-        harness.stop()
-        await kube.close()
+    kubectl(kubeconfig, "wait", "-n", ns, "--for=condition=Ready", "--timeout=120s", "kustomization/apps")
+    latencies: list[float] = []
+    for i in range(10):
+        name = f"app{i % 5}"
+        await kube.patch_json("apps/v1", "Deployment", name, ns,
+                              [{"op": "replace", "path": "/spec/replicas", "value": 3}])  # fmt: skip
+        scaled_back = lambda d: d and d["spec"]["replicas"] == 0  # noqa: E731
+        latencies.append(await corrected("apps/v1", "Deployment", name, scaled_back))
+        uid = ((await kube.get("v1", "ServiceAccount", name, ns)) or {}).get("metadata", {}).get("uid")
+        await kube.delete("v1", "ServiceAccount", name, ns)
+        recreated = lambda a, uid=uid: a and a["metadata"]["uid"] != uid  # noqa: E731
+        latencies.append(await corrected("v1", "ServiceAccount", name, recreated))
+    return [
+        {"benchmark": "drift: edit-to-corrected median over 20 edits and deletions",
+         "value": f"{statistics.median(latencies):.3f} s",
+         "note": f"target < 1 s; interval 1h, no reconcile requested; max {max(latencies):.3f} s "
+                 "(Flux: at the next interval, 10m by default)"},
+    ]  # fmt: skip
 
 
 # flux-benchmark's Kustomization settings (timoni/modules/flux-ks-bench), but serviceAccountName.
