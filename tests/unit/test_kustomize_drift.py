@@ -181,3 +181,19 @@ def test_a_quiet_period_ends_the_fight() -> None:
     later = detector.observe("web", 100.0)
     assert later.delay == 0 and not later.warn
     assert detector.observe("web", 101.0).warn  # a new fight warns again
+
+
+def test_the_controller_flag_turns_real_time_correction_off() -> None:
+    from tide.controllers.kustomize.main import arg_parser, options_from
+    from tide.controllers.kustomize.reconciler import KustomizationReconciler
+
+    assert options_from(arg_parser().parse_args([])).drift_correction
+    off = options_from(arg_parser().parse_args(["--realtime-drift-correction=false"]))
+    assert not off.drift_correction
+    reconciler = KustomizationReconciler(off)
+
+    class Ctx:
+        kube = object()
+
+    assert reconciler._applier(Ctx()).on_change is None  # type: ignore[arg-type]
+    assert KustomizationReconciler()._applier(Ctx()).on_change is not None  # type: ignore[arg-type]
