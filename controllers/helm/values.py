@@ -29,6 +29,7 @@ import yaml
 from tide.controllers.helm.go_encoding import go_float
 from tide.controllers.helm.sdk import helm_sdk
 from tide.shared.api.helm import ValuesReference
+from tide.shared.mapmerge import merge_maps
 
 Values = dict[str, Any]
 ReferenceData = Callable[[str, str], Mapping[str, str] | None]
@@ -52,18 +53,6 @@ class ValuesReferenceNotFound(ValuesError):
 
 class ValuesDataInvalid(ValuesError):
     """The referenced data is not a YAML map, or its targetPath expression does not parse."""
-
-
-def merge_maps(base: Mapping[str, Any], override: Mapping[str, Any]) -> Values:
-    """Flux's MergeMaps: maps merge deeply, any other value of `override` replaces."""
-    out = dict(base)
-    for key, value in override.items():
-        current = out.get(key)
-        if isinstance(value, Mapping) and isinstance(current, Mapping):
-            out[key] = merge_maps(current, value)
-        else:
-            out[key] = value
-    return out
 
 
 def compose_values(

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from tide.controllers.kustomize.fields import Fingerprint, comparable, digest, provably_unchanged
 from tide.shared.inventory import ObjectRef, split_api_version
 from tide.shared.kube.errors import KubeApiError, ResourceNotFoundError
+from tide.shared.kube.informer import Handler
 from tide.shared.kustomize.owner import NAME_LABEL, NAMESPACE_LABEL
 from tide.shared.runtime.conditions import is_condition_true
 
@@ -341,11 +342,14 @@ class Applier:
 
     CACHE_SYNC_TIMEOUT = 10.0
 
-    def __init__(self, kube: Kube, manager: str = MANAGER) -> None:
+    def __init__(self, kube: Kube, manager: str = MANAGER, on_change: Handler | None = None) -> None:
         self.kube = kube
         self.manager = manager
         self.fingerprints: dict[tuple[str, str, str], Fingerprint] = {}
         self._cache_broken: set[tuple[str, str]] = set()
+        # Told of every change the watch caches see (drift correction); added once per cache.
+        self.on_change = on_change
+        self._handled: set[tuple[str, str]] = set()
 
     # live objects ------------------------------------------------------------------------------
 
@@ -353,6 +357,9 @@ class Applier:
         if (api_version, kind) in self._cache_broken:
             return None
         informer = self.kube.informer(api_version, kind, label_selector=NAME_LABEL)
+        if self.on_change is not None and (api_version, kind) not in self._handled:
+            self._handled.add((api_version, kind))
+            informer.add_handler(self.on_change)
         if getattr(informer, "synced", True):
             return informer
         try:
@@ -394,6 +401,14 @@ class Applier:
 
     def _key(self, obj: Mapping[str, Any]) -> tuple[str, str, str]:
         return (obj["apiVersion"], ObjectRef.of(obj).id, self.manager)
+
+    def fingerprint_of(self, obj: Mapping[str, Any]) -> Fingerprint | None:
+        """What our last apply of the object left, None when this process has not applied it."""
+        return self.fingerprints.get(self._key(obj))
+
+    def forget(self, api_version: str, ref: ObjectRef) -> None:
+        """Before we delete an object: its deletion is not drift."""
+        self.fingerprints.pop((api_version, ref.id, self.manager), None)
 
     async def plan_one(self, obj: dict[str, Any], options: ApplyOptions) -> Plan:
         """Decide without writing: skipped, unchanged (proved from the cache, or by a dry-run that

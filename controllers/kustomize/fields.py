@@ -154,8 +154,10 @@ class Fingerprint:
         return cls(desired_digest, canonical(fields), canonical(project(result, fields)))
 
     def matches(self, desired_digest: str, live: Mapping[str, Any], manager: str) -> bool:
-        if desired_digest != self.desired_digest:
-            return False
+        return desired_digest == self.desired_digest and self.holds(live, manager)
+
+    def holds(self, live: Mapping[str, Any], manager: str) -> bool:
+        """The live object still has what the apply left: the same fields ours, with the same values."""
         fields = managed_fields(live, manager)
         if fields is None or canonical(fields) != self.fields:
             return False

@@ -37,6 +37,13 @@ def arg_parser() -> argparse.ArgumentParser:
         False,
         "Disallow remote bases usage in Kustomize overlays; remote bases are refused.",
     )
+    add_bool(
+        parser,
+        "--realtime-drift-correction",
+        True,
+        "Reconcile a Kustomization as soon as an object it applied is changed in a field it owns or "
+        "deleted (false: only at the interval, as Flux does).",
+    )
     parser.add_argument(
         "--http-retry",
         type=int,
@@ -105,6 +112,7 @@ def options_from(args: argparse.Namespace) -> KustomizeOptions:
         artifact_max_entries=args.artifact_max_entries,
         http_retry=args.http_retry,
         source_storage=tuple(source_storage_addresses(args)),
+        drift_correction=args.realtime_drift_correction,
     )
 
 

@@ -28,3 +28,5 @@ class KustomizeOptions:
     """Retries of an artifact download that fails with a connection error or a 5xx answer."""
     source_storage: tuple[str, ...] = ("source-controller.flux-system.svc.cluster.local.",)
     """The source controllers' storage addresses: artifacts are downloaded only from there."""
+    drift_correction: bool = True
+    """Reconcile a Kustomization as soon as an object it applied drifts (--realtime-drift-correction)."""

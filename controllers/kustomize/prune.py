@@ -50,6 +50,7 @@ async def delete_entries(
             continue
         if not owned_by(live, owner_name, owner_namespace) or prune_disabled(live):
             continue
+        applier.forget(entry.api_version, ref)
         try:
             await applier.kube.delete(entry.api_version, ref.kind, ref.name, ref.namespace or None)
             changes.add(Change(ref, "deleted", entry.api_version))

@@ -20,6 +20,16 @@ from tide.controllers.kustomize.depends_on import (
     find_cycle,
     format_cycle,
 )
+from tide.controllers.kustomize.drift import (
+    DELETION,
+    DRIFT_BACKOFF_REASON,
+    FightDetector,
+    backoff_message,
+    correction_disabled,
+    is_drift,
+    other_writer,
+    owner_of,
+)
 from tide.controllers.kustomize.fields import digest
 from tide.controllers.kustomize.health import (
     HealthCheckCanceled,
@@ -122,6 +132,7 @@ class KustomizationReconciler(Reconciler[Kustomization]):
         self.builds: dict[Key, CachedBuild] = {}
         self.controller: KindController | None = None
         self._built: dict[Key, tuple[str, str]] = {}  # this reconcile's build digest and revision
+        self.fights = FightDetector()
         self.artifacts = ArtifactCache(
             keep=self.options.artifact_cache_revisions,
             max_entries=self.options.artifact_max_entries,
@@ -182,8 +193,35 @@ class KustomizationReconciler(Reconciler[Kustomization]):
 
     def _applier(self, ctx: ReconcileContext) -> Applier:
         if self.applier is None or self.applier.kube is not ctx.kube:
-            self.applier = Applier(ctx.kube)
+            on_change = self._on_applied_object_change if self.options.drift_correction else None
+            self.applier = Applier(ctx.kube, on_change=on_change)
         return self.applier
+
+    def _on_applied_object_change(
+        self, event_type: str, obj: dict[str, Any], old: dict[str, Any] | None
+    ) -> None:
+        """Drift of an object a Kustomization applied: reconcile its owner now (backing off while
+        another writer fights over a field we own), unless the owner opted out."""
+        applier, controller = self.applier, self.controller
+        if applier is None or controller is None or controller.informer is None:
+            return
+        if not is_drift(event_type, obj, old, applier.fingerprint_of(obj), applier.manager):
+            return
+        owner = owner_of(obj)
+        kustomization = controller.informer.get(*owner) if owner is not None else None
+        if owner is None or kustomization is None or correction_disabled(kustomization):
+            return
+        ref = ObjectRef.of(obj)
+        writer = DELETION if event_type == "DELETED" else other_writer(obj, old, applier.manager)
+        verdict = self.fights.observe(f"{obj.get('apiVersion')}/{ref.id}", time.monotonic())
+        if verdict.warn:
+            controller.recorder.record(
+                kustomization,
+                "Warning",
+                DRIFT_BACKOFF_REASON,
+                backoff_message(ref.display(), writer, verdict.delay),
+            )
+        controller.enqueue(*owner, after=verdict.delay)
 
     async def _cached_get(
         self,

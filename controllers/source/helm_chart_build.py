@@ -20,6 +20,7 @@ import yaml
 
 from tide.shared.artifact import ArtifactError
 from tide.shared.artifact.extract import check_member_name
+from tide.shared.mapmerge import merge_maps
 
 # Flux's --helm-chart-max-size and --helm-chart-file-max-size defaults.
 DEFAULT_CHART_MAX_SIZE = 10 * 1024 * 1024
@@ -126,17 +127,6 @@ def _extract(archive: Path, dest: Path) -> Path:
     if len(dirs) != 1:
         raise ChartArchiveError("chart archive has no single chart directory")
     return dirs[0]
-
-
-def merge_maps(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
-    """Flux's MergeMaps: maps merge key by key, anything else in overlay replaces."""
-    out = dict(base)
-    for key, value in overlay.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge_maps(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def merge_values_files(

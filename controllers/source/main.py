@@ -1,5 +1,5 @@
-"""tide-source-controller: GitRepository, OCIRepository, HelmRepository and HelmChart reconcilers
-plus the artifact server."""
+"""tide-source-controller: GitRepository, OCIRepository, HelmRepository, HelmChart and
+ArtifactGenerator reconcilers plus the artifact server."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from tide.controllers.source import helm_index
+from tide.controllers.source.artifact_generator import ArtifactGeneratorReconciler
 from tide.controllers.source.builder import BuildPool
 from tide.controllers.source.git_reconciler import GitRepositoryReconciler
 from tide.controllers.source.helm_chart import HelmChartReconciler
@@ -23,13 +24,14 @@ from tide.controllers.source.server import ArtifactServer
 from tide.controllers.source.storage import Storage, advertised_address
 from tide.shared.artifact import DEFAULT_MAX_ENTRIES
 from tide.shared.runtime import controller_arg_parser, run_controller
-from tide.shared.runtime.process import parse_duration_flag
+from tide.shared.runtime.process import add_no_cross_namespace_refs, parse_duration_flag
 
 NAME = "source-controller"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = controller_arg_parser(NAME, 2)
+    add_no_cross_namespace_refs(parser)  # ArtifactGenerator sources (Flux's source-watcher flag)
     parser.add_argument(
         "--storage-path",
         default=os.environ.get("STORAGE_PATH", ""),
@@ -106,8 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--artifact-max-entries",
         type=int,
         default=DEFAULT_MAX_ENTRIES,
-        help="Fail Git checkouts and OCI layers with more files, directories and symlinks "
-        "than this (0: no limit).",
+        help="Fail Git checkouts, OCI layers and generated artifacts with more files, directories "
+        "and symlinks than this (0: no limit).",
     )
     return parser
 
@@ -155,6 +157,7 @@ def main(argv: list[str] | None = None) -> None:
                 index_cache=index_cache,
                 index_max_size=args.helm_index_max_size,
             ),
+            ArtifactGeneratorReconciler(storage, args.artifact_max_size, builds, args.artifact_max_entries),
         ],
         servers=[builds, ArtifactServer(root, args.storage_addr)],
     )

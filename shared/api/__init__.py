@@ -15,6 +15,7 @@ CRDs: `python -m tide.shared.api.crdgen` (or `make crds`) writes charts/tide/crd
 
 from typing import Any
 
+from .artifact_generator import ArtifactGenerator
 from .helm import HelmRelease
 from .kustomize import Kustomization
 from .meta import (
@@ -29,7 +30,7 @@ from .meta import (
     parse_duration,
 )
 from .notification import Alert, Provider, Receiver
-from .source import Bucket, GitRepository, HelmChart, HelmRepository, OCIRepository
+from .source import Bucket, ExternalArtifact, GitRepository, HelmChart, HelmRepository, OCIRepository
 
 ALL_KINDS: tuple[type[KubeObject], ...] = (
     GitRepository,
@@ -37,6 +38,8 @@ ALL_KINDS: tuple[type[KubeObject], ...] = (
     HelmRepository,
     HelmChart,
     Bucket,
+    ExternalArtifact,
+    ArtifactGenerator,
     Kustomization,
     HelmRelease,
     Provider,
@@ -63,8 +66,10 @@ __all__ = [
     "ALL_KINDS",
     "Alert",
     "Artifact",
+    "ArtifactGenerator",
     "Bucket",
     "Condition",
+    "ExternalArtifact",
     "GitRepository",
     "HelmChart",
     "HelmRelease",

@@ -1,4 +1,5 @@
-"""source.toolkit.fluxcd.io/v1: GitRepository, OCIRepository, HelmRepository, HelmChart, Bucket."""
+"""source.toolkit.fluxcd.io/v1: GitRepository, OCIRepository, HelmRepository, HelmChart, Bucket,
+ExternalArtifact."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from .meta import (
     FluxModel,
     KubeObject,
     LocalObjectReference,
+    NamespacedObjectKindReference,
     ObjectStatus,
     PrinterColumn,
     ShortDuration,
@@ -466,4 +468,41 @@ class Bucket(KubeObject):
     status: BucketStatus = Field(default_factory=BucketStatus)
 
 
-SOURCE_KINDS: tuple[type[KubeObject], ...] = (GitRepository, OCIRepository, HelmRepository, HelmChart, Bucket)
+# ExternalArtifact
+
+
+class ExternalArtifactSpec(Spec):
+    source_ref: NamespacedObjectKindReference | None = None
+    """The object the artifact is generated for (an ArtifactGenerator for Tide's own)."""
+
+
+class ExternalArtifact(KubeObject):
+    """An artifact produced outside the source kinds (by an ArtifactGenerator or a third party)."""
+
+    group: ClassVar[str] = GROUP
+    version: ClassVar[str] = "v1"
+    kind: ClassVar[str] = "ExternalArtifact"
+    categories: ClassVar[tuple[str, ...]] = SOURCE_CATEGORIES
+    crd_annotations: ClassVar[dict[str, str]] = NO_SUBSTITUTION
+    plural: ClassVar[str] = "externalartifacts"
+    singular: ClassVar[str] = "externalartifact"
+    short_names: ClassVar[tuple[str, ...]] = ("ea",)
+    printer_columns: ClassVar[tuple[PrinterColumn, ...]] = (
+        AGE,
+        READY,
+        STATUS,
+        PrinterColumn("Source", ".spec.sourceRef.name"),
+    )
+
+    spec: ExternalArtifactSpec = Field(default_factory=ExternalArtifactSpec)
+    status: SourceStatus = Field(default_factory=SourceStatus)
+
+
+SOURCE_KINDS: tuple[type[KubeObject], ...] = (
+    GitRepository,
+    OCIRepository,
+    HelmRepository,
+    HelmChart,
+    Bucket,
+    ExternalArtifact,
+)

@@ -26,7 +26,7 @@ from tide.shared.artifact import (
 from tide.shared.artifact.client import RETRIES
 
 SOURCE_GROUP_VERSION = "source.toolkit.fluxcd.io/v1"
-SERVED_SOURCE_KINDS = ("GitRepository", "OCIRepository", "Bucket")
+SERVED_SOURCE_KINDS = ("GitRepository", "OCIRepository", "Bucket", "ExternalArtifact")
 _DIGEST = re.compile(r"[a-z0-9]+:[0-9a-f]{32,128}")
 
 
