@@ -77,6 +77,17 @@ def upgrade_options(hr: HelmRelease) -> UpgradeOptions:
     )
 
 
+def uninstall_options(hr: HelmRelease) -> UninstallOptions:
+    spec = hr.spec.uninstall
+    return UninstallOptions(
+        timeout_seconds=_seconds(spec.timeout if spec else None, hr.spec.timeout_seconds()),
+        wait="hookOnly" if spec and spec.disable_wait else "watcher",
+        disable_hooks=bool(spec and spec.disable_hooks),
+        keep_history=bool(spec and spec.keep_history),
+        deletion_propagation=(spec.deletion_propagation if spec else None) or "background",
+    )
+
+
 @dataclass
 class ActionRunner:
     """Runs one action for one HelmRelease; `hr.status` is updated in place."""
@@ -261,16 +272,8 @@ class ActionRunner:
         return False
 
     async def _uninstall(self) -> bool:
-        spec = self.hr.spec.uninstall
-        options = UninstallOptions(
-            timeout_seconds=_seconds(spec.timeout if spec else None, self.hr.spec.timeout_seconds()),
-            wait="hookOnly" if spec and spec.disable_wait else "watcher",
-            disable_hooks=bool(spec and spec.disable_hooks),
-            keep_history=bool(spec and spec.keep_history),
-            deletion_propagation=(spec.deletion_propagation if spec else None) or "background",
-        )
         try:
-            await self.engine.uninstall(self.target, options)
+            await self.engine.uninstall(self.target, uninstall_options(self.hr))
         except EngineError as err:
             message = f"Helm uninstall failed for release {self.target.namespace}/{self.target.name}: {err}"
             self._mark(REMEDIATED, "False", "UninstallFailed", message)

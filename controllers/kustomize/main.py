@@ -13,11 +13,12 @@ from tide.shared.runtime.process import (
     add_bool,
     add_no_cross_namespace_refs,
     add_requeue_dependency,
+    add_source_storage_addr,
     add_unavailable,
     controller_arg_parser,
     feature_gates,
     run_controller,
-    runtime_namespace,
+    source_storage_addresses,
 )
 
 NAME = "kustomize-controller"
@@ -50,13 +51,7 @@ def arg_parser() -> argparse.ArgumentParser:
         help="The maximum number of retries when fetching an artifact fails with a connection error "
         "or a 5xx answer.",
     )
-    parser.add_argument(
-        "--source-storage-addr",
-        default="",
-        help="The source controllers' storage addresses (host[:port], comma-separated; their "
-        "--storage-adv-addr): artifacts are downloaded only from there (default: "
-        "source-controller.<runtime namespace>.svc.cluster.local.).",
-    )
+    add_source_storage_addr(parser)
     parser.add_argument(
         "--artifact-cache-revisions",
         type=int,
@@ -119,15 +114,6 @@ def options_from(args: argparse.Namespace) -> KustomizeOptions:
         source_storage=tuple(source_storage_addresses(args)),
         drift_correction=args.realtime_drift_correction,
     )
-
-
-def source_storage_addresses(args: argparse.Namespace) -> list[str]:
-    """--source-storage-addr (comma-separated), by default the source controller's in-cluster
-    Service in the runtime namespace, as its --storage-adv-addr advertises it."""
-    flag = str(args.source_storage_addr or "")
-    if flag:
-        return [address.strip() for address in flag.split(",") if address.strip()]
-    return [f"source-controller.{runtime_namespace(args)}.svc.cluster.local."]
 
 
 def main(argv: list[str] | None = None) -> Any:

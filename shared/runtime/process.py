@@ -100,6 +100,26 @@ def add_requeue_dependency(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_source_storage_addr(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--source-storage-addr",
+        default="",
+        help="The source controllers' storage addresses (host[:port], comma-separated; their "
+        "--storage-adv-addr): artifacts are downloaded only from there (default: "
+        "source-controller.<runtime namespace>.svc.cluster.local.).",
+    )
+
+
+def source_storage_addresses(options: Any) -> list[str]:
+    """--source-storage-addr (comma-separated), by default the source controller's in-cluster
+    Service in the runtime namespace, as its --storage-adv-addr advertises it."""
+    flag = str(getattr(options, "source_storage_addr", "") or "")
+    if flag:
+        return [address.strip() for address in flag.split(",") if address.strip()]
+    namespace = runtime_namespace(options) if options is not None else "flux-system"
+    return [f"source-controller.{namespace}.svc.cluster.local."]
+
+
 def add_no_cross_namespace_refs(parser: argparse.ArgumentParser) -> None:
     add_bool(
         parser, "--no-cross-namespace-refs", False, "Disallow references to objects in other namespaces."

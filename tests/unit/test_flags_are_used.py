@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tide.controllers.helm import main as helm_main
 from tide.controllers.kustomize import main as kustomize_main
 from tide.controllers.kustomize.reconciler import KustomizationReconciler
 from tide.controllers.notification import main as notification_main
@@ -22,6 +23,7 @@ PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "source": source_main.build_parser,
     "kustomize": kustomize_main.arg_parser,
     "notification": notification_main.arg_parser,
+    "helm": helm_main.arg_parser,
 }
 # Flags whose only accepted value is what Tide does (any other value is a usage error).
 FIXED = {"artifact_digest_algo": ["sha256"]}

@@ -21,3 +21,8 @@ def test_a_component_without_its_program_is_refused() -> None:
     with pytest.raises(CliError, match="unknown component"):
         manifests.check_components(("image-reflector-controller",), built)
     manifests.check_components(built, built)
+
+
+def test_the_helm_controller_is_built() -> None:
+    assert "helm-controller" in manifests.built_components()
+    manifests.check_components(("source-controller", "helm-controller"), manifests.built_components())

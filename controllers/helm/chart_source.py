@@ -1,0 +1,119 @@
+"""Where a HelmRelease's chart comes from (pure): the HelmChart made from `spec.chart`, whether a
+chart source is ready, the chart directory in an extracted artifact, and the version an
+OCIRepository chart is released as (`<version>+<digest[:12]>`, so a new digest upgrades)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tide.controllers.helm.postrender import ORIGIN_GROUP
+from tide.shared.api.helm import HelmRelease
+
+SOURCE_API = "source.toolkit.fluxcd.io/v1"
+CHART_REF_KINDS = ("HelmChart", "OCIRepository")
+
+
+class ChartInvalid(Exception):
+    """The artifact holds no loadable chart (no Chart.yaml, not YAML, no name or version)."""
+
+
+class ChartSourceNotReady(Exception):
+    """The HelmChart or OCIRepository has no artifact for this generation yet."""
+
+
+def helm_chart_object(hr: HelmRelease) -> dict[str, Any]:
+    """The HelmChart `<ns>-<name>` the controller creates from spec.chart, in the source's namespace."""
+    assert hr.spec.chart is not None
+    template = hr.spec.chart
+    spec = template.spec
+    labels = dict((template.metadata.labels if template.metadata else None) or {})
+    labels.update({f"{ORIGIN_GROUP}/name": hr.name, f"{ORIGIN_GROUP}/namespace": hr.namespace})
+    annotations = (template.metadata.annotations if template.metadata else None) or None
+    values_files = list(spec.values_files or [])
+    if spec.values_file and spec.values_file not in values_files:
+        values_files.insert(0, spec.values_file)  # v2beta1's valuesFile, mapped as Flux does
+    chart_spec: dict[str, Any] = {
+        "chart": spec.chart,
+        "version": spec.version or "*",
+        "sourceRef": {"kind": spec.source_ref.kind, "name": spec.source_ref.name},
+        "interval": spec.interval or hr.spec.interval,
+        "reconcileStrategy": spec.reconcile_strategy or "ChartVersion",
+    }
+    if values_files:
+        chart_spec["valuesFiles"] = values_files
+    if spec.ignore_missing_values_files:
+        chart_spec["ignoreMissingValuesFiles"] = True
+    if spec.verify is not None:
+        chart_spec["verify"] = spec.verify.model_dump(mode="json", by_alias=True, exclude_none=True)
+    metadata: dict[str, Any] = {
+        "name": hr.helm_chart_name(),
+        "namespace": hr.helm_chart_namespace(),
+        "labels": labels,
+    }
+    if annotations:
+        metadata["annotations"] = dict(annotations)
+    return {"apiVersion": SOURCE_API, "kind": "HelmChart", "metadata": metadata, "spec": chart_spec}
+
+
+def ready_artifact(source: dict[str, Any], what: str) -> dict[str, Any]:
+    """The source's artifact, once it is Ready at its current generation (Flux's readiness test)."""
+    status = source.get("status") or {}
+    generation = (source.get("metadata") or {}).get("generation")
+    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
+    artifact = status.get("artifact")
+    if status.get("observedGeneration") != generation or not isinstance(artifact, dict):
+        raise ChartSourceNotReady(f"{what} is not ready: latest generation of object has not been reconciled")
+    if ready is None or ready.get("status") != "True":
+        message = (ready or {}).get("message") or "no Ready condition"
+        raise ChartSourceNotReady(f"{what} is not ready: {message}")
+    if not artifact.get("url") or not artifact.get("digest"):
+        raise ChartSourceNotReady(f"{what} is not ready: its artifact has no URL or digest")
+    return artifact
+
+
+def chart_directory(root: Path) -> Path:
+    """The chart in an extracted artifact: the root itself, or its one directory with a Chart.yaml."""
+    if (root / "Chart.yaml").is_file():
+        return root
+    candidates = [p for p in sorted(root.iterdir()) if p.is_dir() and (p / "Chart.yaml").is_file()]
+    if len(candidates) != 1:
+        raise ChartInvalid("the artifact holds no chart: expected one directory with a Chart.yaml")
+    return candidates[0]
+
+
+def chart_metadata(chart: Path) -> tuple[str, str]:
+    """(name, version) from Chart.yaml."""
+    try:
+        metadata = yaml.safe_load((chart / "Chart.yaml").read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise ChartInvalid(f"cannot read Chart.yaml: {err}") from err
+    if not isinstance(metadata, dict) or not metadata.get("name") or not metadata.get("version"):
+        raise ChartInvalid("Chart.yaml has no name or version")
+    return str(metadata["name"]), str(metadata["version"])
+
+
+def oci_chart_version(version: str, revision: str) -> tuple[str, str]:
+    """Flux's version for an OCIRepository chart: `<version>+<digest[:12]>`, and the digest.
+
+    The revision is `<tag>@<algo>:<hex>` or `<algo>:<hex>`; a tag that is a version must be the
+    chart's version."""
+    tag, at, digest = revision.rpartition("@")
+    if not at:
+        tag, digest = "", revision
+    _, colon, encoded = digest.partition(":")
+    if not colon or len(encoded) < 12:
+        raise ChartInvalid(f"cannot read a digest from the artifact revision '{revision}'")
+    if tag and tag.lstrip("v") != version.split("+", 1)[0].lstrip("v") and tag[:1].isdigit():
+        raise ChartInvalid(f"artifact revision '{revision}' does not match chart version '{version}'")
+    return f"{version.split('+', 1)[0]}+{encoded[:12]}", digest
+
+
+def set_chart_version(chart: Path, version: str) -> None:
+    """Rewrite Chart.yaml's version (the OCI digest suffix) before Helm loads the chart."""
+    path = chart / "Chart.yaml"
+    metadata = yaml.safe_load(path.read_text())
+    metadata["version"] = version
+    path.write_text(yaml.safe_dump(metadata, sort_keys=False))

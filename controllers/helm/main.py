@@ -1,0 +1,45 @@
+"""tide-helm-controller: Flux's helm-controller flags, one reconciler (HelmRelease) and its Helm engine."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from tide.controllers.helm.reconciler import HelmReleaseReconciler
+from tide.shared.runtime.process import (
+    add_no_cross_namespace_refs,
+    add_requeue_dependency,
+    add_source_storage_addr,
+    add_unavailable,
+    controller_arg_parser,
+    run_controller,
+)
+
+NAME = "helm-controller"
+
+
+def arg_parser() -> argparse.ArgumentParser:
+    parser = controller_arg_parser(NAME, concurrent_default=4)
+    add_requeue_dependency(parser)
+    add_no_cross_namespace_refs(parser)
+    add_source_storage_addr(parser)
+    parser.add_argument(
+        "--watch-configs-label-selector",
+        default="reconcile.fluxcd.io/watch=Enabled",
+        help="ConfigMaps and Secrets with these labels trigger a reconcile of the HelmReleases whose "
+        "valuesFrom reads them (empty: none is watched).",
+    )
+    # Impersonation is a later feature: refusing to start beats installing every tenant's
+    # releases with the controller's own identity.
+    add_unavailable(parser, "--default-service-account", "impersonation is not available yet")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> Any:
+    args = arg_parser().parse_args(argv)
+    reconciler = HelmReleaseReconciler(args)
+    return run_controller(args, reconcilers=[reconciler], servers=[reconciler])
+
+
+if __name__ == "__main__":
+    main()

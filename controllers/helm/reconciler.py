@@ -1,0 +1,458 @@
+"""The HelmRelease reconcile, in Flux's helm-controller order: refuse what is not supported,
+wait for dependencies, get the chart (the HelmChart made from spec.chart, or spec.chartRef),
+download and verify it, compose the values, then the atomic release loop (install, upgrade,
+test, remediate, unlock) with the status patched between steps. Deletion uninstalls."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from tide.controllers.helm import history
+from tide.controllers.helm.actions import ActionRunner, rollback_target, uninstall_options
+from tide.controllers.helm.atomic import AtomicRelease, LoopResult
+from tide.controllers.helm.chart_source import (
+    SOURCE_API,
+    ChartInvalid,
+    ChartSourceNotReady,
+    chart_directory,
+    chart_metadata,
+    helm_chart_object,
+    oci_chart_version,
+    ready_artifact,
+    set_chart_version,
+)
+from tide.controllers.helm.engine import EngineError, HelmEngine, Target
+from tide.controllers.helm.postrender import PostRenderSpec
+from tide.controllers.helm.release_status import (
+    attempt_changed,
+    cross_namespace_ref,
+    dependency_not_ready,
+    ending,
+    ready_from,
+    requests,
+    spec_digest,
+    unsupported,
+)
+from tide.controllers.helm.state import Desired, ReleaseState, UnknownReleaseStatus
+from tide.controllers.helm.storage import ReleaseStorage, StorageError
+from tide.controllers.helm.values import ValuesError, compose_values, config_digest
+from tide.shared.api.helm import HelmRelease
+from tide.shared.api.meta import parse_duration
+from tide.shared.artifact import ArtifactError, ArtifactNotFound, check_artifact_url, fetch_artifact
+from tide.shared.kube.config import load_connection
+from tide.shared.runtime.context import ReconcileContext
+from tide.shared.runtime.kind_controller import KindController
+from tide.shared.runtime.process import source_storage_addresses
+from tide.shared.runtime.reconciler import FLUX_FINALIZER, Reconciler
+from tide.shared.runtime.result import ReconcileError, Result, StalledError
+
+HELMRELEASE_API = HelmRelease.storage_api_version()
+DEFAULT_RETRY_INTERVAL = 300.0
+"""RetryOnFailure's retryInterval when unset (Flux's 5m)."""
+Key = tuple[str, str]
+
+
+def _ready(obj: dict[str, Any] | None) -> tuple[Any, Any, Any]:
+    status = (obj or {}).get("status") or {}
+    ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    return ready.get("status"), status.get("observedGeneration"), (status.get("artifact") or {}).get("digest")
+
+
+def _changed(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+    return old is None or _ready(old) != _ready(new)
+
+
+class HelmReleaseReconciler(Reconciler[HelmRelease]):
+    model = HelmRelease
+    finalizer = FLUX_FINALIZER
+
+    def __init__(self, options: argparse.Namespace | None = None) -> None:
+        self.options = options
+        self.engine: HelmEngine | None = None
+        self.controller: KindController | None = None
+
+    # --- the Helm engine, a server of the process ------------------------------------------------
+
+    async def start(self) -> None:
+        kubeconfig = getattr(self.options, "kubeconfig", None)
+        concurrency = int(getattr(self.options, "concurrent", 4))
+        self.engine = HelmEngine(await load_connection(kubeconfig), concurrency=concurrency)
+        await self.engine.start()
+
+    async def stop(self) -> None:
+        if self.engine is not None:
+            await self.engine.close()
+            self.engine = None
+
+    # --- watches ---------------------------------------------------------------------------------
+
+    def setup(self, controller: KindController) -> None:
+        """Reconcile a HelmRelease when its chart source gets a new artifact or readiness, when a
+        dependency's readiness changes, and when a watched ConfigMap or Secret it reads changes."""
+        self.controller = controller
+        for kind in ("HelmChart", "OCIRepository"):
+            controller.watch(
+                SOURCE_API,
+                kind,
+                self._users_of_chart(kind),
+                namespace=controller.namespace,
+                predicate=_changed,
+            )
+        controller.watch(
+            HELMRELEASE_API,
+            "HelmRelease",
+            self._dependents_of,
+            namespace=controller.namespace,
+            predicate=_changed,
+        )
+        selector = getattr(self.options, "watch_configs_label_selector", "") or None
+        if selector:
+            for kind in ("ConfigMap", "Secret"):
+                controller.watch(
+                    "v1",
+                    kind,
+                    self._readers_of(kind),
+                    namespace=controller.namespace,
+                    label_selector=selector,
+                )
+
+    def _releases(self) -> list[dict[str, Any]]:
+        informer = getattr(self.controller, "informer", None)
+        return informer.items() if informer is not None else []
+
+    @staticmethod
+    def _key(hr: dict[str, Any]) -> Key:
+        meta = hr.get("metadata") or {}
+        return str(meta.get("namespace") or ""), str(meta.get("name") or "")
+
+    def _users_of_chart(self, kind: str) -> Any:
+        def keys(source: dict[str, Any]) -> Iterable[Key]:
+            meta = source.get("metadata") or {}
+            source_key = f"{meta.get('namespace')}/{meta.get('name')}"
+            for hr in self._releases():
+                namespace, _ = self._key(hr)
+                spec, status = hr.get("spec") or {}, hr.get("status") or {}
+                ref = spec.get("chartRef") or {}
+                if kind == "HelmChart" and status.get("helmChart") == source_key:
+                    yield self._key(hr)
+                elif ref.get("kind") == kind and f"{ref.get('namespace') or namespace}/{ref.get('name')}" == (
+                    source_key
+                ):
+                    yield self._key(hr)
+
+        return keys
+
+    def _dependents_of(self, dep: dict[str, Any]) -> Iterable[Key]:
+        dep_key = self._key(dep)
+        for hr in self._releases():
+            namespace, _ = self._key(hr)
+            for ref in (hr.get("spec") or {}).get("dependsOn") or []:
+                if (ref.get("namespace") or namespace, ref.get("name")) == dep_key:
+                    yield self._key(hr)
+
+    def _readers_of(self, kind: str) -> Any:
+        def keys(obj: dict[str, Any]) -> Iterable[Key]:
+            namespace, name = self._key(obj)
+            for hr in self._releases():
+                if self._key(hr)[0] != namespace:
+                    continue
+                refs = (hr.get("spec") or {}).get("valuesFrom") or []
+                if any(r.get("kind") == kind and r.get("name") == name for r in refs):
+                    yield self._key(hr)
+
+        return keys
+
+    # --- the reconcile ----------------------------------------------------------------------------
+
+    def _engine(self) -> HelmEngine:
+        if self.engine is None:
+            raise ReconcileError("ReconciliationFailed", "the Helm engine is not running")
+        return self.engine
+
+    def _requeue_dependency(self, ctx: ReconcileContext) -> float:
+        return float(getattr(ctx.options, "requeue_dependency", 30.0))
+
+    async def reconcile(self, obj: HelmRelease, ctx: ReconcileContext) -> Result:
+        why = unsupported(obj)
+        if why is not None:
+            raise StalledError("UnsupportedSpec", why)
+        if getattr(ctx.options, "no_cross_namespace_refs", False):
+            denied = cross_namespace_ref(obj)
+            if denied is not None:
+                raise StalledError("AccessDenied", denied)
+        await self._check_dependencies(obj, ctx)
+        artifact, source_name, oci = await self._chart_artifact(obj, ctx)
+        root = Path(tempfile.mkdtemp(prefix="tide-helm-chart-"))
+        try:
+            chart, name, version = await self._load_chart(artifact, source_name, oci, root)
+            values = await self._values(obj, ctx)
+            return await self._release(
+                obj,
+                ctx,
+                str(chart),
+                values,
+                Desired(
+                    chart_name=name,
+                    chart_version=version,
+                    config_digest=config_digest(values),
+                    post_renderers_digest=spec_digest((ctx.raw.get("spec") or {}).get("postRenderers")),
+                    common_metadata_digest=spec_digest((ctx.raw.get("spec") or {}).get("commonMetadata")),
+                ),
+            )
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+    async def _check_dependencies(self, obj: HelmRelease, ctx: ReconcileContext) -> None:
+        for ref in obj.spec.depends_on or []:
+            key = (ref.namespace or ctx.namespace, ref.name)
+            informer = getattr(self.controller, "informer", None)
+            dep = informer.get(*key) if informer is not None else None
+            if dep is None:  # outside the watched namespaces: read it live, as Flux does
+                found = await ctx.kube.get(HELMRELEASE_API, "HelmRelease", key[1], key[0])
+                dep = found if isinstance(found, dict) else None
+            reason = dependency_not_ready(dep, key)
+            if reason:
+                raise ReconcileError(
+                    "DependencyNotReady",
+                    f"{reason}, retrying in {self._requeue_dependency(ctx):g}s",
+                    requeue_after=self._requeue_dependency(ctx),
+                )
+
+    async def _chart_artifact(
+        self, obj: HelmRelease, ctx: ReconcileContext
+    ) -> tuple[dict[str, Any], str, bool]:
+        """The chart source's ready artifact, its name, and whether it is an OCIRepository."""
+        if obj.spec.chart is not None:
+            source = await self._ensure_helm_chart(obj, ctx)
+            kind, namespace, name = "HelmChart", obj.helm_chart_namespace(), obj.helm_chart_name()
+        else:
+            ref = obj.spec.chart_ref
+            assert ref is not None
+            await self._delete_helm_chart(obj, ctx)  # from a spec.chart this release had before
+            kind, namespace, name = ref.kind, ref.namespace or ctx.namespace, ref.name
+            found = await ctx.kube.get(SOURCE_API, kind, name, namespace)
+            source = found if isinstance(found, dict) else None
+        what = f"{kind} '{namespace}/{name}'"
+        if source is None:
+            raise ReconcileError(
+                "ArtifactFailed",
+                f"could not get {what}: not found",
+                requeue_after=self._requeue_dependency(ctx),
+            )
+        try:
+            artifact = ready_artifact(source, what)
+        except ChartSourceNotReady as err:
+            raise ReconcileError(
+                "ArtifactFailed", str(err), requeue_after=self._requeue_dependency(ctx)
+            ) from err
+        return artifact, what, kind == "OCIRepository"
+
+    async def _ensure_helm_chart(self, obj: HelmRelease, ctx: ReconcileContext) -> dict[str, Any] | None:
+        """Create or update the HelmChart of spec.chart (and delete the one it replaces)."""
+        wanted = helm_chart_object(obj)
+        meta = wanted["metadata"]
+        key = f"{meta['namespace']}/{meta['name']}"
+        previous = obj.status.helm_chart
+        if previous and previous != key:
+            old_namespace, _, old_name = previous.partition("/")
+            await ctx.kube.delete(SOURCE_API, "HelmChart", old_name, old_namespace)
+        applied = await ctx.kube.apply(wanted, field_manager=ctx.field_manager)
+        if obj.status.helm_chart != key:
+            obj.status.helm_chart = key
+            await ctx.patch_status()
+        return applied
+
+    async def _load_chart(
+        self, artifact: dict[str, Any], source_name: str, oci: bool, root: Path
+    ) -> tuple[Path, str, str]:
+        try:
+            check_artifact_url(str(artifact["url"]), source_storage_addresses(self.options))
+            await fetch_artifact(str(artifact["url"]), str(artifact.get("digest", "")), root)
+        except ArtifactNotFound as err:
+            raise ReconcileError("ArtifactFailed", f"chart of {source_name} not found: {err}") from err
+        except ArtifactError as err:
+            raise ReconcileError(
+                "ArtifactFailed", f"failed to fetch the chart of {source_name}: {err}"
+            ) from err
+        try:
+            chart = chart_directory(root)
+            name, version = chart_metadata(chart)
+            if oci:
+                version, _ = oci_chart_version(version, str(artifact.get("revision", "")))
+                set_chart_version(chart, version)
+        except ChartInvalid as err:
+            raise ReconcileError("ArtifactFailed", f"chart of {source_name}: {err}") from err
+        return chart, name, version
+
+    async def _values(self, obj: HelmRelease, ctx: ReconcileContext) -> dict[str, Any]:
+        data: dict[tuple[str, str], dict[str, str] | None] = {}
+        for ref in obj.spec.values_from or []:
+            if (ref.kind, ref.name) in data:
+                continue
+            found = await ctx.kube.get("v1", ref.kind, ref.name, ctx.namespace)
+            if not isinstance(found, dict):
+                data[(ref.kind, ref.name)] = None
+            elif ref.kind == "Secret":
+                raw = found.get("data") or {}
+                data[(ref.kind, ref.name)] = {
+                    k: base64.b64decode(v).decode(errors="replace") for k, v in raw.items()
+                }
+            else:
+                data[(ref.kind, ref.name)] = {k: str(v) for k, v in (found.get("data") or {}).items()}
+        try:
+            return compose_values(
+                obj.spec.values_from or [],
+                ctx.namespace,
+                lambda kind, name: data.get((kind, name)),
+                obj.spec.values,
+            )
+        except ValuesError as err:
+            raise ReconcileError("ValuesError", str(err)) from err
+
+    # --- the release ------------------------------------------------------------------------------
+
+    async def _release(
+        self, obj: HelmRelease, ctx: ReconcileContext, chart: str, values: dict[str, Any], desired: Desired
+    ) -> Result:
+        status = obj.status
+        engine = self._engine()
+        target = Target(obj.release_name(), obj.release_namespace(), obj.storage_namespace())
+        await self._uninstall_moved_release(obj, ctx, target, desired)
+        status.storage_namespace = target.storage_namespace
+
+        annotations = obj.metadata.annotations or {}
+        asked = requests(annotations, status.last_handled_force_at, status.last_handled_reset_at)
+        if asked.reset is not None or attempt_changed(obj, desired.chart_version, desired.config_digest):
+            status.failures = status.install_failures = status.upgrade_failures = None
+        if asked.reset is not None:
+            status.last_handled_reset_at = asked.reset
+        if asked.force is not None:
+            status.last_handled_force_at = asked.force
+        status.last_attempted_generation = obj.metadata.generation
+        status.last_attempted_revision = desired.chart_version
+        status.last_attempted_config_digest = desired.config_digest
+
+        storage = ReleaseStorage(ctx.kube, target.storage_namespace)
+        labels = dict((obj.spec.common_metadata.labels if obj.spec.common_metadata else None) or {})
+        notes = dict((obj.spec.common_metadata.annotations if obj.spec.common_metadata else None) or {})
+        runner = ActionRunner(
+            engine,
+            storage,
+            obj,
+            target,
+            chart,
+            values,
+            desired,
+            PostRenderSpec(name=ctx.name, namespace=ctx.namespace, labels=labels, annotations=notes),
+        )
+        revision = {"revision": desired.chart_version}
+
+        async def patch_status() -> None:
+            for type_, reason, message in runner.events:
+                ctx.event(type_, reason, message, metadata=revision)
+            runner.events.clear()
+            await ctx.patch_status()
+
+        loop = AtomicRelease(
+            observe=lambda: storage.latest(target.name),
+            run=runner,
+            patch_status=patch_status,
+            rollback_target=lambda snap: rollback_target(storage, snap),
+        )
+        try:
+            result = await loop.reconcile(obj, desired, force_requested=asked.force is not None)
+        except (EngineError, StorageError, UnknownReleaseStatus) as err:
+            await patch_status()
+            raise ReconcileError("ReconciliationFailed", f"{type(err).__name__}: {err}") from err
+        await patch_status()
+        return self._finish(obj, ctx, result)
+
+    def _finish(self, obj: HelmRelease, ctx: ReconcileContext, result: LoopResult) -> Result:
+        if result.last_state is ReleaseState.IN_SYNC:
+            ctx.remove_condition("Remediated")  # in sync again: an old remediation no longer counts
+        test = obj.spec.test
+        summary = ready_from(ctx.conditions, bool(test and test.enable and not test.ignore_failures))
+        if summary is not None:
+            ctx.set_condition("Ready", *summary)
+        strategy = (
+            obj.spec.install if obj.status.last_attempted_release_action == "install" else obj.spec.upgrade
+        )
+        retry = strategy.strategy.retry_interval if strategy and strategy.strategy else None
+        end = ending(
+            result.outcome,
+            summary,
+            str(result.stall or ""),
+            result.message,
+            parse_duration(retry) if retry else DEFAULT_RETRY_INTERVAL,
+        )
+        if end.stall is not None:
+            raise StalledError(*end.stall)
+        if end.error is not None:
+            raise ReconcileError(*end.error)
+        if end.requeue_after is not None:
+            return Result(requeue_after=end.requeue_after)
+        latest = history.latest(obj.status.history)
+        if latest is None and summary is None:
+            ctx.set_condition("Ready", "True", "ReconciliationSucceeded", "Release reconciled")
+        return Result()
+
+    async def _uninstall_moved_release(
+        self, obj: HelmRelease, ctx: ReconcileContext, target: Target, desired: Desired
+    ) -> None:
+        """A new release name, namespace, storage namespace or chart name: Flux uninstalls the
+        release it made before and installs the new one."""
+        latest = history.latest(obj.status.history)
+        if latest is None:
+            return
+        old_storage = obj.status.storage_namespace or target.storage_namespace
+        moved = (latest.name, latest.namespace, old_storage) != (
+            target.name,
+            target.namespace,
+            target.storage_namespace,
+        )
+        if not moved and latest.chart_name == desired.chart_name:
+            return
+        await self._uninstall(obj, ctx, Target(latest.name, latest.namespace, old_storage))
+        obj.status.history = None
+        obj.status.failures = obj.status.install_failures = obj.status.upgrade_failures = None
+        for type_ in ("Released", "TestSuccess", "Remediated"):
+            ctx.remove_condition(type_)
+
+    async def _uninstall(self, obj: HelmRelease, ctx: ReconcileContext, target: Target) -> None:
+        name = f"{target.namespace}/{target.name}"
+        try:
+            await self._engine().uninstall(target, uninstall_options(obj))
+        except EngineError as err:
+            raise ReconcileError(
+                "UninstallFailed", f"Helm uninstall failed for release {name}: {err}"
+            ) from err
+        ctx.event("Normal", "UninstallSucceeded", f"Helm uninstall succeeded for release {name}")
+
+    # --- deletion ---------------------------------------------------------------------------------
+
+    async def finalize(self, obj: HelmRelease, ctx: ReconcileContext) -> None:
+        """Uninstall the release (unless suspended, as Flux) and delete the HelmChart of spec.chart."""
+        if not obj.spec.suspend:
+            latest = history.latest(obj.status.history)
+            storage_namespace = obj.status.storage_namespace or obj.storage_namespace()
+            target = (
+                Target(latest.name, latest.namespace, storage_namespace)
+                if latest is not None
+                else Target(obj.release_name(), obj.release_namespace(), storage_namespace)
+            )
+            stored = await ReleaseStorage(ctx.kube, storage_namespace).latest(target.name)
+            if stored is not None and stored.status != "uninstalled":
+                await self._uninstall(obj, ctx, target)
+        await self._delete_helm_chart(obj, ctx)
+
+    async def _delete_helm_chart(self, obj: HelmRelease, ctx: ReconcileContext) -> None:
+        if obj.status.helm_chart:
+            namespace, _, name = obj.status.helm_chart.partition("/")
+            await ctx.kube.delete(SOURCE_API, "HelmChart", name, namespace)
+            obj.status.helm_chart = None

@@ -1,0 +1,245 @@
+"""The HelmRelease decisions around the release loop: refusals, dependencies, force/reset
+requests, failure resets, Ready summary; and the chart source: the HelmChart template, source
+readiness, the chart in an artifact, the OCI version suffix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tide.controllers.helm.chart_source import (
+    ChartInvalid,
+    ChartSourceNotReady,
+    chart_directory,
+    chart_metadata,
+    helm_chart_object,
+    oci_chart_version,
+    ready_artifact,
+)
+from tide.controllers.helm.release_status import (
+    Ending,
+    attempt_changed,
+    cross_namespace_ref,
+    dependency_not_ready,
+    ending,
+    ready_from,
+    requests,
+    unsupported,
+)
+from tide.controllers.helm.state import Outcome
+from tide.shared.api.helm import HelmRelease
+
+CHART = {
+    "spec": {"chart": "app", "version": "1.x", "sourceRef": {"kind": "HelmRepository", "name": "charts"}}
+}
+
+
+def release(**spec) -> HelmRelease:
+    return HelmRelease.model_validate(
+        {
+            "apiVersion": "helm.toolkit.fluxcd.io/v2",
+            "kind": "HelmRelease",
+            "metadata": {"name": "app", "namespace": "apps", "generation": 2},
+            "spec": {"interval": "5m", **({"chart": CHART} if "chartRef" not in spec else {}), **spec},
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("spec", "refused"),
+    [
+        ({}, None),
+        ({"driftDetection": {"mode": "disabled"}}, None),
+        ({"install": {"crds": "Skip"}, "upgrade": {"crds": "Skip"}}, None),
+        ({"driftDetection": {"mode": "enabled"}}, "spec.driftDetection"),
+        ({"driftDetection": {"mode": "warn"}}, "spec.driftDetection"),
+        (
+            {"postRenderers": [{"kustomize": {"images": [{"name": "a", "newTag": "1"}]}}]},
+            "kustomize post-renderers",
+        ),
+        ({"serviceAccountName": "sa"}, "spec.serviceAccountName"),
+        ({"kubeConfig": {"secretRef": {"name": "kc"}}}, "spec.kubeConfig"),
+        ({"install": {"crds": "CreateReplace"}}, "CreateReplace"),
+        ({"upgrade": {"crds": "Create"}}, "spec.upgrade.crds"),
+        ({"chartRef": {"kind": "ExternalArtifact", "name": "x"}}, "ExternalArtifact"),
+    ],
+)
+def test_unsupported_fields_are_said(spec, refused) -> None:
+    why = unsupported(release(**spec))
+    assert (why is None) if refused is None else (refused in (why or ""))
+
+
+def ready(status: str, generation: int = 1, observed: int = 1) -> dict:
+    return {
+        "metadata": {"generation": generation},
+        "status": {"observedGeneration": observed, "conditions": [{"type": "Ready", "status": status}]},
+    }
+
+
+def test_dependency_ready_at_its_generation() -> None:
+    key = ("apps", "db")
+    assert dependency_not_ready(None, key) == "dependency 'apps/db' not found"
+    assert dependency_not_ready(ready("False"), key) == "dependency 'apps/db' is not ready"
+    assert dependency_not_ready(ready("True", generation=2), key) == "dependency 'apps/db' is not ready"
+    assert dependency_not_ready(ready("True"), key) is None
+
+
+def test_force_and_reset_count_once_and_only_with_requested_at() -> None:
+    asked = {"reconcile.fluxcd.io/requestedAt": "t1", "reconcile.fluxcd.io/forceAt": "t1"}
+    assert requests(asked, None, None).force == "t1"
+    assert requests(asked, "t1", None).force is None
+    assert requests({**asked, "reconcile.fluxcd.io/requestedAt": "t2"}, None, None).force is None
+    reset = {"reconcile.fluxcd.io/requestedAt": "t3", "reconcile.fluxcd.io/resetAt": "t3"}
+    assert requests(reset, None, None) == type(requests(reset, None, None))(None, "t3")
+
+
+def test_failures_reset_on_a_new_attempt() -> None:
+    hr = release()
+    hr.status.last_attempted_generation = 2
+    hr.status.last_attempted_revision = "1.0.0"
+    hr.status.last_attempted_config_digest = "sha256:a"
+    assert not attempt_changed(hr, "1.0.0", "sha256:a")
+    assert attempt_changed(hr, "1.0.1", "sha256:a")
+    assert attempt_changed(hr, "1.0.0", "sha256:b")
+    hr.metadata.generation = 3
+    assert attempt_changed(hr, "1.0.0", "sha256:a")
+
+
+def cond(type_: str, status: str, reason: str) -> dict:
+    return {"type": type_, "status": status, "reason": reason, "message": f"{reason} message"}
+
+
+@pytest.mark.parametrize(
+    ("conditions", "tests", "expected"),
+    [
+        ([], False, None),
+        ([cond("Released", "True", "InstallSucceeded")], False, ("True", "InstallSucceeded")),
+        ([cond("Released", "False", "UpgradeFailed")], False, ("False", "UpgradeFailed")),
+        (
+            [cond("Released", "True", "InstallSucceeded"), cond("TestSuccess", "True", "TestSucceeded")],
+            True,
+            ("True", "TestSucceeded"),
+        ),
+        (
+            [cond("Released", "True", "InstallSucceeded"), cond("TestSuccess", "False", "TestFailed")],
+            True,
+            ("False", "TestFailed"),
+        ),
+        (
+            [cond("Released", "True", "InstallSucceeded"), cond("TestSuccess", "False", "TestFailed")],
+            False,
+            ("True", "InstallSucceeded"),
+        ),
+        (
+            [cond("Released", "False", "UpgradeFailed"), cond("Remediated", "True", "RollbackSucceeded")],
+            False,
+            ("False", "RollbackSucceeded"),
+        ),
+    ],
+)
+def test_ready_summary(conditions, tests, expected) -> None:
+    summary = ready_from(conditions, tests)
+    assert (summary[:2] if summary else None) == expected
+
+
+def test_helm_chart_template() -> None:
+    hr = release(chart={**CHART, "metadata": {"labels": {"team": "a"}}})
+    obj = helm_chart_object(hr)
+    assert obj["metadata"] == {
+        "name": "apps-app",
+        "namespace": "apps",
+        "labels": {
+            "team": "a",
+            "helm.toolkit.fluxcd.io/name": "app",
+            "helm.toolkit.fluxcd.io/namespace": "apps",
+        },
+    }
+    assert obj["spec"] == {
+        "chart": "app",
+        "version": "1.x",
+        "sourceRef": {"kind": "HelmRepository", "name": "charts"},
+        "interval": "5m",
+        "reconcileStrategy": "ChartVersion",
+    }
+    other = {
+        "spec": {**CHART["spec"], "sourceRef": {"kind": "HelmRepository", "name": "c", "namespace": "flux"}}
+    }
+    assert helm_chart_object(release(chart=other))["metadata"]["namespace"] == "flux"
+
+
+def source(ready_status: str = "True", observed: int = 1, artifact: bool = True) -> dict:
+    status = {
+        "observedGeneration": observed,
+        "conditions": [{"type": "Ready", "status": ready_status, "message": "m"}],
+    }
+    if artifact:
+        status["artifact"] = {"url": "http://x/a.tgz", "digest": "sha256:" + "a" * 64, "revision": "1.0.0"}
+    return {"metadata": {"generation": 1}, "status": status}
+
+
+def test_source_ready_at_its_generation_with_an_artifact() -> None:
+    assert ready_artifact(source(), "HelmChart 'a/b'")["revision"] == "1.0.0"
+    for bad in (source("False"), source(observed=0), source(artifact=False)):
+        with pytest.raises(ChartSourceNotReady, match="HelmChart 'a/b' is not ready"):
+            ready_artifact(bad, "HelmChart 'a/b'")
+
+
+def test_chart_in_artifact(tmp_path: Path) -> None:
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "Chart.yaml").write_text("apiVersion: v2\nname: app\nversion: 1.2.3\n")
+    assert chart_metadata(chart_directory(tmp_path)) == ("app", "1.2.3")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "Chart.yaml").write_text("name: other\n")
+    with pytest.raises(ChartInvalid):
+        chart_directory(tmp_path)
+    with pytest.raises(ChartInvalid, match="no name or version"):
+        chart_metadata(tmp_path / "other")
+
+
+def test_oci_version_carries_the_digest() -> None:
+    digest = "sha256:" + "0123456789ab" + "c" * 52
+    assert oci_chart_version("1.0.0", f"1.0.0@{digest}") == ("1.0.0+0123456789ab", digest)
+    assert oci_chart_version("1.0.0", digest) == ("1.0.0+0123456789ab", digest)
+    with pytest.raises(ChartInvalid, match="does not match"):
+        oci_chart_version("1.0.0", f"2.0.0@{digest}")
+    with pytest.raises(ChartInvalid):
+        oci_chart_version("1.0.0", "latest")
+
+
+def test_cross_namespace_references() -> None:
+    assert cross_namespace_ref(release()) is None
+    assert cross_namespace_ref(release(dependsOn=[{"name": "db", "namespace": "apps"}])) is None
+    other = {
+        "spec": {**CHART["spec"], "sourceRef": {"kind": "HelmRepository", "name": "c", "namespace": "flux"}}
+    }
+    assert "HelmRepository 'c' in namespace 'flux'" in (cross_namespace_ref(release(chart=other)) or "")
+    assert "dependency 'db'" in (
+        cross_namespace_ref(release(dependsOn=[{"name": "db", "namespace": "x"}])) or ""
+    )
+    chart_ref = {"kind": "OCIRepository", "name": "o", "namespace": "x"}
+    assert "OCIRepository 'o'" in (cross_namespace_ref(release(chartRef=chart_ref)) or "")
+
+
+FAILED = ("False", "UpgradeFailed", "upgrade failed")
+
+
+@pytest.mark.parametrize(
+    ("outcome", "summary", "stall", "expected"),
+    [
+        (Outcome.DONE, ("True", "UpgradeSucceeded", "ok"), ("", ""), Ending()),
+        (Outcome.REQUEUE, FAILED, ("", ""), Ending(requeue_after=1.0)),
+        (Outcome.RETRY_AFTER_INTERVAL, FAILED, ("", ""), Ending(requeue_after=60.0)),
+        (Outcome.ERROR, FAILED, ("", ""), Ending(error=("UpgradeFailed", "upgrade failed"))),
+        (Outcome.ERROR, None, ("", ""), Ending(error=("ReconciliationFailed", "release failed"))),
+        (
+            Outcome.STALLED,
+            FAILED,
+            ("RetriesExceeded", "cannot remediate failed release"),
+            Ending(stall=("RetriesExceeded", "cannot remediate failed release: upgrade failed")),
+        ),
+        (Outcome.STALLED, None, ("", ""), Ending(stall=("RetriesExceeded", "retries exhausted"))),
+    ],
+)
+def test_how_a_reconcile_ends(outcome, summary, stall, expected) -> None:
+    assert ending(outcome, summary, *stall, retry_interval=60.0) == expected
