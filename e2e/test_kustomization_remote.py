@@ -14,15 +14,11 @@ import yaml
 
 from e2e.cluster import ControlPlane, free_port
 from e2e.fixtures.cluster import run_kubectl
+from e2e.fixtures.kustomize import configmap_manifest as configmap
 from e2e.fixtures.kustomize import get_obj, git_source, kustomization, wait_ks
 from e2e.fixtures.source import apply, condition, request_reconcile
 
 pytestmark = pytest.mark.e2e
-
-
-def configmap(name: str, namespace: str, **data: str) -> str:
-    return yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap",
-                           "metadata": {"name": name, "namespace": namespace}, "data": data})  # fmt: skip
 
 
 def kubeconfig_secret(name: str, kubeconfig: str) -> dict[str, Any]:

@@ -19,18 +19,14 @@ from e2e.fixtures.kustomize import (
     wait_ks,
     wait_until,
 )
+from e2e.fixtures.kustomize import (
+    configmap_manifest as configmap,
+)
 from e2e.fixtures.source import apply, condition, gitrepository, request_reconcile
 
 pytestmark = pytest.mark.e2e
 
 RUN_LABEL = "tide.test/tenancy"
-
-
-def configmap(name: str, namespace: str | None = None, **data: str) -> str:
-    meta: dict[str, Any] = {"name": name}
-    if namespace:
-        meta["namespace"] = namespace
-    return yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data})
 
 
 def labelled(obj: dict[str, Any], namespace: str, run: str) -> dict[str, Any]:
