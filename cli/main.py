@@ -334,11 +334,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--health-check-timeout", default=None)
     p.add_argument("--wait", action="store_true", help="wait for all applied objects to become ready")
-    p.add_argument("--service-account", default=None)
+    p.add_argument(
+        "--service-account", default=None, help="ServiceAccount to impersonate when reconciling"
+    )
+    p.add_argument(
+        "--kubeconfig-secret-ref",
+        default=None,
+        help="Secret holding a kubeconfig (key value or value.yaml) of the remote cluster to apply to",
+    )
     p.add_argument("--retry-interval", default=None)
     p.add_argument("--decryption-provider", default=None, choices=["sops"])
     p.add_argument("--decryption-secret", default=None)
     _create_common(p)
+    p = _leaf(
+        create,
+        "tenant",
+        "create or update a tenant: per namespace, a ServiceAccount and a RoleBinding to a ClusterRole",
+        _command("create", "run_tenant"),
+    )
+    _name(p)
+    p.add_argument(
+        "--with-namespace", action="append", default=None, help="namespace of the tenant (repeatable)"
+    )
+    p.add_argument(
+        "--with-service-account", default=None, help="ServiceAccount of the tenant (default: its name)"
+    )
+    p.add_argument(
+        "--cluster-role", default="cluster-admin", help="ClusterRole of the tenant's RoleBindings"
+    )
+    p.add_argument("--skip-namespace", action="store_true", help="the namespaces exist: do not create them")
+    p.add_argument("--label", action="append", default=None, help="key=value labels (repeatable)")
+    p.add_argument("--export", action="store_true", help="print the YAML instead of applying it")
     csec = create.add_parser("secret", help="create or update a Secret")
     _globals(csec, suppress=True)
     ssub = csec.add_subparsers(dest="secret_kind", metavar="<secret kind>", required=True)

@@ -199,6 +199,7 @@ def kustomization(
     decryption_provider: str | None = None,
     decryption_secret: str | None = None,
     labels: dict[str, str] | None = None,
+    kubeconfig_secret: str | None = None,
 ) -> Obj:
     spec: Obj = {"interval": go_duration(interval)}
     if depends_on:
@@ -226,6 +227,8 @@ def kustomization(
                 check = {"apiVersion": api_version, **check}
             checks.append(check)
         spec["healthChecks"] = checks
+    if kubeconfig_secret:
+        spec["kubeConfig"] = {"secretRef": {"name": kubeconfig_secret}}
     spec["path"] = path
     spec["prune"] = prune
     if retry_interval:
@@ -240,6 +243,74 @@ def kustomization(
     if wait:
         spec["wait"] = True
     return _object(KUSTOMIZATION, name, namespace, spec, labels)
+
+
+TENANT_LABEL = "toolkit.fluxcd.io/tenant"
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def _dns_label(value: str, what: str) -> str:
+    if not _DNS_LABEL.match(value):
+        raise ValueError(
+            f"{what} {value!r} is invalid: it must be an RFC 1123 label (lower case alphanumeric "
+            "characters or '-', at most 63)"
+        )
+    return value
+
+
+def tenant(
+    name: str,
+    namespaces: list[str],
+    cluster_role: str = "cluster-admin",
+    service_account: str | None = None,
+    skip_namespace: bool = False,
+    labels: dict[str, str] | None = None,
+) -> list[Obj]:
+    """What `flux create tenant` writes, per namespace: the Namespace (unless skipped), the
+    tenant's ServiceAccount and a RoleBinding `<tenant>-reconciler` granting it `cluster_role`
+    there (also to Flux's legacy user `gotk:<namespace>:reconciler`), all labelled with the tenant."""
+    _dns_label(name, "tenant name")
+    if not namespaces:
+        raise ValueError("at least one --with-namespace is required")
+    account = _dns_label(service_account or name, "service account")
+    if not cluster_role:
+        raise ValueError("--cluster-role must not be empty")
+    # Go marshals a map with its keys sorted: the tenant label among the user's.
+    marks = dict(sorted({**(labels or {}), TENANT_LABEL: name}.items()))
+    docs: list[Obj] = []
+    for namespace in namespaces:
+        _dns_label(namespace, "namespace")
+        if not skip_namespace:
+            docs.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Namespace",
+                    "metadata": {"labels": dict(marks), "name": namespace},
+                }
+            )
+        meta: Obj = {"labels": dict(marks), "name": account, "namespace": namespace}
+        docs.append({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta})
+        docs.append(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {"labels": dict(marks), "name": f"{name}-reconciler", "namespace": namespace},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": cluster_role,
+                },
+                "subjects": [
+                    {
+                        "apiGroup": "rbac.authorization.k8s.io",
+                        "kind": "User",
+                        "name": f"gotk:{namespace}:reconciler",
+                    },
+                    {"kind": "ServiceAccount", "name": account, "namespace": namespace},
+                ],
+            }
+        )
+    return docs
 
 
 def git_secret(

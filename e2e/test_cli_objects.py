@@ -262,3 +262,32 @@ def test_get_watch_prints_changes(tide, namespace, cluster) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_create_tenant(tide, namespace, kubectl) -> None:
+    """`tide create tenant` as `flux create tenant`: the Namespace, the ServiceAccount and its
+    RoleBinding to the ClusterRole, labelled with the tenant; the ServiceAccount gets that role's
+    rights in its namespace and nothing beyond it."""
+    tenant_ns = f"{namespace}-t"
+    try:
+        out = tide("create", "tenant", "team-a", f"--with-namespace={tenant_ns}", "--cluster-role=view",
+                   "--label=env=dev")  # fmt: skip
+        assert "tenant team-a created or updated" in out.stdout + out.stderr
+        for kind, name in (("namespace", tenant_ns), ("serviceaccount", "team-a"),
+                           ("rolebinding", "team-a-reconciler")):  # fmt: skip
+            obj = json.loads(kubectl("get", kind, name, "-n", tenant_ns, "-o", "json").stdout)
+            labels = obj["metadata"]["labels"]
+            assert labels["toolkit.fluxcd.io/tenant"] == "team-a" and labels["env"] == "dev", kind
+        user = f"--as=system:serviceaccount:{tenant_ns}:team-a"
+        can = [("list", "configmaps", tenant_ns), ("create", "configmaps", tenant_ns),
+               ("list", "configmaps", namespace)]  # fmt: skip
+        answers = [
+            kubectl("auth", "can-i", verb, what, "-n", ns, user, check=False).stdout.strip()
+            for verb, what, ns in can
+        ]
+        assert answers == ["yes", "no", "no"]
+        # Applying it again changes nothing and succeeds (server-side apply).
+        tide("create", "tenant", "team-a", f"--with-namespace={tenant_ns}", "--cluster-role=view",
+             "--label=env=dev")  # fmt: skip
+    finally:
+        kubectl("delete", "namespace", tenant_ns, "--wait=false", check=False)

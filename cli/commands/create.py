@@ -112,6 +112,7 @@ def build_kustomization(args: argparse.Namespace, namespace: str) -> dict[str, A
         decryption_provider=args.decryption_provider,
         decryption_secret=args.decryption_secret,
         labels=objects.parse_labels(args.label),
+        kubeconfig_secret=args.kubeconfig_secret_ref,
     )
 
 
@@ -156,6 +157,34 @@ def build_receiver(args: argparse.Namespace, namespace: str) -> dict[str, Any]:
         events=args.event,
         labels=objects.parse_labels(args.label),
     )
+
+
+async def run_tenant(session: Session) -> int:
+    """`tide create tenant`: the tenant's Namespaces, ServiceAccounts and RoleBindings, applied in
+    that order (a namespace exists before what goes in it), or printed with --export."""
+    args = session.args
+    try:
+        docs = objects.tenant(
+            args.name,
+            args.with_namespace or [],
+            cluster_role=args.cluster_role,
+            service_account=args.with_service_account,
+            skip_namespace=args.skip_namespace,
+            labels=objects.parse_labels(args.label),
+        )
+    except ValueError as exc:
+        raise CliError(str(exc), "see `tide create tenant --help`", EXIT_USAGE) from None
+    if args.export:
+        session.write(objects.to_yaml(docs).rstrip("\n"))
+        return EXIT_OK
+    kube = await session.kube()
+    for obj in docs:
+        meta = obj["metadata"]
+        where = f" in {meta['namespace']} namespace" if meta.get("namespace") else ""
+        session.printer.action(f"applying {obj['kind']} {meta['name']}{where}")
+        await kube.apply(obj, FIELD_MANAGER)
+    session.printer.success(f"tenant {args.name} created or updated")
+    return EXIT_OK
 
 
 async def run(session: Session, what: str) -> int:

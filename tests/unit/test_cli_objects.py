@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -143,3 +145,161 @@ def test_labels() -> None:
     assert objects.parse_labels(["a=b,c=d", "e=f"]) == {"a": "b", "c": "d", "e": "f"}
     with pytest.raises(ValueError):
         objects.parse_labels(["nope"])
+
+
+# What flux v2.9.5 prints for the same commands (`flux create tenant|kustomization ... --export`).
+FLUX_TENANT = """\
+---
+apiVersion: v1
+kind: Namespace
+metadata:
+  labels:
+    toolkit.fluxcd.io/tenant: dev-team
+  name: frontend
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  labels:
+    toolkit.fluxcd.io/tenant: dev-team
+  name: dev-team
+  namespace: frontend
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  labels:
+    toolkit.fluxcd.io/tenant: dev-team
+  name: dev-team-reconciler
+  namespace: frontend
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: cluster-admin
+subjects:
+- apiGroup: rbac.authorization.k8s.io
+  kind: User
+  name: gotk:frontend:reconciler
+- kind: ServiceAccount
+  name: dev-team
+  namespace: frontend
+---
+apiVersion: v1
+kind: Namespace
+metadata:
+  labels:
+    toolkit.fluxcd.io/tenant: dev-team
+  name: backend
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  labels:
+    toolkit.fluxcd.io/tenant: dev-team
+  name: dev-team
+  namespace: backend
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  labels:
+    toolkit.fluxcd.io/tenant: dev-team
+  name: dev-team-reconciler
+  namespace: backend
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: cluster-admin
+subjects:
+- apiGroup: rbac.authorization.k8s.io
+  kind: User
+  name: gotk:backend:reconciler
+- kind: ServiceAccount
+  name: dev-team
+  namespace: backend
+"""
+FLUX_TENANT_SKIP_NAMESPACE = """\
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  labels:
+    a: b
+    env: dev
+    toolkit.fluxcd.io/tenant: t2
+  name: acc
+  namespace: apps
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  labels:
+    a: b
+    env: dev
+    toolkit.fluxcd.io/tenant: t2
+  name: t2-reconciler
+  namespace: apps
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: view
+subjects:
+- apiGroup: rbac.authorization.k8s.io
+  kind: User
+  name: gotk:apps:reconciler
+- kind: ServiceAccount
+  name: acc
+  namespace: apps
+"""
+FLUX_KUSTOMIZATION_TENANT = """\
+---
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata:
+  name: tenant
+  namespace: flux-system
+spec:
+  interval: 1m0s
+  kubeConfig:
+    secretRef:
+      name: remote-kubeconfig
+  path: ./deploy
+  prune: false
+  serviceAccountName: reconciler
+  sourceRef:
+    kind: GitRepository
+    name: tenant
+"""
+
+
+def test_tenant_as_flux_creates_it() -> None:
+    docs = objects.tenant("dev-team", ["frontend", "backend"], cluster_role="cluster-admin")
+    assert objects.to_yaml(docs) == FLUX_TENANT
+    docs = objects.tenant(
+        "t2", ["apps"], cluster_role="view", service_account="acc", skip_namespace=True,
+        labels={"env": "dev", "a": "b"},
+    )  # fmt: skip
+    assert objects.to_yaml(docs) == FLUX_TENANT_SKIP_NAMESPACE
+
+
+def test_kustomization_impersonating_on_a_remote_cluster_as_flux_creates_it() -> None:
+    obj = objects.kustomization(
+        "tenant", "flux-system", "GitRepository/tenant", path="./deploy",
+        service_account="reconciler", kubeconfig_secret="remote-kubeconfig",
+    )  # fmt: skip
+    assert objects.to_yaml([obj]) == FLUX_KUSTOMIZATION_TENANT
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        ({"name": "Dev_Team", "namespaces": ["a"]}, "tenant name 'Dev_Team' is invalid"),
+        ({"name": "t", "namespaces": []}, "at least one --with-namespace"),
+        ({"name": "t", "namespaces": ["ok", "../x"]}, "namespace '../x' is invalid"),
+        ({"name": "t", "namespaces": ["a"], "service_account": "A"}, "service account 'A' is invalid"),
+        ({"name": "t", "namespaces": ["a"], "cluster_role": ""}, "--cluster-role"),
+    ],
+)
+def test_tenant_refuses_bad_names(args: dict, error: str) -> None:  # type: ignore[type-arg]
+    with pytest.raises(ValueError, match=re.escape(error)):
+        objects.tenant(**args)
