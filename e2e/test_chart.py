@@ -38,6 +38,8 @@ VARIANTS = {
         "commonLabels.team=platform",
         "--set",
         "image.tag=dev",
+        "--set",
+        "multitenancy.enabled=true",
     ],
     "minimal": [
         "--set",
@@ -121,3 +123,57 @@ def test_deployments_carry_flux_flags_probes_and_least_privilege(namespace) -> N
     )
     groups = {g for r in source_role["rules"] for g in r["apiGroups"]}
     assert "kustomize.toolkit.fluxcd.io" not in groups and "*" not in groups
+
+
+def _args(docs: list[dict], name: str) -> list[str]:
+    deployment = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == name)
+    return list(deployment["spec"]["template"]["spec"]["containers"][0]["args"])
+
+
+def test_multitenancy_lockdown_flags(namespace) -> None:
+    """multitenancy.enabled gives the controllers Flux's lockdown flags; off, none of them."""
+    appliers = ("kustomize-controller", "helm-controller")
+    off = render(namespace, "--set", "helmController.enabled=true")
+    for name in (*appliers, "notification-controller", "source-controller"):
+        assert not [a for a in _args(off, name) if "cross-namespace" in a or "default-service" in a], name
+    on = render(namespace, "--set", "helmController.enabled=true", "--set", "multitenancy.enabled=true",
+                "--set", "multitenancy.defaultServiceAccount=tenant")  # fmt: skip
+    for name in appliers:
+        args = _args(on, name)
+        assert "--no-cross-namespace-refs=true" in args and "--default-service-account=tenant" in args
+    assert "--no-cross-namespace-refs=true" in _args(on, "notification-controller")
+    assert not [a for a in _args(on, "source-controller") if "cross-namespace" in a or "default-service" in a]
+
+
+def test_appliers_may_impersonate_service_accounts_only(namespace, kubectl) -> None:
+    """Without cluster-admin, the kustomize and helm controllers' own ClusterRoles let them act as
+    ServiceAccounts (spec.serviceAccountName), and as no other user or group: checked on the real
+    API server with the chart's RBAC applied."""
+    docs = render(namespace, "--set", "helmController.enabled=true",
+                  "--set", "kustomizeController.clusterAdmin=false",
+                  "--set", "helmController.clusterAdmin=false")  # fmt: skip
+    appliers = ("kustomize-controller", "helm-controller")
+    rbac = [
+        d
+        for d in docs
+        if d["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")
+        and d["metadata"]["name"].startswith(appliers)
+    ]
+    assert not [
+        d for d in rbac if d["kind"] == "ClusterRoleBinding" and d["roleRef"]["name"] == "cluster-admin"
+    ]
+    text = "".join("---\n" + yaml.safe_dump(d) for d in rbac)
+    cluster_scoped = [
+        f"{d['kind'].lower()}/{d['metadata']['name']}" for d in rbac if d["kind"] != "ServiceAccount"
+    ]
+    try:
+        kubectl("apply", "--server-side", "-f", "-", input=text)
+        for name in appliers:
+            user = f"--as=system:serviceaccount:{namespace}:{name}"
+            answers = [
+                kubectl("auth", "can-i", "impersonate", what, user, check=False).stdout.strip()
+                for what in ("serviceaccounts", "users", "groups")
+            ]
+            assert answers == ["yes", "no", "no"], (name, answers)
+    finally:
+        kubectl("delete", "--wait=false", "--ignore-not-found", *cluster_scoped, check=False)

@@ -85,6 +85,13 @@ spec:
             {{- if $root.Values.leaderElection }}
             - "--enable-leader-election"
             {{- end }}
+            {{- $mt := $root.Values.multitenancy }}
+            {{- if and $mt.enabled (has .name (list "kustomize-controller" "helm-controller" "notification-controller")) }}
+            - "--no-cross-namespace-refs=true"
+            {{- end }}
+            {{- if and $mt.enabled $mt.defaultServiceAccount (has .name (list "kustomize-controller" "helm-controller")) }}
+            - {{ printf "--default-service-account=%s" $mt.defaultServiceAccount | quote }}
+            {{- end }}
             {{- range $v.extraArgs }}
             - {{ . | quote }}
             {{- end }}
