@@ -17,28 +17,41 @@ are fixed here, on the wire, without touching Helm:
 
 The proxy listens on 127.0.0.1 only and admits only requests whose path starts with its own random
 token (client-go sends no credentials over plain HTTP); it forwards them with the controller's
-real credentials (impersonation headers from Helm pass on).
+real credentials.
+
+Whom Helm acts as, and on which cluster, is the proxy's decision too (Flux's serviceAccountName and
+kubeConfig): each release's kubeconfig names a route (`/<token>/to/<route>/...`), and the route says
+which connection the request goes out on (this cluster's, or a remote one from a kubeConfig Secret)
+and which ServiceAccount it impersonates. Impersonation headers Helm itself would send are dropped:
+a chart or an SDK option cannot choose its own identity.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import hmac
 import re
 import secrets
+import ssl
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import aiohttp
 from aiohttp import web
 
-from tide.shared.kube.config import Connection
+from tide.shared.kube.config import Connection, KubeconfigError
 
 FIELD_MANAGER = "helm-controller"
 STORAGE_SECRET_PREFIX = "sh.helm.release.v1."
 _PREFIX = re.compile(
     r"^/(?P<token>[A-Za-z0-9_-]+)/storage/(?P<ns>[a-z0-9]([-a-z0-9]*[a-z0-9])?)(?P<rest>/.*)$"
 )
+_ROUTE = re.compile(r"^/(?P<token>[A-Za-z0-9_-]+)/to/(?P<route>[a-z0-9]{1,32})(?P<rest>/.*)$")
+LOCAL_ROUTE = "local"
+"""This cluster, as the controller itself."""
 _SECRETS = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/secrets(?:/(?P<name>[^/]+))?$")
 _WRITES = frozenset({"POST", "PUT", "PATCH"})
 _HOP_BY_HOP = frozenset(
@@ -55,6 +68,42 @@ _HOP_BY_HOP = frozenset(
 _RESPONSE_DROP = frozenset(
     {"content-length", "transfer-encoding", "content-encoding", "connection", "keep-alive"}
 )
+
+
+def split_route(path: str) -> tuple[str, str]:
+    """The route a request path names and the path without it (pure): `/<token>/to/<route>/rest`
+    is (`route`, `/<token>/rest`); a path naming none is the local route's."""
+    match = _ROUTE.match(path)
+    if not match:
+        return LOCAL_ROUTE, path
+    return match["route"], f"/{match['token']}{match['rest']}"
+
+
+def route_name(slot: str) -> str:
+    """The route of a target slot (shared.kube.targets): stable while the slot is."""
+    return hashlib.sha256(slot.encode()).hexdigest()[:16] if slot else LOCAL_ROUTE
+
+
+def upstream_headers(incoming: Mapping[str, str], impersonate: str | None) -> dict[str, str]:
+    """The headers a request goes upstream with (pure, before credentials): hop-by-hop headers and
+    any impersonation Helm asked for dropped, the route's ServiceAccount impersonated."""
+    out = {
+        k: v
+        for k, v in incoming.items()
+        if k.lower() not in _HOP_BY_HOP and not k.lower().startswith("impersonate-")
+    }
+    if impersonate:
+        out["Impersonate-User"] = impersonate
+    return out
+
+
+@dataclass
+class Route:
+    """Where a route's requests go (a connection) and as whom (a ServiceAccount user, or None)."""
+
+    connection: Connection
+    impersonate: str | None = None
+    session: aiohttp.ClientSession | None = field(default=None, repr=False)
 
 
 def is_storage_request(method: str, name: str | None, query: Mapping[str, str], body: bytes) -> bool:
@@ -92,7 +141,34 @@ class HelmApiProxy:
         self.token = secrets.token_urlsafe(32)
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._routes: dict[str, Route] = {LOCAL_ROUTE: Route(connection)}
+        self._retired: set[asyncio.Task[None]] = set()
         self.port = 0
+
+    def route(self, slot: str, connection: Connection, impersonate: str | None) -> str:
+        """The route for a target (its slot, connection and identity), registered or updated; a
+        remote route whose connection changed (a new kubeconfig Secret) closes the old one's pool."""
+        if not slot and connection is self.connection and impersonate is None:
+            return LOCAL_ROUTE
+        name = route_name(slot or f"|{impersonate}")
+        current = self._routes.get(name)
+        if current is not None and current.connection is connection and current.impersonate == impersonate:
+            return name
+        self._routes[name] = Route(connection, impersonate)
+        if current is not None and current.session is not None:
+            task = asyncio.get_running_loop().create_task(_close_later(current.session))
+            self._retired.add(task)
+            task.add_done_callback(self._retired.discard)
+        return name
+
+    def _session_for(self, route: Route) -> aiohttp.ClientSession:
+        if route.connection is self.connection:
+            assert self._session is not None
+            return self._session
+        if route.session is None or route.session.closed:
+            connector = aiohttp.TCPConnector(ssl=route.connection.ssl_context(), limit=0)
+            route.session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+        return route.session
 
     async def start(self) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -109,15 +185,21 @@ class HelmApiProxy:
         self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
 
     async def close(self) -> None:
+        for task in list(self._retired):
+            task.cancel()
+        for route in self._routes.values():
+            if route.session is not None:
+                await route.session.close()
         if self._session is not None:
             await self._session.close()
         if self._runner is not None:
             await self._runner.cleanup()
 
-    def kubeconfig(self, storage_namespace: str, namespace: str) -> str:
-        """A kubeconfig for the SDK: this proxy, this storage namespace, `namespace` as default."""
+    def kubeconfig(self, storage_namespace: str, namespace: str, route: str = LOCAL_ROUTE) -> str:
+        """A kubeconfig for the SDK: this proxy, a route, this storage namespace, `namespace` as
+        default."""
         # client-go sends no bearer token over plain HTTP: the proxy's secret is in the path.
-        server = f"http://127.0.0.1:{self.port}/{self.token}/storage/{storage_namespace}"
+        server = f"http://127.0.0.1:{self.port}/{self.token}/to/{route}/storage/{storage_namespace}"
         return (
             "apiVersion: v1\nkind: Config\n"
             f"clusters:\n- name: tide\n  cluster:\n    server: {server}\n"
@@ -130,24 +212,33 @@ class HelmApiProxy:
     async def _forward(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         try:
+            route_key, rest = split_route(request.path)
             query_in = dict(parse_qsl(request.query_string))
-            path, query = rewrite(self.token, request.method, request.path, query_in, body)
+            path, query = rewrite(self.token, request.method, rest, query_in, body)
+            route = self._routes.get(route_key)
+            if route is None:
+                raise PermissionError("unknown route")
         except PermissionError:
             return web.Response(status=401, text="Unauthorized")
-        headers: dict[str, Any] = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
-        headers.update(await self.connection.auth_headers())
-        url = self.connection.host + path + ("?" + urlencode(query) if query else "")
-        assert self._session is not None
+        headers: dict[str, Any] = upstream_headers(request.headers, route.impersonate)
+        url = route.connection.host + path + ("?" + urlencode(query) if query else "")
         try:
-            return await self._relay(request, url, body, headers)
+            headers.update(await route.connection.auth_headers())
+            return await self._relay(self._session_for(route), request, url, body, headers)
         except aiohttp.ClientConnectionError as err:
             return web.Response(status=502, text=f"API server unreachable: {err}")
+        except (KubeconfigError, OSError, ssl.SSLError) as err:  # a remote's credentials or TLS
+            return web.Response(status=502, text=f"API server unreachable: {type(err).__name__}: {err}")
 
     async def _relay(
-        self, request: web.Request, url: str, body: bytes, headers: dict[str, Any]
+        self,
+        session: aiohttp.ClientSession,
+        request: web.Request,
+        url: str,
+        body: bytes,
+        headers: dict[str, Any],
     ) -> web.StreamResponse:
-        assert self._session is not None
-        async with self._session.request(
+        async with session.request(
             request.method, url, data=body or None, headers=headers, timeout=aiohttp.ClientTimeout(total=None)
         ) as upstream:
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
@@ -164,3 +255,11 @@ class HelmApiProxy:
             except (ConnectionResetError, aiohttp.ClientError):
                 pass  # Helm closed the request (a watch it no longer needs), or the API server did
             return response
+
+
+async def _close_later(session: aiohttp.ClientSession, grace: float = 60.0) -> None:
+    """Close a retired route's pool once the requests still on it (a Helm wait) had time to end."""
+    try:
+        await asyncio.sleep(grace)
+    finally:
+        await session.close()

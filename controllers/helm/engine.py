@@ -33,9 +33,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from tide.controllers.helm.apiproxy import HelmApiProxy
+from tide.controllers.helm.apiproxy import LOCAL_ROUTE, HelmApiProxy
 from tide.controllers.helm.postrender import PostRenderSpec, check_supported
 from tide.controllers.helm.sdk import POST_RENDERER, WORKER_ARGV0, WORKER_BOOTSTRAP, worker_environment
+from tide.shared.kube.client import KubeClient
 from tide.shared.kube.config import Connection
 
 DEADLINE_GRACE = 30.0
@@ -103,8 +104,8 @@ class Target:
     name: str
     namespace: str
     storage_namespace: str
-    impersonate: str | None = None
-    """`system:serviceaccount:<ns>:<name>` for spec.serviceAccountName."""
+    route: str = LOCAL_ROUTE
+    """The API proxy's route: which cluster Helm talks to, as which ServiceAccount (see route())."""
 
 
 @dataclass(frozen=True)
@@ -224,6 +225,11 @@ class HelmEngine:
         await self.proxy.start()
         await self._ensure_worker()
 
+    def route(self, client: KubeClient, slot: str) -> str:
+        """The route for Helm to act as `client` does (its cluster, its impersonated ServiceAccount):
+        what Target.route takes. `slot` is shared.kube.targets' key for that identity."""
+        return self.proxy.route(slot, client.connection, client.impersonating)
+
     @property
     def worker_pid(self) -> int | None:
         """The Helm worker's process id, while it runs."""
@@ -286,10 +292,10 @@ class HelmEngine:
         rid = next(self._ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[rid] = future
+        kubeconfig = self.proxy.kubeconfig(target.storage_namespace, target.namespace, target.route)
         config = {
-            "kubeconfig_content": self.proxy.kubeconfig(target.storage_namespace, target.namespace),
+            "kubeconfig_content": kubeconfig,
             "namespace": target.namespace,
-            "kube_as_user": target.impersonate,
             "burst_limit": 300,
             "qps": 50.0,
         }

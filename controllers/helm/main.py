@@ -7,10 +7,10 @@ from typing import Any
 
 from tide.controllers.helm.reconciler import HelmReleaseReconciler
 from tide.shared.runtime.process import (
+    add_impersonation_flags,
     add_no_cross_namespace_refs,
     add_requeue_dependency,
     add_source_storage_addr,
-    add_unavailable,
     controller_arg_parser,
     run_controller,
 )
@@ -29,9 +29,7 @@ def arg_parser() -> argparse.ArgumentParser:
         help="ConfigMaps and Secrets with these labels trigger a reconcile of the HelmReleases whose "
         "valuesFrom reads them (empty: none is watched).",
     )
-    # Impersonation is a later feature: refusing to start beats installing every tenant's
-    # releases with the controller's own identity.
-    add_unavailable(parser, "--default-service-account", "impersonation is not available yet")
+    add_impersonation_flags(parser)
     return parser
 
 

@@ -46,13 +46,19 @@ from tide.shared.api.helm import HelmRelease
 from tide.shared.api.meta import parse_duration
 from tide.shared.artifact import ArtifactError, ArtifactNotFound, check_artifact_url, fetch_artifact
 from tide.shared.kube.config import load_connection
+from tide.shared.kube.kubeconfig_secret import KubeconfigSecretError
+from tide.shared.kube.targets import Target as KubeTarget
+from tide.shared.kube.targets import TargetClients
+from tide.shared.runtime.conditions import ACCESS_DENIED_REASON
 from tide.shared.runtime.context import ReconcileContext
 from tide.shared.runtime.kind_controller import KindController
-from tide.shared.runtime.process import source_storage_addresses
+from tide.shared.runtime.process import kubeconfig_policy, source_storage_addresses
 from tide.shared.runtime.reconciler import FLUX_FINALIZER, Reconciler
 from tide.shared.runtime.result import ReconcileError, Result, StalledError
 
 HELMRELEASE_API = HelmRelease.storage_api_version()
+REST_CLIENT_ERROR = "RESTClientError"
+"""Ready's reason when the release's client (spec.kubeConfig) cannot be built, as Flux's."""
 DEFAULT_RETRY_INTERVAL = 300.0
 """RetryOnFailure's retryInterval when unset (Flux's 5m)."""
 Key = tuple[str, str]
@@ -76,6 +82,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
         self.options = options
         self.engine: HelmEngine | None = None
         self.controller: KindController | None = None
+        self.targets: TargetClients | None = None
 
     # --- the Helm engine, a server of the process ------------------------------------------------
 
@@ -86,6 +93,9 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
         await self.engine.start()
 
     async def stop(self) -> None:
+        if self.targets is not None:
+            await self.targets.close()
+            self.targets = None
         if self.engine is not None:
             await self.engine.close()
             self.engine = None
@@ -175,6 +185,37 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
             raise ReconcileError("ReconciliationFailed", "the Helm engine is not running")
         return self.engine
 
+    def _targets(self, ctx: ReconcileContext) -> TargetClients:
+        if self.targets is None or self.targets.kube is not ctx.kube:
+            options = ctx.options
+            policy = kubeconfig_policy(options) if hasattr(options, "insecure_kubeconfig_exec") else None
+            account = str(getattr(options, "default_service_account", "") or "")
+            self.targets = TargetClients(ctx.kube, policy, account)
+        return self.targets
+
+    async def _kube_target(self, obj: HelmRelease, ctx: ReconcileContext) -> KubeTarget:
+        """Who Helm acts as for this release, and on which cluster, as Flux: the ServiceAccount of
+        spec.serviceAccountName (else --default-service-account) through impersonation, on the
+        cluster of spec.kubeConfig's Secret (else this one). Release storage is read the same way."""
+        spec = obj.spec
+        kubeconfig = None
+        if spec.kube_config is not None and spec.kube_config.secret_ref is not None:
+            kubeconfig = (spec.kube_config.secret_ref.name, spec.kube_config.secret_ref.key)
+
+        async def get_secret(namespace: str, name: str) -> dict[str, Any] | None:
+            found = await ctx.kube.get("v1", "Secret", name, namespace)
+            return found if isinstance(found, dict) else None
+
+        try:
+            return await self._targets(ctx).target(
+                ctx.namespace, spec.service_account_name, kubeconfig, get_secret
+            )
+        except KubeconfigSecretError as err:
+            raise ReconcileError(REST_CLIENT_ERROR, f"invalid spec.kubeConfig: {err}") from err
+
+    def _release_target(self, kube: KubeTarget, name: str, namespace: str, storage: str) -> Target:
+        return Target(name, namespace, storage, route=self._engine().route(kube.client, kube.slot))
+
     def _requeue_dependency(self, ctx: ReconcileContext) -> float:
         return float(getattr(ctx.options, "requeue_dependency", 30.0))
 
@@ -185,7 +226,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
         if getattr(ctx.options, "no_cross_namespace_refs", False):
             denied = cross_namespace_ref(obj)
             if denied is not None:
-                raise StalledError("AccessDenied", denied)
+                raise StalledError(ACCESS_DENIED_REASON, denied)
         await self._check_dependencies(obj, ctx)
         artifact, source_name, oci = await self._chart_artifact(obj, ctx)
         root = Path(tempfile.mkdtemp(prefix="tide-helm-chart-"))
@@ -322,7 +363,10 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
     ) -> Result:
         status = obj.status
         engine = self._engine()
-        target = Target(obj.release_name(), obj.release_namespace(), obj.storage_namespace())
+        kube = await self._kube_target(obj, ctx)
+        target = self._release_target(
+            kube, obj.release_name(), obj.release_namespace(), obj.storage_namespace()
+        )
         await self._uninstall_moved_release(obj, ctx, target, desired)
         status.storage_namespace = target.storage_namespace
 
@@ -338,7 +382,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
         status.last_attempted_revision = desired.chart_version
         status.last_attempted_config_digest = desired.config_digest
 
-        storage = ReleaseStorage(ctx.kube, target.storage_namespace)
+        storage = ReleaseStorage(kube.client, target.storage_namespace)
         labels = dict((obj.spec.common_metadata.labels if obj.spec.common_metadata else None) or {})
         notes = dict((obj.spec.common_metadata.annotations if obj.spec.common_metadata else None) or {})
         runner = ActionRunner(
@@ -418,7 +462,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
         )
         if not moved and latest.chart_name == desired.chart_name:
             return
-        await self._uninstall(obj, ctx, Target(latest.name, latest.namespace, old_storage))
+        await self._uninstall(obj, ctx, Target(latest.name, latest.namespace, old_storage, target.route))
         obj.status.history = None
         obj.status.failures = obj.status.install_failures = obj.status.upgrade_failures = None
         for type_ in ("Released", "TestSuccess", "Remediated"):
@@ -438,18 +482,40 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
 
     async def finalize(self, obj: HelmRelease, ctx: ReconcileContext) -> None:
         """Uninstall the release (unless suspended, as Flux) and delete the HelmChart of spec.chart."""
-        if not obj.spec.suspend:
+        kube = None if obj.spec.suspend else await self._finalize_target(obj, ctx)
+        if kube is not None:
             latest = history.latest(obj.status.history)
             storage_namespace = obj.status.storage_namespace or obj.storage_namespace()
-            target = (
-                Target(latest.name, latest.namespace, storage_namespace)
+            name, namespace = (
+                (latest.name, latest.namespace)
                 if latest is not None
-                else Target(obj.release_name(), obj.release_namespace(), storage_namespace)
+                else (obj.release_name(), obj.release_namespace())
             )
-            stored = await ReleaseStorage(ctx.kube, storage_namespace).latest(target.name)
+            target = self._release_target(kube, name, namespace, storage_namespace)
+            stored = await ReleaseStorage(kube.client, storage_namespace).latest(target.name)
             if stored is not None and stored.status != "uninstalled":
                 await self._uninstall(obj, ctx, target)
         await self._delete_helm_chart(obj, ctx)
+
+    async def _finalize_target(self, obj: HelmRelease, ctx: ReconcileContext) -> KubeTarget | None:
+        """Who uninstalls, as Flux: nobody when the ServiceAccount to impersonate is gone (the
+        tenant was removed first) or the kubeConfig Secret is; the release is left in place."""
+        try:
+            kube = await self._kube_target(obj, ctx)
+        except ReconcileError as err:
+            ctx.event("Warning", "UninstallFailed", f"uninstall skipped: {err.message}")
+            return None
+        account = self._targets(ctx).service_account_name(obj.spec.service_account_name)
+        if account and kube.remote is None:
+            found = await ctx.kube.get("v1", "ServiceAccount", account, ctx.namespace)
+            if found is None:
+                ctx.event(
+                    "Warning",
+                    "UninstallFailed",
+                    f"uninstall skipped: ServiceAccount '{ctx.namespace}/{account}' not found",
+                )
+                return None
+        return kube
 
     async def _delete_helm_chart(self, obj: HelmRelease, ctx: ReconcileContext) -> None:
         if obj.status.helm_chart:

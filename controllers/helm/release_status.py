@@ -21,10 +21,13 @@ REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
 def unsupported(hr: HelmRelease) -> str | None:
     """Why this controller cannot reconcile the spec as Flux would, or None. Said, never ignored."""
     spec = hr.spec
-    if spec.kube_config is not None:
-        return "spec.kubeConfig is not supported yet by this helm controller"
-    if spec.service_account_name:
-        return "spec.serviceAccountName is not supported yet by this helm controller"
+    if spec.kube_config is not None and spec.kube_config.config_map_ref is not None:
+        return (
+            "spec.kubeConfig.configMapRef (workload identity for cloud clusters) is not supported yet; "
+            "use spec.kubeConfig.secretRef"
+        )
+    if spec.kube_config is not None and spec.kube_config.secret_ref is None:
+        return "spec.kubeConfig needs a secretRef"
     if spec.chart_ref is not None and spec.chart_ref.kind == "ExternalArtifact":
         return "spec.chartRef of kind ExternalArtifact is not supported yet; use HelmChart or OCIRepository"
     if spec.effective_drift_detection_mode() != "disabled":

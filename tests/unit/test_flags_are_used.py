@@ -16,7 +16,12 @@ from tide.controllers.kustomize import main as kustomize_main
 from tide.controllers.kustomize.reconciler import KustomizationReconciler
 from tide.controllers.notification import main as notification_main
 from tide.controllers.source import main as source_main
-from tide.shared.runtime.process import UnavailableFlag, _RefuseWhenSet, refuse_unavailable_flags
+from tide.shared.runtime.process import (
+    UnavailableFlag,
+    _RefuseWhenSet,
+    kubeconfig_policy,
+    refuse_unavailable_flags,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
@@ -138,3 +143,12 @@ def test_removed_or_malformed_flags_are_usage_errors(flag: str) -> None:
 def test_dependency_flags_only_where_there_are_dependencies(controller: str) -> None:
     with pytest.raises(SystemExit):
         PARSERS[controller]().parse_args(["--requeue-dependency=5s"])
+
+
+def test_helm_impersonation_flags_are_flux_s() -> None:
+    args = helm_main.arg_parser().parse_args(
+        ["--default-service-account=tenant", "--insecure-kubeconfig-exec", "--insecure-kubeconfig-tls=false"]
+    )
+    assert args.default_service_account == "tenant" and args.unavailable_flags == ()
+    policy = kubeconfig_policy(args)
+    assert policy.allow_exec and not policy.allow_insecure_tls

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from tide.controllers.helm.apiproxy import FIELD_MANAGER, is_storage_request, rewrite
+from tide.controllers.helm.apiproxy import (
+    FIELD_MANAGER,
+    LOCAL_ROUTE,
+    HelmApiProxy,
+    is_storage_request,
+    rewrite,
+    split_route,
+    upstream_headers,
+)
 from tide.controllers.helm.engine import (
     ChartInvalid,
     ClusterUnreachable,
@@ -25,6 +33,7 @@ from tide.controllers.helm.postrender import (
     ReleaseStorageImpersonation,
     post_render,
 )
+from tide.shared.kube.config import Connection
 
 TOKEN = "s3cret"
 NS = "/api/v1/namespaces/apps/secrets"
@@ -204,3 +213,51 @@ def test_a_chart_that_forges_release_storage_is_refused():
     assert "sh.helm.release.v1.other.v9" in post_render(
         forged.replace("Secret", "ConfigMap"), PostRenderSpec("hr", "ns")
     )
+
+
+@pytest.mark.parametrize(
+    ("path", "route", "rest"),
+    [
+        (f"/{TOKEN}/to/ab12/storage/apps/api/v1", "ab12", f"/{TOKEN}/storage/apps/api/v1"),
+        (f"/{TOKEN}/to/local/storage/apps/api", LOCAL_ROUTE, f"/{TOKEN}/storage/apps/api"),
+        (f"/{TOKEN}/storage/apps/api", LOCAL_ROUTE, f"/{TOKEN}/storage/apps/api"),
+        # Not a route name: left for rewrite() to refuse.
+        (f"/{TOKEN}/to/../storage/apps/api", LOCAL_ROUTE, f"/{TOKEN}/to/../storage/apps/api"),
+    ],
+)
+def test_the_route_is_read_from_the_path(path, route, rest):
+    assert split_route(path) == (route, rest)
+
+
+def test_helm_cannot_choose_whom_it_impersonates():
+    """Impersonation headers from Helm (an SDK option, a chart's lookup) never reach the API
+    server; the route's ServiceAccount does, and nothing when the route impersonates nobody."""
+    incoming = {
+        "Impersonate-User": "system:admin",
+        "impersonate-group": "system:masters",
+        "Impersonate-Extra-Scopes": "x",
+        "Authorization": "Bearer from-helm",
+        "Accept": "application/json",
+    }
+    tenant = "system:serviceaccount:team:reconciler"
+    assert upstream_headers(incoming, tenant) == {"Accept": "application/json", "Impersonate-User": tenant}
+    assert upstream_headers(incoming, None) == {"Accept": "application/json"}
+
+
+async def test_routes_per_identity_and_cluster():
+    local = Connection(server="https://127.0.0.1:6443")
+    proxy = HelmApiProxy(local)
+    tenant = "system:serviceaccount:team:reconciler"
+    assert proxy.route("", local, None) == LOCAL_ROUTE
+    as_tenant = proxy.route(f"|{tenant}", local, tenant)
+    assert as_tenant not in (LOCAL_ROUTE, "") and proxy.route(f"|{tenant}", local, tenant) == as_tenant
+    remote = Connection(server="https://10.0.0.1:6443")
+    on_remote = proxy.route("remote:team/kc", remote, None)
+    assert on_remote not in (as_tenant, LOCAL_ROUTE)
+    # A new kubeconfig Secret version: the same route, now to the new connection.
+    moved = Connection(server="https://10.0.0.2:6443")
+    assert proxy.route("remote:team/kc", moved, None) == on_remote
+    assert proxy._routes[on_remote].connection is moved
+    assert proxy._routes[as_tenant].impersonate == tenant
+    assert f"/to/{as_tenant}/storage/store" in proxy.kubeconfig("store", "apps", as_tenant)
+    await proxy.close()
