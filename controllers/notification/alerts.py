@@ -96,6 +96,21 @@ def message_allowed(spec: Mapping[str, Any], message: str) -> bool:
     return True
 
 
+def cross_namespace_source(alert: Mapping[str, Any]) -> str | None:
+    """For --no-cross-namespace-refs: why the Alert's first event source in another namespace is
+    refused, or None (providerRef is always in the Alert's namespace)."""
+    alert_ns = _namespace(alert)
+    for source in _spec(alert).get("eventSources") or []:
+        namespace = source.get("namespace")
+        if namespace and namespace != alert_ns:
+            return (
+                f"cannot use events of {source.get('kind')} '{source.get('name')}' in namespace "
+                f"'{namespace}': cross-namespace references are disabled (--no-cross-namespace-refs); "
+                "those events are not forwarded"
+            )
+    return None
+
+
 def alert_matches(
     alert: Mapping[str, Any],
     event: Event,

@@ -487,7 +487,10 @@ class ReceiverServer:
             kind, name = str(resource.get("kind", "")), str(resource.get("name", ""))
             ns = resource.get("namespace") or namespace
             if self.no_cross_namespace_refs and ns != namespace:
-                errors.append(f"cross-namespace reference to {kind}/{ns}/{name} is not allowed")
+                errors.append(
+                    f"cannot reconcile {kind} '{ns}/{name}': cross-namespace references are disabled "
+                    "(--no-cross-namespace-refs)"
+                )
                 continue
             try:
                 api_version = resource_api_version(resource)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tide.controllers.notification.alerts import invalid_regexes
+from tide.controllers.notification.alerts import cross_namespace_source, invalid_regexes
 from tide.controllers.notification.providers import (
     ADDRESS_OPTIONAL,
     BUILDERS,
@@ -27,6 +27,7 @@ from tide.shared.api.notification import Alert, Provider, Receiver
 from tide.shared.kube import secret_data
 from tide.shared.runtime import ReconcileContext, ReconcileError, Result, StalledError
 from tide.shared.runtime.conditions import (
+    ACCESS_DENIED_REASON,
     READY,
     SUCCEEDED_REASON,
     TOKEN_NOT_FOUND_REASON,
@@ -147,6 +148,10 @@ class AlertReconciler(Reconciler[Alert]):
         bad = invalid_regexes(list(spec.inclusion_list or []) + list(spec.exclusion_list or []))
         if bad:
             raise StalledError(VALIDATION_FAILED_REASON, f"invalid regular expressions: {', '.join(bad)}")
+        if getattr(ctx.options, "no_cross_namespace_refs", False):
+            denied = cross_namespace_source(ctx.raw)
+            if denied is not None:
+                raise StalledError(ACCESS_DENIED_REASON, denied)
         provider = await ctx.kube.get(
             "notification.toolkit.fluxcd.io/v1beta3",
             "Provider",

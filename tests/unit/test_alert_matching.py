@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from tide.controllers.notification.alerts import alert_matches, compose_metadata, matching_alerts
+from tide.controllers.notification.alerts import (
+    alert_matches,
+    compose_metadata,
+    cross_namespace_source,
+    matching_alerts,
+)
 from tide.controllers.notification.events import Event, InvolvedObject
 
 
@@ -49,6 +54,25 @@ def test_explicit_namespace_source():
     )
     assert alert_matches(a, event())
     assert not alert_matches(a, event(), no_cross_namespace_refs=True)
+
+
+def test_cross_namespace_sources_are_named_for_the_lockdown():
+    assert cross_namespace_source(alert()) is None
+    assert (
+        cross_namespace_source(
+            alert(eventSources=[{"kind": "Kustomization", "name": "app", "namespace": "apps"}])
+        )
+        is None
+    )
+    a = alert(
+        namespace="team",
+        eventSources=[
+            {"kind": "Kustomization", "name": "app"},
+            {"kind": "HelmRelease", "name": "*", "namespace": "ops"},
+        ],
+    )
+    why = cross_namespace_source(a) or ""
+    assert "HelmRelease '*' in namespace 'ops'" in why and "--no-cross-namespace-refs" in why
 
 
 def test_wildcard_name():

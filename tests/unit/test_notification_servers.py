@@ -216,6 +216,24 @@ async def test_receiver_missing_resource_is_400_but_others_annotated():
     assert {n for _, _, n, _ in kube.patches} == {"repo", "k1"}
 
 
+async def test_receiver_cross_namespace_resources_are_refused_when_locked_down():
+    """--no-cross-namespace-refs: a Receiver cannot make another namespace's objects reconcile;
+    it says so (400) and still annotates its own namespace's."""
+    objs = receiver_objects("generic")
+    objs[1]["spec"]["resources"].append({"kind": "GitRepository", "name": "theirs", "namespace": "other"})
+    objs.append({"kind": "GitRepository", "metadata": {"name": "theirs", "namespace": "other"}})
+    for locked, status, annotated in ((False, 200, {"repo", "k1", "theirs"}), (True, 400, {"repo", "k1"})):
+        kube = FakeKube(copy.deepcopy(objs))
+        server = ReceiverServer("127.0.0.1:0", kube, no_cross_namespace_refs=locked)
+        async with TestClient(TestServer(server.app())) as client:
+            resp = await client.post(webhook_path("tok", "r", "apps"), data=b"{}")
+            assert resp.status == status
+            if locked:
+                text = await resp.text()
+                assert "GitRepository 'other/theirs'" in text and "--no-cross-namespace-refs" in text
+        assert {n for _, _, n, _ in kube.patches} == annotated
+
+
 async def test_receiver_resource_filter():
     objs = receiver_objects("generic")
     objs[1]["spec"]["resourceFilter"] = "res.kind == 'Kustomization' && req.deploy == true"
