@@ -34,6 +34,15 @@ current-context: c
 """
 
 
+def kubeconfig_secret(name: str, kubeconfig: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name},
+        "data": {"value": base64.b64encode(kubeconfig.encode()).decode()},
+    }
+
+
 def release(name: str, chart: str, **spec: Any) -> dict[str, Any]:
     return {
         "apiVersion": "helm.toolkit.fluxcd.io/v2",
@@ -71,28 +80,27 @@ def test_tenant_releases_act_as_their_service_account(  # type: ignore[no-untype
     )
     # Releases that name no ServiceAccount act as the tenant's (Flux's lockdown).
     helm_controllers("--default-service-account=tenant")
-    kubeconfig = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "remote"},
-        "data": {"value": base64.b64encode(EXEC_KUBECONFIG.encode()).decode()},
-    }
     apply(
         kubectl,
         namespace,
         *tenant_rbac(namespace),
         *served_repository(chart_server, chart_repo),
-        kubeconfig,
+        kubeconfig_secret("hostile", EXEC_KUBECONFIG),
+        # The cluster's own admin kubeconfig (embedded certificates) stands in for a remote one:
+        # Helm's requests go out on the Secret's connection, impersonating the tenant there.
+        kubeconfig_secret("remote", cluster.kubeconfig.read_text()),
         release("app", "tenantapp", serviceAccountName="tenant"),
         release("escalate", "clusterwide"),
-        release("remote", "tenantapp", kubeConfig={"secretRef": {"name": "remote"}}),
+        release("remote", "tenantapp", kubeConfig={"secretRef": {"name": "remote", "key": "value"}}),
+        release("exec", "tenantapp", kubeConfig={"secretRef": {"name": "hostile"}}),
     )
     # Installed into the tenant's namespace as the tenant: the release's objects and its storage.
     wait_released(kubectl, namespace, "app", 1)
     cm = yaml.safe_load(kubectl("get", "configmap", "app-cm", "-n", namespace, "-o", "yaml").stdout)
     assert cm["data"]["color"] == "blue"
+    wait_released(kubectl, namespace, "remote", 1)
     releases = helm_list(cluster, namespace, tmp_path)
-    assert [(r["name"], r["status"]) for r in releases] == [("app", "deployed")]
+    assert sorted((r["name"], r["status"]) for r in releases) == [("app", "deployed"), ("remote", "deployed")]
 
     # A ClusterRole is beyond the tenant's RBAC (the default ServiceAccount's): the API server's
     # Forbidden, naming it.
@@ -104,7 +112,7 @@ def test_tenant_releases_act_as_their_service_account(  # type: ignore[no-untype
     assert found.stdout.strip() == ""
 
     # A kubeconfig Secret that would run a command in the controller is refused.
-    hr = wait_condition(kubectl, namespace, "remote", "Ready", status="False", reason="RESTClientError")
+    hr = wait_condition(kubectl, namespace, "exec", "Ready", status="False", reason="RESTClientError")
     message = condition(hr, "Ready")["message"]  # type: ignore[index]
     assert "exec credential plugin" in message and "--insecure-kubeconfig-exec" in message, message
     assert not hr["status"].get("history")

@@ -4,6 +4,9 @@ manager on writes, only this controller's Helm admitted; Tide's post-renderer; e
 from __future__ import annotations
 
 import pytest
+import yaml
+from aiohttp import ClientSession, web
+from aiohttp.test_utils import TestServer
 
 from tide.controllers.helm.apiproxy import (
     FIELD_MANAGER,
@@ -261,3 +264,54 @@ async def test_routes_per_identity_and_cluster():
     assert proxy._routes[as_tenant].impersonate == tenant
     assert f"/to/{as_tenant}/storage/store" in proxy.kubeconfig("store", "apps", as_tenant)
     await proxy.close()
+
+
+async def test_each_route_goes_out_on_its_own_connection_as_its_own_identity():
+    """Two small HTTP servers stand in for this cluster's API server and a remote one: a request
+    on a route reaches that route's server with that connection's credentials and the route's
+    impersonation, storage moved and the field manager set as on the local route."""
+    seen: list[tuple[str, str, dict[str, str]]] = []
+
+    def upstream(label: str) -> web.Application:
+        async def record(request: web.Request) -> web.Response:
+            seen.append((label, request.path_qs, dict(request.headers)))
+            return web.json_response({"kind": "Status"})
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", record)
+        return app
+
+    async with TestServer(upstream("local")) as here, TestServer(upstream("remote")) as there:
+        local = Connection(server=str(here.make_url("")), token="controller")
+        proxy = HelmApiProxy(local)
+        await proxy.start()
+        try:
+            tenant = "system:serviceaccount:team:reconciler"
+            routes = {
+                "local": proxy.route("", local, None),
+                "tenant": proxy.route(f"|{tenant}", local, tenant),
+                "remote": proxy.route(
+                    "remote:team/kc", Connection(server=str(there.make_url("")), token="kc"), None
+                ),
+            }
+            async with ClientSession() as client:
+                for route in routes.values():
+                    server = yaml.safe_load(proxy.kubeconfig("store", "apps", route))["clusters"][0][
+                        "cluster"
+                    ]["server"]
+                    url = f"{server}/api/v1/namespaces/apps/secrets/sh.helm.release.v1.app.v1"
+                    headers = {"Impersonate-User": "system:admin", "Impersonate-Group": "system:masters"}
+                    async with client.patch(url, data=b"{}", headers=headers) as resp:
+                        assert resp.status == 200
+        finally:
+            await proxy.close()
+    path = "/api/v1/namespaces/store/secrets/sh.helm.release.v1.app.v1?fieldManager=helm-controller"
+    assert [(label, p) for label, p, _ in seen] == [("local", path), ("local", path), ("remote", path)]
+    auth = [
+        (h.get("Authorization"), h.get("Impersonate-User"), h.get("Impersonate-Group")) for _, _, h in seen
+    ]
+    assert auth == [
+        ("Bearer controller", None, None),
+        ("Bearer controller", tenant, None),
+        ("Bearer kc", None, None),
+    ]
