@@ -505,16 +505,12 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
         except ReconcileError as err:
             ctx.event("Warning", "UninstallFailed", f"uninstall skipped: {err.message}")
             return None
-        account = self._targets(ctx).service_account_name(obj.spec.service_account_name)
-        if account and kube.remote is None:
-            found = await ctx.kube.get("v1", "ServiceAccount", account, ctx.namespace)
-            if found is None:
-                ctx.event(
-                    "Warning",
-                    "UninstallFailed",
-                    f"uninstall skipped: ServiceAccount '{ctx.namespace}/{account}' not found",
-                )
-                return None
+        missing = await self._targets(ctx).missing_service_account(
+            kube, ctx.namespace, obj.spec.service_account_name
+        )
+        if missing is not None:
+            ctx.event("Warning", "UninstallFailed", f"uninstall skipped: {missing}")
+            return None
         return kube
 
     async def _delete_helm_chart(self, obj: HelmRelease, ctx: ReconcileContext) -> None:

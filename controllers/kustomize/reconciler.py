@@ -818,14 +818,10 @@ class KustomizationReconciler(Reconciler[Kustomization]):
         except ReconcileError as err:
             ctx.event("Warning", PRUNE_FAILED_REASON, f"garbage collection skipped: {err.message}")
             return None
-        account = self._targets(ctx).service_account_name(obj.spec.service_account_name)
-        if account and target.remote is None:
-            found = await ctx.kube.get("v1", "ServiceAccount", account, ctx.namespace)
-            if found is None:
-                ctx.event(
-                    "Warning",
-                    PRUNE_FAILED_REASON,
-                    f"garbage collection skipped: ServiceAccount '{ctx.namespace}/{account}' not found",
-                )
-                return None
+        missing = await self._targets(ctx).missing_service_account(
+            target, ctx.namespace, obj.spec.service_account_name
+        )
+        if missing is not None:
+            ctx.event("Warning", PRUNE_FAILED_REASON, f"garbage collection skipped: {missing}")
+            return None
         return target

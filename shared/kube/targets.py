@@ -94,6 +94,18 @@ class TargetClients:
         user = service_account_user(namespace, account)
         return Target(base.as_service_account(namespace, account), f"{slot}|{user}", user, remote)
 
+    async def missing_service_account(
+        self, target: Target, namespace: str, service_account_name: str | None
+    ) -> str | None:
+        """Why nobody may act for a deleted object, or None: the ServiceAccount it impersonates on
+        this cluster is gone (the tenant was removed first), so its objects are left in place."""
+        account = self.service_account_name(service_account_name)
+        if not account or target.remote is not None:
+            return None
+        if await self.kube.get("v1", "ServiceAccount", account, namespace) is not None:
+            return None
+        return f"ServiceAccount '{namespace}/{account}' not found"
+
     async def _remote_client(
         self, namespace: str, name: str, key: str | None, get_secret: GetSecret
     ) -> KubeClient:

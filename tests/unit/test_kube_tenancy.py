@@ -20,7 +20,7 @@ from tide.shared.kube.kubeconfig_secret import (
     KubeconfigPolicy,
     connection_from_secret,
 )
-from tide.shared.kube.targets import KubeconfigSecretNotFound, TargetClients
+from tide.shared.kube.targets import KubeconfigSecretNotFound, Target, TargetClients
 
 PEM = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n").decode()
 
@@ -194,3 +194,22 @@ async def test_targets_default_service_account_and_remote_versions() -> None:
         await targets.target("tenant-a", "", ("gone", None), get_secret)
     await targets.close()
     await kube.close()
+
+
+async def test_a_deleted_object_whose_service_account_is_gone_is_left_alone() -> None:
+    class Accounts:
+        """Only the ServiceAccount reads a deletion makes."""
+
+        async def get(self, api_version: str, kind: str, name: str, namespace: str) -> Any:
+            return {"metadata": {"name": name}} if (namespace, name) == ("tenant-a", "reconciler") else None
+
+    kube: Any = Accounts()
+    targets = TargetClients(kube, default_service_account="default")
+    here = Target(kube, "")
+    assert await targets.missing_service_account(here, "tenant-a", "reconciler") is None
+    gone = await targets.missing_service_account(here, "tenant-a", None)
+    assert gone == "ServiceAccount 'tenant-a/default' not found"
+    assert await TargetClients(kube).missing_service_account(here, "tenant-a", None) is None
+    # On a remote cluster the ServiceAccount is not looked up here.
+    remote = Target(kube, "remote:tenant-a/kc", remote="https://10.1.2.3:6443")
+    assert await targets.missing_service_account(remote, "tenant-a", "gone") is None
