@@ -140,3 +140,21 @@ def test_metadata_without_conflicts():
     n = compose_metadata(event(metadata={"revision": "r"}), alert(eventMetadata={"cluster": "c"}))
     assert n.event.metadata == {"cluster": "c", "revision": "r"}
     assert n.conflicts == []
+
+
+async def test_the_alert_reconciler_stalls_cross_namespace_sources_when_locked_down() -> None:
+    from types import SimpleNamespace
+
+    import pytest
+
+    from tide.controllers.notification.reconcilers import AlertReconciler
+    from tide.shared.api.notification import Alert
+    from tide.shared.runtime.result import StalledError
+
+    raw = alert(namespace="team", eventSources=[{"kind": "HelmRelease", "name": "*", "namespace": "ops"}])
+    raw.update(apiVersion="notification.toolkit.fluxcd.io/v1beta3", kind="Alert")
+    obj = Alert.model_validate(raw)
+    ctx = SimpleNamespace(options=SimpleNamespace(no_cross_namespace_refs=True), raw=raw, kube=None)
+    with pytest.raises(StalledError, match="cross-namespace references are disabled") as refused:
+        await AlertReconciler().reconcile(obj, ctx)  # type: ignore[arg-type]
+    assert refused.value.reason == "AccessDenied"

@@ -245,3 +245,17 @@ FAILED = ("False", "UpgradeFailed", "upgrade failed")
 )
 def test_how_a_reconcile_ends(outcome, summary, stall, expected) -> None:
     assert ending(outcome, summary, *stall, retry_interval=60.0) == expected
+
+
+async def test_the_reconciler_refuses_cross_namespace_references_when_locked_down() -> None:
+    """--no-cross-namespace-refs stalls the HelmRelease before anything is read or installed."""
+    from types import SimpleNamespace
+
+    from tide.controllers.helm.reconciler import HelmReleaseReconciler
+    from tide.shared.runtime.result import StalledError
+
+    obj = release(dependsOn=[{"name": "db", "namespace": "ops"}])
+    ctx = SimpleNamespace(options=SimpleNamespace(no_cross_namespace_refs=True), namespace="apps", kube=None)
+    with pytest.raises(StalledError, match="dependency 'db' in namespace 'ops'") as refused:
+        await HelmReleaseReconciler().reconcile(obj, ctx)  # type: ignore[arg-type]
+    assert refused.value.reason == "AccessDenied"
