@@ -11,7 +11,6 @@ from tide.shared.runtime.process import (
     add_no_cross_namespace_refs,
     add_requeue_dependency,
     add_source_storage_addr,
-    add_unavailable,
     controller_arg_parser,
     run_controller,
 )
@@ -31,14 +30,6 @@ def arg_parser() -> argparse.ArgumentParser:
         "valuesFrom reads them (empty: none is watched).",
     )
     add_impersonation_flags(parser)
-    # Flux reads it for spec.kubeConfig.configMapRef (workload identity for cloud clusters), which
-    # Tide refuses: refusing to start beats accepting and ignoring it.
-    add_unavailable(
-        parser,
-        "--default-kubeconfig-service-account",
-        "it names the ServiceAccount of spec.kubeConfig.configMapRef (workload identity for cloud "
-        "clusters), which Tide does not support yet",
-    )
     return parser
 
 

@@ -86,14 +86,8 @@ def arg_parser() -> argparse.ArgumentParser:
         help="Field manager whose fields are overridden on apply (repeatable).",
     )
     add_impersonation_flags(parser)
-    # Flux reads these for workload identity only (cloud KMS for SOPS, spec.kubeConfig.configMapRef
-    # for cloud clusters), which Tide refuses: refusing to start beats accepting and ignoring them.
-    add_unavailable(
-        parser,
-        "--default-kubeconfig-service-account",
-        "it names the ServiceAccount of spec.kubeConfig.configMapRef (workload identity for cloud "
-        "clusters), which Tide does not support yet",
-    )
+    # Flux reads it for workload identity only (cloud KMS for SOPS), which Tide refuses: refusing
+    # to start beats accepting and ignoring it.
     add_unavailable(
         parser,
         "--default-decryption-service-account",

@@ -149,6 +149,14 @@ def add_impersonation_flags(parser: argparse.ArgumentParser) -> None:
         "Allow kubeconfig Secrets to name certificate, key and token files on the controller's disk "
         "and to disable TLS verification (insecure-skip-tls-verify).",
     )
+    # Flux reads it for spec.kubeConfig.configMapRef (workload identity for cloud clusters), which
+    # Tide refuses: refusing to start beats accepting and ignoring it.
+    add_unavailable(
+        parser,
+        "--default-kubeconfig-service-account",
+        "it names the ServiceAccount of spec.kubeConfig.configMapRef (workload identity for cloud "
+        "clusters), which Tide does not support yet",
+    )
 
 
 def kubeconfig_policy(args: argparse.Namespace) -> KubeconfigPolicy:
