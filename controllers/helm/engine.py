@@ -393,6 +393,11 @@ class HelmEngine:
         result: dict[str, Any] = await self._call("helm_status", target, {"name": target.name}, 60.0)
         return result
 
+    async def chart_crds(self, target: Target, chart_path: str) -> list[dict[str, str]]:
+        """The files under the chart's crds/ and its subcharts' (`name`, `filename`, `data`)."""
+        result: list[dict[str, str]] = await self._call("chart_crds", target, {"chart": chart_path}, 60.0)
+        return result or []
+
     async def render(self, target: Target, chart_path: str, values: dict[str, Any]) -> dict[str, str]:
         """The chart's templates rendered for this release (lookup reads the cluster), nothing stored."""
         args = {"chart": chart_path, "name": target.name, "namespace": target.namespace, "values": values}

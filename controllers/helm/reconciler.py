@@ -27,6 +27,7 @@ from tide.controllers.helm.chart_source import (
     ready_artifact,
     set_chart_version,
 )
+from tide.controllers.helm.drift import DriftError
 from tide.controllers.helm.engine import EngineError, HelmEngine, Target
 from tide.controllers.helm.postrender import PostRenderSpec
 from tide.controllers.helm.release_status import (
@@ -350,6 +351,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
             values,
             desired,
             PostRenderSpec(name=ctx.name, namespace=ctx.namespace, labels=labels, annotations=notes),
+            kube=ctx.kube,
         )
         revision = {"revision": desired.chart_version}
 
@@ -364,10 +366,12 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
             run=runner,
             patch_status=patch_status,
             rollback_target=lambda snap: rollback_target(storage, snap),
+            drifted=runner.detect_drift,
+            observed=runner.observed,
         )
         try:
             result = await loop.reconcile(obj, desired, force_requested=asked.force is not None)
-        except (EngineError, StorageError, UnknownReleaseStatus) as err:
+        except (EngineError, StorageError, UnknownReleaseStatus, DriftError) as err:
             await patch_status()
             raise ReconcileError("ReconciliationFailed", f"{type(err).__name__}: {err}") from err
         await patch_status()

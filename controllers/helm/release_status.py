@@ -27,8 +27,6 @@ def unsupported(hr: HelmRelease) -> str | None:
         return "spec.serviceAccountName is not supported yet by this helm controller"
     if spec.chart_ref is not None and spec.chart_ref.kind == "ExternalArtifact":
         return "spec.chartRef of kind ExternalArtifact is not supported yet; use HelmChart or OCIRepository"
-    if spec.effective_drift_detection_mode() != "disabled":
-        return "spec.driftDetection is not supported yet by this helm controller; set mode: disabled"
     if any(p.kustomize is not None for p in spec.post_renderers or []):
         return (
             "kustomize post-renderers are not supported yet by this helm controller; "
@@ -36,11 +34,6 @@ def unsupported(hr: HelmRelease) -> str | None:
         )
     if spec.health_check_exprs:
         return "spec.healthCheckExprs is not supported yet by this helm controller"
-    install = spec.effective_install()
-    if install.crds_policy() == "CreateReplace":
-        return "spec.install.crds: CreateReplace is not supported yet; use Create or Skip"
-    if spec.effective_upgrade().crds_policy() != "Skip":
-        return "spec.upgrade.crds: only Skip is supported yet (CRDs are created on install)"
     if spec.wait_strategy is not None and spec.wait_strategy.name != "poller":
         return "spec.waitStrategy: only poller is supported"
     return None
