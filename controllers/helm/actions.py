@@ -56,11 +56,22 @@ def _seconds(value: str | None, default: float) -> int:
     return int(parse_duration(value) if value else default)
 
 
+def wait_strategy(hr: HelmRelease, disable_wait: bool | None) -> str:
+    """Helm's wait strategy for an action (Flux's getWaitStrategy): hooks only when the action
+    disables waiting, else spec.waitStrategy (`poller` is Helm's kstatus watcher, `legacy` Helm
+    v3's waiting), by default the watcher."""
+    if disable_wait:
+        return "hookOnly"
+    if hr.spec.wait_strategy is not None and hr.spec.wait_strategy.name == "legacy":
+        return "legacy"
+    return "watcher"
+
+
 def install_options(hr: HelmRelease) -> InstallOptions:
     spec = hr.spec.effective_install()
     return InstallOptions(
         timeout_seconds=_seconds(spec.timeout, hr.spec.timeout_seconds()),
-        wait="hookOnly" if spec.disable_wait else "watcher",
+        wait=wait_strategy(hr, spec.disable_wait),
         wait_for_jobs=not spec.disable_wait_for_jobs,
         skip_crds=True,  # the controller applies them (install.crds), as Flux does
         disable_hooks=bool(spec.disable_hooks),
@@ -80,7 +91,7 @@ def upgrade_options(hr: HelmRelease) -> UpgradeOptions:
     spec = hr.spec.effective_upgrade()
     return UpgradeOptions(
         timeout_seconds=_seconds(spec.timeout, hr.spec.timeout_seconds()),
-        wait="hookOnly" if spec.disable_wait else "watcher",
+        wait=wait_strategy(hr, spec.disable_wait),
         wait_for_jobs=not spec.disable_wait_for_jobs,
         skip_crds=True,  # the controller applies them (upgrade.crds), as Flux does
         disable_hooks=bool(spec.disable_hooks),
@@ -100,7 +111,7 @@ def uninstall_options(hr: HelmRelease) -> UninstallOptions:
     spec = hr.spec.uninstall
     return UninstallOptions(
         timeout_seconds=_seconds(spec.timeout if spec else None, hr.spec.timeout_seconds()),
-        wait="hookOnly" if spec and spec.disable_wait else "watcher",
+        wait=wait_strategy(hr, spec.disable_wait if spec else None),
         disable_hooks=bool(spec and spec.disable_hooks),
         keep_history=bool(spec and spec.keep_history),
         deletion_propagation=(spec.deletion_propagation if spec else None) or "background",
@@ -224,7 +235,7 @@ class ActionRunner:
                 "(it is reserved for CustomResourceDefinitions): %s",
                 ", ".join(others),
             )
-        origin = [with_origin(c, self.hr.metadata.name, self.hr.metadata.namespace or "") for c in crds]
+        origin = [with_origin(c, self.hr.metadata.name or "", self.hr.metadata.namespace or "") for c in crds]
         await apply_crds(self.kube, policy, origin)
 
     # --- the actions ----------------------------------------------------------------------------
@@ -328,7 +339,7 @@ class ActionRunner:
         options = RollbackOptions(
             version=previous.version,
             timeout_seconds=_seconds(spec.timeout if spec else None, self.hr.spec.timeout_seconds()),
-            wait="hookOnly" if spec and spec.disable_wait else "watcher",
+            wait=wait_strategy(self.hr, spec.disable_wait if spec else None),
             wait_for_jobs=not (spec and spec.disable_wait_for_jobs),
             disable_hooks=bool(spec and spec.disable_hooks),
             server_side_apply=_SSA[spec.server_side_apply if spec else None],

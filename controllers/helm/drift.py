@@ -103,7 +103,7 @@ class DriftError(Exception):
 # --- the pure part --------------------------------------------------------------------------------
 
 
-class _NoAliasLoader(yaml.SafeLoader):
+class _NoAliasLoader(yaml.SafeLoader):  # type: ignore[misc]
     """Release storage is tenant-writable: a manifest with YAML aliases (a bomb) is refused."""
 
     def compose_node(self, parent: Any, index: Any) -> Any:

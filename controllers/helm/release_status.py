@@ -34,8 +34,6 @@ def unsupported(hr: HelmRelease) -> str | None:
         )
     if spec.health_check_exprs:
         return "spec.healthCheckExprs is not supported yet by this helm controller"
-    if spec.wait_strategy is not None and spec.wait_strategy.name != "poller":
-        return "spec.waitStrategy: only poller is supported"
     return None
 
 

@@ -79,3 +79,24 @@ def test_crds_policies(spec, install, upgrade):
         install,
         upgrade,
     )
+
+
+def test_wait_strategy_per_action():
+    """Flux's getWaitStrategy: disableWait wins, then spec.waitStrategy, else the watcher."""
+    from tide.controllers.helm.actions import install_options, uninstall_options, upgrade_options
+
+    def hr(**spec: object) -> HelmRelease:
+        return HelmRelease.model_validate(
+            {
+                "apiVersion": "helm.toolkit.fluxcd.io/v2",
+                "kind": "HelmRelease",
+                "metadata": {"name": "app", "namespace": "apps"},
+                "spec": {"interval": "5m", "chartRef": {"kind": "OCIRepository", "name": "c"}, **spec},
+            }
+        )
+
+    assert install_options(hr()).wait == "watcher"
+    assert install_options(hr(waitStrategy={"name": "poller"})).wait == "watcher"
+    legacy = hr(waitStrategy={"name": "legacy"}, upgrade={"disableWait": True})
+    assert (install_options(legacy).wait, upgrade_options(legacy).wait) == ("legacy", "hookOnly")
+    assert uninstall_options(legacy).wait == "legacy"

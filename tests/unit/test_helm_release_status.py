@@ -62,6 +62,7 @@ def release(**spec) -> HelmRelease:
         ({"kubeConfig": {"secretRef": {"name": "kc"}}}, "spec.kubeConfig"),
         ({"install": {"crds": "CreateReplace"}, "upgrade": {"crds": "CreateReplace"}}, None),
         ({"upgrade": {"crds": "Create"}}, None),
+        ({"waitStrategy": {"name": "legacy"}}, None),
         ({"healthCheckExprs": [{"apiVersion": "v1", "kind": "X", "current": "true"}]}, "healthCheckExprs"),
         ({"chartRef": {"kind": "ExternalArtifact", "name": "x"}}, "ExternalArtifact"),
     ],
