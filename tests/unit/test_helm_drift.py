@@ -392,3 +392,13 @@ async def test_the_loop_corrects_drift_once_per_reconcile(mode, sticky, actions,
 
 def test_a_repeated_drift_correction_waits_for_the_interval():
     assert when_repeated(Action.CORRECT_DRIFT, release_with("enabled")) is Outcome.DONE
+
+
+def test_selector_regexes_run_on_re2():
+    """Tenant-written selectors: a pattern that backtracks exponentially in Python's `re` returns at
+    once, and a backreference (not in Go's regexp either) is a clear error."""
+    hostile = deployment()
+    hostile["metadata"]["name"] = "a" * 64 + "!"
+    assert ignored_paths([rule(["/x"], name="(a+)+$")], hostile) == []
+    with pytest.raises(SelectorInvalid, match="invalid regex"):
+        ignored_paths([rule(["/x"], name=r"(a)\1")], deployment())
