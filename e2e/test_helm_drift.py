@@ -29,10 +29,12 @@ from e2e.test_helm_sources import served_repository
 pytestmark = pytest.mark.e2e
 
 
-def pinned(name: str, version: str, **spec: Any) -> dict[str, Any]:
-    """A HelmRelease of the test's chart at one version (a later version does not upgrade it)."""
-    hr = helm_release(name, **spec)
-    hr["spec"]["chart"]["spec"]["version"] = version
+def release(name: str, version: str | None = None, **spec: Any) -> dict[str, Any]:
+    """A HelmRelease of the test's chart, pinned to `version` if given (a later version does not
+    upgrade it); its uninstall at teardown does not wait for the objects to go."""
+    hr = helm_release(name, uninstall={"disableWait": True}, **spec)
+    if version:
+        hr["spec"]["chart"]["spec"]["version"] = version
     return hr
 
 
@@ -76,10 +78,10 @@ def test_drift_and_crd_policies(  # type: ignore[no-untyped-def]
         kubectl,
         namespace,
         *served_repository(chart_server, chart_repo),
-        pinned("fix", "1.0.0", driftDetection={"mode": "enabled"}),
-        pinned("warn", "1.0.0", driftDetection={"mode": "warn"}),
-        pinned("keep", "1.0.0", driftDetection={"mode": "enabled", "ignore": ignore_replicas}),
-        helm_release("crd", upgrade={"crds": "CreateReplace"}),
+        release("fix", "1.0.0", driftDetection={"mode": "enabled"}),
+        release("warn", "1.0.0", driftDetection={"mode": "warn"}),
+        release("keep", "1.0.0", driftDetection={"mode": "enabled", "ignore": ignore_replicas}),
+        release("crd", upgrade={"crds": "CreateReplace"}),
     )
     wait_released(kubectl, namespace, "crd", 1)
     for name in ("fix", "warn", "keep"):

@@ -148,7 +148,9 @@ class ActionRunner:
             return await self._uninstall()
         if action is Action.UNLOCK:
             return await self._unlock()
-        return await self._correct_drift()
+        if action is Action.CORRECT_DRIFT:
+            return await self._correct_drift()
+        raise NotImplementedError(f"{action} has no runner")
 
     # --- status helpers -------------------------------------------------------------------------
 

@@ -25,12 +25,15 @@ from tide.controllers.helm.drift import (
 )
 from tide.controllers.helm.state import (
     Action,
+    ActionType,
     Decision,
     Desired,
     Outcome,
     ReleaseState,
     RollbackTarget,
+    after_action,
     drift_condition,
+    loop_step_allowed,
     when_repeated,
 )
 from tide.controllers.helm.storage import StoredRelease, snapshot
@@ -392,6 +395,15 @@ async def test_the_loop_corrects_drift_once_per_reconcile(mode, sticky, actions,
 
 def test_a_repeated_drift_correction_waits_for_the_interval():
     assert when_repeated(Action.CORRECT_DRIFT, release_with("enabled")) is Outcome.DONE
+
+
+def test_a_drift_correction_never_fails_the_loop_by_itself():
+    """The runner reports a failed correction by Event and returns False; the loop goes on."""
+    outcome = after_action(Action.CORRECT_DRIFT, release_with("enabled"), failed=False)
+    assert outcome is Outcome.CONTINUE
+    assert loop_step_allowed(Action.CORRECT_DRIFT, []) and not loop_step_allowed(
+        Action.CORRECT_DRIFT, [ActionType.DRIFT_CORRECTION]
+    )
 
 
 def test_selector_regexes_run_on_re2():
