@@ -1,6 +1,7 @@
 """Where a HelmRelease's chart comes from (pure): the HelmChart made from `spec.chart`, whether a
 chart source is ready, the chart directory in an extracted artifact, and the version an
-OCIRepository chart is released as (`<version>+<digest[:12]>`, so a new digest upgrades)."""
+OCIRepository or ExternalArtifact chart is released as (`<version>+<digest[:12]>`, so a new digest
+upgrades)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,11 @@ from tide.controllers.helm.postrender import ORIGIN_GROUP
 from tide.shared.api.helm import HelmRelease
 
 SOURCE_API = "source.toolkit.fluxcd.io/v1"
-CHART_REF_KINDS = ("HelmChart", "OCIRepository")
+CHART_REF_KINDS = ("HelmChart", "OCIRepository", "ExternalArtifact")
+EXTERNAL_ARTIFACT = "ExternalArtifact"
+EXTERNAL_ARTIFACT_GATE = "ExternalArtifact"
+"""Flux's feature gate for ExternalArtifact chartRefs. On by default here: the ArtifactGenerator
+that makes them is part of Tide's source controller, as source-watcher is when Flux turns it on."""
 
 
 class ChartInvalid(Exception):
@@ -21,7 +26,7 @@ class ChartInvalid(Exception):
 
 
 class ChartSourceNotReady(Exception):
-    """The HelmChart or OCIRepository has no artifact for this generation yet."""
+    """The chart source has no artifact (for this generation) yet."""
 
 
 def helm_chart_object(hr: HelmRelease) -> dict[str, Any]:
@@ -72,6 +77,23 @@ def ready_artifact(source: dict[str, Any], what: str) -> dict[str, Any]:
     if not artifact.get("url") or not artifact.get("digest"):
         raise ChartSourceNotReady(f"{what} is not ready: its artifact has no URL or digest")
     return artifact
+
+
+def chart_source_artifact(kind: str, source: dict[str, Any], what: str) -> dict[str, Any]:
+    """The chart source's artifact as Flux accepts it: an ExternalArtifact only needs one (its
+    producer reports no generation); the other kinds must be Ready at their generation."""
+    if kind != EXTERNAL_ARTIFACT:
+        return ready_artifact(source, what)
+    artifact = (source.get("status") or {}).get("artifact")
+    if not isinstance(artifact, dict) or not artifact.get("url") or not artifact.get("digest"):
+        raise ChartSourceNotReady(f"{what} is not ready: does not have an artifact")
+    return artifact
+
+
+def versioned_by_digest(kind: str, revision: str) -> bool:
+    """Flux appends the source's digest to the chart version for an OCIRepository, and for an
+    ExternalArtifact whose revision holds a digest (`<algo>:<hex>`) rather than a version."""
+    return kind == "OCIRepository" or (kind == EXTERNAL_ARTIFACT and ":" in revision)
 
 
 def chart_directory(root: Path) -> Path:

@@ -13,9 +13,11 @@ from tide.controllers.helm.chart_source import (
     ChartSourceNotReady,
     chart_directory,
     chart_metadata,
+    chart_source_artifact,
     helm_chart_object,
     oci_chart_version,
     ready_artifact,
+    versioned_by_digest,
 )
 from tide.controllers.helm.release_status import (
     Ending,
@@ -23,6 +25,7 @@ from tide.controllers.helm.release_status import (
     cross_namespace_ref,
     dependency_not_ready,
     ending,
+    external_artifact_denied,
     ready_from,
     requests,
     unsupported,
@@ -54,15 +57,12 @@ def release(**spec) -> HelmRelease:
         ({"install": {"crds": "Skip"}, "upgrade": {"crds": "Skip"}}, None),
         ({"driftDetection": {"mode": "enabled"}}, "spec.driftDetection"),
         ({"driftDetection": {"mode": "warn"}}, "spec.driftDetection"),
-        (
-            {"postRenderers": [{"kustomize": {"images": [{"name": "a", "newTag": "1"}]}}]},
-            "kustomize post-renderers",
-        ),
+        ({"postRenderers": [{"kustomize": {"images": [{"name": "a", "newTag": "1"}]}}]}, None),
         ({"serviceAccountName": "sa"}, "spec.serviceAccountName"),
         ({"kubeConfig": {"secretRef": {"name": "kc"}}}, "spec.kubeConfig"),
         ({"install": {"crds": "CreateReplace"}}, "CreateReplace"),
         ({"upgrade": {"crds": "Create"}}, "spec.upgrade.crds"),
-        ({"chartRef": {"kind": "ExternalArtifact", "name": "x"}}, "ExternalArtifact"),
+        ({"chartRef": {"kind": "ExternalArtifact", "name": "x"}}, None),
     ],
 )
 def test_unsupported_fields_are_said(spec, refused) -> None:
@@ -183,6 +183,47 @@ def test_source_ready_at_its_generation_with_an_artifact() -> None:
     for bad in (source("False"), source(observed=0), source(artifact=False)):
         with pytest.raises(ChartSourceNotReady, match="HelmChart 'a/b' is not ready"):
             ready_artifact(bad, "HelmChart 'a/b'")
+
+
+def test_an_external_artifact_needs_only_its_artifact() -> None:
+    """Flux: an ExternalArtifact's producer reports no generation or Ready; its artifact is enough."""
+    bare = {"metadata": {"generation": 3}, "status": {"artifact": source()["status"]["artifact"]}}
+    assert chart_source_artifact("ExternalArtifact", bare, "ExternalArtifact 'a/b'")["revision"] == "1.0.0"
+    with pytest.raises(ChartSourceNotReady, match="does not have an artifact"):
+        chart_source_artifact("ExternalArtifact", {"status": {}}, "ExternalArtifact 'a/b'")
+    with pytest.raises(ChartSourceNotReady, match="latest generation"):
+        chart_source_artifact("OCIRepository", bare, "OCIRepository 'a/b'")
+
+
+@pytest.mark.parametrize(
+    ("kind", "revision", "versioned"),
+    [
+        ("OCIRepository", "1.0.0@sha256:" + "a" * 64, True),
+        ("ExternalArtifact", "latest@sha256:" + "a" * 64, True),
+        ("ExternalArtifact", "sha256:" + "a" * 64, True),
+        ("ExternalArtifact", "1.2.3", False),
+        ("HelmChart", "1.2.3", False),
+    ],
+)
+def test_which_chart_versions_carry_the_source_digest(kind, revision, versioned) -> None:
+    assert versioned_by_digest(kind, revision) is versioned
+
+
+def test_the_external_artifact_feature_gate() -> None:
+    ea = release(chartRef={"kind": "ExternalArtifact", "name": "chart"})
+    assert external_artifact_denied(ea, enabled=True) is None
+    assert "ExternalArtifact/apps/chart', ExternalArtifact feature gate is disabled" in (
+        external_artifact_denied(ea, enabled=False) or ""
+    )
+    assert external_artifact_denied(release(), enabled=False) is None
+
+
+def test_v2beta1_values_file_goes_first_in_values_files() -> None:
+    """v2beta1/v2beta2's spec.chart.spec.valuesFile (gone in v2) is merged before valuesFiles."""
+    chart = {"spec": {**CHART["spec"], "valuesFile": "base.yaml", "valuesFiles": ["prod.yaml"]}}
+    assert helm_chart_object(release(chart=chart))["spec"]["valuesFiles"] == ["base.yaml", "prod.yaml"]
+    chart = {"spec": {**CHART["spec"], "valuesFile": "base.yaml", "valuesFiles": ["base.yaml"]}}
+    assert helm_chart_object(release(chart=chart))["spec"]["valuesFiles"] == ["base.yaml"]
 
 
 def test_chart_in_artifact(tmp_path: Path) -> None:
