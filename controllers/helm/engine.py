@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from tide.controllers.helm.apiproxy import HelmApiProxy
-from tide.controllers.helm.postrender import PostRenderSpec
+from tide.controllers.helm.postrender import PostRenderSpec, error_file
 from tide.controllers.helm.sdk import POST_RENDERER, WORKER_ARGV0, WORKER_BOOTSTRAP, worker_environment
 from tide.shared.kube.config import Connection
 from tide.shared.kustomize.build import KustomizeNotFound, find_kustomize
@@ -338,7 +338,18 @@ class HelmEngine:
         path = self._home / "postrender" / f"{target.storage_namespace}.{target.name}.json"
         path.parent.mkdir(exist_ok=True)
         path.write_text(spec.to_json())
+        error_file(str(path)).unlink(missing_ok=True)
         return {"post_renderer": POST_RENDERER, "post_renderer_args": [str(path)]}
+
+    async def _release_call(self, verb: str, target: Target, args: dict[str, Any], deadline: float) -> Any:
+        """An install or upgrade; a failed post-render says why (Helm drops the plugin's stderr)."""
+        try:
+            return await self._call(verb, target, args, deadline)
+        except EngineError as err:
+            why = error_file(args["options"]["post_renderer_args"][0])
+            if why.is_file():
+                raise type(err)(f"{err}: {why.read_text().strip()}") from err
+            raise
 
     @staticmethod
     def _deadline(timeout_seconds: int) -> float:
@@ -359,7 +370,7 @@ class HelmEngine:
             **self._post_render_args(target, post_render),
         }
         args = {"chart": chart_path, "name": target.name, "values": values, "options": opts}
-        result: dict[str, Any] = await self._call(
+        result: dict[str, Any] = await self._release_call(
             "helm_install", target, args, self._deadline(options.timeout_seconds)
         )
         return result
@@ -375,7 +386,7 @@ class HelmEngine:
         """`helm upgrade` of an existing release (its namespace is the stored release's)."""
         opts = {**native(options), **self._post_render_args(target, post_render)}
         args = {"chart": chart_path, "name": target.name, "values": values, "options": opts}
-        result: dict[str, Any] = await self._call(
+        result: dict[str, Any] = await self._release_call(
             "helm_upgrade", target, args, self._deadline(options.timeout_seconds)
         )
         return result

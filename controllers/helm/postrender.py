@@ -229,6 +229,11 @@ def post_render(manifests: str, spec: PostRenderSpec) -> str:
     return add_release_metadata(manifests, spec)
 
 
+def error_file(spec_path: str) -> Path:
+    """Where the plugin leaves why it failed, next to its spec: Helm drops a plugin's stderr."""
+    return Path(spec_path + ".error")
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: tide-postrender SPEC.json < manifests", file=sys.stderr)
@@ -241,6 +246,10 @@ def main(argv: list[str]) -> int:
         # Helm fails the action with this message (PostRenderFailed and ReleaseStorageImpersonation
         # are ValueErrors).
         print(f"tide-postrender: {err}", file=sys.stderr)
+        try:
+            error_file(argv[0]).write_text(str(err))
+        except OSError:
+            pass  # stderr has it
         return 1
     return 0
 

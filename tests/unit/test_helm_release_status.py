@@ -260,6 +260,8 @@ def test_cross_namespace_references() -> None:
     )
     chart_ref = {"kind": "OCIRepository", "name": "o", "namespace": "x"}
     assert "OCIRepository 'o'" in (cross_namespace_ref(release(chartRef=chart_ref)) or "")
+    external = {"kind": "ExternalArtifact", "name": "ea", "namespace": "x"}
+    assert "ExternalArtifact 'ea' in namespace 'x'" in (cross_namespace_ref(release(chartRef=external)) or "")
 
 
 FAILED = ("False", "UpgradeFailed", "upgrade failed")
