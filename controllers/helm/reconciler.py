@@ -104,7 +104,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
         """Reconcile a HelmRelease when its chart source gets a new artifact or readiness, when a
         dependency's readiness changes, and when a watched ConfigMap or Secret it reads changes."""
         self.controller = controller
-        for kind in CHART_REF_KINDS:
+        for kind in self._chart_ref_kinds():
             controller.watch(
                 SOURCE_API,
                 kind,
@@ -129,6 +129,15 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
                     namespace=controller.namespace,
                     label_selector=selector,
                 )
+
+    def _external_artifacts_allowed(self) -> bool:
+        gates = feature_gates(self.options) if self.options is not None else {}
+        return gates.get(EXTERNAL_ARTIFACT_GATE, True)
+
+    def _chart_ref_kinds(self) -> tuple[str, ...]:
+        """The chart source kinds watched: ExternalArtifacts only with their feature gate (Flux)."""
+        allowed = self._external_artifacts_allowed()
+        return tuple(k for k in CHART_REF_KINDS if allowed or k != "ExternalArtifact")
 
     def _releases(self) -> list[dict[str, Any]]:
         informer = getattr(self.controller, "informer", None)
@@ -194,8 +203,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
             denied = cross_namespace_ref(obj)
             if denied is not None:
                 raise StalledError("AccessDenied", denied)
-        gates = feature_gates(self.options) if self.options is not None else {}
-        denied = external_artifact_denied(obj, gates.get(EXTERNAL_ARTIFACT_GATE, True))
+        denied = external_artifact_denied(obj, self._external_artifacts_allowed())
         if denied is not None:
             raise StalledError("AccessDenied", denied)
         await self._check_dependencies(obj, ctx)
