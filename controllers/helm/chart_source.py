@@ -5,6 +5,7 @@ upgrades)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -117,18 +118,37 @@ def chart_metadata(chart: Path) -> tuple[str, str]:
     return str(metadata["name"]), str(metadata["version"])
 
 
-def oci_chart_version(version: str, revision: str) -> tuple[str, str]:
-    """Flux's version for an OCIRepository chart: `<version>+<digest[:12]>`, and the digest.
+_SEMVER = re.compile(
+    r"^v?(?P<major>[0-9]+)(?:\.(?P<minor>[0-9]+))?(?:\.(?P<patch>[0-9]+))?"
+    r"(?:-(?P<pre>[0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$"
+)
 
-    The revision is `<tag>@<algo>:<hex>` or `<algo>:<hex>`; a tag that is a version must be the
-    chart's version."""
+
+def _semver(text: str) -> tuple[int, int, int, str] | None:
+    """A version as Flux's semver library reads one loosely (`v` prefix, missing minor or patch),
+    build metadata left out, as its comparison does; None when it is no version."""
+    match = _SEMVER.match(text)
+    if match is None:
+        return None
+    major, minor, patch = (int(match.group(k) or 0) for k in ("major", "minor", "patch"))
+    return major, minor, patch, match.group("pre") or ""
+
+
+def oci_chart_version(version: str, revision: str) -> tuple[str, str]:
+    """Flux's version for an OCIRepository or ExternalArtifact chart, `<version>+<digest[:12]>`, and
+    the digest it records (lastAttemptedRevisionDigest, the snapshot's ociDigest).
+
+    The revision is `<tag>@<algo>:<hex>` or `<algo>:<hex>`. A tag that is a version (OCI tags spell
+    `+` as `_`) must be the chart's version, and the digest alone is recorded; otherwise Flux
+    records the whole revision."""
     tag, at, digest = revision.rpartition("@")
-    if not at:
-        tag, digest = "", revision
-    _, colon, encoded = digest.partition(":")
+    tag_version = _semver(tag.replace("_", "+")) if at else None
+    if tag_version is None:
+        digest = revision
+    _, colon, encoded = digest.rpartition("@")[2].partition(":")
     if not colon or len(encoded) < 12:
         raise ChartInvalid(f"cannot read a digest from the artifact revision '{revision}'")
-    if tag and tag.lstrip("v") != version.split("+", 1)[0].lstrip("v") and tag[:1].isdigit():
+    if tag_version is not None and tag_version != _semver(version):
         raise ChartInvalid(f"artifact revision '{revision}' does not match chart version '{version}'")
     return f"{version.split('+', 1)[0]}+{encoded[:12]}", digest
 

@@ -18,6 +18,7 @@ from tide.controllers.helm.actions import ActionRunner, rollback_target, uninsta
 from tide.controllers.helm.atomic import AtomicRelease, LoopResult
 from tide.controllers.helm.chart_source import (
     CHART_REF_KINDS,
+    EXTERNAL_ARTIFACT,
     EXTERNAL_ARTIFACT_GATE,
     SOURCE_API,
     ChartInvalid,
@@ -137,7 +138,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
     def _chart_ref_kinds(self) -> tuple[str, ...]:
         """The chart source kinds watched: ExternalArtifacts only with their feature gate (Flux)."""
         allowed = self._external_artifacts_allowed()
-        return tuple(k for k in CHART_REF_KINDS if allowed or k != "ExternalArtifact")
+        return tuple(k for k in CHART_REF_KINDS if allowed or k != EXTERNAL_ARTIFACT)
 
     def _releases(self) -> list[dict[str, Any]]:
         informer = getattr(self.controller, "informer", None)

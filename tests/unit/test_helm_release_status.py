@@ -242,6 +242,12 @@ def test_oci_version_carries_the_digest() -> None:
     digest = "sha256:" + "0123456789ab" + "c" * 52
     assert oci_chart_version("1.0.0", f"1.0.0@{digest}") == ("1.0.0+0123456789ab", digest)
     assert oci_chart_version("1.0.0", digest) == ("1.0.0+0123456789ab", digest)
+    # A tag that is no version: Flux records the whole revision as the digest.
+    assert oci_chart_version("1.0.0", f"latest@{digest}") == ("1.0.0+0123456789ab", f"latest@{digest}")
+    assert oci_chart_version("1.0.0", f"v1.0@{digest}")[1] == digest  # semver, loosely
+    assert oci_chart_version("1.0.0+build", f"1.0.0_other@{digest}")[0] == "1.0.0+0123456789ab"
+    with pytest.raises(ChartInvalid, match="does not match"):
+        oci_chart_version("1.0.0", f"v2.0.0@{digest}")
     with pytest.raises(ChartInvalid, match="does not match"):
         oci_chart_version("1.0.0", f"2.0.0@{digest}")
     with pytest.raises(ChartInvalid):
