@@ -148,6 +148,7 @@ def test_charts_from_git_oci_and_external_artifact_with_post_renderers(  # type:
         assert ea["status"]["lastAttemptedRevisionDigest"] == ea_revision  # `latest@<digest>`, as Flux
 
         # A post-renderer change upgrades; so does a new digest behind the same OCI tag.
+        digest = git["status"]["observedPostRenderersDigest"]
         renderers = [{"kustomize": {"patches": [{"patch": yaml.safe_dump(patch_cm("git-cm", "changed"))}]}}]
         kubectl(
             "patch",
@@ -164,6 +165,7 @@ def test_charts_from_git_oci_and_external_artifact_with_post_renderers(  # type:
         git = wait_released(kubectl, namespace, "git", 2)
         oci = wait_released(kubectl, namespace, "oci", 2)
         assert live_cm(kubectl, namespace, "git-cm") == {"color": "blue", "patched": "changed"}
+        assert git["status"]["observedPostRenderersDigest"] != digest
         assert live_cm(kubectl, namespace, "oci-cm") == {"color": "green", "patched": "json6902"}
         new_revision = get(kubectl, namespace, "app-oci", "ocirepository")["status"]["artifact"]["revision"]
         assert new_revision != oci_revision

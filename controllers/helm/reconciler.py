@@ -403,15 +403,20 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
             await patch_status()
             raise ReconcileError("ReconciliationFailed", f"{type(err).__name__}: {err}") from err
         await patch_status()
-        return self._finish(obj, ctx, result)
+        return self._finish(obj, ctx, result, desired)
 
-    def _finish(self, obj: HelmRelease, ctx: ReconcileContext, result: LoopResult) -> Result:
+    def _finish(
+        self, obj: HelmRelease, ctx: ReconcileContext, result: LoopResult, desired: Desired
+    ) -> Result:
         if result.last_state is ReleaseState.IN_SYNC:
             ctx.remove_condition("Remediated")  # in sync again: an old remediation no longer counts
         test = obj.spec.test
         summary = ready_from(ctx.conditions, bool(test and test.enable and not test.ignore_failures))
         if summary is not None:
             ctx.set_condition("Ready", *summary)
+            # Flux's summarize: the observed digests follow the spec once the loop has run.
+            obj.status.observed_post_renderers_digest = desired.post_renderers_digest or None
+            obj.status.observed_common_metadata_digest = desired.common_metadata_digest or None
         strategy = (
             obj.spec.install if obj.status.last_attempted_release_action == "install" else obj.spec.upgrade
         )
