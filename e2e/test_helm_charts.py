@@ -14,7 +14,7 @@ import yaml
 
 from e2e.fixtures.helm_repo import helm, write_chart
 from e2e.fixtures.kustomize import git_source
-from e2e.fixtures.source import apply, get, ocirepository, request_reconcile
+from e2e.fixtures.source import apply, condition, get, ocirepository, request_reconcile, wait_for
 from e2e.test_helm_release import HELM_LAYER, HR, helm_release, wait_released
 from e2e.test_helm_release import helm_controllers as helm_controllers  # the fixture
 
@@ -60,6 +60,10 @@ def patch_cm(name: str, value: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"patched": value}}
 
 
+def message(obj: dict[str, Any]) -> str:
+    return str((condition(obj, "Ready") or {}).get("message", ""))
+
+
 def live_cm(kubectl: Any, namespace: str, name: str) -> dict[str, str]:
     return dict(get(kubectl, namespace, name, "configmap").get("data") or {})
 
@@ -96,6 +100,21 @@ def test_charts_from_git_oci_and_external_artifact_with_post_renderers(  # type:
         "app-chart",
         [{"kustomize": {"patches": [{"patch": yaml.safe_dump(patch_cm("ea-cm", "ea"))}]}}],
     )
+    # A patch that does not apply: the install fails with kustomize's own message.
+    broken = chart_ref(
+        "broken",
+        "OCIRepository",
+        "app-oci",
+        [
+            {
+                "kustomize": {
+                    "patches": [
+                        {"patch": '[{"op": "remove", "path": "/data/none"}]', "target": {"kind": "ConfigMap"}}
+                    ]
+                }
+            }
+        ],
+    )
     generator = {
         "apiVersion": "source.extensions.fluxcd.io/v1beta1",
         "kind": "ArtifactGenerator",
@@ -124,6 +143,7 @@ def test_charts_from_git_oci_and_external_artifact_with_post_renderers(  # type:
             from_git,
             from_oci,
             from_ea,
+            broken,
         )
         git = wait_released(kubectl, namespace, "git", 1)
         oci = wait_released(kubectl, namespace, "oci", 1)
@@ -146,6 +166,11 @@ def test_charts_from_git_oci_and_external_artifact_with_post_renderers(  # type:
         ea_revision = get(kubectl, namespace, "app-chart", EA_KIND)["status"]["artifact"]["revision"]
         assert ea["status"]["history"][0]["chartVersion"] == f"1.0.0+{ea_revision.rsplit(':', 1)[-1][:12]}"
         assert ea["status"]["lastAttemptedRevisionDigest"] == ea_revision  # `latest@<digest>`, as Flux
+
+        failed = wait_for(kubectl, namespace, "broken", lambda o: "kustomize" in message(o), 60, "failed", HR)
+        assert "kustomize post-renderer: kustomize build failed: error in remove" in message(failed)
+        assert condition(failed, "Ready")["status"] == "False"  # type: ignore[index]
+        assert not get(kubectl, namespace, "broken-cm", "configmap")
 
         # A post-renderer change upgrades; so does a new digest behind the same OCI tag.
         digest = git["status"]["observedPostRenderersDigest"]
