@@ -46,9 +46,10 @@ from tide.controllers.helm.release_status import (
     external_artifact_denied,
     ready_from,
     requests,
+    spec_observed,
     unsupported,
 )
-from tide.controllers.helm.state import Desired, Outcome, ReleaseState, UnknownReleaseStatus
+from tide.controllers.helm.state import Desired, ReleaseState, UnknownReleaseStatus
 from tide.controllers.helm.storage import ReleaseStorage, StorageError
 from tide.controllers.helm.values import ValuesError, compose_values, config_digest
 from tide.shared.api.helm import HelmRelease
@@ -414,9 +415,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
         summary = ready_from(ctx.conditions, bool(test and test.enable and not test.ignore_failures))
         if summary is not None:
             ctx.set_condition("Ready", *summary)
-        if result.outcome is Outcome.DONE and summary is not None and summary[0] == "True":
-            # Flux's summarize when no action is left: the observed digests follow the spec (a
-            # post-renderer that failed keeps its old digest, so the next reconcile tries again).
+        if spec_observed(result.outcome, summary):
             obj.status.observed_post_renderers_digest = desired.post_renderers_digest or None
             obj.status.observed_common_metadata_digest = desired.common_metadata_digest or None
         strategy = (

@@ -133,6 +133,13 @@ def ready_from(conditions: Sequence[Condition], test_counts: bool) -> tuple[str,
     return "True", str(released.get("reason")), str(released.get("message"))
 
 
+def spec_observed(outcome: Outcome, summary: tuple[str, str, str] | None) -> bool:
+    """Whether the observed post-renderer and common-metadata digests now follow the spec: as Flux's
+    summarize when no action is left, and only when Ready (a post-renderer that failed keeps its old
+    digest, so the next reconcile tries it again)."""
+    return outcome is Outcome.DONE and summary is not None and summary[0] == "True"
+
+
 REQUEUE_NOW = 1.0
 """After a remediation with retries left: the next attempt right away (Flux requeues at once)."""
 

@@ -28,6 +28,7 @@ from tide.controllers.helm.release_status import (
     external_artifact_denied,
     ready_from,
     requests,
+    spec_observed,
     unsupported,
 )
 from tide.controllers.helm.state import Outcome
@@ -292,3 +293,17 @@ FAILED = ("False", "UpgradeFailed", "upgrade failed")
 )
 def test_how_a_reconcile_ends(outcome, summary, stall, expected) -> None:
     assert ending(outcome, summary, *stall, retry_interval=60.0) == expected
+
+
+@pytest.mark.parametrize(
+    ("outcome", "summary", "observed"),
+    [
+        (Outcome.DONE, ("True", "UpgradeSucceeded", "ok"), True),
+        (Outcome.DONE, ("False", "UpgradeFailed", "kustomize build failed"), False),
+        (Outcome.DONE, None, False),
+        (Outcome.ERROR, ("False", "InstallFailed", "post-renderer failed"), False),
+        (Outcome.REQUEUE, ("True", "UpgradeSucceeded", "ok"), False),
+    ],
+)
+def test_observed_digests_follow_the_spec_once_ready(outcome, summary, observed) -> None:
+    assert spec_observed(outcome, summary) is observed
