@@ -17,9 +17,6 @@ from tide.shared.api.helm import HelmRelease
 SOURCE_API = "source.toolkit.fluxcd.io/v1"
 CHART_REF_KINDS = ("HelmChart", "OCIRepository", "ExternalArtifact")
 EXTERNAL_ARTIFACT = "ExternalArtifact"
-EXTERNAL_ARTIFACT_GATE = "ExternalArtifact"
-"""Flux's feature gate for ExternalArtifact chartRefs. On by default here: the ArtifactGenerator
-that makes them is part of Tide's source controller, as source-watcher is when Flux turns it on."""
 
 
 class ChartInvalid(Exception):

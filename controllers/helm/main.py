@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from tide.controllers.helm.chart_source import EXTERNAL_ARTIFACT_GATE
 from tide.controllers.helm.reconciler import HelmReleaseReconciler
+from tide.shared.api.artifact_generator import EXTERNAL_ARTIFACT_GATE
 from tide.shared.runtime.process import (
     add_no_cross_namespace_refs,
     add_requeue_dependency,

@@ -19,7 +19,6 @@ from tide.controllers.helm.atomic import AtomicRelease, LoopResult
 from tide.controllers.helm.chart_source import (
     CHART_REF_KINDS,
     EXTERNAL_ARTIFACT,
-    EXTERNAL_ARTIFACT_GATE,
     SOURCE_API,
     ChartInvalid,
     ChartSourceNotReady,
@@ -52,6 +51,7 @@ from tide.controllers.helm.release_status import (
 from tide.controllers.helm.state import Desired, ReleaseState, UnknownReleaseStatus
 from tide.controllers.helm.storage import ReleaseStorage, StorageError
 from tide.controllers.helm.values import ValuesError, compose_values, config_digest
+from tide.shared.api.artifact_generator import EXTERNAL_ARTIFACT_GATE
 from tide.shared.api.helm import HelmRelease
 from tide.shared.api.meta import parse_duration
 from tide.shared.artifact import ArtifactError, ArtifactNotFound, check_artifact_url, fetch_artifact
