@@ -81,6 +81,7 @@ def install_options(hr: HelmRelease) -> InstallOptions:
         skip_schema_validation=bool(spec.disable_schema_validation),
         server_side_apply=spec.server_side_apply is not False,
         create_namespace=bool(spec.create_namespace),
+        post_render_strategy=hr.spec.post_render_strategy,
     )
 
 
@@ -104,6 +105,7 @@ def upgrade_options(hr: HelmRelease) -> UpgradeOptions:
         reuse_values=bool(spec.preserve_values),
         cleanup_on_fail=bool(spec.cleanup_on_fail),
         max_history=hr.spec.effective_max_history(),
+        post_render_strategy=hr.spec.post_render_strategy,
     )
 
 
@@ -165,14 +167,14 @@ class ActionRunner:
     def _event(self, warning: bool, reason: str, message: str) -> None:
         self.events.append(("Warning" if warning else "Normal", reason, message))
 
-    def _record(self, release: StoredRelease, action: str) -> None:
+    def _record(self, release: StoredRelease, action: str, source_digest: str = "") -> None:
         """Put the release in status.history (replacing the snapshot of the same revision)."""
         kept = [
             s
             for s in self.hr.status.history or []
             if (s.name, s.namespace, s.version) != (release.name, release.namespace, release.version)
         ]
-        self.hr.status.history = [snapshot(release, action=action), *kept]
+        self.hr.status.history = [snapshot(release, action=action, oci_digest=source_digest), *kept]
 
     def _chart(self) -> str:
         return f"{self.desired.chart_name}@{self.desired.chart_version}"
@@ -268,7 +270,7 @@ class ActionRunner:
             error = err
         recorded = await self._latest_since(before_version)
         if recorded is not None:
-            self._record(recorded, verb)
+            self._record(recorded, verb, self.desired.source_digest)
         title = "Install" if action is Action.INSTALL else "Upgrade"
         name = recorded.full_name() if recorded else f"{self.target.namespace}/{self.target.name}"
         if error is None and recorded is not None and recorded.status == "deployed":

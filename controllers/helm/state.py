@@ -47,6 +47,8 @@ class Desired:
     config_digest: str
     post_renderers_digest: str = ""
     common_metadata_digest: str = ""
+    source_digest: str = ""
+    """The OCIRepository or ExternalArtifact digest in the chart version (Flux's ociDigest)."""
 
 
 @dataclass(frozen=True)

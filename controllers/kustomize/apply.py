@@ -64,6 +64,8 @@ KIND_LAST = ["MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"]
 BUILTIN_GROUP_SUFFIXES = (".k8s.io",)
 BUILTIN_GROUPS = {"", "apps", "batch", "autoscaling", "policy", "extensions"}
 
+CacheScope = tuple[str, str, str | None]  # apiVersion, kind, namespace (None: all)
+
 STAGE_NAMES = ["cluster definitions", "class definitions", "custom resources", "resources"]
 
 
@@ -271,31 +273,50 @@ class Applier:
     """Shared by all reconciles of one controller: owns the per-kind watch caches and fingerprints."""
 
     CACHE_SYNC_TIMEOUT = 10.0
+    # A cache the identity may not list is tried again after this long (its RBAC may be granted).
+    FORBIDDEN_RETRY = 60.0
 
-    def __init__(self, kube: Kube, manager: str = MANAGER, on_change: Handler | None = None) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        manager: str = MANAGER,
+        on_change: Handler | None = None,
+        namespaced_caches: bool = False,
+    ) -> None:
         self.kube = kube
         self.manager = manager
         self.fingerprints: dict[tuple[str, str, str], Fingerprint] = {}
-        self._cache_broken: set[tuple[str, str]] = set()
+        # A tenant's identity may list only in some namespaces: one cache per kind and namespace,
+        # where the controller's own identity has one per kind across all namespaces.
+        self.namespaced_caches = namespaced_caches
+        self._cache_broken: dict[CacheScope, float] = {}  # -> when; a forbidden list is retried
         # Told of every change the watch caches see (drift correction); added once per cache.
         self.on_change = on_change
-        self._handled: set[tuple[str, str]] = set()
+        self._handled: set[CacheScope] = set()
 
     # live objects ------------------------------------------------------------------------------
 
-    async def cache_for(self, api_version: str, kind: str) -> Any | None:
-        if (api_version, kind) in self._cache_broken:
-            return None
-        informer = self.kube.informer(api_version, kind, label_selector=NAME_LABEL)
-        if self.on_change is not None and (api_version, kind) not in self._handled:
-            self._handled.add((api_version, kind))
+    async def cache_for(self, api_version: str, kind: str, namespace: str | None = None) -> Any | None:
+        scope: CacheScope = (api_version, kind, (namespace or None) if self.namespaced_caches else None)
+        broken = self._cache_broken.get(scope)
+        if broken is not None:
+            if broken == float("inf") or time.monotonic() - broken < self.FORBIDDEN_RETRY:
+                return None
+            del self._cache_broken[scope]
+        informer = self.kube.informer(api_version, kind, namespace=scope[2], label_selector=NAME_LABEL)
+        if self.on_change is not None and scope not in self._handled:
+            self._handled.add(scope)
             informer.add_handler(self.on_change)
         if getattr(informer, "synced", True):
             return informer
         try:
-            await informer.wait_synced(self.CACHE_SYNC_TIMEOUT)
+            listed = await informer.wait_listed(self.CACHE_SYNC_TIMEOUT)
         except TimeoutError:
-            self._cache_broken.add((api_version, kind))
+            self._cache_broken[scope] = float("inf")
+            return None
+        if not listed:  # forbidden for this identity: read objects one by one (or be refused)
+            self._cache_broken[scope] = time.monotonic()
+            await informer.stop()
             return None
         return informer
 
@@ -304,7 +325,7 @@ class Applier:
         there may still exist without the label (created by someone else, or by a Helm release):
         unless owned_only, read it from the API then."""
         meta = obj.get("metadata") or {}
-        cache = await self.cache_for(obj["apiVersion"], obj["kind"])
+        cache = await self.cache_for(obj["apiVersion"], obj["kind"], meta.get("namespace"))
         if cache is not None:
             cached = cache.get(meta.get("namespace") or "", meta["name"])
             if cached is not None:
