@@ -266,7 +266,7 @@ def detected_message(release: str, report: DriftReport) -> str:
     return f"Cluster state of release {release} has drifted from the desired state:\n{report.summary()}"
 
 
-def _masked(kind: str, message: str) -> str:
+def masked_reason(kind: str, message: str) -> str:
     # A Secret's rejected patch may quote its data: keep only the reason, as Flux does.
     if kind == "Secret" and ":" in message:
         return message.rsplit(":", 1)[1].strip()
@@ -298,7 +298,7 @@ async def detect(
                 kind, api_version = obj.get("kind"), obj.get("apiVersion")
                 return f"failed to determine if {kind} is namespace scoped: no matches for {api_version}"
             except KubeApiError as err:
-                reason = _masked(str(obj.get("kind")), str(err))
+                reason = masked_reason(str(obj.get("kind")), str(err))
                 return f"{ObjectRef.of(obj).display()} dry-run failed: {reason}"
 
     for result in await asyncio.gather(*(one(o) for o in objects)):
@@ -337,7 +337,7 @@ async def correct(kube: KubeClient, report: DriftReport) -> tuple[list[str], lis
         try:
             await kube.create(yaml_copy(diff.desired), field_manager=MANAGER)
         except KubeApiError as err:
-            errors.append(f"{name} creation failure: {_masked(diff.ref.kind, str(err))}")
+            errors.append(f"{name} creation failure: {masked_reason(diff.ref.kind, str(err))}")
             continue
         changes.append(f"{name} created")
     for diff in updates:
@@ -352,7 +352,7 @@ async def correct(kube: KubeClient, report: DriftReport) -> tuple[list[str], lis
                 field_manager=MANAGER,
             )
         except KubeApiError as err:
-            errors.append(f"{name} patch failure: {_masked(diff.ref.kind, str(err))}")
+            errors.append(f"{name} patch failure: {masked_reason(diff.ref.kind, str(err))}")
             continue
         changes.append(f"{name} configured")
     return changes, errors

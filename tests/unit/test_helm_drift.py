@@ -414,3 +414,11 @@ def test_selector_regexes_run_on_re2():
     assert ignored_paths([rule(["/x"], name="(a+)+$")], hostile) == []
     with pytest.raises(SelectorInvalid, match="invalid regex"):
         ignored_paths([rule(["/x"], name=r"(a)\1")], deployment())
+
+
+def test_a_rejected_secret_patch_reports_only_the_reason():
+    from tide.controllers.helm.drift import masked_reason
+
+    error = 'Secret "db" is invalid: data[password]: Invalid value: "hunter2": too long'
+    assert masked_reason("Secret", error) == "too long"
+    assert masked_reason("ConfigMap", error) == error
