@@ -3,7 +3,7 @@ with test_helm_release.py's chart and controllers: a Deployment scaled by hand a
 Service are corrected with `mode: enabled` (DriftCorrected), only reported with `warn`
 (DriftDetected), and an ignore rule on /spec/replicas leaves the scale alone while the deleted
 Service still comes back; and a new chart version whose CRD changed lands with `upgrade.crds:
-CreateReplace`."""
+CreateReplace`. One release installs with `waitStrategy: legacy` (Helm v3's waiting)."""
 
 from __future__ import annotations
 
@@ -79,7 +79,8 @@ def test_drift_and_crd_policies(  # type: ignore[no-untyped-def]
         namespace,
         *served_repository(chart_server, chart_repo),
         release("fix", "1.0.0", driftDetection={"mode": "enabled"}),
-        release("warn", "1.0.0", driftDetection={"mode": "warn"}),
+        # Also Helm v3's waiting (waitStrategy legacy) for its install.
+        release("warn", "1.0.0", driftDetection={"mode": "warn"}, waitStrategy={"name": "legacy"}),
         release("keep", "1.0.0", driftDetection={"mode": "enabled", "ignore": ignore_replicas}),
         release("crd", upgrade={"crds": "CreateReplace"}),
     )
