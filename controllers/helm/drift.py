@@ -125,7 +125,9 @@ def release_objects(manifest: str, release_name: str, release_namespace: str) ->
             continue
         items = doc.get("items") if str(doc["kind"]).endswith("List") else None
         for obj in items if isinstance(items, list) else [doc]:
-            if not isinstance(obj, dict) or not (obj.get("metadata") or {}).get("name"):
+            if not isinstance(obj, dict) or not isinstance(obj.get("apiVersion"), str):
+                continue
+            if not isinstance(obj.get("metadata"), dict) or not obj["metadata"].get("name"):
                 continue
             meta = obj.setdefault("metadata", {})
             meta["labels"] = {**(meta.get("labels") or {}), MANAGED_BY: "Helm"}

@@ -84,6 +84,11 @@ def test_release_objects_carry_helm_metadata():
     }
 
 
+def test_documents_that_are_not_objects_are_skipped():
+    text = "kind: X\n---\n- a\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: nope\n---\n" + MANIFEST
+    assert [o["kind"] for o in release_objects(text, "app", "apps")] == ["Service", "Deployment"]
+
+
 def test_a_manifest_with_yaml_aliases_is_refused():
     bomb = "a: &a [x, x]\nb: &b [*a, *a]\nc: [*b, *b]\n"
     with pytest.raises(yaml.YAMLError):
