@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tide.controllers.kustomize.fields import Fingerprint, comparable, digest, provably_unchanged
+from tide.shared.ignorerules import remove_pointer, selector_matches
 from tide.shared.inventory import ObjectRef, split_api_version
 from tide.shared.kube.errors import KubeApiError, ResourceNotFoundError
 from tide.shared.kube.informer import Handler
@@ -160,77 +161,6 @@ def staged(objects: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 def owned_by(obj: Mapping[str, Any], name: str, namespace: str) -> bool:
     labels = (obj.get("metadata") or {}).get("labels") or {}
     return labels.get(NAME_LABEL) == name and labels.get(NAMESPACE_LABEL) == namespace
-
-
-def selector_matches(target: Mapping[str, Any] | None, obj: Mapping[str, Any]) -> bool:
-    """A Flux/kustomize Selector (group, version, kind, name, namespace: regexes; label/annotation
-    selectors: equality terms) against an object."""
-    import re
-
-    if not target:
-        return True
-    group, version = split_api_version(obj.get("apiVersion", ""))
-    meta = obj.get("metadata") or {}
-    values = {
-        "group": group,
-        "version": version,
-        "kind": obj.get("kind", ""),
-        "name": meta.get("name", ""),
-        "namespace": meta.get("namespace") or "",
-    }
-    for key, value in values.items():
-        pattern = target.get(key)
-        if pattern and not re.fullmatch(pattern, value):
-            return False
-    for key, source in (
-        ("labelSelector", meta.get("labels") or {}),
-        ("annotationSelector", meta.get("annotations") or {}),
-    ):
-        if target.get(key) and not _equality_selector_matches(target[key], source):
-            return False
-    return True
-
-
-def _equality_selector_matches(selector: str, values: Mapping[str, str]) -> bool:
-    for term in (t.strip() for t in selector.split(",") if t.strip()):
-        if "!=" in term:
-            k, v = (x.strip() for x in term.split("!=", 1))
-            if values.get(k) == v:
-                return False
-        elif "=" in term:
-            k, v = (x.strip() for x in term.replace("==", "=").split("=", 1))
-            if values.get(k) != v:
-                return False
-        elif term.startswith("!"):
-            if term[1:] in values:
-                return False
-        elif term not in values:
-            return False
-    return True
-
-
-def _unescape(token: str) -> str:
-    return token.replace("~1", "/").replace("~0", "~")
-
-
-def remove_pointer(obj: dict[str, Any], pointer: str) -> None:
-    """Delete the field at an RFC 6901 JSON pointer; absent paths are fine."""
-    if not pointer.startswith("/"):
-        return
-    tokens = [_unescape(t) for t in pointer[1:].split("/")]
-    current: Any = obj
-    for token in tokens[:-1]:
-        if isinstance(current, dict):
-            current = current.get(token)
-        elif isinstance(current, list) and token.isdigit() and int(token) < len(current):
-            current = current[int(token)]
-        else:
-            return
-    last = tokens[-1]
-    if isinstance(current, dict):
-        current.pop(last, None)
-    elif isinstance(current, list) and last.isdigit() and int(last) < len(current):
-        current.pop(int(last))
 
 
 def strip_ignored(obj: dict[str, Any], rules: list[Mapping[str, Any]] | None) -> dict[str, Any]:

@@ -6,7 +6,12 @@ import argparse
 from typing import Any
 
 from tide.controllers.kustomize.options import KustomizeOptions
-from tide.controllers.kustomize.reconciler import CANCEL_HEALTH_CHECK_GATE, KustomizationReconciler
+from tide.controllers.kustomize.reconciler import (
+    CANCEL_HEALTH_CHECK_GATE,
+    STRICT_SUBSTITUTIONS_GATE,
+    KustomizationReconciler,
+)
+from tide.shared.api.artifact_generator import EXTERNAL_ARTIFACT_GATE
 from tide.shared.artifact import DEFAULT_MAX_ENTRIES
 from tide.shared.kustomize.build import DEFAULT_MEMORY_LIMIT
 from tide.shared.runtime.process import (
@@ -27,7 +32,11 @@ NAME = "kustomize-controller"
 
 
 def arg_parser() -> argparse.ArgumentParser:
-    parser = controller_arg_parser(NAME, concurrent_default=4, known_feature_gates=[CANCEL_HEALTH_CHECK_GATE])
+    parser = controller_arg_parser(
+        NAME,
+        concurrent_default=4,
+        known_feature_gates=[CANCEL_HEALTH_CHECK_GATE, EXTERNAL_ARTIFACT_GATE, STRICT_SUBSTITUTIONS_GATE],
+    )
     add_requeue_dependency(parser)
     add_no_cross_namespace_refs(parser)
     parser.add_argument(

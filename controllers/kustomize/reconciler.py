@@ -44,6 +44,7 @@ from tide.controllers.kustomize.health import (
 from tide.controllers.kustomize.history import upsert_history
 from tide.controllers.kustomize.options import KustomizeOptions
 from tide.controllers.kustomize.prune import delete_entries, should_delete_on_finalize, wait_terminated
+from tide.shared.api.artifact_generator import EXTERNAL_ARTIFACT_GATE
 from tide.shared.api.kustomize import Kustomization, Snapshot
 from tide.shared.api.meta import Artifact, NamespacedObjectKindReference, ResourceInventory, format_duration
 from tide.shared.artifact import ArtifactError
@@ -97,6 +98,9 @@ UNREACHABLE_RETRY = 5.0  # seconds before the first retry of a cluster that did 
 CACHE_SYNC_TIMEOUT = 10.0
 # Off by default, as in Flux: a health wait runs to its end before a new revision is applied.
 CANCEL_HEALTH_CHECK_GATE = "CancelHealthCheckOnNewRevision"
+STRICT_SUBSTITUTIONS_GATE = "StrictPostBuildSubstitutions"
+"""On by default, as in Flux since kustomize-controller v1.9: an undefined variable without a
+default fails the build; off, it becomes the empty string."""
 Key = tuple[str, str]
 
 
@@ -155,7 +159,7 @@ class KustomizationReconciler(Reconciler[Kustomization]):
         """Reconcile a Kustomization when its source publishes a new artifact, and when a dependency
         becomes ready (sooner than --requeue-dependency)."""
         self.controller = controller
-        for kind in SERVED_SOURCE_KINDS:
+        for kind in self._source_kinds():
             controller.watch(
                 SOURCE_GROUP_VERSION,
                 kind,
@@ -292,6 +296,11 @@ class KustomizationReconciler(Reconciler[Kustomization]):
         except TimeoutError:
             result = await ctx.kube.get(api_version, kind, name, namespace)
             return result if isinstance(result, dict) else None
+
+    def _source_kinds(self) -> tuple[str, ...]:
+        """The source kinds served: ExternalArtifact only with its feature gate on (Flux)."""
+        allowed = self.options.feature_gates.get(EXTERNAL_ARTIFACT_GATE, True)
+        return tuple(k for k in SERVED_SOURCE_KINDS if allowed or k != "ExternalArtifact")
 
     def _refuse_cross_namespace(self, ctx: ReconcileContext, what: str, namespace: str | None) -> None:
         if namespace and namespace != ctx.namespace and self.options.no_cross_namespace_refs:
@@ -483,6 +492,12 @@ class KustomizationReconciler(Reconciler[Kustomization]):
             raise StalledError(
                 RECONCILIATION_FAILED_REASON, "spec.kubeConfig needs a secretRef: nothing was applied"
             )
+        if spec.source_ref.kind == "ExternalArtifact" and "ExternalArtifact" not in self._source_kinds():
+            raise StalledError(
+                ACCESS_DENIED_REASON,
+                f"can't access 'ExternalArtifact/{spec.source_ref.namespace or obj.namespace}/"
+                f"{spec.source_ref.name}', ExternalArtifact feature gate is disabled",
+            )
         if spec.source_ref.kind not in SERVED_SOURCE_KINDS:
             raise StalledError(
                 ARTIFACT_FAILED_REASON,
@@ -634,6 +649,7 @@ class KustomizationReconciler(Reconciler[Kustomization]):
                 root,
                 obj.spec.to_wire(),
                 variables=variables,
+                strict=self.options.feature_gates.get(STRICT_SUBSTITUTIONS_GATE, True),
                 no_remote_bases=self.options.no_remote_bases,
                 limit=obj.spec.timeout_seconds(),
                 memory_limit=self.options.build_memory_limit,
