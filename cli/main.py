@@ -19,6 +19,7 @@ import aiohttp
 
 from tide.cli import kinds as k
 from tide.cli.errors import EXIT_API, EXIT_USAGE, CliError
+from tide.cli.manifests import DEFAULT_COMPONENTS
 
 if TYPE_CHECKING:
     from tide.cli.session import Session
@@ -208,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--components",
-        default="source-controller,kustomize-controller,notification-controller",
+        default=",".join(DEFAULT_COMPONENTS),
         help="controllers to install, comma-separated",
     )
     p.add_argument(
@@ -236,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pre", action="store_true", help="only the prerequisites (before install)")
     p.add_argument(
         "--components",
-        default="source-controller,kustomize-controller,notification-controller",
+        default=",".join(DEFAULT_COMPONENTS),
         help="controllers that must be ready, comma-separated",
     )
     p.add_argument(
@@ -481,17 +482,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-w", "--watch", action="store_true")
 
     # tree / diff / build
-    grp = _group(verbs, "tree", "show the objects a Kustomization manages, as a tree")
-    p = _leaf(
-        grp,
-        "kustomization",
-        "the inventory of a Kustomization (recursive)",
-        _command("tree"),
-        aliases=("ks",),
-    )
-    _name(p)
-    p.add_argument("--compact", action="store_true", help="only Flux objects")
-    p.add_argument("-o", "--output", choices=["tree", "yaml", "json"], default="tree")
+    grp = _group(verbs, "tree", "show the objects a Kustomization or HelmRelease manages, as a tree")
+    for word, aliases, what in (
+        ("kustomization", ("ks",), "the inventory of a Kustomization (recursive)"),
+        ("helmrelease", ("hr",), "the objects of a HelmRelease's latest release"),
+    ):
+        p = _leaf(grp, word, what, _command("tree"), aliases=aliases)
+        _name(p)
+        p.add_argument("--compact", action="store_true", help="only Flux objects")
+        p.add_argument("-o", "--output", choices=["tree", "yaml", "json"], default="tree")
     grp = _group(verbs, "diff", "diff a local path against the cluster")
     p = _leaf(
         grp,

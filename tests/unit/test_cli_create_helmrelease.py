@@ -199,3 +199,24 @@ def test_a_values_file_that_is_not_a_map_is_refused(
                  f"--values={tmp_path}/list.yaml", "--export"])  # fmt: skip
     assert code == 2
     assert "must hold a YAML map" in capsys.readouterr().err
+
+
+def test_reconcile_with_source_follows_flux_for_helm_releases() -> None:
+    from tide.cli.commands.reconcile import source_of
+    from tide.cli.kinds import HELM_CHART, HELM_RELEASE, HELM_REPOSITORY, KUSTOMIZATION, OCI_REPOSITORY
+
+    def hr(spec: dict[str, Any]) -> dict[str, Any]:
+        return {"metadata": {"name": "app", "namespace": "apps"}, "spec": spec}
+
+    template = {"chart": {"spec": {"chart": "app", "sourceRef": {"kind": "HelmRepository", "name": "r"}}}}
+    assert source_of(HELM_RELEASE, hr(template)) == (HELM_CHART, "apps-app", "apps", True)
+    template["chart"]["spec"]["sourceRef"]["namespace"] = "flux-system"
+    assert source_of(HELM_RELEASE, hr(template)) == (HELM_CHART, "apps-app", "flux-system", True)
+    chart_ref = {"chartRef": {"kind": "HelmChart", "name": "c", "namespace": "flux-system"}}
+    assert source_of(HELM_RELEASE, hr(chart_ref)) == (HELM_CHART, "c", "flux-system", True)
+    oci_ref = {"chartRef": {"kind": "OCIRepository", "name": "o"}}
+    assert source_of(HELM_RELEASE, hr(oci_ref)) == (OCI_REPOSITORY, "o", "apps", False)
+    chart = {"metadata": {"name": "c", "namespace": "flux-system"},
+             "spec": {"sourceRef": {"kind": "HelmRepository", "name": "r"}}}  # fmt: skip
+    assert source_of(HELM_CHART, chart) == (HELM_REPOSITORY, "r", "flux-system", False)
+    assert source_of(KUSTOMIZATION, hr({})) is None
