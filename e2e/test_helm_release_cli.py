@@ -42,7 +42,8 @@ def test_cli_release_from_an_oci_helm_repository_values_secret_rename_and_retry(
         kubectl,
         namespace,
         helm_repository("oci-charts", f"oci://{registry.host}/{namespace}", type="oci", insecure=True),
-        values_secret("app-values", "replicas: 2\n"),
+        # Replicas 0 until the last step: Helm's waits need no Pods.
+        values_secret("app-values", "replicas: 0\n"),
     )
     local_values = tmp_path / "values.yaml"
     local_values.write_text("nodeSelector: {}\n")
@@ -59,7 +60,7 @@ def test_cli_release_from_an_oci_helm_repository_values_secret_rename_and_retry(
     chart = get(kubectl, namespace, f"{namespace}-app", "helmchart")
     assert chart["spec"]["sourceRef"] == {"kind": "HelmRepository", "name": "oci-charts"}
     assert chart["status"]["artifact"]["revision"] == "1.0.0"
-    assert get(kubectl, namespace, "app", "deployment")["spec"]["replicas"] == 2
+    assert get(kubectl, namespace, "app", "deployment")["spec"]["replicas"] == 0
 
     [row] = tide(*ns, "get", "hr").stdout.splitlines()[1:]
     assert row.split()[:4] == ["app", "1.0.0", "False", "True"], row
@@ -71,9 +72,14 @@ def test_cli_release_from_an_oci_helm_repository_values_secret_rename_and_retry(
     }
 
     # A change in the watched Secret upgrades the release.
-    apply(kubectl, namespace, values_secret("app-values", "replicas: 3\n"))
+    apply(
+        kubectl,
+        namespace,
+        values_secret("app-values", "replicas: 0\nnodeSelector: {tide.dev/from: secret}\n"),
+    )
     hr = wait_released(kubectl, namespace, "app", 2)
-    assert get(kubectl, namespace, "app", "deployment")["spec"]["replicas"] == 3
+    pod_spec = get(kubectl, namespace, "app", "deployment")["spec"]["template"]["spec"]
+    assert pod_spec["nodeSelector"] == {"tide.dev/from": "secret"}
 
     reconciled = tide(*ns, "reconcile", "hr", "app", "--with-source")
     said = reconciled.stdout + reconciled.stderr
@@ -96,14 +102,14 @@ def test_cli_release_from_an_oci_helm_repository_values_secret_rename_and_retry(
         HR,
     )
     assert [(r["name"], r["revision"]) for r in helm_list(cluster, namespace, tmp_path)] == [("renamed", "1")]
-    assert get(kubectl, namespace, "renamed", "deployment")["spec"]["replicas"] == 3
+    assert get(kubectl, namespace, "renamed", "deployment")["spec"]["replicas"] == 0
     assert not get(kubectl, namespace, "app", "deployment")
 
     # RetryOnFailure: a Deployment that can never become ready fails every upgrade; none is rolled back,
     # and the next attempt comes after retryInterval (the HelmRelease's interval is 1h).
     retry = {
         "upgrade": {"timeout": "3s", "strategy": {"name": "RetryOnFailure", "retryInterval": "2s"}},
-        "values": {"nodeSelector": {"tide.dev/none": "true"}},
+        "values": {"replicas": 1, "nodeSelector": {"tide.dev/none": "true"}},
     }
     kubectl("patch", HR, "app", *ns, "--type=merge", "-p", json.dumps({"spec": retry}))
     hr = wait_for(
