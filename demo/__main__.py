@@ -369,6 +369,7 @@ def up(kubeconfig: str | None = None, cluster_dir: str | None = None) -> None:
         ports["charts"] = free_port()
         state["charts"] = serve_charts(ports["charts"])
         pids["chart-server"] = spawn("chart-server", nginx_binary(), "-c", str(CHARTS / "nginx.conf"))
+        STATE.write_text(json.dumps(state))  # so that `make demo-down` stops it whatever fails next
         index = f"{state['charts']}index.yaml"
         wait(lambda: run("curl", "-sf", "-o", "/dev/null", index, check=False).returncode == 0, 30,
              "nginx to serve the chart repository")  # fmt: skip
