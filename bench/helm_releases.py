@@ -265,12 +265,12 @@ async def releases(kubeconfig: Path, workdir: Path, n: int) -> list[dict[str, st
         if len(charts) != n:
             raise BenchmarkFailed(f"expected one HelmChart per release, found {len(charts)} for {n}")
         minutes, seconds = divmod(took, 60)
-        drift = "drift detection on"
         return [
             {"benchmark": f"helm: {n} HelmReleases (OCI HelmRepository, a HelmChart each): time to all Ready",
              "value": f"{int(minutes)}m{seconds:04.1f}s" if minutes else f"{took:.1f} s",
              "published": PUBLISHED_TIME,
-             "note": f"{drift}; upgrade.crds CreateReplace; without serviceAccountName; --concurrent=10 as Flux's run; "
+             "note": "drift detection on; upgrade.crds CreateReplace; without serviceAccountName; "
+                     f"--concurrent=10 as Flux's run; "
                      f"{n * 4} objects; 2 cores shared, load average {os.getloadavg()[0]:.1f}"},
             {"benchmark": f"helm: {n} HelmReleases: helm controller peak memory (PSS, process tree)",
              "value": f"{memory.peak / 1024:.0f} MiB",
