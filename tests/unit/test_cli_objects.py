@@ -271,3 +271,19 @@ def test_kustomization_impersonating_on_a_remote_cluster_as_flux_creates_it() ->
 def test_tenant_refuses_bad_names(args: dict, error: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(ValueError, match=re.escape(error)):
         objects.tenant(**args)
+
+
+def test_tree_reads_a_release_manifest_as_helm_applied_it() -> None:
+    from tide.cli.commands.tree import manifest_refs
+
+    manifest = (
+        "---\n# Source: app/templates/svc.yaml\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\n"
+        "---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: other\n"
+        "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: reader\n"
+        "---\n# empty\n"
+    )
+    assert manifest_refs(manifest, "apps") == [
+        ("apps", "web", "", "Service"),
+        ("other", "web", "apps", "Deployment"),
+        ("", "reader", "rbac.authorization.k8s.io", "ClusterRole"),
+    ]
