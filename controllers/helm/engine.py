@@ -37,8 +37,8 @@ from typing import Any, ClassVar
 from tide.controllers.helm.apiproxy import LOCAL_ROUTE, HelmApiProxy
 from tide.controllers.helm.postrender import PostRenderSpec, error_file
 from tide.controllers.helm.sdk import POST_RENDERER, WORKER_ARGV0, WORKER_BOOTSTRAP, worker_environment
-from tide.shared.kube.client import KubeClient
 from tide.shared.kube.config import Connection
+from tide.shared.kube.targets import Target as KubeTarget
 from tide.shared.kustomize.build import KustomizeNotFound, find_kustomize
 
 DEADLINE_GRACE = 30.0
@@ -235,10 +235,12 @@ class HelmEngine:
         await self.proxy.start()
         await self._ensure_worker()
 
-    def route(self, client: KubeClient, slot: str) -> str:
-        """The route for Helm to act as `client` does (its cluster, its impersonated ServiceAccount):
-        what Target.route takes. `slot` is shared.kube.targets' key for that identity."""
-        return self.proxy.route(slot, client.connection, client.impersonating)
+    def route(self, target: KubeTarget) -> str:
+        """The route for Helm to act as a shared.kube.targets Target does (its cluster, its
+        impersonated ServiceAccount): what Target.route takes. On this cluster the proxy's own
+        connection carries it."""
+        connection = target.client.connection if target.remote is not None else self.proxy.connection
+        return self.proxy.route(target.slot, connection, target.client.impersonating)
 
     @property
     def worker_pid(self) -> int | None:

@@ -234,7 +234,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
             raise ReconcileError(REST_CLIENT_ERROR, f"invalid spec.kubeConfig: {err}") from err
 
     def _release_target(self, kube: KubeTarget, name: str, namespace: str, storage: str) -> Target:
-        return Target(name, namespace, storage, route=self._engine().route(kube.client, kube.slot))
+        return Target(name, namespace, storage, route=self._engine().route(kube))
 
     def _requeue_dependency(self, ctx: ReconcileContext) -> float:
         return float(getattr(ctx.options, "requeue_dependency", 30.0))

@@ -307,3 +307,24 @@ async def test_each_route_goes_out_on_its_own_connection_as_its_own_identity():
         ("Bearer controller", tenant, None),
         ("Bearer kc", None, None),
     ]
+
+
+async def test_the_engine_routes_targets_on_this_cluster_through_its_own_connection():
+    from tide.controllers.helm.engine import HelmEngine
+    from tide.shared.kube.client import KubeClient
+    from tide.shared.kube.targets import Target as KubeTarget
+
+    engine = HelmEngine(Connection(server="https://127.0.0.1:6443"))
+    controller = KubeClient(Connection(server="https://127.0.0.1:6443"))  # the reconciler's client
+    tenant = controller.as_service_account("team", "reconciler")
+    remote = KubeClient(Connection(server="https://10.0.0.1:6443"))
+    assert engine.route(KubeTarget(controller, "")) == LOCAL_ROUTE
+    as_tenant = engine.route(KubeTarget(tenant, "|system:serviceaccount:team:reconciler", "t"))
+    on_remote = engine.route(KubeTarget(remote, "remote:team/kc", None, "https://10.0.0.1:6443"))
+    routes = engine.proxy._routes
+    assert routes[as_tenant].connection is engine.proxy.connection
+    assert routes[as_tenant].impersonate == "system:serviceaccount:team:reconciler"
+    assert routes[on_remote].connection is remote.connection and routes[on_remote].impersonate is None
+    await engine.close()  # no worker started: closes the proxy and removes the engine's home
+    await controller.close()
+    await remote.close()
