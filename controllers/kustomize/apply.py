@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from tide.controllers.kustomize.fields import Fingerprint, comparable, digest, provably_unchanged
 from tide.shared.inventory import ObjectRef, split_api_version
-from tide.shared.kube.errors import KubeApiError, ResourceNotFoundError
+from tide.shared.kube.errors import KubeApiError, KubeUnreachableError, ResourceNotFoundError
 from tide.shared.kube.informer import Handler
 from tide.shared.kustomize.owner import NAME_LABEL, NAMESPACE_LABEL
 from tide.shared.runtime.conditions import is_condition_true
@@ -289,6 +289,8 @@ class Plan:
 def refusal_message(obj: Mapping[str, Any], err: KubeApiError, step: str) -> str:
     """Flux's wording: `Kind/namespace/name dry-run failed (Reason): message`."""
     name = ObjectRef.of(obj).display()
+    if isinstance(err, KubeUnreachableError):
+        return f"{step} interrupted: {err.message}"  # one line for the stage, not one per object
     if isinstance(err, ResourceNotFoundError):
         return (
             f'{name} {step} failed: no matches for kind "{err.kind}" in version "{err.api_version}" '
@@ -524,7 +526,7 @@ class Applier:
 
             plans = await asyncio.gather(*(plan(o) for o in stage))
             if errors:
-                raise ApplyError("\n".join(sorted(errors)), changes)
+                raise ApplyError("\n".join(sorted(set(errors))), changes)
 
             async def write(item: Plan, errors: list[str] = errors) -> Change | None:
                 async with semaphore:
@@ -542,7 +544,7 @@ class Applier:
                 if change is not None:
                     changes.add(change)
             if errors:
-                raise ApplyError("\n".join(sorted(errors)), changes)
+                raise ApplyError("\n".join(sorted(set(errors))), changes)
             if index == 0:
                 await self.wait_for_crds(stage, options.wait_timeout)
         return changes
