@@ -331,7 +331,8 @@ class KustomizationReconciler(Reconciler[Kustomization]):
             ignore=[rule.to_wire() for rule in spec.ignore or []],
             override_managers=self.options.override_managers,
         )
-        old_inventory = await self._name_before_apply(ctx, applier, objects)
+        old_inventory = Inventory.from_status((ctx.raw.get("status") or {}).get("inventory"))
+        await self._name_before_apply(ctx, applier, objects, old_inventory)
         try:
             changes = await applier.apply_all(objects, options)
         except ApplyError as err:
@@ -378,24 +379,21 @@ class KustomizationReconciler(Reconciler[Kustomization]):
         return Result()
 
     async def _name_before_apply(
-        self, ctx: ReconcileContext, applier: Applier, objects: list[dict[str, Any]]
-    ) -> Inventory:
-        """The stored inventory, first widened by the objects this apply may create and written: a
-        process killed mid-apply leaves no object the inventory does not name (prune skips entries
-        that were never created, and objects that are not ours)."""
-        stored = Inventory.from_status((ctx.raw.get("status") or {}).get("inventory"))
+        self, ctx: ReconcileContext, applier: Applier, objects: list[dict[str, Any]], stored: Inventory
+    ) -> None:
+        """Write the stored inventory widened by the objects this apply may create: a process
+        killed mid-apply leaves no object the inventory does not name. Prune skips entries never
+        created (not found) and objects that are not ours (owner labels); an apply that fails
+        normally records exactly what it wrote instead."""
         for obj in objects:
             # The namespace the entry names, as the apply sets it; a kind served only once a CRD of
             # this build is applied keeps the namespace it was written with.
             with contextlib.suppress(ResourceNotFoundError):
                 await applier.normalize(obj)
         new = [e for e in Inventory.from_objects(objects) if e.ref not in stored]
-        if not new:
-            return stored
-        widened = Inventory([*stored, *new])
-        self._set_inventory(ctx, widened)
-        await ctx.patch_status()
-        return widened
+        if new:
+            self._set_inventory(ctx, Inventory([*stored, *new]))
+            await ctx.patch_status()
 
     def _refuse_unsupported(self, obj: Kustomization) -> None:
         spec = obj.spec
