@@ -320,7 +320,14 @@ class ControlPlane:
 
     def restart_apiserver(self, sig: int = signal.SIGTERM) -> None:
         """Stops kube-apiserver (SIGKILL: a crash) and starts it again on the same port."""
+        self.stop_apiserver(sig)
+        self.start_apiserver()
+
+    def stop_apiserver(self, sig: int = signal.SIGTERM) -> None:
+        """The API server goes away (its clients see connections refused) until start_apiserver."""
         self._stop("kube-apiserver", sig=sig)
+
+    def start_apiserver(self) -> None:
         self._start_apiserver()
         self._wait(self._api_ready, 60, "kube-apiserver /readyz after restart")
 
