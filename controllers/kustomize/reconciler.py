@@ -59,7 +59,7 @@ from tide.shared.artifact.fetch import (
 )
 from tide.shared.inventory import Entry, Inventory, ObjectRef, split_api_version
 from tide.shared.kube import KubeClient
-from tide.shared.kube.errors import ResourceNotFoundError
+from tide.shared.kube.errors import KubeUnreachableError, ResourceNotFoundError
 from tide.shared.kube.kubeconfig_secret import KubeconfigSecretError
 from tide.shared.kube.targets import Target, TargetClients
 from tide.shared.kustomize.build import BuildError, BuildNotFinished
@@ -384,7 +384,7 @@ class KustomizationReconciler(Reconciler[Kustomization]):
 
         try:
             result = await self._apply_prune_health(ctx, obj, target, objects, exprs, revision, timings)
-        except (aiohttp.ClientError, OSError, TimeoutError) as err:
+        except (KubeUnreachableError, aiohttp.ClientError, OSError, TimeoutError) as err:
             raise self._unreachable_error(ctx, obj, target, err) from err
         self._unreachable.pop(key, None)
         origin = (artifact.metadata or {}).get("org.opencontainers.image.revision")
@@ -413,7 +413,7 @@ class KustomizationReconciler(Reconciler[Kustomization]):
         failures = self._unreachable[key] = self._unreachable.get(key, 0) + 1
         delay = min(obj.spec.retry_interval_seconds(), UNREACHABLE_RETRY * 2 ** (failures - 1))
         where = f"the cluster at {target.remote}" if target.remote else "the API server"
-        detail = str(err) or type(err).__name__
+        detail = err.detail if isinstance(err, KubeUnreachableError) else str(err) or type(err).__name__
         return ReconcileError(
             RECONCILIATION_FAILED_REASON,
             f"cannot reach {where} ({target.describe()}): {detail}; retrying in {format_duration(delay)}",
@@ -453,6 +453,8 @@ class KustomizationReconciler(Reconciler[Kustomization]):
             merged = Inventory([*old_inventory, *(e for e in applied if e.ref not in old_inventory)])
             self._set_inventory(ctx, merged)
             self._report_changes(ctx, err.changes, revision)
+            if err.unreachable is not None:
+                raise err.unreachable from err
             raise ReconcileError(RECONCILIATION_FAILED_REASON, str(err)) from err
         new_inventory = Inventory.from_objects(objects)
         timings["apply"], mark = time.monotonic() - mark, time.monotonic()

@@ -35,8 +35,8 @@ class KubeUnreachableError(KubeApiError):
     like a 503, and handled wherever an API error is (a partial apply still records what it wrote)."""
 
     def __init__(self, cause: BaseException) -> None:
-        detail = str(cause) or type(cause).__name__
-        super().__init__(503, "ServiceUnavailable", f"the API server could not be reached: {detail}")
+        self.detail = str(cause) or type(cause).__name__
+        super().__init__(503, "ServiceUnavailable", f"the API server could not be reached: {self.detail}")
 
 
 class ResourceNotFoundError(KubeApiError):
