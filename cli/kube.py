@@ -14,7 +14,7 @@ import aiohttp
 from tide.cli.errors import EXIT_API, EXIT_USAGE, CliError
 from tide.shared.kube import KubeClient
 from tide.shared.kube.discovery import ResourceInfo
-from tide.shared.kube.errors import KubeApiError, ResourceNotFoundError
+from tide.shared.kube.errors import KubeApiError, KubeUnreachableError, ResourceNotFoundError
 
 Obj = dict[str, Any]
 T = TypeVar("T")
@@ -25,6 +25,9 @@ __all__ = ["ClusterClient", "ResourceInfo", "api_error", "connect"]
 
 
 def api_error(exc: KubeApiError, what: str) -> CliError:
+    if isinstance(exc, KubeUnreachableError):  # as main() says it for a connection that fails outright
+        hint = "is the cluster running? check --kubeconfig/--context, then retry"
+        return CliError(f"cannot reach the Kubernetes API: {exc.detail}", hint, EXIT_API)
     hint = ""
     if exc.status == 403 and " cannot " in exc.message:
         hint = "your kubeconfig user lacks the permission; use a context with more rights (--context)"
@@ -47,7 +50,7 @@ async def _with_retry(call: Callable[[], Awaitable[T]]) -> T:
     for attempt in range(8):
         try:
             return await call()
-        except ResourceNotFoundError:
+        except (ResourceNotFoundError, KubeUnreachableError):
             raise
         except KubeApiError as exc:
             if exc.status not in _TRANSIENT or attempt == 7:

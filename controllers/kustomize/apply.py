@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from tide.controllers.kustomize.fields import Fingerprint, comparable, digest, provably_unchanged
 from tide.shared.ignorerules import remove_pointer, selector_matches
 from tide.shared.inventory import ObjectRef, split_api_version
-from tide.shared.kube.errors import KubeApiError, ResourceNotFoundError
+from tide.shared.kube.errors import KubeApiError, KubeUnreachableError, ResourceNotFoundError
 from tide.shared.kube.informer import Handler
 from tide.shared.kustomize.owner import NAME_LABEL, NAMESPACE_LABEL
 from tide.shared.runtime.conditions import is_condition_true
@@ -94,9 +94,12 @@ class Kube(Protocol):  # the part of tide.shared.kube.KubeClient used here
 class ApplyError(Exception):
     """One or more objects failed to apply; the message names each with the API server's reason."""
 
-    def __init__(self, message: str, changes: ChangeSet) -> None:
+    def __init__(
+        self, message: str, changes: ChangeSet, unreachable: KubeUnreachableError | None = None
+    ) -> None:
         super().__init__(message)
         self.changes = changes
+        self.unreachable = unreachable  # set when the API server stopped answering, not a refusal
 
 
 # --- pure rules ------------------------------------------------------------------------------------
@@ -221,6 +224,8 @@ class Plan:
 def refusal_message(obj: Mapping[str, Any], err: KubeApiError, step: str) -> str:
     """Flux's wording: `Kind/namespace/name dry-run failed (Reason): message`."""
     name = ObjectRef.of(obj).display()
+    if isinstance(err, KubeUnreachableError):
+        return f"{step} interrupted: {err.message}"  # one line for the stage, not one per object
     if isinstance(err, ResourceNotFoundError):
         return (
             f'{name} {step} failed: no matches for kind "{err.kind}" in version "{err.api_version}" '
@@ -228,6 +233,23 @@ def refusal_message(obj: Mapping[str, Any], err: KubeApiError, step: str) -> str
         )
     reason = f" ({err.reason})" if err.reason else ""
     return f"{name} {step} failed{reason}: {err.message}"
+
+
+@dataclass
+class StageFailures:
+    """What failed in one apply stage: a line per refused object (one for a lost API server), and
+    the lost connection itself, which the caller retries as unreachable rather than refused."""
+
+    lines: list[str] = field(default_factory=list)
+    unreachable: KubeUnreachableError | None = None
+
+    def add(self, obj: Mapping[str, Any], err: KubeApiError, step: str) -> None:
+        self.lines.append(refusal_message(obj, err, step))
+        if isinstance(err, KubeUnreachableError) and self.unreachable is None:
+            self.unreachable = err
+
+    def error(self, changes: ChangeSet) -> ApplyError:
+        return ApplyError("\n".join(sorted(set(self.lines))), changes, self.unreachable)
 
 
 # --- the applier -------------------------------------------------------------------------------------
@@ -461,28 +483,28 @@ class Applier:
         for index, stage in enumerate(staged(objects)):
             if not stage:
                 continue
-            errors: list[str] = []
+            failures = StageFailures()
 
-            async def plan(obj: dict[str, Any], errors: list[str] = errors) -> Plan | None:
+            async def plan(obj: dict[str, Any], failures: StageFailures = failures) -> Plan | None:
                 async with semaphore:
                     try:
                         await self.normalize(obj)
                         strip_ignored(obj, options.ignore)
                         return await self.plan_one(obj, options)
                     except KubeApiError as err:
-                        errors.append(refusal_message(obj, err, "dry-run"))
+                        failures.add(obj, err, "dry-run")
                         return None
 
             plans = await asyncio.gather(*(plan(o) for o in stage))
-            if errors:
-                raise ApplyError("\n".join(sorted(errors)), changes)
+            if failures.lines:
+                raise failures.error(changes)
 
-            async def write(item: Plan, errors: list[str] = errors) -> Change | None:
+            async def write(item: Plan, failures: StageFailures = failures) -> Change | None:
                 async with semaphore:
                     try:
                         return await self.write(item, options)
                     except KubeApiError as err:
-                        errors.append(refusal_message(item.obj, err, "apply"))
+                        failures.add(item.obj, err, "apply")
                         return None
 
             pending = [p for p in plans if p is not None and p.change is None]
@@ -492,8 +514,8 @@ class Applier:
                 change = item.change if item.change is not None else next(written)
                 if change is not None:
                     changes.add(change)
-            if errors:
-                raise ApplyError("\n".join(sorted(errors)), changes)
+            if failures.lines:
+                raise failures.error(changes)
             if index == 0:
                 await self.wait_for_crds(stage, options.wait_timeout)
         return changes

@@ -4,6 +4,7 @@ substitute), apply, prune, health, report."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import functools
 import time
@@ -58,7 +59,7 @@ from tide.shared.artifact.fetch import (
 )
 from tide.shared.inventory import Entry, Inventory, ObjectRef, split_api_version
 from tide.shared.kube import KubeClient
-from tide.shared.kube.errors import ResourceNotFoundError
+from tide.shared.kube.errors import KubeUnreachableError, ResourceNotFoundError
 from tide.shared.kube.kubeconfig_secret import KubeconfigSecretError
 from tide.shared.kube.targets import Target, TargetClients
 from tide.shared.kustomize.build import BuildError, BuildNotFinished
@@ -383,7 +384,7 @@ class KustomizationReconciler(Reconciler[Kustomization]):
 
         try:
             result = await self._apply_prune_health(ctx, obj, target, objects, exprs, revision, timings)
-        except (aiohttp.ClientError, OSError, TimeoutError) as err:
+        except (KubeUnreachableError, aiohttp.ClientError, OSError, TimeoutError) as err:
             raise self._unreachable_error(ctx, obj, target, err) from err
         self._unreachable.pop(key, None)
         origin = (artifact.metadata or {}).get("org.opencontainers.image.revision")
@@ -412,7 +413,7 @@ class KustomizationReconciler(Reconciler[Kustomization]):
         failures = self._unreachable[key] = self._unreachable.get(key, 0) + 1
         delay = min(obj.spec.retry_interval_seconds(), UNREACHABLE_RETRY * 2 ** (failures - 1))
         where = f"the cluster at {target.remote}" if target.remote else "the API server"
-        detail = str(err) or type(err).__name__
+        detail = err.detail if isinstance(err, KubeUnreachableError) else str(err) or type(err).__name__
         return ReconcileError(
             RECONCILIATION_FAILED_REASON,
             f"cannot reach {where} ({target.describe()}): {detail}; retrying in {format_duration(delay)}",
@@ -443,6 +444,7 @@ class KustomizationReconciler(Reconciler[Kustomization]):
             override_managers=self.options.override_managers,
         )
         old_inventory = Inventory.from_status((ctx.raw.get("status") or {}).get("inventory"))
+        await self._name_before_apply(ctx, applier, objects, old_inventory)
         try:
             changes = await applier.apply_all(objects, options)
         except ApplyError as err:
@@ -451,6 +453,8 @@ class KustomizationReconciler(Reconciler[Kustomization]):
             merged = Inventory([*old_inventory, *(e for e in applied if e.ref not in old_inventory)])
             self._set_inventory(ctx, merged)
             self._report_changes(ctx, err.changes, revision)
+            if err.unreachable is not None:
+                raise err.unreachable from err
             raise ReconcileError(RECONCILIATION_FAILED_REASON, str(err)) from err
         new_inventory = Inventory.from_objects(objects)
         timings["apply"], mark = time.monotonic() - mark, time.monotonic()
@@ -471,6 +475,23 @@ class KustomizationReconciler(Reconciler[Kustomization]):
         await self._check_health(ctx, obj, target, objects, changes, exprs, revision)
         ctx.status.last_applied_revision = revision
         return Result()
+
+    async def _name_before_apply(
+        self, ctx: ReconcileContext, applier: Applier, objects: list[dict[str, Any]], stored: Inventory
+    ) -> None:
+        """Write the stored inventory widened by the objects this apply may create: a process
+        killed mid-apply leaves no object the inventory does not name. Prune skips entries never
+        created (not found) and objects that are not ours (owner labels); an apply that fails
+        normally records exactly what it wrote instead."""
+        for obj in objects:
+            # The namespace the entry names, as the apply sets it; a kind served only once a CRD of
+            # this build is applied keeps the namespace it was written with.
+            with contextlib.suppress(ResourceNotFoundError):
+                await applier.normalize(obj)
+        new = [e for e in Inventory.from_objects(objects) if e.ref not in stored]
+        if new:
+            self._set_inventory(ctx, Inventory([*stored, *new]))
+            await ctx.patch_status()
 
     def _refuse_unsupported(self, obj: Kustomization) -> None:
         spec = obj.spec

@@ -25,7 +25,12 @@ from tide.shared.kube.discovery import (
     parse_resource_list,
     preferred_group_versions,
 )
-from tide.shared.kube.errors import KindNotServedError, KubeApiError, ResourceNotFoundError
+from tide.shared.kube.errors import (
+    KindNotServedError,
+    KubeApiError,
+    KubeUnreachableError,
+    ResourceNotFoundError,
+)
 from tide.shared.kube.metrics import count_request
 from tide.shared.kube.ratelimit import TokenBucket
 
@@ -179,6 +184,8 @@ class KubeClient:
             ) as resp:
                 code = resp.status
                 text = await resp.text()
+        except (aiohttp.ClientError, TimeoutError) as err:
+            raise KubeUnreachableError(err) from err
         finally:
             count_request(verb, method, self._host_label, code)
         if not 200 <= int(code) < 300:

@@ -30,6 +30,15 @@ class KubeApiError(Exception):
         return self.status == 422
 
 
+class KubeUnreachableError(KubeApiError):
+    """No answer from the API server (connection refused or lost, timed out): transient, retried
+    like a 503, and handled wherever an API error is (a partial apply still records what it wrote)."""
+
+    def __init__(self, cause: BaseException) -> None:
+        self.detail = str(cause) or type(cause).__name__
+        super().__init__(503, "ServiceUnavailable", f"the API server could not be reached: {self.detail}")
+
+
 class ResourceNotFoundError(KubeApiError):
     """The API server does not serve this apiVersion/kind (CRD missing, typo)."""
 

@@ -236,12 +236,19 @@ class Informer:
             query["labelSelector"] = self.label_selector
         if self.field_selector:
             query["fieldSelector"] = self.field_selector
-        async with self.client.stream(
-            info.path(self.namespace), query, read_timeout=timeout_seconds + 30
-        ) as resp:
-            async for line in resp.content:
-                if line.strip():
-                    self._on_event(json.loads(line))
+        try:
+            async with self.client.stream(
+                info.path(self.namespace), query, read_timeout=timeout_seconds + 30
+            ) as resp:
+                async for line in resp.content:
+                    if line.strip():
+                        self._on_event(json.loads(line))
+        except KubeApiError as err:
+            # The expiry as the watch request's own HTTP status (not an ERROR event in the stream):
+            # resuming from the same resourceVersion would be refused for ever.
+            if err.gone:
+                raise Gone() from err
+            raise
 
     def _on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("type")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tide.controllers.kustomize.apply import Applier, ApplyError, ApplyOptions
-from tide.shared.kube.errors import KubeApiError, ResourceNotFoundError
+from tide.shared.kube.errors import KubeApiError, KubeUnreachableError, ResourceNotFoundError
 from tide.shared.kustomize.owner import set_owner_labels
 
 M = "kustomize-controller"
@@ -39,6 +39,7 @@ class FakeKube:
         self.requests: list[str] = []
         self.immutable: set[str] = set()
         self.refused: dict[str, KubeApiError] = {}  # by name: what the API server answers
+        self.cut_off: set[str] = set()  # by name: writes whose connection is lost (dry-runs pass)
         self.rv = 0
 
     def informer(self, api_version: str, kind: str, namespace: str | None = None,
@@ -65,6 +66,8 @@ class FakeKube:
         meta = obj["metadata"]
         if meta["name"] in self.refused:
             raise self.refused[meta["name"]]
+        if meta["name"] in self.cut_off and not dry_run:
+            raise KubeUnreachableError(ConnectionResetError("Connection reset by peer"))
         key = (obj["kind"], meta.get("namespace") or "", meta["name"])
         live = self.store.get(key)
         if live is not None and obj["kind"] in self.immutable and live.get("data") != obj.get("data"):
@@ -218,6 +221,23 @@ async def test_one_refused_object_fails_its_stage_with_nothing_of_it_written() -
     del kube.refused["bad"]
     assert await apply_all(applier, [ns, cm("a", v="2"), cm("b", v="1"), cm("bad", v="1")]) == {
         "apps": "unchanged", "a": "configured", "b": "created", "bad": "created"}  # fmt: skip
+
+
+async def test_a_lost_api_server_fails_the_stage_once_and_reports_what_was_written() -> None:
+    """The API server goes away mid-stage: every write still ends (none is left running behind the
+    failed apply), what was written is reported for the inventory, and the failure says once that
+    the server was lost and carries it, so the caller retries it as unreachable, not refused."""
+    kube = FakeKube()
+    kube.cut_off = {"b", "c"}
+    with pytest.raises(ApplyError) as failed:
+        await apply_all(Applier(kube), [cm("a", v="1"), cm("b", v="1"), cm("c", v="1"), cm("d", v="1")])
+    assert (
+        str(failed.value)
+        == "apply interrupted: the API server could not be reached: Connection reset by peer"
+    )
+    assert isinstance(failed.value.unreachable, KubeUnreachableError)
+    assert sorted(c.line() for c in failed.value.changes.entries) == [
+        "ConfigMap/apps/a created", "ConfigMap/apps/d created"]  # fmt: skip
 
 
 async def test_an_unknown_kind_names_the_object_and_what_is_missing() -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from tide.shared.kube import informer as informer_module
 from tide.shared.kube.discovery import ResourceInfo
+from tide.shared.kube.errors import KubeApiError
 from tide.shared.kube.informer import Informer
 
 
@@ -118,6 +119,18 @@ async def test_gone_relists_and_reports_the_difference() -> None:
     assert client.watch_versions == ["10", "31"]
     assert seen[2:] == [("ADDED", "c", "30"), ("DELETED", "b", "2")]
     assert sorted(o["metadata"]["name"] for o in informer.items()) == ["a", "c"]
+    assert informer.relists == 2
+
+
+async def test_gone_as_the_watch_requests_status_relists() -> None:
+    """A watch refused with HTTP 410 is not retried from the expired resourceVersion."""
+    client = ScriptedClient(
+        lists=[([obj("a", "1")], "10"), ([obj("a", "1"), obj("c", "30")], "31")],
+        watches=[KubeApiError(410, "Expired", "too old resource version: 10 (30)")],
+    )
+    informer, seen = await run(client)
+    assert client.watch_versions == ["10", "31"]
+    assert seen[1:] == [("ADDED", "c", "30")]
     assert informer.relists == 2
 
 
