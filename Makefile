@@ -52,7 +52,9 @@ e2e: venv tools
 test: venv tools lint types
 	$(PYTEST) tests e2e -q -rfEs --durations=15
 
+# Flux's own controllers are built only here: the side-by-side rows run them (bench/bench_flux.py).
 bench: venv tools
+	tools/build.sh flux-controllers
 	$(PY) -m bench
 
 demo: venv tools
