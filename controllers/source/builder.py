@@ -23,7 +23,7 @@ import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -336,19 +336,21 @@ class BuildPool:
 
     leader_only = False
 
-    def __init__(self, workers: int, idle_timeout: float = 60.0) -> None:
+    def __init__(self, workers: int, idle_timeout: float = 60.0, preload: Sequence[str] = ()) -> None:
         self.workers = max(0, workers)
         self.idle_timeout = idle_timeout
+        # Python 3.11's fork server ignores a "__main__" preload (it looks for a key its own
+        # preparation data does not have): the controller names its main module instead.
+        self.preload = [*preload, __name__]
         self._idle: list[tuple[ProcessPoolExecutor, float]] | None = None  # with when each went idle
         self._slots: asyncio.Semaphore | None = None
         self._reaper: asyncio.Task[None] | None = None
 
-    @staticmethod
-    def _new_worker() -> ProcessPoolExecutor:
+    def _new_worker(self) -> ProcessPoolExecutor:
         context = multiprocessing.get_context("forkserver")
         # The fork server imports the controller's main module and this one; its workers share
-        # those pages and import nothing more.
-        context.set_forkserver_preload(["__main__", __name__])
+        # those pages, and re-running the main script imports nothing more.
+        context.set_forkserver_preload(self.preload)
         return ProcessPoolExecutor(max_workers=1, mp_context=context)
 
     def _pool(self) -> tuple[list[tuple[ProcessPoolExecutor, float]], asyncio.Semaphore]:

@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
         retention_ttl=args.artifact_retention_ttl,
     )
     # Builds run in worker processes: the event loop only does I/O.
-    builds = BuildPool(args.build_workers or default_build_workers(args.concurrent))
+    builds = BuildPool(args.build_workers or default_build_workers(args.concurrent), preload=[__name__])
     index_cache = helm_index.CacheSettings(
         args.helm_cache_max_size, args.helm_cache_ttl, args.helm_cache_purge_interval
     )
