@@ -146,8 +146,9 @@ def main(argv: list[str] | None = None) -> None:
         retention_records=args.artifact_retention_records,
         retention_ttl=args.artifact_retention_ttl,
     )
-    # Builds run in worker processes: the event loop only does I/O.
-    builds = BuildPool(args.build_workers or default_build_workers(args.concurrent), preload=[__name__])
+    # Builds run in worker processes (the event loop only does I/O), forked from a server forked
+    # here: after the imports, before any thread starts.
+    builds = BuildPool(args.build_workers or default_build_workers(args.concurrent))
     index_cache = helm_index.CacheSettings(
         args.helm_cache_max_size, args.helm_cache_ttl, args.helm_cache_purge_interval
     )

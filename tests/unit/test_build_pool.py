@@ -76,7 +76,7 @@ async def test_idle_worker_exits_and_a_new_one_takes_the_next_build() -> None:
         await pool.stop()
 
 
-async def test_workers_are_forked_from_one_server_not_spawned_each() -> None:
+async def test_workers_are_forked_from_one_fork_server() -> None:
     pool = BuildPool(2)
     await pool.start()
     try:
@@ -91,3 +91,33 @@ def test_build_workers_default_to_concurrent_at_most_the_cpus() -> None:
     cpus = len(os.sched_getaffinity(0))
     assert default_build_workers(1) == 1
     assert default_build_workers(cpus + 8) == cpus
+
+
+class BuildRefused(Exception):
+    pass
+
+
+def refuse(message: str) -> None:
+    raise BuildRefused(message)
+
+
+async def test_an_exception_in_the_worker_is_raised_with_its_type_and_the_worker_kept() -> None:
+    pool = BuildPool(1)
+    await pool.start()
+    try:
+        first = await pool.run(os.getpid)
+        with pytest.raises(BuildRefused, match="hostile"):
+            await pool.run(refuse, "hostile")
+        assert await pool.run(os.getpid) == first
+    finally:
+        await pool.stop()
+
+
+async def test_stopping_the_pool_ends_the_fork_server_and_its_workers() -> None:
+    pool = BuildPool(1)
+    await pool.start()
+    worker = await pool.run(os.getpid)
+    server = await pool.run(os.getppid)
+    await pool.stop()
+    assert await wait_until_gone(worker)
+    assert await wait_until_gone(server)
