@@ -45,7 +45,7 @@ from typing import Any
 import pytest
 
 from bench import BenchmarkFailed, failed_row
-from bench.bench_kustomize import kubectl, mttp_package, mttp_spec, objects
+from bench.bench_kustomize import kubectl, mttp_package, mttp_spec, objects, ready_count
 from e2e.cluster import BIN, ROOT, ControlPlane, free_port
 from e2e.fixtures.controllers import ControllerProcess
 from e2e.fixtures.git import GitServer
@@ -259,11 +259,7 @@ class Bench:
     async def all_ready(self, kube: Any, ns: str, n: int, start: float) -> None:
         while True:
             listed = await kube.list("kustomize.toolkit.fluxcd.io/v1", "Kustomization", ns)
-            ready = sum(
-                1 for k in listed
-                if any(c.get("type") == "Ready" and c.get("status") == "True"
-                       for c in (k.get("status") or {}).get("conditions") or [])
-            )  # fmt: skip
+            ready = ready_count(listed)
             if ready == n:
                 return
             if time.perf_counter() - start > CONVERGE_TIMEOUT:
@@ -356,6 +352,7 @@ async def main() -> list[dict[str, str]]:
     idle_seconds = float(os.environ.get("TIDE_BENCH_FLUX_IDLE", "300"))
     baseline_seconds = float(os.environ.get("TIDE_BENCH_FLUX_BASELINE", "60"))
 
+    saved_env = {k: os.environ.get(k) for k in ("KUBECONFIG", "RUNTIME_NAMESPACE")}
     workdir = Path(tempfile.mkdtemp(prefix="tide-bench-flux-"))
     plane = ControlPlane(state=workdir / "cluster", kubeconfig=workdir / "kubeconfig", tie_to_parent=True)
     plane.state.mkdir(parents=True, exist_ok=True)
@@ -389,6 +386,11 @@ async def main() -> list[dict[str, str]]:
         git.stop()
         plane.down()
         shutil.rmtree(workdir, ignore_errors=True)
+        for key, value in saved_env.items():  # the next benchmarks start their controllers from it
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
     rows += mttp_rows(results, profiles, sizes)
     on_flux = results.get((TIDE_ON_FLUX_CRDS.label, profiles[0], sizes[0]))
