@@ -54,7 +54,9 @@ TEST_WORKERS ?= 2
 test: venv tools lint types
 	$(PYTEST) tests e2e -q -rfEs --durations=15 -n $(TEST_WORKERS) --dist loadfile
 
+# Flux's own controllers are built only here: the side-by-side rows run them (bench/bench_flux.py).
 bench: venv tools
+	tools/build.sh flux-controllers
 	$(PY) -m bench
 
 demo: venv tools

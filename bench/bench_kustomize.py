@@ -273,6 +273,15 @@ MTTP_SETTINGS = (
 BENCH_ACCOUNT = "flux-bench"
 
 
+def ready_count(objects: list[dict[str, Any]]) -> int:
+    """How many of the objects have the condition Ready=True."""
+    return sum(
+        1 for o in objects
+        if any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (o.get("status") or {}).get("conditions") or [])
+    )  # fmt: skip
+
+
 def mttp_package(name: str, index: int) -> dict[str, str]:
     """Flux's app package with the variables its Kustomizations substitute."""
     files = app_package(name)
@@ -387,11 +396,7 @@ async def mttp(
                 if sum(1 for r in listed if (r.get("status") or {}).get("artifact")) == sources:
                     sources_ready = time.perf_counter() - start
             listed = await kube.list("kustomize.toolkit.fluxcd.io/v1", "Kustomization", ns)
-            ready = sum(
-                1 for k in listed
-                if any(c.get("type") == "Ready" and c.get("status") == "True"
-                       for c in (k.get("status") or {}).get("conditions") or [])
-            )  # fmt: skip
+            ready = ready_count(listed)
             if ready == n:
                 break
             if time.perf_counter() - start > 900:

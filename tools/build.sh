@@ -2,6 +2,7 @@
 # Builds the pinned external tools from Go modules into a per-user cache keyed by
 # version, and links them into .tide/bin. A tool already in the cache is not rebuilt.
 #   tools/build.sh [kube|etcd|kwok|kustomize|sops|helm|flux|all]...
+#   tools/build.sh flux-controllers   (only for `make bench`: Flux's own controllers, not part of `all`)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
@@ -63,6 +64,49 @@ build_flux() {
   ln -sfn "$dest/flux" "$bin/flux"
 }
 
+# The version of MODULE that flux2's go.mod pins (its API submodule's version is the controller's).
+flux_pins() {
+  local gomod
+  gomod=$(cd / && go mod download -json "github.com/fluxcd/flux2/v2@$FLUX_VERSION" |
+    sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
+  sed -n "s#^[[:space:]]*github.com/fluxcd/$1/api \(v[^ ]*\).*#\1#p" "$gomod"
+}
+
+module_dir() {
+  (cd / && go mod download -json "$1" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+}
+
+# Flux's controllers, for the side-by-side bench only: each built from its own module at the version
+# flux2's go.mod pins, in a scratch copy with its own go.mod, go.sum and replace directives (`go
+# install` refuses a module with replace directives). Its CRDs (config/crd/bases) are kept beside it.
+build_flux_controller() {
+  local name=$1 version
+  version=$(flux_pins "$name")
+  [ -n "$version" ] || { echo "tools: flux2 $FLUX_VERSION pins no $name" >&2; exit 1; }
+  local dest="$cache/flux-$name-$version"
+  if [ -f "$dest/.complete" ]; then
+    echo "tools: $name $version cached in $dest (nothing built)"
+  else
+    echo "tools: building $name $version (first time only)..."
+    local start=$SECONDS src
+    src=$(mktemp -d)
+    # The module's go.mod replaces its API module with ./api, a nested module its zip leaves out.
+    cp -r "$(module_dir "github.com/fluxcd/$name@$version")/." "$src/"
+    mkdir -p "$src/api" && cp -r "$(module_dir "github.com/fluxcd/$name/api@$version")/." "$src/api/"
+    chmod -R u+w "$src"
+    local r
+    for r in $FLUX_CONTROLLER_REPLACES; do (cd "$src" && go mod edit -replace="$r"); done
+    rm -rf "$dest.tmp" && mkdir -p "$dest.tmp/crds"
+    (cd "$src" && go build -ldflags "-s -w" -o "$dest.tmp/$name" .)
+    cp "$src"/config/crd/bases/*.yaml "$dest.tmp/crds/"
+    rm -rf "$src" "$dest" && mv "$dest.tmp" "$dest" && touch "$dest/.complete"
+    echo "tools: built $name $version in $((SECONDS - start)) s"
+  fi
+  ln -sfn "$dest/$name" "$bin/flux-$name"
+  mkdir -p "$root/.tide/flux-crds"
+  ln -sfn "$dest/crds" "$root/.tide/flux-crds/$name"
+}
+
 # pin MODULE_DIR MODULE VERSION: versions.env is the one pin; the go.mod follows it.
 pin() {
   (cd "$here/$1" && go mod edit -require="$2@$3")
@@ -90,6 +134,7 @@ one() {
     sops) pin sops github.com/getsops/sops/v3 "$SOPS_VERSION"; build sops "$SOPS_VERSION" sops github.com/getsops/sops/v3/cmd/sops ;;
     helm) pin helm helm.sh/helm/v3 "$HELM_VERSION"; build helm "$HELM_VERSION" helm helm.sh/helm/v3/cmd/helm ;;
     flux) build_flux ;;
+    flux-controllers) for c in source-controller kustomize-controller helm-controller; do build_flux_controller "$c"; done ;;
     all) for t in kube etcd kwok kustomize sops helm flux; do one "$t"; done ;;
     *) echo "tools: unknown tool $1" >&2; exit 2 ;;
   esac

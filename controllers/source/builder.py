@@ -15,15 +15,14 @@ less work for a small repo, and byte-identical to the artifact of a checkout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
-import multiprocessing
 import os
 import shutil
 import stat
 import tempfile
+import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
@@ -33,6 +32,7 @@ from dulwich.repo import BaseRepo
 
 from tide.controllers.source import git
 from tide.controllers.source.conditions import GIT_OPERATION_FAILED
+from tide.controllers.source.fork_server import ForkServer, Worker, WorkerDied
 from tide.controllers.source.refs import Target
 from tide.controllers.source.sourceignore import (
     IGNORE_FILE,
@@ -309,81 +309,88 @@ def archive(
     return build_tarball(tree, out_file, matcher.ignored, max_size)
 
 
-def _ready() -> None:
-    """Runs once in each new worker, so its imports are paid before the first build."""
+def default_build_workers(concurrent: int) -> int:
+    """One worker per reconcile worker, but no more than this process may use CPUs: a build is
+    CPU-bound Python, so more worker processes than CPUs only add memory."""
+    return max(1, min(concurrent, len(os.sched_getaffinity(0))))
 
 
 class BuildPool:
-    """Worker processes for builds, one per --concurrent worker; started and stopped with
-    the controller (a server in run_controller's sense). `workers=0` runs builds in threads.
+    """Worker processes for builds, at most `workers`, forked when a build needs one and
+    stopped after `idle_timeout` seconds unused; stopped with the controller (a server in
+    run_controller's sense). `workers=0` runs builds in threads.
 
-    Each worker is its own single-process executor, taken by one build at a time: a build
-    that is cancelled (its reconcile timed out) or whose worker died gets that one worker
-    killed and replaced, without touching the builds running in the others."""
+    Workers come from a fork server forked when the pool is made: make it in the controller's
+    main() after the imports and before the event loop (see fork_server). Each worker is taken by
+    one build at a time: a build that is cancelled (its reconcile timed out) or whose worker died
+    gets that one worker killed and replaced, without touching the builds running in the others."""
 
     leader_only = False
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, idle_timeout: float = 60.0) -> None:
         self.workers = max(0, workers)
-        self._idle: asyncio.Queue[ProcessPoolExecutor] | None = None
+        self.idle_timeout = idle_timeout
+        self._server = ForkServer() if self.workers else None
+        self._idle: list[tuple[Worker, float]] = []  # with when each went idle
+        self._slots = asyncio.Semaphore(self.workers or 1)
+        self._reaper: asyncio.Task[None] | None = None
+        self._stopped = False
 
-    @staticmethod
-    def _new_worker() -> ProcessPoolExecutor:
-        # spawn: the controller has threads (to_thread, aiohttp's resolver), fork would copy locks.
-        worker = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-        worker.submit(_ready)
-        return worker
-
-    def _workers(self) -> asyncio.Queue[ProcessPoolExecutor]:
-        if self._idle is None:
-            self._idle = asyncio.Queue()
-            for _ in range(self.workers):
-                self._idle.put_nowait(self._new_worker())
-        return self._idle
+    def _new_worker(self) -> Worker:
+        assert self._server is not None
+        if not self._server.alive():
+            # Killed from outside: a new server is forked from this process, threads and all,
+            # which is safe enough for a server that only forks (and rarer than a worker's death).
+            self._server = ForkServer()
+        return self._server.spawn()
 
     async def start(self) -> None:
-        if self.workers:
-            self._workers()
+        if self.workers and self._reaper is None:
+            self._reaper = asyncio.get_running_loop().create_task(self._reap())
+
+    async def _reap(self) -> None:
+        """Stop workers unused for idle_timeout: an idle controller keeps only its fork server."""
+        while True:
+            await asyncio.sleep(max(self.idle_timeout / 2, 0.05))
+            now = time.monotonic()
+            for entry in [e for e in self._idle if now - e[1] >= self.idle_timeout]:
+                self._idle.remove(entry)
+                entry[0].close()
 
     async def stop(self) -> None:
-        idle, self._idle = self._idle, None
-        if idle is None:
-            return
+        self._stopped = True
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+            self._reaper = None
         # Busy workers are killed by the cancellation of their reconciles.
-        while not idle.empty():
-            await asyncio.to_thread(idle.get_nowait().shutdown, True, cancel_futures=True)
+        while self._idle:
+            self._idle.pop()[0].close()
+        if self._server is not None:
+            await asyncio.to_thread(self._server.close)
+            self._server = None
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         if not self.workers:
             return await asyncio.to_thread(fn, *args)
-        idle = self._workers()
-        worker = await idle.get()
-        try:
-            return await asyncio.get_running_loop().run_in_executor(worker, fn, *args)
-        except asyncio.CancelledError:
-            # Timed out (asyncio.wait_for) or shut down: the build may run on for as long as
-            # a hostile repository makes it; its process goes, a fresh one takes its place.
-            worker = self._replace(worker)
-            raise
-        except BrokenProcessPool as exc:
-            # The worker died (OOM kill, signal).
-            worker = self._replace(worker)
-            raise WorkerLost(f"build worker process exited unexpectedly: {exc}") from exc
-        finally:
-            if self._idle is idle:
-                idle.put_nowait(worker)
-            else:  # stopped meanwhile
-                worker.shutdown(wait=False, cancel_futures=True)
-
-    def _replace(self, worker: ProcessPoolExecutor) -> ProcessPoolExecutor:
-        kill_worker(worker)
-        return self._new_worker()
-
-
-def kill_worker(worker: ProcessPoolExecutor) -> None:
-    """SIGKILL the executor's process (there is no public API for it) and shut it down."""
-    processes = dict(getattr(worker, "_processes", None) or {})
-    for process in processes.values():
-        if process.is_alive():
-            process.kill()
-    worker.shutdown(wait=False, cancel_futures=True)
+        async with self._slots:
+            if self._stopped:
+                raise WorkerLost("the build workers are stopped")
+            # The most recently used worker first, so the others age out when load drops.
+            worker = self._idle.pop()[0] if self._idle else self._new_worker()
+            try:
+                result: T = await worker.call(fn, *args)
+            except asyncio.CancelledError:
+                # Timed out (asyncio.wait_for) or shut down: the build may run on for as long as
+                # a hostile repository makes it; its process goes, a new one comes when needed.
+                worker.kill()
+                raise
+            except WorkerDied as exc:
+                worker.kill()
+                raise WorkerLost(str(exc)) from exc
+            except BaseException:
+                self._idle.append((worker, time.monotonic()))
+                raise
+            self._idle.append((worker, time.monotonic()))
+            return result

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tide.controllers.source import helm_index
 from tide.controllers.source.artifact_generator import ArtifactGeneratorReconciler
-from tide.controllers.source.builder import BuildPool
+from tide.controllers.source.builder import BuildPool, default_build_workers
 from tide.controllers.source.git_reconciler import GitRepositoryReconciler
 from tide.controllers.source.helm_chart import HelmChartReconciler
 from tide.controllers.source.helm_chart_build import (
@@ -111,7 +111,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="Fail Git checkouts, OCI layers and generated artifacts with more files, directories "
         "and symlinks than this (0: no limit).",
     )
+    parser.add_argument(
+        "--build-workers",
+        type=positive_int,
+        default=None,
+        help="The most build worker processes (Git checkouts and archives) at once; each exits after "
+        "a minute unused (default: --concurrent, at most the number of CPUs).",
+    )
     return parser
+
+
+def positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return number
 
 
 def storage_root(flag: str) -> Path:
@@ -132,8 +146,9 @@ def main(argv: list[str] | None = None) -> None:
         retention_records=args.artifact_retention_records,
         retention_ttl=args.artifact_retention_ttl,
     )
-    # One build worker process per reconcile worker: the event loop only does I/O.
-    builds = BuildPool(args.concurrent)
+    # Builds run in worker processes (the event loop only does I/O), forked from a server forked
+    # here: after the imports, before any thread starts.
+    builds = BuildPool(args.build_workers or default_build_workers(args.concurrent))
     index_cache = helm_index.CacheSettings(
         args.helm_cache_max_size, args.helm_cache_ttl, args.helm_cache_purge_interval
     )

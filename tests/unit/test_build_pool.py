@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tide.controllers.source.builder import BuildPool, WorkerLost
+from tide.controllers.source.builder import BuildPool, WorkerLost, default_build_workers
 
 
 def running(pid: int) -> bool:
@@ -62,3 +62,62 @@ async def test_dead_worker_is_replaced() -> None:
 async def test_thread_mode_runs_in_process() -> None:
     pool = BuildPool(0)
     assert await pool.run(os.getpid) == os.getpid()
+
+
+async def test_idle_worker_exits_and_a_new_one_takes_the_next_build() -> None:
+    pool = BuildPool(1, idle_timeout=0.2)
+    await pool.start()
+    try:
+        first = await pool.run(os.getpid)
+        assert await wait_until_gone(first)
+        second = await asyncio.wait_for(pool.run(os.getpid), 60)
+        assert second != first
+    finally:
+        await pool.stop()
+
+
+async def test_workers_are_forked_from_one_fork_server() -> None:
+    pool = BuildPool(2)
+    await pool.start()
+    try:
+        pids = await asyncio.gather(pool.run(os.getppid), pool.run(os.getppid))
+        # Both workers' parent is the fork server, which is not this process.
+        assert pids[0] == pids[1] != os.getpid()
+    finally:
+        await pool.stop()
+
+
+def test_build_workers_default_to_concurrent_at_most_the_cpus() -> None:
+    cpus = len(os.sched_getaffinity(0))
+    assert default_build_workers(1) == 1
+    assert default_build_workers(cpus + 8) == cpus
+
+
+class BuildRefused(Exception):
+    pass
+
+
+def refuse(message: str) -> None:
+    raise BuildRefused(message)
+
+
+async def test_an_exception_in_the_worker_is_raised_with_its_type_and_the_worker_kept() -> None:
+    pool = BuildPool(1)
+    await pool.start()
+    try:
+        first = await pool.run(os.getpid)
+        with pytest.raises(BuildRefused, match="hostile"):
+            await pool.run(refuse, "hostile")
+        assert await pool.run(os.getpid) == first
+    finally:
+        await pool.stop()
+
+
+async def test_stopping_the_pool_ends_the_fork_server_and_its_workers() -> None:
+    pool = BuildPool(1)
+    await pool.start()
+    worker = await pool.run(os.getpid)
+    server = await pool.run(os.getppid)
+    await pool.stop()
+    assert await wait_until_gone(worker)
+    assert await wait_until_gone(server)

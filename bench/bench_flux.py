@@ -1,0 +1,423 @@
+"""Side by side with Flux: both systems on the same machine, the same work, in one run.
+
+Flux's source-controller and kustomize-controller, built from their own modules at the versions Flux's
+go.mod pins (`tools/build.sh flux-controllers`, run by `make bench`), run as local processes against
+this benchmark's own control plane with Flux's CRDs (from those modules). Then Tide's controllers on
+Flux's CRDs (a cluster that ran Flux keeps its CRDs when it moves to Tide), then Tide's controllers
+with Tide's CRDs. One system at a time, each run in a fresh namespace, the same flags where both have
+them (--concurrent, --requeue-dependency, --kube-api-qps/burst, --watch-all-namespaces=false, leader
+election off: a local process, whose lease renewals would count as idle requests), at Flux's
+defaults and at flux-benchmark's settings (PROFILES).
+
+- MTTP (flux-benchmark's scenario, see bench_kustomize): N apps, one GitRepository and one
+  Kustomization each, applied at once; the time until all N Kustomizations are Ready, and the peak
+  PSS of each controller's whole process tree (worker processes included), sampled every 0.5 s.
+  N from TIDE_BENCH_FLUX_MTTP (comma separated, default "100,500"; add 1000 when asked).
+  TIDE_BENCH_FLUX_PROFILES (default "defaults,flux-benchmark") selects the settings.
+- Idle API requests: N=100 Ready Kustomizations and GitRepositories at a 1m interval, counted by
+  kube-apiserver's own apiserver_request_total over TIDE_BENCH_FLUX_IDLE seconds (default 300) once
+  all are Ready. The metric has no user-agent or identity label, so each system runs alone and the
+  control plane's own traffic (controller-manager, scheduler, kwok), measured with no controller
+  running over TIDE_BENCH_FLUX_BASELINE seconds (default 60), is subtracted.
+
+Always its own control plane: Flux's CRDs replace Tide's on it, which a shared plane must not see.
+`python -m bench flux` runs it alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import BenchmarkFailed, failed_row
+from bench.bench_kustomize import kubectl, mttp_package, mttp_spec, objects, ready_count
+from e2e.cluster import BIN, ROOT, ControlPlane, free_port
+from e2e.fixtures.controllers import ControllerProcess
+from e2e.fixtures.git import GitServer
+
+TIDE_CRDS = ROOT / "charts" / "tide" / "crds"
+FLUX_CRDS = ROOT / ".tide" / "flux-crds"
+# ArtifactGenerator is source-watcher's kind (not built here); Tide's source controller watches it.
+TIDE_ONLY_CRDS = ("source.extensions.fluxcd.io_artifactgenerators.yaml",)
+
+# Flags both systems have, per profile: (source --concurrent, kustomize --concurrent, kustomize's other
+# flags; Tide's source controller has no --requeue-dependency, having no dependencies to wait on).
+PROFILES: dict[str, tuple[int, int, tuple[str, ...]]] = {
+    # Flux's defaults: source 2, kustomize 4, --requeue-dependency 30s.
+    "defaults": (2, 4, ()),
+    # flux-benchmark's controllers: source concurrency 10, kustomize 20; Flux's vertical-scaling
+    # guide pairs them with --requeue-dependency=5s.
+    "flux-benchmark": (10, 20, ("--requeue-dependency=5s",)),
+}
+CONVERGE_TIMEOUT = 900.0
+# A controller that does not start fails through pytest.fail (the e2e fixture's), a BaseException.
+RUN_FAILURES = (RuntimeError, OSError, subprocess.SubprocessError, pytest.fail.Exception)
+
+
+class FluxController(ControllerProcess):
+    """Flux's controller binary, with the flags it shares with Tide's (ControllerProcess adds
+    --metrics-addr and --health-addr, which Flux's have too)."""
+
+    def command(self) -> list[str]:
+        binary = BIN / f"flux-{self.name}-controller"
+        if not binary.exists():
+            raise BenchmarkFailed(f"{binary} is missing: run `tools/build.sh flux-controllers`")
+        return [str(binary)]
+
+
+def tree_pss_kib(pid: int) -> tuple[int, int]:
+    """PSS of a process and all its descendants, and how many processes that is."""
+    total, count, stack = 0, 0, [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            rollup = Path(f"/proc/{current}/smaps_rollup").read_text()
+            match = re.search(r"^Pss:\s+(\d+)", rollup, re.M)
+            total += int(match.group(1)) if match else 0
+            count += 1
+            for task in os.listdir(f"/proc/{current}/task"):
+                stack += [int(c) for c in Path(f"/proc/{current}/task/{task}/children").read_text().split()]
+        except (OSError, ValueError):
+            continue  # exited meanwhile
+    return total, count
+
+
+@dataclass
+class TreeSampler:
+    """Peak PSS per controller process tree, sampled in a thread while a scenario runs."""
+
+    pids: dict[str, int]
+    interval: float = 0.5
+    peak_kib: dict[str, int] = field(default_factory=dict)
+    peak_processes: dict[str, int] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def sample(self) -> None:
+        for name, pid in self.pids.items():
+            kib, count = tree_pss_kib(pid)
+            self.peak_kib[name] = max(self.peak_kib.get(name, 0), kib)
+            self.peak_processes[name] = max(self.peak_processes.get(name, 0), count)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def __enter__(self) -> TreeSampler:
+        self.sample()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.sample()
+
+
+@dataclass(frozen=True)
+class System:
+    """Whose controllers run, and on whose CRDs."""
+
+    label: str
+    flux_controllers: bool
+    flux_crds: bool
+
+
+FLUX = System("Flux", flux_controllers=True, flux_crds=True)
+TIDE_ON_FLUX_CRDS = System("Tide on Flux's CRDs", flux_controllers=False, flux_crds=True)
+TIDE = System("Tide", flux_controllers=False, flux_crds=False)
+
+
+@dataclass
+class Mttp:
+    seconds: float
+    peak_mib: dict[str, float]
+    processes: dict[str, int]
+
+
+class Bench:
+    def __init__(self, plane: ControlPlane, git: GitServer, workdir: Path) -> None:
+        self.plane = plane
+        self.kubeconfig = plane.kubeconfig
+        self.git = git
+        self.workdir = workdir
+        self.repos: dict[int, list[str]] = {}  # one set of app repositories per N, shared by both systems
+        self.runs = 0
+
+    # -- the plane -------------------------------------------------------------------------------
+    def apply_crds(self, system: System) -> None:
+        if system.flux_crds:
+            dirs = sorted(FLUX_CRDS.glob("*-controller"))
+            if not dirs:
+                raise BenchmarkFailed(
+                    f"no Flux CRDs under {FLUX_CRDS}: run `tools/build.sh flux-controllers`"
+                )
+            paths = [str(p) for d in dirs for p in sorted(d.resolve().glob("*.yaml"))]
+            paths += [str(TIDE_CRDS / name) for name in TIDE_ONLY_CRDS]
+        else:
+            paths = [str(TIDE_CRDS)]
+        args = [a for p in paths for a in ("-f", p)]
+        kubectl(self.kubeconfig, "apply", "--server-side", "--force-conflicts", *args)
+        kubectl(self.kubeconfig, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+
+    def api_requests(self) -> float:
+        """kube-apiserver's own count of the requests it has served (all verbs, codes, resources)."""
+        ctx = ssl.create_default_context(cafile=str(self.plane.state / "pki" / "ca.crt"))
+        pki = self.plane.state / "pki"
+        ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+        with urllib.request.urlopen(self.plane.server + "/metrics", context=ctx, timeout=30) as resp:
+            text = resp.read().decode()
+        return sum(
+            float(line.rpartition(" ")[2])
+            for line in text.splitlines()
+            if line.startswith("apiserver_request_total{")
+        )
+
+    # -- controllers -----------------------------------------------------------------------------
+    def start(self, system: System, profile: str, namespace: str) -> dict[str, ControllerProcess]:
+        source_concurrent, kustomize_concurrent, kustomize_flags = PROFILES[profile]
+        storage = f"127.0.0.1:{free_port()}"
+        (self.workdir / f"storage-{namespace}").mkdir()  # Flux's source-controller wants it to exist
+        common = ["--watch-all-namespaces=false", "--enable-leader-election=false"]
+        kind = FluxController if system.flux_controllers else ControllerProcess
+        source_args = [
+            f"--storage-path={self.workdir / f'storage-{namespace}'}", f"--storage-addr={storage}",
+            f"--storage-adv-addr={storage}", f"--concurrent={source_concurrent}", *common,
+        ]  # fmt: skip
+        kustomize_args = [f"--concurrent={kustomize_concurrent}", *kustomize_flags, *common]
+        if not system.flux_controllers:  # Tide's kustomize controller downloads only from listed addresses
+            kustomize_args.append(f"--source-storage-addr={storage}")
+        # Flux's controllers read their namespace from RUNTIME_NAMESPACE only (Tide's: the flag too).
+        os.environ["RUNTIME_NAMESPACE"] = namespace
+        procs = {
+            name: kind(name=name, log_path=self.workdir / f"{name}-{namespace}.log", args=args)
+            for name, args in (("source", source_args), ("kustomize", kustomize_args))
+        }  # fmt: skip
+        for proc in procs.values():
+            proc.start(90)
+        return procs
+
+    @contextlib.asynccontextmanager
+    async def namespace(self, system: System, profile: str, scenario: str) -> Any:
+        """A fresh namespace with the system's controllers; yields (API client, controllers). The
+        namespace is deleted while the controllers run, so their finalizers are handled."""
+        from tide.shared.kube import KubeClient
+
+        self.runs += 1
+        ns = f"flux-side-{self.runs}"
+        kubectl(self.kubeconfig, "create", "namespace", ns)
+        kube = await KubeClient.from_kubeconfig(str(self.kubeconfig))
+        procs: dict[str, ControllerProcess] = {}
+        try:
+            procs = self.start(system, profile, ns)
+            yield ns, kube, procs
+        except BaseException:
+            for proc in procs.values():
+                print(f"--- {system.label} {proc.name} ({scenario}) log tail ---\n{proc.log()[-3000:]}")
+            raise
+        finally:
+            with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
+                kubectl(self.kubeconfig, "delete", "namespace", ns, "--wait=true", "--timeout=300s")
+            for proc in procs.values():
+                proc.stop()
+            await kube.close()
+
+    # -- scenarios -------------------------------------------------------------------------------
+    def app_urls(self, n: int) -> list[str]:
+        if n not in self.repos:
+            self.repos[n] = [
+                self.git.create_repo(f"flux-side-{n}-app-{i}", mttp_package(f"app-{i}", i)).public_http_url
+                for i in range(n)
+            ]
+        return self.repos[n]
+
+    def items(self, ns: str, n: int, interval: str) -> str:
+        items: list[dict[str, Any]] = []
+        for i, url in enumerate(self.app_urls(n)):
+            pair = objects(ns, url, f"app-{i}", f"./app-{i}", interval, **mttp_spec(i))
+            pair[0]["spec"]["interval"] = interval
+            items += pair
+        return json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+
+    async def all_ready(self, kube: Any, ns: str, n: int, start: float) -> None:
+        while True:
+            listed = await kube.list("kustomize.toolkit.fluxcd.io/v1", "Kustomization", ns)
+            ready = ready_count(listed)
+            if ready == n:
+                return
+            if time.perf_counter() - start > CONVERGE_TIMEOUT:
+                raise BenchmarkFailed(f"only {ready}/{n} Kustomizations Ready after {CONVERGE_TIMEOUT:.0f} s")
+            await asyncio.sleep(0.5)
+
+    async def mttp(self, system: System, profile: str, n: int) -> Mttp:
+        manifest = self.items("NAMESPACE", n, "1h")
+        async with self.namespace(system, profile, f"mttp-{n}") as (ns, kube, procs):
+            pids = {name: p.proc.pid for name, p in procs.items() if p.proc}
+            with TreeSampler(pids) as sampler:
+                start = time.perf_counter()
+                kubectl(self.kubeconfig, "apply", "--server-side", "-f", "-",
+                        input=manifest.replace('"NAMESPACE"', json.dumps(ns)))  # fmt: skip
+                await self.all_ready(kube, ns, n, start)
+                took = time.perf_counter() - start
+        return Mttp(took, {k: v / 1024 for k, v in sampler.peak_kib.items()}, dict(sampler.peak_processes))
+
+    async def idle_requests_per_minute(self, system: System, seconds: float, baseline: float) -> float:
+        n = 100
+        manifest = self.items("NAMESPACE", n, "1m")
+        async with self.namespace(system, "defaults", "idle") as (ns, kube, _):
+            start = time.perf_counter()
+            kubectl(self.kubeconfig, "apply", "--server-side", "-f", "-",
+                    input=manifest.replace('"NAMESPACE"', json.dumps(ns)))  # fmt: skip
+            await self.all_ready(kube, ns, n, start)
+            await asyncio.sleep(5)  # the last status patches and events of the first reconciles
+            before = self.api_requests()
+            await asyncio.sleep(seconds)
+            after = self.api_requests()
+        return (after - before) / seconds * 60 - baseline
+
+    async def baseline_per_minute(self, seconds: float) -> float:
+        before = self.api_requests()
+        await asyncio.sleep(seconds)
+        return (self.api_requests() - before) / seconds * 60
+
+
+def ratio(ours: float, theirs: float) -> str:
+    return f"{ours / theirs:.2f}x" if theirs else "n/a"
+
+
+def mttp_rows(
+    results: dict[tuple[str, str, int], Mttp | str], profiles: list[str], sizes: list[int]
+) -> list[dict[str, str]]:
+    rows: list[dict[str, str]] = []
+    settings = {
+        "defaults": "Flux's defaults (source --concurrent=2, kustomize 4)",
+        "flux-benchmark": "flux-benchmark's settings (source --concurrent=10, kustomize 20, "
+        "--requeue-dependency=5s)",
+    }
+    for profile in profiles:
+        for n in sizes:
+            tide, flux = results.get((TIDE.label, profile, n)), results.get((FLUX.label, profile, n))
+            name = f"vs Flux: MTTP {n} apps (GitRepository + Kustomization each) all Ready, {profile}"
+            if not isinstance(tide, Mttp) or not isinstance(flux, Mttp):
+                why = "; ".join(f"{label}: {r}" for label, r in ((TIDE.label, tide), (FLUX.label, flux))
+                                if not isinstance(r, Mttp))  # fmt: skip
+                rows.append(failed_row(name, why or "not run"))
+                continue
+            rows.append({
+                "benchmark": name, "value": f"{tide.seconds:.1f} s",
+                "same_run": f"Flux {flux.seconds:.1f} s; ratio {ratio(tide.seconds, flux.seconds)}",
+                "note": f"{settings[profile]}; flux-benchmark's Kustomization spec; target <= 0.6x at 500",
+            })  # fmt: skip
+            for controller in ("source", "kustomize"):
+                ours, theirs = tide.peak_mib.get(controller, 0.0), flux.peak_mib.get(controller, 0.0)
+                rows.append({
+                    "benchmark": f"vs Flux: peak PSS, {controller} controller's process tree, MTTP {n}, "
+                                 f"{profile}",
+                    "value": f"{ours:.0f} MiB",
+                    "same_run": f"Flux {theirs:.0f} MiB; ratio {ratio(ours, theirs)}",
+                    "note": f"whole tree, workers included: Tide {tide.processes.get(controller, 0)} "
+                            f"processes, Flux {flux.processes.get(controller, 0)}; target <= 1.0x",
+                })  # fmt: skip
+    return rows
+
+
+async def main() -> list[dict[str, str]]:
+    def numbers(variable: str, default: str) -> list[int]:
+        return [int(v) for v in os.environ.get(variable, default).split(",") if v.strip() and int(v) > 0]
+
+    sizes = numbers("TIDE_BENCH_FLUX_MTTP", "100,500")
+    profiles = [
+        p for p in os.environ.get("TIDE_BENCH_FLUX_PROFILES", "defaults,flux-benchmark").split(",") if p
+    ]
+    unknown = [p for p in profiles if p not in PROFILES]
+    if unknown:
+        raise BenchmarkFailed(f"unknown TIDE_BENCH_FLUX_PROFILES {unknown}; known: {list(PROFILES)}")
+    idle_seconds = float(os.environ.get("TIDE_BENCH_FLUX_IDLE", "300"))
+    baseline_seconds = float(os.environ.get("TIDE_BENCH_FLUX_BASELINE", "60"))
+
+    saved_env = {k: os.environ.get(k) for k in ("KUBECONFIG", "RUNTIME_NAMESPACE")}
+    workdir = Path(tempfile.mkdtemp(prefix="tide-bench-flux-"))
+    plane = ControlPlane(state=workdir / "cluster", kubeconfig=workdir / "kubeconfig", tie_to_parent=True)
+    plane.state.mkdir(parents=True, exist_ok=True)
+    plane.up()
+    os.environ["KUBECONFIG"] = str(plane.kubeconfig)
+    git = GitServer(workdir / "git").start()
+    bench = Bench(plane, git, workdir)
+    results: dict[tuple[str, str, int], Mttp | str] = {}
+    idle: dict[str, float | str] = {}
+    rows: list[dict[str, str]] = []
+    try:
+        baseline = await bench.baseline_per_minute(baseline_seconds) if idle_seconds else 0.0
+        for system in (FLUX, TIDE_ON_FLUX_CRDS, TIDE):
+            bench.apply_crds(system)
+            for profile in profiles:
+                for n in sizes:
+                    if system is TIDE_ON_FLUX_CRDS and (profile, n) != (profiles[0], sizes[0]):
+                        continue  # one row proves the CRDs; the figures are Tide's own
+                    print(f"bench flux: {system.label}, MTTP {n}, {profile}", flush=True)
+                    try:
+                        results[(system.label, profile, n)] = await bench.mttp(system, profile, n)
+                    except RUN_FAILURES as err:  # one run failing keeps the others
+                        results[(system.label, profile, n)] = str(err)[:200]
+            if idle_seconds and system is not TIDE_ON_FLUX_CRDS:
+                print(f"bench flux: {system.label}, idle {idle_seconds:.0f} s", flush=True)
+                try:
+                    idle[system.label] = await bench.idle_requests_per_minute(system, idle_seconds, baseline)
+                except RUN_FAILURES as err:
+                    idle[system.label] = str(err)[:200]
+    finally:
+        git.stop()
+        plane.down()
+        shutil.rmtree(workdir, ignore_errors=True)
+        for key, value in saved_env.items():  # the next benchmarks start their controllers from it
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+    rows += mttp_rows(results, profiles, sizes)
+    on_flux = results.get((TIDE_ON_FLUX_CRDS.label, profiles[0], sizes[0]))
+    name = f"Tide on Flux's own CRDs: MTTP {sizes[0]} apps all Ready, {profiles[0]}"
+    if isinstance(on_flux, Mttp):
+        rows.append({"benchmark": name, "value": f"{on_flux.seconds:.1f} s",
+                     "note": "CRDs applied from Flux's modules (config/crd/bases); Tide's "
+                             "controllers"})  # fmt: skip
+    else:
+        rows.append(failed_row(name, on_flux or "not run"))
+    if idle_seconds:
+        name = (
+            "vs Flux: idle API requests per minute (100 Ready Kustomizations + GitRepositories, 1m interval)"
+        )
+        tide, flux = idle.get(TIDE.label), idle.get(FLUX.label)
+        if isinstance(tide, float) and isinstance(flux, float):
+            rows.append({
+                "benchmark": name, "value": f"{tide:.0f}",
+                "same_run": f"Flux {flux:.0f}; ratio {ratio(tide, flux)}",
+                "note": f"kube-apiserver's apiserver_request_total over {idle_seconds:.0f} s, each system "
+                        f"alone, less the plane's own {baseline:.0f}/min; target <= 0.1x",
+            })  # fmt: skip
+        else:
+            rows.append(failed_row(name, f"Tide: {tide}; Flux: {flux}"))
+    return rows
+
+
+if __name__ == "__main__":
+    for row in asyncio.run(main()):
+        print(row)
