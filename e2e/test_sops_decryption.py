@@ -150,8 +150,9 @@ def test_bad_input_keeps_the_last_good_state(  # type: ignore[no-untyped-def]
     last_good_state_stays()
 
     # 2. the wrong key: the message names the age recipient the file needs
-    repo.commit({"secrets/production/db-credentials.yaml": good})
+    # The key first: a good commit seen with the old key would be applied, and rightly so.
     apply(kubectl, namespace, secret("sops-keys", {"identity.agekey": key("age-other.agekey")}))
+    repo.commit({"secrets/production/db-credentials.yaml": good})
     request_reconcile(kubectl, namespace, "repo")
     recipient = fixture("keys/age.recipient").strip()
     ks = wait_ks(kubectl, namespace, "secrets", status="False", contains=recipient,
