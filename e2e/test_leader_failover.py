@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from e2e.cluster import free_port
-from e2e.fixtures.kustomize import api_requests, kustomization, scrape, wait_ks, wait_until
-from e2e.fixtures.outages import assert_artifact_served, assert_nothing_lost, configmap, unmanaged_configmap
-from e2e.fixtures.source import apply, gitrepository, request_reconcile, wait_ready
+from e2e.fixtures.kustomize import api_requests, scrape, wait_ks, wait_until
+from e2e.fixtures.outages import assert_artifact_served, assert_nothing_lost, configmap, deploy_app
+from e2e.fixtures.source import request_reconcile, wait_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -109,13 +109,7 @@ def test_leaders_killed_mid_reconcile_standbys_take_over(  # type: ignore[no-unt
 
     repo = git_server.create_repo(f"failover-{namespace}", files(1))
     first = f"main@sha1:{repo.head()}"
-    unmanaged_configmap(kubectl, namespace, "outside")
-    apply(
-        kubectl,
-        namespace,
-        gitrepository("app", repo.public_http_url, interval="1m"),
-        kustomization("app", path="./app", source="app", targetNamespace=namespace),
-    )
+    deploy_app(kubectl, namespace, repo.public_http_url)
     obj = wait_ready(kubectl, namespace, "app", first)
     assert obj["status"]["artifact"]["url"].startswith(f"http://{addresses[0]}/")
     wait_ks(kubectl, namespace, "app", revision=first)

@@ -22,19 +22,17 @@ import pytest
 
 from e2e.cluster import free_port
 from e2e.fixtures.controllers import ControllerProcess
-from e2e.fixtures.kustomize import kustomization, wait_ks
+from e2e.fixtures.kustomize import wait_ks
 from e2e.fixtures.leaks import SCAN
 from e2e.fixtures.outages import (
     assert_artifact_served,
     assert_nothing_lost,
     configmap_files,
-    unmanaged_configmap,
+    deploy_app,
     warning_events,
 )
 from e2e.fixtures.source import (
-    apply,
     condition,
-    gitrepository,
     request_reconcile,
     wait_failing,
     wait_handled,
@@ -136,13 +134,7 @@ def test_storage_full_keeps_the_old_artifact_and_recovers(  # type: ignore[no-un
     source = tmpfs_source()
     start_controller("kustomize", "--watch-all-namespaces=false", f"--runtime-namespace={namespace}",
                      f"--source-storage-addr={source.address}", RETRY)  # fmt: skip
-    unmanaged_configmap(kubectl, namespace, "outside")
-    apply(
-        kubectl,
-        namespace,
-        gitrepository("app", repo.public_http_url, interval="1m"),
-        kustomization("app", path="./app", source="app", targetNamespace=namespace),
-    )
+    deploy_app(kubectl, namespace, repo.public_http_url)
     try:
         obj = wait_ready(kubectl, namespace, "app", first)
         stored = source.storage_view / obj["status"]["artifact"]["path"]
