@@ -20,7 +20,7 @@ import pytest
 from e2e.cluster import free_port
 from e2e.fixtures.kustomize import api_requests, scrape, wait_ks, wait_until
 from e2e.fixtures.outages import assert_artifact_served, assert_nothing_lost, configmap, deploy_app
-from e2e.fixtures.source import request_reconcile, wait_ready
+from e2e.fixtures.source import request_reconcile, secret, wait_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -90,26 +90,29 @@ def test_leaders_killed_mid_reconcile_standbys_take_over(  # type: ignore[no-unt
     start_controller: Callable[..., Any], git_server, kubectl, namespace, tmp_path
 ) -> None:
     addresses = [f"127.0.0.1:{free_port()}" for _ in range(2)]
-    sources = []
-    for i, address in enumerate(addresses):
-        storage = [f"--storage-path={tmp_path / f'storage-{i}'}", f"--storage-addr={address}",
-                   f"--storage-adv-addr={address}"]  # fmt: skip
-        sources.append(start_controller("source", *storage, *elect(namespace)))
-        if i == 0:
-            wait_until(lambda: leads(sources[0]), 30, "the first source replica leads")
-    kustomizes = []
-    for i in range(2):
-        kustomizes.append(
-            start_controller("kustomize", f"--source-storage-addr={','.join(addresses)}", *elect(namespace))
-        )
-        if i == 0:
-            wait_until(lambda: leads(kustomizes[0]), 30, "the first kustomize replica leads")
+
+    def source(i: int) -> Any:
+        return start_controller("source", f"--storage-path={tmp_path / f'storage-{i}'}",
+                                f"--storage-addr={addresses[i]}", f"--storage-adv-addr={addresses[i]}",
+                                *elect(namespace))  # fmt: skip
+
+    def kustomize() -> Any:
+        storage = f"--source-storage-addr={','.join(addresses)}"
+        return start_controller("kustomize", storage, *elect(namespace))
+
+    # The first replicas start and lead, then the standbys start.
+    sources, kustomizes = [source(0)], [kustomize()]
+    wait_until(lambda: leads(sources[0]) and leads(kustomizes[0]), 30, "the first replicas lead")
+    sources.append(source(1))
+    kustomizes.append(kustomize())
     assert not leads(sources[1]) and not leads(kustomizes[1])
     assert refused(addresses[1]), "a standby serves no artifacts"
 
     repo = git_server.create_repo(f"failover-{namespace}", files(1))
     first = f"main@sha1:{repo.head()}"
-    deploy_app(kubectl, namespace, repo.public_http_url)
+    # Over SSH: a fetch takes long enough for the kill to land in it.
+    ssh = secret("ssh", {"identity": git_server.ssh_identity, "known_hosts": git_server.known_hosts})
+    deploy_app(kubectl, namespace, repo.ssh_url, ssh)
     obj = wait_ready(kubectl, namespace, "app", first)
     assert obj["status"]["artifact"]["url"].startswith(f"http://{addresses[0]}/")
     wait_ks(kubectl, namespace, "app", revision=first)

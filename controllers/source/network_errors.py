@@ -8,13 +8,16 @@ Go's "dial tcp h:p: connect: connection refused"; this names the cause the same 
 from __future__ import annotations
 
 import os
+import socket
 
 import aiohttp
 
 
 def describe_client_error(exc: aiohttp.ClientError) -> str:
-    if type(exc) in (aiohttp.ClientConnectorError, aiohttp.ClientProxyConnectionError):
-        errno = exc.os_error.errno  # type: ignore[attr-defined]
-        if errno:
-            return f"dial tcp {exc.host}:{exc.port}: connect: {os.strerror(errno).lower()}"  # type: ignore[attr-defined]
+    # TLS failures keep aiohttp's text (it names the certificate problem); name resolution
+    # failures carry a negative EAI_* code, not an errno.
+    if isinstance(exc, aiohttp.ClientConnectorError) and not isinstance(exc, aiohttp.ClientSSLError):
+        code = exc.os_error.errno
+        if code and code > 0 and not isinstance(exc.os_error, socket.gaierror):
+            return f"dial tcp {exc.host}:{exc.port}: connect: {os.strerror(code).lower()}"
     return str(exc) or type(exc).__name__
