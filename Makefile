@@ -48,9 +48,11 @@ unit: venv
 e2e: venv tools
 	$(PYTEST) e2e -q
 
-# One pytest run for unit and e2e tests: one control plane for the whole session.
+# One pytest run for unit and e2e tests, spread over TEST_WORKERS processes by test file; each
+# worker starts a control plane of its own (e2e tests mostly wait on controllers and the plane).
+TEST_WORKERS ?= 2
 test: venv tools lint types
-	$(PYTEST) tests e2e -q -rfEs --durations=15
+	$(PYTEST) tests e2e -q -rfEs --durations=15 -n $(TEST_WORKERS) --dist loadfile
 
 bench: venv tools
 	$(PY) -m bench

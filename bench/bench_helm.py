@@ -7,6 +7,8 @@ to disk, hashed on the way); (b) a no-op reconcile's requests (the conditional G
 (c) resolving a chart version from that index (the parse a build worker does once per
 index revision) with its added peak resident memory; (d) the next HelmChart of the same
 index revision (the parse reused).
+
+Then Flux's 1000-HelmRelease scenario at N=100 (TIDE_BENCH_HELM_RELEASES; see bench/helm_releases.py).
 """
 
 from __future__ import annotations
@@ -136,6 +138,12 @@ def child(served: str, work: str) -> None:
 
 
 def main() -> list[dict[str, str]]:
+    from bench import helm_releases
+
+    return index_rows() + asyncio.run(helm_releases.main())
+
+
+def index_rows() -> list[dict[str, str]]:
     root = Path(tempfile.mkdtemp(prefix="tide-bench-helm-"))
     try:
         served, work = root / "served", root / "work"

@@ -10,8 +10,9 @@
     Service, Ingress), one source and one Kustomization per app, all created at once; time until all N
     Kustomizations are Ready, and the controllers' peak memory (VmHWM). Each Kustomization has
     flux-benchmark's settings (wait: true, timeout 1m, retryInterval 2m, interval 60m, postBuild
-    substitution of INDEX, PODS and MCPU used in the manifests) except serviceAccountName (Tide
-    refuses it until impersonation exists). Sources: OCIRepositories of
+    substitution of INDEX, PODS and MCPU used in the manifests); the OCI layout runs twice, with
+    serviceAccountName on every Kustomization (impersonated, as flux-benchmark does; the ServiceAccount
+    has admin in the namespace) and without: the cost of impersonation. Sources: OCIRepositories of
     artifacts pushed with the Flux CLI to a real docker-registry, as Flux's benchmark does
     (TIDE_BENCH_MTTP_OCI, comma separated, default "100,500"; "0" skips), and one Git repository per app
     (TIDE_BENCH_MTTP, same default). Flux: 100 in 26-28 s, 500 in ~2 min, 1000 in 4m13s (16-core
@@ -269,12 +270,12 @@ async def drift_corrections(kubeconfig: Path, kube: Any, ns: str) -> list[dict[s
     ]  # fmt: skip
 
 
-# flux-benchmark's Kustomization settings (timoni/modules/flux-ks-bench), but serviceAccountName.
+# flux-benchmark's Kustomization settings (timoni/modules/flux-ks-bench); serviceAccountName per run.
 FLUX_BENCHMARK_SPEC: dict[str, Any] = {"wait": True, "timeout": "1m", "retryInterval": "2m"}
 MTTP_SETTINGS = (
-    "wait: true, timeout 1m, retryInterval 2m, postBuild substitution (3 variables) as flux-benchmark's; "
-    "left out: serviceAccountName (impersonation not in Tide yet)"
+    "wait: true, timeout 1m, retryInterval 2m, postBuild substitution (3 variables) as flux-benchmark's"
 )
+BENCH_ACCOUNT = "flux-bench"
 
 
 def mttp_package(name: str, index: int) -> dict[str, str]:
@@ -290,9 +291,22 @@ def mttp_package(name: str, index: int) -> dict[str, str]:
     return files
 
 
-def mttp_spec(index: int) -> dict[str, Any]:
+def mttp_spec(index: int, impersonate: bool = False) -> dict[str, Any]:
     substitute = {"INDEX": f"{index}app", "PODS": "0", "MCPU": "100m"}
-    return {**FLUX_BENCHMARK_SPEC, "postBuild": {"substitute": substitute}}
+    account = {"serviceAccountName": BENCH_ACCOUNT} if impersonate else {}
+    return {**FLUX_BENCHMARK_SPEC, "postBuild": {"substitute": substitute}, **account}
+
+
+def bench_account(namespace: str) -> list[dict[str, Any]]:
+    """The ServiceAccount the impersonating run applies as: admin in its namespace."""
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount",
+         "metadata": {"name": BENCH_ACCOUNT, "namespace": namespace}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": BENCH_ACCOUNT, "namespace": namespace},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"},
+         "subjects": [{"kind": "ServiceAccount", "name": BENCH_ACCOUNT, "namespace": namespace}]},
+    ]  # fmt: skip
 
 
 def oci_objects(namespace: str, url: str, name: str, path: str, **spec: Any) -> list[dict[str, Any]]:
@@ -316,18 +330,28 @@ LAYOUTS = {
 
 
 async def mttp(
-    kubeconfig: Path, workdir: Path, git: GitServer, n: int, layout: str = "git", cache: bool = True
+    kubeconfig: Path,
+    workdir: Path,
+    git: GitServer,
+    n: int,
+    layout: str = "git",
+    cache: bool = True,
+    impersonate: bool = False,
 ) -> list[dict[str, str]]:
     """Flux's MTTP: N app packages and their sources and Kustomizations applied at once, until all are
     Ready. Layouts: `oci` one OCI artifact per app pushed with the Flux CLI to a real registry (Flux's
     benchmark); `git` one Git repository per app; `monorepo` one GitRepository holding every app (Flux's
-    bootstrap layout), where `cache` toggles the kustomize controller's shared artifact cache."""
+    bootstrap layout), where `cache` toggles the kustomize controller's shared artifact cache.
+    impersonate: every Kustomization applies as a ServiceAccount (serviceAccountName)."""
     from e2e.fixtures.oci import Registry
     from tide.shared.kube import KubeClient
 
-    ns = f"{NAMESPACE}-mttp-{n}-{layout}" + ("" if cache else "-nocache")
+    ns = f"{NAMESPACE}-mttp-{n}-{layout}" + ("" if cache else "-nocache") + ("-sa" if impersonate else "")
     kubectl(kubeconfig, "delete", "namespace", ns, "--ignore-not-found", "--wait=true")
     kubectl(kubeconfig, "create", "namespace", ns)
+    if impersonate:
+        account = {"apiVersion": "v1", "kind": "List", "items": bench_account(ns)}
+        kubectl(kubeconfig, "apply", "-f", "-", input=json.dumps(account))
     harness = Harness(kubeconfig, workdir)
     kube = await KubeClient.from_kubeconfig(str(kubeconfig))
     registry: Registry | None = None
@@ -340,7 +364,7 @@ async def mttp(
                 files.update(mttp_package(f"app-{i}", i))
             url = git.create_repo(ns, files).public_http_url
             for i in range(n):
-                pair = objects(ns, url, f"app-{i}", f"./app-{i}", "1h", **mttp_spec(i))
+                pair = objects(ns, url, f"app-{i}", f"./app-{i}", "1h", **mttp_spec(i, impersonate))
                 pair[1]["spec"]["sourceRef"]["name"] = "apps"
                 items.append(pair[1])
             items.append({**pair[0], "metadata": {"name": "apps", "namespace": ns}})
@@ -350,11 +374,12 @@ async def mttp(
                 list(pool.map(lambda i: registry.push(f"app-{i}", "latest", mttp_package(f"app-{i}", i)),
                               range(n)))  # fmt: skip
             for i in range(n):
-                items += oci_objects(ns, registry.url(f"app-{i}"), f"app-{i}", f"./app-{i}", **mttp_spec(i))
+                spec = mttp_spec(i, impersonate)
+                items += oci_objects(ns, registry.url(f"app-{i}"), f"app-{i}", f"./app-{i}", **spec)
         else:
             for i in range(n):
                 url = git.create_repo(f"{ns}-app-{i}", mttp_package(f"app-{i}", i)).public_http_url
-                items += objects(ns, url, f"app-{i}", f"./app-{i}", "1h", **mttp_spec(i))
+                items += objects(ns, url, f"app-{i}", f"./app-{i}", "1h", **mttp_spec(i, impersonate))
         source, kustomize = harness.start(ns, f"--artifact-cache-revisions={8 if cache else 0}")
         start = time.perf_counter()
         kubectl(kubeconfig, "apply", "--server-side", "-f", "-",
@@ -384,8 +409,11 @@ async def mttp(
             published = {100: "Flux: 26-28 s", 500: "Flux: ~2 min", 1000: "Flux: 4m13s"}.get(n, "")
             published += " (kind, 16-core runner)" if published else ""
         artifacts = "the artifact" if layout == "monorepo" else f"all {n} artifacts"
+        name = LAYOUTS[layout].format(n=n, cache="on" if cache else "off")
+        if impersonate:
+            name += ", serviceAccountName on every Kustomization"
         return [
-            {"benchmark": "kustomize: " + LAYOUTS[layout].format(n=n, cache="on" if cache else "off"),
+            {"benchmark": "kustomize: " + name,
              "value": f"{took:.1f} s", "published": published,
              "note": f"{MTTP_SETTINGS}; {n * 4} objects; {artifacts} ready at {sources_ready or took:.1f} s; "
                      f"2 cores shared; peak RSS source {peak.get('source', 0) / 1024:.0f} MiB, "
@@ -548,13 +576,15 @@ async def main(only: str = "") -> list[dict[str, str]]:
             except RuntimeError as err:
                 rows.append(failed_row(f"kustomize: {n} objects in one Kustomization", str(err)))
 
-        runs = [(n, "oci", True) for n in sizes("TIDE_BENCH_MTTP_OCI", "100,500")]
-        runs += [(n, "git", True) for n in sizes("TIDE_BENCH_MTTP", "100,500")]
+        runs = [(n, "oci", True, sa) for n in sizes("TIDE_BENCH_MTTP_OCI", "100,500") for sa in (False, True)]
+        runs += [(n, "git", True, False) for n in sizes("TIDE_BENCH_MTTP", "100,500")]
         for n in sizes("TIDE_BENCH_MONOREPO", "100"):
-            runs += [(n, "monorepo", True), (n, "monorepo", False)]
-        for n, layout, cache in runs:
+            runs += [(n, "monorepo", True, False), (n, "monorepo", False, False)]
+        for n, layout, cache, impersonate in runs:
             try:
-                rows += await mttp(kubeconfig, workdir, git, n, layout=layout, cache=cache)
+                rows += await mttp(
+                    kubeconfig, workdir, git, n, layout=layout, cache=cache, impersonate=impersonate
+                )
             except RuntimeError as err:  # one run failing keeps the other rows (and fails make bench)
                 rows.append(failed_row(f"kustomize: {n} apps, {layout}", str(err)))
     finally:

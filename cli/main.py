@@ -19,6 +19,7 @@ import aiohttp
 
 from tide.cli import kinds as k
 from tide.cli.errors import EXIT_API, EXIT_USAGE, CliError
+from tide.cli.manifests import DEFAULT_COMPONENTS
 
 if TYPE_CHECKING:
     from tide.cli.session import Session
@@ -208,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--components",
-        default="source-controller,kustomize-controller,notification-controller",
+        default=",".join(DEFAULT_COMPONENTS),
         help="controllers to install, comma-separated",
     )
     p.add_argument(
@@ -236,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pre", action="store_true", help="only the prerequisites (before install)")
     p.add_argument(
         "--components",
-        default="source-controller,kustomize-controller,notification-controller",
+        default=",".join(DEFAULT_COMPONENTS),
         help="controllers that must be ready, comma-separated",
     )
     p.add_argument(
@@ -339,6 +340,57 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decryption-provider", default=None, choices=["sops"])
     p.add_argument("--decryption-secret", default=None)
     _create_common(p)
+    p = _leaf(
+        create, "helmrelease", "create or update a HelmRelease", _create("helmrelease"), aliases=("hr",)
+    )
+    _name(p)
+    p.add_argument(
+        "--source",
+        default=None,
+        help="source of the chart: <kind>/<name>[.<namespace>], kind HelmRepository, GitRepository or Bucket",
+    )
+    p.add_argument("--chart", default=None, help="Helm chart name, or its path in a GitRepository or Bucket")
+    p.add_argument(
+        "--chart-ref",
+        default=None,
+        help="chart from an object instead: <kind>/<name>[.<namespace>], kind OCIRepository or HelmChart",
+    )
+    p.add_argument("--chart-version", default=None, help="semver range of the chart version")
+    p.add_argument("--chart-interval", default=None, help="interval of the HelmChart made from the template")
+    p.add_argument(
+        "--reconcile-strategy", default=None, help="the HelmChart's: ChartVersion (default) or Revision"
+    )
+    p.add_argument(
+        "--release-name", default=None, help="Helm release name (default [<target-namespace>-]<name>)"
+    )
+    p.add_argument("--target-namespace", default=None, help="namespace to install into")
+    p.add_argument(
+        "--storage-namespace", default=None, help="namespace of the release storage (default the target's)"
+    )
+    p.add_argument(
+        "--create-target-namespace", action="store_true", help="create the target namespace if missing"
+    )
+    p.add_argument(
+        "--depends-on",
+        action="append",
+        default=None,
+        help="HelmReleases to be Ready first: <name> or <namespace>/<name> (repeatable, comma-separated)",
+    )
+    p.add_argument(
+        "--values", action="append", default=None, help="local values files, merged in order (repeatable)"
+    )
+    p.add_argument(
+        "--values-from",
+        action="append",
+        default=None,
+        help="Secret/<name> or ConfigMap/<name> with a values.yaml key (repeatable)",
+    )
+    p.add_argument("--crds", default=None, help="CRDs policy on upgrade: Skip, Create or CreateReplace")
+    p.add_argument("--service-account", default=None, help="service account to impersonate")
+    p.add_argument(
+        "--kubeconfig-secret-ref", default=None, help="Secret with the kubeconfig of a remote cluster"
+    )
+    _create_common(p)
     csec = create.add_parser("secret", help="create or update a Secret")
     _globals(csec, suppress=True)
     ssub = csec.add_subparsers(dest="secret_kind", metavar="<secret kind>", required=True)
@@ -430,17 +482,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-w", "--watch", action="store_true")
 
     # tree / diff / build
-    grp = _group(verbs, "tree", "show the objects a Kustomization manages, as a tree")
-    p = _leaf(
-        grp,
-        "kustomization",
-        "the inventory of a Kustomization (recursive)",
-        _command("tree"),
-        aliases=("ks",),
-    )
-    _name(p)
-    p.add_argument("--compact", action="store_true", help="only Flux objects")
-    p.add_argument("-o", "--output", choices=["tree", "yaml", "json"], default="tree")
+    grp = _group(verbs, "tree", "show the objects a Kustomization or HelmRelease manages, as a tree")
+    for word, aliases, what in (
+        ("kustomization", ("ks",), "the inventory of a Kustomization (recursive)"),
+        ("helmrelease", ("hr",), "the objects of a HelmRelease's latest release"),
+    ):
+        p = _leaf(grp, word, what, _command("tree"), aliases=aliases)
+        _name(p)
+        p.add_argument("--compact", action="store_true", help="only Flux objects")
+        p.add_argument("-o", "--output", choices=["tree", "yaml", "json"], default="tree")
     grp = _group(verbs, "diff", "diff a local path against the cluster")
     p = _leaf(
         grp,

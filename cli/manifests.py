@@ -27,7 +27,7 @@ _VALUES_KEY = {
     "notification-controller": "notificationController",
     "helm-controller": "helmController",
 }
-DEFAULT_COMPONENTS = ("source-controller", "kustomize-controller", "notification-controller")
+DEFAULT_COMPONENTS = COMPONENTS  # Flux's default components, the helm controller among them
 
 
 def chart_path(explicit: str | None = None) -> Path:

@@ -11,6 +11,7 @@ import yaml
 from tide.cli.kinds import (
     GIT_REPOSITORY,
     HELM_CHART,
+    HELM_RELEASE,
     HELM_REPOSITORY,
     KUSTOMIZATION,
     OCI_REPOSITORY,
@@ -19,8 +20,18 @@ from tide.cli.kinds import (
     kind_by_word,
 )
 from tide.shared.api.meta import format_duration, parse_duration
+from tide.shared.mapmerge import merge_maps
 
 Obj = dict[str, Any]
+
+CRDS_POLICIES = ("Skip", "Create", "CreateReplace")
+CHART_SOURCE_KINDS = {
+    "helmrepository": "HelmRepository",
+    "gitrepository": "GitRepository",
+    "bucket": "Bucket",
+}
+CHART_REF_KINDS = {"ocirepository": "OCIRepository", "helmchart": "HelmChart"}
+VALUES_FROM_KINDS = {"secret": "Secret", "configmap": "ConfigMap"}
 
 
 def go_duration(text: str) -> str:
@@ -143,7 +154,7 @@ def helm_chart(
 ) -> Obj:
     """As `flux create source chart`: --source is <kind>/<name> (HelmRepository, GitRepository, Bucket)."""
     kind_word, _, source_name = source.partition("/")
-    kinds = {"helmrepository": "HelmRepository", "gitrepository": "GitRepository", "bucket": "Bucket"}
+    kinds = CHART_SOURCE_KINDS
     if not source_name or kind_word.lower() not in kinds:
         raise ValueError(
             f"invalid source {source!r}: expected <kind>/<name> "
@@ -240,6 +251,123 @@ def kustomization(
     if wait:
         spec["wait"] = True
     return _object(KUSTOMIZATION, name, namespace, spec, labels)
+
+
+def _kind_name_namespace(text: str, kinds: dict[str, str], flag: str) -> tuple[str, str, str]:
+    """`<kind>/<name>[.<namespace>]`, kind one of `kinds` (any case), as Flux's --source/--chart-ref."""
+    kind_word, _, rest = text.partition("/")
+    name, _, namespace = rest.partition(".")
+    if not name or kind_word.lower() not in kinds:
+        raise ValueError(
+            f"invalid {flag} {text!r}: expected <kind>/<name>[.<namespace>] "
+            f"with kind one of {', '.join(kinds.values())}"
+        )
+    return kinds[kind_word.lower()], name, namespace
+
+
+def _ref(kind: str, name: str, namespace: str) -> Obj:
+    ref: Obj = {"kind": kind, "name": name}
+    if namespace:
+        ref["namespace"] = namespace
+    return ref
+
+
+def _sorted_keys(value: Any) -> Any:
+    """Flux marshals objects through JSON, so every map in its YAML has sorted keys."""
+    if isinstance(value, dict):
+        return {k: _sorted_keys(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted_keys(v) for v in value]
+    return value
+
+
+def helm_release(
+    name: str,
+    namespace: str,
+    source: str | None = None,
+    chart: str | None = None,
+    chart_ref: str | None = None,
+    chart_version: str | None = None,
+    chart_interval: str | None = None,
+    reconcile_strategy: str | None = None,
+    interval: str = "1m",
+    release_name: str | None = None,
+    target_namespace: str | None = None,
+    storage_namespace: str | None = None,
+    create_target_namespace: bool = False,
+    depends_on: list[str] | None = None,
+    values: list[Obj] | None = None,
+    values_from: list[str] | None = None,
+    crds: str | None = None,
+    service_account: str | None = None,
+    kubeconfig_secret_ref: str | None = None,
+    labels: dict[str, str] | None = None,
+) -> Obj:
+    """As `flux create helmrelease`: a chart template (--source and --chart) or a --chart-ref, values files
+    deep-merged in order, and the storage namespace defaulting to the target namespace."""
+    spec: Obj = {"interval": go_duration(interval)}
+    if chart and chart_ref:
+        raise ValueError("cannot use --chart in combination with --chart-ref")
+    if chart_ref:
+        spec["chartRef"] = _ref(*_kind_name_namespace(chart_ref, CHART_REF_KINDS, "--chart-ref"))
+    elif chart:
+        if not source:
+            raise ValueError("--chart needs --source: <kind>/<name>[.<namespace>]")
+        if reconcile_strategy is not None and reconcile_strategy not in ("ChartVersion", "Revision"):
+            raise ValueError(f"invalid reconcile strategy {reconcile_strategy!r}: ChartVersion or Revision")
+        template: Obj = {
+            "chart": chart,
+            "reconcileStrategy": reconcile_strategy or "ChartVersion",
+            "sourceRef": _ref(*_kind_name_namespace(source, CHART_SOURCE_KINDS, "--source")),
+        }
+        if chart_version:
+            template["version"] = chart_version
+        if chart_interval:
+            template["interval"] = go_duration(chart_interval)
+        spec["chart"] = {"spec": template}
+    else:
+        raise ValueError("--chart (with --source) or --chart-ref is required")
+    if release_name:
+        spec["releaseName"] = release_name
+    if target_namespace:
+        spec["targetNamespace"] = target_namespace
+    if storage_namespace or target_namespace:
+        spec["storageNamespace"] = storage_namespace or target_namespace
+    install: Obj = {}
+    if create_target_namespace:
+        install["createNamespace"] = True
+    if crds:
+        if crds not in CRDS_POLICIES:
+            raise ValueError(f"invalid --crds {crds!r}: one of {', '.join(CRDS_POLICIES)}")
+        install["crds"] = "Create"  # Flux: the install policy is Create, the flag sets the upgrade policy
+        spec["upgrade"] = {"crds": crds}
+    if install:
+        spec["install"] = install
+    if depends_on:
+        spec["dependsOn"] = []
+        for dep in depends_on:  # <name> or <namespace>/<name>
+            dep_ns, _, dep_name = dep.rpartition("/")
+            spec["dependsOn"].append({"name": dep_name, **({"namespace": dep_ns} if dep_ns else {})})
+    if values:
+        merged: Obj = {}
+        for document in values:
+            merged = merge_maps(merged, document)
+        spec["values"] = merged
+    if values_from:
+        refs = []
+        for text in values_from:
+            kind_word, _, ref_name = text.partition("/")
+            if kind_word.lower() not in VALUES_FROM_KINDS or not ref_name:
+                raise ValueError(
+                    f"invalid --values-from {text!r}: expected Secret/<name> or ConfigMap/<name>"
+                )
+            refs.append({"kind": VALUES_FROM_KINDS[kind_word.lower()], "name": ref_name})
+        spec["valuesFrom"] = refs
+    if service_account:
+        spec["serviceAccountName"] = service_account
+    if kubeconfig_secret_ref:
+        spec["kubeConfig"] = {"secretRef": {"name": kubeconfig_secret_ref}}
+    return _sorted_keys(_object(HELM_RELEASE, name, namespace, spec, labels))  # type: ignore[no-any-return]
 
 
 def git_secret(

@@ -1,13 +1,14 @@
 """`make demo`: a commit converging into a local cluster, end to end.
 
-    python -m demo up     # control plane, CRDs, Git server, controllers, demo repo, bootstrap, wait Ready
+    python -m demo up     # control plane, CRDs, Git and chart servers, controllers, demo repo, bootstrap,
+                          # wait until the app and its HelmRelease are Ready
     python -m demo down   # stop everything the demo started
 
 `up` works on a control plane that has never seen Tide (the CRDs are installed before the controllers
 start) and again on one where a previous demo ran (it replaces that demo's processes and files).
 
-Everything lives under .tide/demo/: the Git server's repos, the controllers' logs and storage,
-and the working clone you edit (.tide/demo/repo).
+Everything lives under .tide/demo/: the Git server's repos, the chart repository nginx serves, the
+controllers' logs and storage, and the working clone you edit (.tide/demo/repo).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from e2e.cluster import BIN, ROOT, ControlPlane, free_port
 DEMO = Path(os.environ.get("TIDE_DEMO_HOME", ROOT / ".tide" / "demo"))
 REPO = DEMO / "repo"
 SERVED = DEMO / "served"
+CHARTS = DEMO / "charts"
 LOGS = DEMO / "logs"
 STATE = DEMO / "state.json"
 VENV_BIN = Path(sys.executable).parent
@@ -82,6 +84,36 @@ APP = {
           greeting: "${greeting}"
           cluster: "${cluster_name:=local}"
         """,
+    # The Kustomization waits for the HelmRelease too (wait: true): the release is part of the app.
+    "apps/demo/helmrepository.yaml": """\
+        apiVersion: source.toolkit.fluxcd.io/v1
+        kind: HelmRepository
+        metadata:
+          name: charts
+          namespace: demo
+        spec:
+          interval: 10m
+          url: CHARTS_URL
+        """,
+    "apps/demo/helmrelease.yaml": """\
+        apiVersion: helm.toolkit.fluxcd.io/v2
+        kind: HelmRelease
+        metadata:
+          name: hello
+          namespace: demo
+        spec:
+          interval: 10m
+          timeout: 2m
+          chart:
+            spec:
+              chart: hello
+              version: "1.x"
+              sourceRef:
+                kind: HelmRepository
+                name: charts
+          values:
+            greeting: Hello from Helm
+        """,
     "clusters/local/apps.yaml": """\
         apiVersion: kustomize.toolkit.fluxcd.io/v1
         kind: Kustomization
@@ -100,6 +132,47 @@ APP = {
           postBuild:
             substitute:
               greeting: "Hello from Tide"
+        """,
+}
+
+
+# The chart the demo's own repository serves: a Deployment and a ConfigMap of its values.
+CHART = {
+    "Chart.yaml": """\
+        apiVersion: v2
+        name: hello
+        version: 1.0.0
+        appVersion: "6.7.0"
+        """,
+    "values.yaml": """\
+        greeting: Hello
+        replicas: 1
+        """,
+    "templates/configmap.yaml": """\
+        apiVersion: v1
+        kind: ConfigMap
+        metadata:
+          name: {{ .Release.Name }}
+        data:
+          greeting: {{ .Values.greeting | quote }}
+        """,
+    "templates/deployment.yaml": """\
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata:
+          name: {{ .Release.Name }}
+        spec:
+          replicas: {{ .Values.replicas }}
+          selector:
+            matchLabels: {app: {{ .Release.Name }}}
+          template:
+            metadata:
+              labels: {app: {{ .Release.Name }}}
+            spec:
+              containers:
+                - name: hello
+                  image: ghcr.io/stefanprodan/podinfo:{{ .Chart.AppVersion }}
+                  ports: [{containerPort: 9898}]
         """,
 }
 
@@ -191,6 +264,24 @@ def applied(kind: str, name: str, commit: str, namespace: str = NAMESPACE) -> bo
     )
 
 
+def released(name: str, namespace: str) -> bool:
+    got = kubectl("-n", namespace, "get", "helmrelease", name, "-o", "json", check=False)
+    if got.returncode != 0:
+        return False
+    obj = json.loads(got.stdout)
+    status = obj.get("status", {})
+    return status.get("observedGeneration") == obj["metadata"]["generation"] and any(
+        c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", [])
+    )
+
+
+def nginx_binary() -> str:
+    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if found is None:
+        raise SystemExit("the demo serves its Helm chart repository with nginx: install nginx first")
+    return found
+
+
 def readyz(port: int) -> str | None:
     """None when the controller is ready, else what its /readyz says (a missing CRD, caches syncing)."""
     import urllib.error
@@ -205,11 +296,44 @@ def readyz(port: int) -> str | None:
         return f"not listening yet ({err})"
 
 
-def write_app(repo: Path) -> None:
-    for path, text in APP.items():
-        target = repo / path
+def write_files(root: Path, files: dict[str, str], charts_url: str = "") -> None:
+    for path, text in files.items():
+        target = root / path
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(textwrap.dedent(text))
+        target.write_text(textwrap.dedent(text).replace("CHARTS_URL", charts_url))
+
+
+def serve_charts(port: int) -> str:
+    """The demo's chart repository: the chart packaged by the real `helm package`, indexed by
+    `helm repo index`, served over HTTP by nginx (as a chart repository is); returns its URL."""
+    www, tmp = CHARTS / "www", CHARTS / "tmp"
+    url = f"http://127.0.0.1:{port}/"
+    write_files(CHARTS / "src" / "hello", CHART)
+    helm_env = {f"HELM_{d}_HOME": str(CHARTS / "home" / d.lower()) for d in ("CACHE", "CONFIG", "DATA")}
+    www.mkdir(parents=True, exist_ok=True)
+    tmp.mkdir(exist_ok=True)
+    run(BIN / "helm", "package", CHARTS / "src" / "hello", "--destination", www, env=helm_env)
+    run(BIN / "helm", "repo", "index", www, "--url", url, env=helm_env)
+    # As root, nginx's workers would drop to nobody, who may not read the demo's directory.
+    (CHARTS / "nginx.conf").write_text(f"""
+daemon off;
+{"user root;" if os.getuid() == 0 else ""}
+worker_processes 1;
+pid {CHARTS}/nginx.pid;
+error_log {LOGS}/chart-server.error.log warn;
+events {{ worker_connections 64; }}
+http {{
+  types {{ application/x-yaml yaml; application/gzip tgz; }}
+  access_log {LOGS}/chart-server.access.log;
+  client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy; fastcgi_temp_path {tmp}/fastcgi;
+  uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
+  server {{
+    listen 127.0.0.1:{port};
+    root {www};
+  }}
+}}
+""")
+    return url
 
 
 def control_plane(cluster_dir: str | None) -> ControlPlane:
@@ -241,6 +365,15 @@ def up(kubeconfig: str | None = None, cluster_dir: str | None = None) -> None:
     with steps.step("Installing Tide's CRDs (tide install --crds-only)"):
         run(VENV_BIN / "tide", "install", "--crds-only", "--timeout=2m")
 
+    with steps.step("Serving the demo's Helm chart repository (helm package, nginx)"):
+        ports["charts"] = free_port()
+        state["charts"] = serve_charts(ports["charts"])
+        pids["chart-server"] = spawn("chart-server", nginx_binary(), "-c", str(CHARTS / "nginx.conf"))
+        STATE.write_text(json.dumps(state))  # so that `make demo-down` stops it whatever fails next
+        index = f"{state['charts']}index.yaml"
+        wait(lambda: run("curl", "-sf", "-o", "/dev/null", index, check=False).returncode == 0, 30,
+             "nginx to serve the chart repository")  # fmt: skip
+
     with steps.step("Starting a Git server and creating the demo repository"):
         SERVED.mkdir(parents=True, exist_ok=True)
         run("git", "init", "--bare", "-q", "-b", "main", SERVED / "demo.git")
@@ -256,13 +389,13 @@ def up(kubeconfig: str | None = None, cluster_dir: str | None = None) -> None:
         run("git", "clone", "-q", url, REPO)
         for key, value in (("user.name", "Demo"), ("user.email", "demo@tide.local")):
             run("git", "-C", REPO, "config", key, value)
-        write_app(REPO)
+        write_files(REPO, APP, state["charts"])  # type: ignore[arg-type]
         run("git", "-C", REPO, "add", "-A")
         run("git", "-C", REPO, "commit", "-qm", "Demo app")
         run("git", "-C", REPO, "push", "-q", "origin", "main")
         state["url"] = url
 
-    with steps.step("Starting the source, kustomize and notification controllers"):
+    with steps.step("Starting the source, kustomize, helm and notification controllers"):
         events = f"http://127.0.0.1:{ports['events']}/"
         common = ["--watch-all-namespaces=true", "--log-level=info"]
         pids["source"] = spawn(
@@ -285,6 +418,15 @@ def up(kubeconfig: str | None = None, cluster_dir: str | None = None) -> None:
             f"--metrics-addr=127.0.0.1:{free_port()}",
             f"--health-addr=127.0.0.1:{(kh := free_port())}",
         )
+        pids["helm"] = spawn(
+            "helm-controller",
+            str(VENV_BIN / "tide-helm-controller"),
+            *common,
+            f"--events-addr={events}",
+            f"--source-storage-addr=127.0.0.1:{ports['storage']}",
+            f"--metrics-addr=127.0.0.1:{free_port()}",
+            f"--health-addr=127.0.0.1:{(hh := free_port())}",
+        )
         pids["notification"] = spawn(
             "notification-controller",
             str(VENV_BIN / "tide-notification-controller"),
@@ -295,7 +437,7 @@ def up(kubeconfig: str | None = None, cluster_dir: str | None = None) -> None:
             f"--health-addr=127.0.0.1:{(nh := free_port())}",
         )
         STATE.write_text(json.dumps(state))
-        for name, port in (("source", sh), ("kustomize", kh), ("notification", nh)):
+        for name, port in (("source", sh), ("kustomize", kh), ("helm", hh), ("notification", nh)):
             wait(
                 lambda port=port: readyz(port) is None,
                 120,
@@ -320,8 +462,9 @@ def up(kubeconfig: str | None = None, cluster_dir: str | None = None) -> None:
         run("git", "-C", REPO, "pull", "-q", "--ff-only")
         head = run("git", "-C", REPO, "rev-parse", "HEAD").stdout.strip()
 
-    with steps.step("Waiting until the demo app is applied and healthy"):
-        wait(lambda: applied("kustomization", "apps", head), 180, f"Kustomization apps Ready at {head[:12]}")
+    with steps.step("Waiting until the demo app and its HelmRelease are applied and healthy"):
+        wait(lambda: applied("kustomization", "apps", head), 240, f"Kustomization apps Ready at {head[:12]}")
+        wait(lambda: released("hello", "demo"), 60, "HelmRelease demo/hello Ready")
 
     with steps.step("Adding a Receiver and a post-receive hook, so a push converges at once"):
         secret = kubectl(
@@ -361,7 +504,8 @@ def up(kubeconfig: str | None = None, cluster_dir: str | None = None) -> None:
 
           export KUBECONFIG={os.environ["KUBECONFIG"]} PATH={BIN}:{VENV_BIN}:$PATH
           tide get kustomizations            # flux-system and apps, Ready
-          kubectl -n demo get deploy,svc,cm  # what Git declared
+          tide get hr -n demo                # the HelmRelease hello, from the demo's chart repository
+          kubectl -n demo get deploy,svc,cm  # what Git declared, and what Helm released
 
         Change something and push; the post-receive hook calls the Receiver, so it converges at once:
 

@@ -314,7 +314,14 @@ class ControlPlane:
 
     def restart_apiserver(self) -> None:
         """Stops kube-apiserver and starts it again on the same port (watch-resume tests)."""
+        self.stop_apiserver()
+        self.start_apiserver()
+
+    def stop_apiserver(self) -> None:
+        """The API server goes away (its clients see connections refused) until start_apiserver."""
         self._stop("kube-apiserver")
+
+    def start_apiserver(self) -> None:
         self._start_apiserver()
         self._wait(self._api_ready, 60, "kube-apiserver /readyz after restart")
 

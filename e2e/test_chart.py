@@ -95,7 +95,9 @@ def test_everything_variant_applies_except_servicemonitor(namespace, kubectl) ->
 def test_deployments_carry_flux_flags_probes_and_least_privilege(namespace) -> None:
     docs = render(namespace)
     deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
-    assert set(deployments) == {"source-controller", "kustomize-controller", "notification-controller"}
+    assert set(deployments) == {
+        "source-controller", "kustomize-controller", "notification-controller", "helm-controller"
+    }  # fmt: skip
     for name, d in deployments.items():
         c = d["spec"]["template"]["spec"]["containers"][0]
         assert c["command"] == [f"tide-{name}"]
@@ -113,9 +115,9 @@ def test_deployments_carry_flux_flags_probes_and_least_privilege(namespace) -> N
     )
     assert services["webhook-receiver"]["targetPort"] == "http-webhook"
     assert services["notification-controller"]["targetPort"] == "http"
-    # only the kustomize controller is bound to cluster-admin
+    # only the kustomize and helm controllers are bound to cluster-admin, as Flux's
     admin = [d for d in docs if d["kind"] == "ClusterRoleBinding" and d["roleRef"]["name"] == "cluster-admin"]
-    assert [s["name"] for d in admin for s in d["subjects"]] == ["kustomize-controller"]
+    assert {s["name"] for d in admin for s in d["subjects"]} == {"kustomize-controller", "helm-controller"}
     source_role = next(
         d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"].startswith("source-")
     )

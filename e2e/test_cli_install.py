@@ -34,14 +34,16 @@ def test_check_fails_without_controllers(tide, namespace) -> None:
 def test_install_then_check(tide, namespace, kubectl) -> None:
     res = tide("-n", namespace, "install", "--timeout", "2m")
     assert "install finished" in res.stderr
-    for name in ("source-controller", "kustomize-controller", "notification-controller"):
+    for name in ("source-controller", "kustomize-controller", "notification-controller", "helm-controller"):
         d = json.loads(kubectl("-n", namespace, "get", "deployment", name, "-o", "json").stdout)
         assert d["status"].get("readyReplicas") == 1
     res = tide("-n", namespace, "check")
     assert "all checks passed" in res.stderr
     assert "gitrepositories.source.toolkit.fluxcd.io" in res.stderr
     versions = json.loads(tide("-n", namespace, "version", "-o", "json").stdout)
-    assert set(versions) == {"tide", "source-controller", "kustomize-controller", "notification-controller"}
+    assert set(versions) == {
+        "tide", "source-controller", "kustomize-controller", "notification-controller", "helm-controller"
+    }  # fmt: skip
     # installing again changes nothing and succeeds
     tide("-n", namespace, "install", "--timeout", "2m")
     res = tide("-n", namespace, "uninstall", "--dry-run")

@@ -55,8 +55,15 @@ def test_make_demo_on_a_fresh_machine(tmp_path: Path) -> None:
         assert kubectl("-n", "demo", "get", "deploy", "web")["spec"]["replicas"] == 1
         settings = kubectl("-n", "demo", "get", "cm", "web-settings")
         assert settings["data"] == {"greeting": "Hello from Tide", "cluster": "local"}
+        # The HelmRelease from the demo's own chart repository (nginx), released by the helm controller.
+        hello = kubectl("-n", "demo", "get", "helmrelease", "hello")
+        ready = [c for c in hello["status"]["conditions"] if c["type"] == "Ready"]
+        assert ready and ready[0]["status"] == "True", hello["status"]
+        assert hello["status"]["history"][0]["chartVersion"] == "1.0.0"
+        assert kubectl("-n", "demo", "get", "cm", "hello")["data"] == {"greeting": "Hello from Helm"}
+        assert kubectl("-n", "demo", "get", "deploy", "hello")["spec"]["replicas"] == 1
         logs = home / "logs"
-        for name in ("source", "kustomize", "notification"):
+        for name in ("source", "kustomize", "helm", "notification"):
             log = (logs / f"{name}-controller.log").read_text()
             assert "is not installed" not in log and "no resource for" not in log, f"{name}:\n{log[-3000:]}"
 
@@ -85,7 +92,7 @@ def test_tide_install_on_an_empty_control_plane(empty_control_plane: ControlPlan
     kubeconfig = empty_control_plane.kubeconfig
     res = run_tide(kubeconfig, "install", "--timeout", "3m")
     assert "CRDs established" in res.stderr and "install finished" in res.stderr
-    for name in ("source-controller", "kustomize-controller", "notification-controller"):
+    for name in ("source-controller", "kustomize-controller", "notification-controller", "helm-controller"):
         got = run_kubectl(kubeconfig, "-n", "flux-system", "get", "deploy", name, "-o", "json")
         deploy = json.loads(got.stdout)
         assert deploy["status"].get("readyReplicas") == 1

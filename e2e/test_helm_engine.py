@@ -27,10 +27,11 @@ from tide.controllers.helm.engine import (
 from tide.controllers.helm.engine import (
     TestOptions as HelmTestOptions,
 )
-from tide.controllers.helm.postrender import PostRendererUnavailable, PostRenderSpec
+from tide.controllers.helm.postrender import PostRenderSpec
 from tide.controllers.helm.storage import ReleaseStorage, digest_matches, snapshot
 from tide.controllers.helm.values import config_digest
 from tide.shared.kube.config import load_connection
+from tide.shared.kustomize.build import find_kustomize
 
 pytestmark = pytest.mark.e2e
 
@@ -256,9 +257,18 @@ async def test_a_chart_forging_release_storage_is_refused(
     assert await ReleaseStorage(kube, storage_namespace).latest("forger") is None
 
 
-async def test_kustomize_post_renderers_are_refused_before_helm_runs(engine, namespace, tmp_path):
-    spec = PostRenderSpec(name="x", namespace="y", kustomize=[{"images": [{"name": "a", "newTag": "2"}]}])
-    with pytest.raises(PostRendererUnavailable, match="kustomize post-renderers are not supported yet"):
+async def test_a_failing_kustomize_post_renderer_says_why(engine, kube, namespace, tmp_path):
+    """kustomize's own message reaches the caller (Helm drops the plugin's stderr); nothing is stored."""
+    patch = {"patch": '[{"op": "remove", "path": "/data/nothing"}]', "target": {"kind": "ConfigMap"}}
+    kustomization = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+                     "resources": ["helm-output.yaml"], "patches": [patch]}  # fmt: skip
+    spec = PostRenderSpec(
+        name="x", namespace="y", kustomize=[kustomization], kustomize_binary=find_kustomize()
+    )
+    with pytest.raises(
+        EngineError, match=r"kustomize post-renderer: kustomize build failed: error in remove"
+    ):
         await engine.install(
             Target("x", namespace, namespace), write_chart(tmp_path), {}, InstallOptions(), spec
         )
+    assert await ReleaseStorage(kube, namespace).latest("x") is None

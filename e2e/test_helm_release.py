@@ -57,13 +57,13 @@ spec:
 """
 
 
-def publish_app(repo: ChartRepo, version: str, group: str) -> Path:
+def publish_app(repo: ChartRepo, version: str, group: str, crd_text: str | None = None) -> Path:
     """The test's chart: a Deployment, a Service, a CRD under crds/, a test hook."""
     chart = repo.home / "src" / f"app-{version}" / "app"
     for path, text in {
         "Chart.yaml": f"apiVersion: v2\nname: app\nversion: {version}\nappVersion: '{version}'\n",
         "values.yaml": "replicas: 1\nnodeSelector: {}\n",
-        "crds/widgets.yaml": crd(group),
+        "crds/widgets.yaml": crd_text or crd(group),
         "templates/deployment.yaml": ENGINE_CHART["templates/deployment.yaml"],
         "templates/service.yaml": SERVICE,
         "templates/tests/smoke.yaml": ENGINE_CHART["templates/tests/smoke.yaml"],
@@ -421,12 +421,13 @@ def test_oci_chart_ref_under_a_kustomization_health_check(  # type: ignore[no-un
 
 def test_unsupported_fields_are_refused(helm_controllers, kubectl, namespace):  # type: ignore[no-untyped-def]
     helm_controllers()
-    apply(kubectl, namespace, helm_release("drift", driftDetection={"mode": "enabled"}))
-    hr = wait_condition(kubectl, namespace, "drift", "Stalled", status="True", timeout=60, kind=HR)
+    check = {"apiVersion": "v1", "kind": "ConfigMap", "current": "true"}
+    apply(kubectl, namespace, helm_release("cel", healthCheckExprs=[check]))
+    hr = wait_condition(kubectl, namespace, "cel", "Stalled", status="True", timeout=60, kind=HR)
     ready = condition(hr, "Ready")
     assert ready and (ready["status"], ready["reason"]) == ("False", "UnsupportedSpec")
-    assert "spec.driftDetection is not supported yet" in ready["message"]
-    assert not get(kubectl, namespace, f"{namespace}-drift", "helmchart")
+    assert "spec.healthCheckExprs is not supported yet" in ready["message"]
+    assert not get(kubectl, namespace, f"{namespace}-cel", "helmchart")
 
 
 def test_kill_during_install_is_unlocked_by_the_next_run(  # type: ignore[no-untyped-def]

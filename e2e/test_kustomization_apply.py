@@ -107,13 +107,16 @@ def test_path_escaping_the_artifact_is_refused(git_server, flux_controllers, kub
     assert condition(ks, "Ready")["reason"] == "BuildFailed"
 
 
-def test_service_account_name_is_refused(git_server, flux_controllers, kubectl, namespace) -> None:  # type: ignore[no-untyped-def]
+def test_a_service_account_without_rights_applies_nothing(git_server, flux_controllers, kubectl,  # type: ignore[no-untyped-def]
+                                                           namespace) -> None:  # fmt: skip
+    """serviceAccountName is impersonated: a ServiceAccount no RBAC grants anything is Forbidden."""
     repo = git_server.create_repo(f"sa-{namespace}", {"cm.yaml": configmap("x", v="1")})
     flux_controllers()
     apply(kubectl, namespace, git_source("repo", repo.public_http_url),
           kustomization("app", targetNamespace=namespace, serviceAccountName="deployer"))  # fmt: skip
-    ks = wait_ks(kubectl, namespace, "app", status="False", contains="serviceAccountName")
-    assert condition(ks, "Stalled")["status"] == "True"
+    ks = wait_ks(kubectl, namespace, "app", status="False", contains="forbidden")
+    message = condition(ks, "Ready")["message"]
+    assert f"ConfigMap/{namespace}/x" in message and f"system:serviceaccount:{namespace}:deployer" in message
     assert not get_obj(kubectl, namespace, "configmap", "x")
 
 

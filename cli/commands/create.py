@@ -1,5 +1,5 @@
-"""`tide create source git | oci | helm | chart`, `kustomization`, `secret git`: create or update
-(server-side apply), wait Ready, or print the YAML with --export."""
+"""`tide create source git | oci | helm | chart`, `kustomization`, `helmrelease`, `secret git`: create or
+update (server-side apply), wait Ready, or print the YAML with --export."""
 
 from __future__ import annotations
 
@@ -8,12 +8,15 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from tide.cli import objects
 from tide.cli.commands.reconcile import wait_ready
 from tide.cli.errors import EXIT_OK, EXIT_USAGE, CliError
 from tide.cli.kinds import (
     GIT_REPOSITORY,
     HELM_CHART,
+    HELM_RELEASE,
     HELM_REPOSITORY,
     KUSTOMIZATION,
     OCI_REPOSITORY,
@@ -115,6 +118,49 @@ def build_kustomization(args: argparse.Namespace, namespace: str) -> dict[str, A
     )
 
 
+def _split(items: list[str] | None) -> list[str]:
+    """Flux's string-slice flags: repeatable, and each may hold comma-separated values."""
+    return [part.strip() for item in items or [] for part in item.split(",") if part.strip()]
+
+
+def _values_file(path: str) -> dict[str, Any]:
+    text = _read(path, "--values") or ""
+    try:
+        values = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"--values {path} is not valid YAML: {exc}") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ValueError(f"--values {path} must hold a YAML map of values, not a {type(values).__name__}")
+    return values
+
+
+def build_helm_release(args: argparse.Namespace, namespace: str) -> dict[str, Any]:
+    return objects.helm_release(
+        args.name,
+        namespace,
+        source=args.source,
+        chart=args.chart,
+        chart_ref=args.chart_ref,
+        chart_version=args.chart_version,
+        chart_interval=args.chart_interval,
+        reconcile_strategy=args.reconcile_strategy,
+        interval=args.interval,
+        release_name=args.release_name,
+        target_namespace=args.target_namespace,
+        storage_namespace=args.storage_namespace,
+        create_target_namespace=args.create_target_namespace,
+        depends_on=_split(args.depends_on),
+        values=[_values_file(path) for path in _split(args.values)],
+        values_from=_split(args.values_from),
+        crds=args.crds,
+        service_account=args.service_account,
+        kubeconfig_secret_ref=args.kubeconfig_secret_ref,
+        labels=objects.parse_labels(args.label),
+    )
+
+
 def _known_hosts(url: str) -> str | None:
     """Like Flux, trust the host key seen now (ssh-keyscan) when no known_hosts file is given."""
     from urllib.parse import urlparse
@@ -166,6 +212,7 @@ async def run(session: Session, what: str) -> int:
         "source helm": (build_helm_repository, HELM_REPOSITORY),
         "source chart": (build_helm_chart, HELM_CHART),
         "kustomization": (build_kustomization, KUSTOMIZATION),
+        "helmrelease": (build_helm_release, HELM_RELEASE),
         "secret git": (build_git_secret, None),
         "receiver": (build_receiver, RECEIVER),
     }

@@ -6,7 +6,7 @@ from typing import Any
 
 from tide.cli import status
 from tide.cli.errors import EXIT_OK, EXIT_USAGE, CliError, NotReadyError, WaitTimeoutError
-from tide.cli.kinds import BY_KIND, KUSTOMIZATION, Kind
+from tide.cli.kinds import BY_KIND, HELM_CHART, HELM_RELEASE, KUSTOMIZATION, Kind
 from tide.cli.session import Session, now_rfc3339nano
 
 REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
@@ -86,6 +86,24 @@ def _success_message(kind: Kind, obj: dict[str, Any]) -> str:
     return status.ready(obj)[2] or "reconciliation completed"
 
 
+def source_of(kind: Kind, obj: dict[str, Any]) -> tuple[Kind, str, str, bool] | None:
+    """What `--with-source` reconciles first, as Flux's CLI: (kind, name, namespace, and whether that one
+    is reconciled with its own source too). A HelmRelease's chart template is its HelmChart
+    `<namespace>-<name>` in the source's namespace, reconciled with its HelmRepository; a `chartRef` to a
+    HelmChart goes with that chart's source as well."""
+    spec = obj.get("spec") or {}
+    namespace = obj["metadata"]["namespace"]
+    if kind is HELM_RELEASE and not spec.get("chartRef"):
+        source_ref = ((spec.get("chart") or {}).get("spec") or {}).get("sourceRef") or {}
+        chart_name = f"{namespace}-{obj['metadata']['name']}"
+        return HELM_CHART, chart_name, source_ref.get("namespace") or namespace, True
+    ref = spec.get("sourceRef") or spec.get("chartRef") or {}
+    source_kind = BY_KIND.get(ref.get("kind", ""))
+    if source_kind is None or not ref.get("name"):
+        return None
+    return source_kind, ref["name"], ref.get("namespace") or namespace, source_kind is HELM_CHART
+
+
 async def reconcile(session: Session, kind: Kind, name: str, with_source: bool = False) -> int:
     namespace = session.namespace
     obj = await _get(session, kind, name, namespace)
@@ -96,13 +114,19 @@ async def reconcile(session: Session, kind: Kind, name: str, with_source: bool =
             EXIT_USAGE,
         )
     if with_source:
-        ref = (obj.get("spec") or {}).get("sourceRef") or (obj.get("spec") or {}).get("chartRef") or {}
-        source_kind = BY_KIND.get(ref.get("kind", ""))
-        if source_kind is not None and ref.get("name"):
-            source_session_ns = ref.get("namespace") or namespace
-            await _request_and_wait(session, source_kind, ref["name"], source_session_ns)
+        await _reconcile_source(session, kind, obj)
     await _request_and_wait(session, kind, name, namespace)
     return EXIT_OK
+
+
+async def _reconcile_source(session: Session, kind: Kind, obj: dict[str, Any]) -> None:
+    source = source_of(kind, obj)
+    if source is None:
+        return
+    source_kind, name, namespace, and_its_source = source
+    if and_its_source:
+        await _reconcile_source(session, source_kind, await _get(session, source_kind, name, namespace))
+    await _request_and_wait(session, source_kind, name, namespace)
 
 
 async def _request_and_wait(session: Session, kind: Kind, name: str, namespace: str) -> None:

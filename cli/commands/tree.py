@@ -1,8 +1,12 @@
-"""`tide tree kustomization NAME`: the objects a Kustomization applied (its inventory) as a tree,
-recursing into the Kustomizations (and HelmReleases with an inventory) it manages."""
+"""`tide tree kustomization|helmrelease NAME`: the objects a Kustomization applied (its inventory) as a
+tree, recursing into the Kustomizations and HelmReleases it manages. A HelmRelease's objects are its
+inventory when the controller wrote one, else, as `flux tree` does, the manifest of its latest release
+read from Helm's storage."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,8 +14,9 @@ from typing import Any
 import yaml
 
 from tide.cli.errors import EXIT_OK, EXIT_USAGE, CliError
-from tide.cli.kinds import BY_KIND, KUSTOMIZATION
+from tide.cli.kinds import BY_KIND, HELM_RELEASE, KUSTOMIZATION
 from tide.cli.session import Session
+from tide.shared.helm_storage import decode_release_json, release_secret_name
 
 FLUX_GROUPS = {
     "source.toolkit.fluxcd.io",
@@ -83,8 +88,12 @@ async def build_tree(
     obj = await kube.get(fkind.api_version, kind, name, namespace)
     if obj is None:
         return node
-    for entry in ((obj.get("status") or {}).get("inventory") or {}).get("entries") or []:
-        ns, child_name, group, child_kind = parse_entry(entry["id"])
+    inventory = ((obj.get("status") or {}).get("inventory") or {}).get("entries")
+    if inventory is not None or kind != HELM_RELEASE.kind:
+        refs = [parse_entry(entry["id"]) for entry in inventory or []]
+    else:
+        refs = await _release_objects(session, obj)
+    for ns, child_name, group, child_kind in refs:
         if child_kind in ("Kustomization", "HelmRelease") and group in FLUX_GROUPS:
             node.children.append(await build_tree(session, child_kind, child_name, ns, compact, seen))
         elif not compact or group in FLUX_GROUPS:
@@ -92,16 +101,65 @@ async def build_tree(
     return node
 
 
+# Kinds a chart commonly renders that have no namespace (`flux tree` asks the RESTMapper).
+CLUSTER_SCOPED = frozenset(
+    {
+        "Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "PersistentVolume",
+        "StorageClass", "PriorityClass", "IngressClass", "RuntimeClass", "APIService",
+        "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration", "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    }
+)  # fmt: skip
+
+
+def manifest_refs(manifest: str, release_namespace: str) -> list[tuple[str, str, str, str]]:
+    """(namespace, name, group, kind) of each object in a release manifest, as Helm applied it."""
+    refs = []
+    for doc in yaml.safe_load_all(manifest):
+        if not isinstance(doc, dict) or not doc.get("kind"):
+            continue
+        meta = doc.get("metadata") or {}
+        group = str(doc.get("apiVersion") or "").rpartition("/")[0]
+        kind = str(doc["kind"])
+        ns = "" if kind in CLUSTER_SCOPED else str(meta.get("namespace") or release_namespace)
+        refs.append((ns, str(meta.get("name") or ""), group, kind))
+    return refs
+
+
+async def _release_objects(session: Session, release: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """The objects of the latest release in `status.history`, read from its storage Secret."""
+    status = release.get("status") or {}
+    history = status.get("history") or []
+    if not history:
+        return []
+    latest = history[0]
+    storage_ns = status.get("storageNamespace") or release["metadata"]["namespace"]
+    kube = await session.kube()
+    secret_name = release_secret_name(latest["name"], latest["version"])
+    secret = await kube.get("v1", "Secret", secret_name, storage_ns)
+    encoded = ((secret or {}).get("data") or {}).get("release")
+    if not encoded:
+        return []
+    try:
+        record = decode_release_json(base64.b64decode(encoded))
+    except (binascii.Error, OSError, EOFError, ValueError):
+        return []  # not a release Helm wrote: nothing to show rather than a crash
+    if not isinstance(record, dict):
+        return []
+    return manifest_refs(str(record.get("manifest") or ""), str(record.get("namespace") or ""))
+
+
 async def run(session: Session) -> int:
     args = session.args
     kube = await session.kube()
-    if await kube.get(KUSTOMIZATION.api_version, KUSTOMIZATION.kind, args.name, session.namespace) is None:
+    kind = HELM_RELEASE if args.tree_what in ("helmrelease", "hr") else KUSTOMIZATION
+    if await kube.get(kind.api_version, kind.kind, args.name, session.namespace) is None:
         raise CliError(
-            f"Kustomization {args.name} not found in {session.namespace} namespace",
-            "list them with `tide get ks -A`",
+            f"{kind.kind} {args.name} not found in {session.namespace} namespace",
+            f"list them with `tide get {kind.words[-1]} -A`",
             EXIT_USAGE,
         )
-    tree = await build_tree(session, "Kustomization", args.name, session.namespace, args.compact)
+    tree = await build_tree(session, kind.kind, args.name, session.namespace, args.compact)
     if args.output == "json":
         session.write(json.dumps(tree.to_dict(), indent=2))
     elif args.output == "yaml":

@@ -7,10 +7,20 @@ status.history and left to the loop to remediate. Condition types, reasons and m
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from tide.controllers.helm import history
+from tide.controllers.helm.crds import CRDError, apply_crds, chart_crds, with_origin
+from tide.controllers.helm.drift import (
+    DriftError,
+    DriftReport,
+    correct,
+    correction_report,
+    detect,
+    detected_message,
+)
 from tide.controllers.helm.engine import (
     EngineError,
     HelmEngine,
@@ -22,28 +32,48 @@ from tide.controllers.helm.engine import (
     UpgradeOptions,
 )
 from tide.controllers.helm.postrender import PostRenderSpec
-from tide.controllers.helm.state import Action, Decision, Desired, RollbackTarget, ignores_test_failures
+from tide.controllers.helm.state import (
+    Action,
+    Decision,
+    Desired,
+    ReleaseState,
+    RollbackTarget,
+    drift_condition,
+    ignores_test_failures,
+)
 from tide.controllers.helm.storage import ReleaseStorage, StoredRelease, digest_matches, snapshot
 from tide.shared.api.helm import HelmRelease, ReleaseSnapshot
 from tide.shared.api.meta import Condition, parse_duration
+from tide.shared.kube import KubeClient
 from tide.shared.runtime import conditions as cond
 
-RELEASED, TEST_SUCCESS, REMEDIATED = "Released", "TestSuccess", "Remediated"
+log = logging.getLogger(__name__)
+
+RELEASED, TEST_SUCCESS, REMEDIATED, DRIFTED = "Released", "TestSuccess", "Remediated", "Drifted"
 
 
 def _seconds(value: str | None, default: float) -> int:
     return int(parse_duration(value) if value else default)
 
 
+def wait_strategy(hr: HelmRelease, disable_wait: bool | None) -> str:
+    """Helm's wait strategy for an action (Flux's getWaitStrategy): hooks only when the action
+    disables waiting, else spec.waitStrategy (`poller` is Helm's kstatus watcher, `legacy` Helm
+    v3's waiting), by default the watcher."""
+    if disable_wait:
+        return "hookOnly"
+    if hr.spec.wait_strategy is not None and hr.spec.wait_strategy.name == "legacy":
+        return "legacy"
+    return "watcher"
+
+
 def install_options(hr: HelmRelease) -> InstallOptions:
     spec = hr.spec.effective_install()
     return InstallOptions(
         timeout_seconds=_seconds(spec.timeout, hr.spec.timeout_seconds()),
-        wait="hookOnly" if spec.disable_wait else "watcher",
+        wait=wait_strategy(hr, spec.disable_wait),
         wait_for_jobs=not spec.disable_wait_for_jobs,
-        # TODO(crds): Flux applies CRDs itself (Create/CreateReplace, waits for Established) and
-        # runs Helm with SkipCRDs; until then Helm creates them on install (CreateReplace as Create).
-        skip_crds=spec.crds_policy() == "Skip",
+        skip_crds=True,  # the controller applies them (install.crds), as Flux does
         disable_hooks=bool(spec.disable_hooks),
         take_ownership=not spec.disable_take_ownership,
         force_replace=bool(spec.replace),
@@ -51,6 +81,7 @@ def install_options(hr: HelmRelease) -> InstallOptions:
         skip_schema_validation=bool(spec.disable_schema_validation),
         server_side_apply=spec.server_side_apply is not False,
         create_namespace=bool(spec.create_namespace),
+        post_render_strategy=hr.spec.post_render_strategy,
     )
 
 
@@ -61,9 +92,9 @@ def upgrade_options(hr: HelmRelease) -> UpgradeOptions:
     spec = hr.spec.effective_upgrade()
     return UpgradeOptions(
         timeout_seconds=_seconds(spec.timeout, hr.spec.timeout_seconds()),
-        wait="hookOnly" if spec.disable_wait else "watcher",
+        wait=wait_strategy(hr, spec.disable_wait),
         wait_for_jobs=not spec.disable_wait_for_jobs,
-        skip_crds=True,  # TODO(crds): upgrade.crds Create/CreateReplace applied by the controller
+        skip_crds=True,  # the controller applies them (upgrade.crds), as Flux does
         disable_hooks=bool(spec.disable_hooks),
         take_ownership=not spec.disable_take_ownership,
         force_replace=bool(spec.force),
@@ -74,6 +105,7 @@ def upgrade_options(hr: HelmRelease) -> UpgradeOptions:
         reuse_values=bool(spec.preserve_values),
         cleanup_on_fail=bool(spec.cleanup_on_fail),
         max_history=hr.spec.effective_max_history(),
+        post_render_strategy=hr.spec.post_render_strategy,
     )
 
 
@@ -81,7 +113,7 @@ def uninstall_options(hr: HelmRelease) -> UninstallOptions:
     spec = hr.spec.uninstall
     return UninstallOptions(
         timeout_seconds=_seconds(spec.timeout if spec else None, hr.spec.timeout_seconds()),
-        wait="hookOnly" if spec and spec.disable_wait else "watcher",
+        wait=wait_strategy(hr, spec.disable_wait if spec else None),
         disable_hooks=bool(spec and spec.disable_hooks),
         keep_history=bool(spec and spec.keep_history),
         deletion_propagation=(spec.deletion_propagation if spec else None) or "background",
@@ -100,8 +132,12 @@ class ActionRunner:
     values: dict[str, Any]
     desired: Desired
     post_render: PostRenderSpec | None = None
+    kube: KubeClient | None = None
+    """For what the controller writes itself: CRDs, drift correction."""
     events: list[tuple[str, str, str]] = field(default_factory=list)
     """(type, reason, message) for the reconciler to send as Kubernetes Events."""
+    drift: DriftReport | None = None
+    """The last drift detection's diffs, which a correction applies."""
 
     async def __call__(self, action: Action, decision: Decision) -> bool:
         if action in (Action.INSTALL, Action.UPGRADE):
@@ -114,7 +150,9 @@ class ActionRunner:
             return await self._uninstall()
         if action is Action.UNLOCK:
             return await self._unlock()
-        raise NotImplementedError(f"{action} is not implemented yet")  # correct-drift
+        if action is Action.CORRECT_DRIFT:
+            return await self._correct_drift()
+        raise NotImplementedError(f"{action} has no runner")
 
     # --- status helpers -------------------------------------------------------------------------
 
@@ -129,14 +167,14 @@ class ActionRunner:
     def _event(self, warning: bool, reason: str, message: str) -> None:
         self.events.append(("Warning" if warning else "Normal", reason, message))
 
-    def _record(self, release: StoredRelease, action: str) -> None:
+    def _record(self, release: StoredRelease, action: str, source_digest: str = "") -> None:
         """Put the release in status.history (replacing the snapshot of the same revision)."""
         kept = [
             s
             for s in self.hr.status.history or []
             if (s.name, s.namespace, s.version) != (release.name, release.namespace, release.version)
         ]
-        self.hr.status.history = [snapshot(release, action=action), *kept]
+        self.hr.status.history = [snapshot(release, action=action, oci_digest=source_digest), *kept]
 
     def _chart(self) -> str:
         return f"{self.desired.chart_name}@{self.desired.chart_version}"
@@ -144,6 +182,65 @@ class ActionRunner:
     async def _latest_since(self, before: int) -> StoredRelease | None:
         latest = await self.storage.latest(self.target.name)
         return latest if latest is not None and latest.version > before else None
+
+    def _full_name(self) -> str:
+        current = history.latest(self.hr.status.history)
+        if current is None:
+            return f"{self.target.namespace}/{self.target.name}"
+        return f"{current.namespace}/{current.name}.v{current.version}"
+
+    # --- drift -----------------------------------------------------------------------------------
+
+    async def detect_drift(self, release: StoredRelease) -> bool:
+        """Diff the release's objects against the cluster (kept for a correction): drifted?
+        Flux: diff errors with no drift found mean the state is unknown, an error."""
+        assert self.kube is not None
+        rules = (self.hr.spec.drift_detection.ignore if self.hr.spec.drift_detection else None) or []
+        report = await detect(self.kube, release.manifest, release.name, release.namespace, rules)
+        if report.errors and not report.has_changes:
+            raise DriftError("unable to determine cluster state: " + "; ".join(report.errors))
+        if report.errors:
+            log.warning("diff of release against cluster state completed with error: %s", report.errors)
+        self.drift = report
+        return report.has_changes
+
+    def observed(self, state: ReleaseState) -> None:
+        """The Drifted condition (and the DriftDetected Event) for the state the loop found."""
+        drifted = drift_condition(state, self.hr.spec.effective_drift_detection_mode())
+        if drifted is True and self.drift is not None:
+            message = detected_message(self._full_name(), self.drift)
+            log.info("detected changes in cluster state (%s)", self.drift.brief())
+            self._event(True, "DriftDetected", message)
+            self._mark(DRIFTED, "True", "DriftDetected", message)
+        elif drifted is False:
+            self._mark(DRIFTED, "False", "NoDriftDetected", "No drift detected against the cluster state")
+
+    async def _correct_drift(self) -> bool:
+        """Re-create and patch the drifted objects (never a Helm upgrade); reported by Event only,
+        as Flux: a failed correction does not fail the reconcile."""
+        if self.drift is None or not self.drift.has_changes or self.kube is None:
+            return False
+        changes, errors = await correct(self.kube, self.drift)
+        report = correction_report(self._full_name(), changes, errors)
+        if report is not None:
+            type_, reason, message = report
+            self._event(type_ == "Warning", reason, message)
+        return False
+
+    async def _apply_crds(self, policy: str) -> None:
+        """install.crds / upgrade.crds: the chart's CRDs, written by the controller, Established."""
+        if policy == "Skip" or self.kube is None:
+            return
+        files = await self.engine.chart_crds(self.target, self.chart_path)
+        crds, others = chart_crds(files)
+        if others:
+            log.warning(
+                "ignoring non-CRD resources found in the chart's crds/ directory "
+                "(it is reserved for CustomResourceDefinitions): %s",
+                ", ".join(others),
+            )
+        origin = [with_origin(c, self.hr.metadata.name or "", self.hr.metadata.namespace or "") for c in crds]
+        await apply_crds(self.kube, policy, origin)
 
     # --- the actions ----------------------------------------------------------------------------
 
@@ -157,21 +254,23 @@ class ActionRunner:
             self._drop(REMEDIATED)
         before = await self.storage.latest(self.target.name)
         before_version = before.version if before else 0
-        error: EngineError | None = None
+        error: EngineError | CRDError | None = None
         try:
             if action is Action.INSTALL:
+                await self._apply_crds(self.hr.spec.effective_install().crds_policy())
                 await self.engine.install(
                     self.target, self.chart_path, self.values, install_options(self.hr), self.post_render
                 )
             else:
+                await self._apply_crds(self.hr.spec.effective_upgrade().crds_policy())
                 await self.engine.upgrade(
                     self.target, self.chart_path, self.values, upgrade_options(self.hr), self.post_render
                 )
-        except EngineError as err:
+        except (EngineError, CRDError) as err:
             error = err
         recorded = await self._latest_since(before_version)
         if recorded is not None:
-            self._record(recorded, verb)
+            self._record(recorded, verb, self.desired.source_digest)
         title = "Install" if action is Action.INSTALL else "Upgrade"
         name = recorded.full_name() if recorded else f"{self.target.namespace}/{self.target.name}"
         if error is None and recorded is not None and recorded.status == "deployed":
@@ -244,7 +343,7 @@ class ActionRunner:
         options = RollbackOptions(
             version=previous.version,
             timeout_seconds=_seconds(spec.timeout if spec else None, self.hr.spec.timeout_seconds()),
-            wait="hookOnly" if spec and spec.disable_wait else "watcher",
+            wait=wait_strategy(self.hr, spec.disable_wait if spec else None),
             wait_for_jobs=not (spec and spec.disable_wait_for_jobs),
             disable_hooks=bool(spec and spec.disable_hooks),
             server_side_apply=_SSA[spec.server_side_apply if spec else None],

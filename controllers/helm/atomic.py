@@ -64,6 +64,9 @@ class AtomicRelease:
     patch_status: Callable[[], Awaitable[None]]
     rollback_target: Callable[[ReleaseSnapshot], Awaitable[RollbackTarget]]
     drifted: Callable[[StoredRelease], Awaitable[bool]] | None = None
+    """The cluster diff of an otherwise in-sync release (drift detection on): whether it drifted."""
+    observed: Callable[[ReleaseState], None] | None = None
+    """Told each state the loop determines (the Drifted condition and DriftDetected Event)."""
     default_to_retry_on_failure: bool = False
 
     async def reconcile(self, hr: HelmRelease, desired: Desired, force_requested: bool = False) -> LoopResult:
@@ -81,6 +84,8 @@ class AtomicRelease:
             ):
                 report = determine_state(release, hr, desired, drifted=True)
             result.last_state = report.state
+            if self.observed is not None:
+                self.observed(report.state)
             target = await self._rollback_target(hr, report.state)
 
             def checked_target(

@@ -1,9 +1,11 @@
 """Where a HelmRelease's chart comes from (pure): the HelmChart made from `spec.chart`, whether a
 chart source is ready, the chart directory in an extracted artifact, and the version an
-OCIRepository chart is released as (`<version>+<digest[:12]>`, so a new digest upgrades)."""
+OCIRepository or ExternalArtifact chart is released as (`<version>+<digest[:12]>`, so a new digest
+upgrades)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,8 @@ from tide.controllers.helm.postrender import ORIGIN_GROUP
 from tide.shared.api.helm import HelmRelease
 
 SOURCE_API = "source.toolkit.fluxcd.io/v1"
-CHART_REF_KINDS = ("HelmChart", "OCIRepository")
+CHART_REF_KINDS = ("HelmChart", "OCIRepository", "ExternalArtifact")
+EXTERNAL_ARTIFACT = "ExternalArtifact"
 
 
 class ChartInvalid(Exception):
@@ -21,7 +24,7 @@ class ChartInvalid(Exception):
 
 
 class ChartSourceNotReady(Exception):
-    """The HelmChart or OCIRepository has no artifact for this generation yet."""
+    """The chart source has no artifact (for this generation) yet."""
 
 
 def helm_chart_object(hr: HelmRelease) -> dict[str, Any]:
@@ -74,6 +77,23 @@ def ready_artifact(source: dict[str, Any], what: str) -> dict[str, Any]:
     return artifact
 
 
+def chart_source_artifact(kind: str, source: dict[str, Any], what: str) -> dict[str, Any]:
+    """The chart source's artifact as Flux accepts it: an ExternalArtifact only needs one (its
+    producer reports no generation); the other kinds must be Ready at their generation."""
+    if kind != EXTERNAL_ARTIFACT:
+        return ready_artifact(source, what)
+    artifact = (source.get("status") or {}).get("artifact")
+    if not isinstance(artifact, dict) or not artifact.get("url") or not artifact.get("digest"):
+        raise ChartSourceNotReady(f"{what} is not ready: does not have an artifact")
+    return artifact
+
+
+def versioned_by_digest(kind: str, revision: str) -> bool:
+    """Flux appends the source's digest to the chart version for an OCIRepository, and for an
+    ExternalArtifact whose revision holds a digest (`<algo>:<hex>`) rather than a version."""
+    return kind == "OCIRepository" or (kind == EXTERNAL_ARTIFACT and ":" in revision)
+
+
 def chart_directory(root: Path) -> Path:
     """The chart in an extracted artifact: the root itself, or its one directory with a Chart.yaml."""
     if (root / "Chart.yaml").is_file():
@@ -95,18 +115,37 @@ def chart_metadata(chart: Path) -> tuple[str, str]:
     return str(metadata["name"]), str(metadata["version"])
 
 
-def oci_chart_version(version: str, revision: str) -> tuple[str, str]:
-    """Flux's version for an OCIRepository chart: `<version>+<digest[:12]>`, and the digest.
+_SEMVER = re.compile(
+    r"^v?(?P<major>[0-9]+)(?:\.(?P<minor>[0-9]+))?(?:\.(?P<patch>[0-9]+))?"
+    r"(?:-(?P<pre>[0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$"
+)
 
-    The revision is `<tag>@<algo>:<hex>` or `<algo>:<hex>`; a tag that is a version must be the
-    chart's version."""
+
+def _semver(text: str) -> tuple[int, int, int, str] | None:
+    """A version as Flux's semver library reads one loosely (`v` prefix, missing minor or patch),
+    build metadata left out, as its comparison does; None when it is no version."""
+    match = _SEMVER.match(text)
+    if match is None:
+        return None
+    major, minor, patch = (int(match.group(k) or 0) for k in ("major", "minor", "patch"))
+    return major, minor, patch, match.group("pre") or ""
+
+
+def oci_chart_version(version: str, revision: str) -> tuple[str, str]:
+    """Flux's version for an OCIRepository or ExternalArtifact chart, `<version>+<digest[:12]>`, and
+    the digest it records (lastAttemptedRevisionDigest, the snapshot's ociDigest).
+
+    The revision is `<tag>@<algo>:<hex>` or `<algo>:<hex>`. A tag that is a version (OCI tags spell
+    `+` as `_`) must be the chart's version, and the digest alone is recorded; otherwise Flux
+    records the whole revision."""
     tag, at, digest = revision.rpartition("@")
-    if not at:
-        tag, digest = "", revision
-    _, colon, encoded = digest.partition(":")
+    tag_version = _semver(tag.replace("_", "+")) if at else None
+    if tag_version is None:
+        digest = revision
+    _, colon, encoded = digest.rpartition("@")[2].partition(":")
     if not colon or len(encoded) < 12:
         raise ChartInvalid(f"cannot read a digest from the artifact revision '{revision}'")
-    if tag and tag.lstrip("v") != version.split("+", 1)[0].lstrip("v") and tag[:1].isdigit():
+    if tag_version is not None and tag_version != _semver(version):
         raise ChartInvalid(f"artifact revision '{revision}' does not match chart version '{version}'")
     return f"{version.split('+', 1)[0]}+{encoded[:12]}", digest
 

@@ -12,7 +12,8 @@ How the SDK's gaps are closed (measured against the project's control plane):
     so the error becomes ReleaseCancelled or ReleaseTimeout; Helm's own timeout is ReleaseTimeout.
 (d) post-renderers: Helm v4 runs them only as postrenderer/v1 plugins found under HELM_PLUGINS,
     read once when the library loads; the worker starts with Tide's `tide-postrender` plugin
-    (postrender.py) there, and each install/upgrade passes it a spec file for its release.
+    (postrender.py) there, and each install/upgrade passes it a spec file for its release (with
+    the kustomize binary its kustomize post-renderers run, found here once per call).
 
 The SDK runs in a worker process (engine_worker.py) started as `helm-controller`: its Go runtime
 takes its environment and argv[0] from the process's start, which fixes (b) and lets (d) install
@@ -29,14 +30,15 @@ import json
 import shutil
 import sys
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
 from tide.controllers.helm.apiproxy import HelmApiProxy
-from tide.controllers.helm.postrender import PostRenderSpec, check_supported
+from tide.controllers.helm.postrender import PostRenderSpec, error_file
 from tide.controllers.helm.sdk import POST_RENDERER, WORKER_ARGV0, WORKER_BOOTSTRAP, worker_environment
 from tide.shared.kube.config import Connection
+from tide.shared.kustomize.build import KustomizeNotFound, find_kustomize
 
 DEADLINE_GRACE = 30.0
 """Seconds past Helm's own timeout before Tide cancels the call itself."""
@@ -87,6 +89,12 @@ class StorageFailure(EngineError):
     """Helm's release storage failed (another operation in progress included)."""
 
 
+class PostRendererUnavailable(EngineError):
+    """The kustomize post-renderers need the kustomize binary, which this installation lacks."""
+
+    retryable = False
+
+
 class EngineMisuse(EngineError):
     """Tide passed Helm something it refuses (a bug, or an option this SDK lacks)."""
 
@@ -123,6 +131,8 @@ class ReleaseOptions:
     disable_openapi_validation: bool = False
     skip_schema_validation: bool = False
     description: str | None = None
+    post_render_strategy: str | None = None
+    """Which manifests the post-renderer gets: combined (Helm 4's default), separate or nohooks."""
 
 
 @dataclass(frozen=True)
@@ -320,11 +330,26 @@ class HelmEngine:
         # Always post-render: Flux's origin labels go on every release, and the plugin refuses
         # charts that forge release-storage Secrets (see apiproxy).
         spec = spec or PostRenderSpec(name=target.name, namespace=target.namespace)
-        check_supported(spec)
+        if spec.kustomize and not spec.kustomize_binary:
+            try:
+                spec = replace(spec, kustomize_binary=find_kustomize())
+            except KustomizeNotFound as err:
+                raise PostRendererUnavailable(str(err)) from err
         path = self._home / "postrender" / f"{target.storage_namespace}.{target.name}.json"
         path.parent.mkdir(exist_ok=True)
         path.write_text(spec.to_json())
+        error_file(str(path)).unlink(missing_ok=True)
         return {"post_renderer": POST_RENDERER, "post_renderer_args": [str(path)]}
+
+    async def _release_call(self, verb: str, target: Target, args: dict[str, Any], deadline: float) -> Any:
+        """An install or upgrade; a failed post-render says why (Helm drops the plugin's stderr)."""
+        try:
+            return await self._call(verb, target, args, deadline)
+        except EngineError as err:
+            why = error_file(args["options"]["post_renderer_args"][0])
+            if why.is_file():
+                raise type(err)(f"{err}: {why.read_text().strip()}") from err
+            raise
 
     @staticmethod
     def _deadline(timeout_seconds: int) -> float:
@@ -345,7 +370,7 @@ class HelmEngine:
             **self._post_render_args(target, post_render),
         }
         args = {"chart": chart_path, "name": target.name, "values": values, "options": opts}
-        result: dict[str, Any] = await self._call(
+        result: dict[str, Any] = await self._release_call(
             "helm_install", target, args, self._deadline(options.timeout_seconds)
         )
         return result
@@ -361,7 +386,7 @@ class HelmEngine:
         """`helm upgrade` of an existing release (its namespace is the stored release's)."""
         opts = {**native(options), **self._post_render_args(target, post_render)}
         args = {"chart": chart_path, "name": target.name, "values": values, "options": opts}
-        result: dict[str, Any] = await self._call(
+        result: dict[str, Any] = await self._release_call(
             "helm_upgrade", target, args, self._deadline(options.timeout_seconds)
         )
         return result
@@ -392,6 +417,11 @@ class HelmEngine:
     async def status(self, target: Target) -> dict[str, Any]:
         result: dict[str, Any] = await self._call("helm_status", target, {"name": target.name}, 60.0)
         return result
+
+    async def chart_crds(self, target: Target, chart_path: str) -> list[dict[str, str]]:
+        """The files under the chart's crds/ and its subcharts' (`name`, `filename`, `data`)."""
+        result: list[dict[str, str]] = await self._call("chart_crds", target, {"chart": chart_path}, 60.0)
+        return result or []
 
     async def render(self, target: Target, chart_path: str, values: dict[str, Any]) -> dict[str, str]:
         """The chart's templates rendered for this release (lookup reads the cluster), nothing stored."""

@@ -84,6 +84,9 @@ class Worker:
             return None
         if verb in ("helm_uninstall", "helm_test_run", "helm_history", "helm_status"):
             return json.loads(n.call_string(verb, cfg._raw(), args["name"], opts))
+        if verb == "chart_crds":
+            with self.h.Chart.load(args["chart"]) as chart:
+                return chart.crds
         if verb == "render":
             with self.h.Chart.load(args["chart"]) as chart:
                 return cfg.render(

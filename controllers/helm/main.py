@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from tide.controllers.helm.reconciler import HelmReleaseReconciler
+from tide.shared.api.artifact_generator import EXTERNAL_ARTIFACT_GATE
 from tide.shared.runtime.process import (
     add_no_cross_namespace_refs,
     add_requeue_dependency,
@@ -19,7 +20,7 @@ NAME = "helm-controller"
 
 
 def arg_parser() -> argparse.ArgumentParser:
-    parser = controller_arg_parser(NAME, concurrent_default=4)
+    parser = controller_arg_parser(NAME, concurrent_default=4, known_feature_gates=[EXTERNAL_ARTIFACT_GATE])
     add_requeue_dependency(parser)
     add_no_cross_namespace_refs(parser)
     add_source_storage_addr(parser)

@@ -5,29 +5,49 @@ JSON file the engine wrote for this release (post-renderers, commonMetadata, ori
 each `postRenderers[].kustomize` in turn, then commonMetadata labels and annotations, then the
 origin labels `helm.toolkit.fluxcd.io/name|namespace` on every object (metadata only). A chart
 that renders a Secret named `sh.helm.release.v1.*` is refused: the API proxy treats such names as
-Helm's release storage, so a chart could otherwise forge or overwrite release records.
+Helm's release storage, so a chart could otherwise forge or overwrite release records (checked
+last, so a patch cannot rename a Secret into storage either).
 
-Kustomize post-renderers need the shared kustomize library, which does not exist yet outside the
-kustomize controller (which the helm controller must not import): until it moves into shared/,
-a HelmRelease with kustomize post-renderers is refused with PostRendererUnavailable before Helm
-runs, never half-applied.
+A kustomize post-renderer is a `kustomize build` of a directory holding only the rendered
+manifests and a generated kustomization.yaml, run through the shared kustomize library with the
+kustomize controller's limits: root-only file loading, no remote bases (no git, HTTP to nowhere),
+no plugins, a timeout and a memory ceiling. Patches and images are tenant-written, the manifests
+chart-written: neither may read a file, fetch anything or take the controller's memory.
+
+The digests Flux records in status (observedPostRenderersDigest, observedCommonMetadataDigest) are
+sha256 of `encoding/json` output of Flux's Go types, so a release Flux managed is taken over
+without an upgrade for nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
+import shutil
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from tide.controllers.helm.go_encoding import GoStruct, go_json
+
+if TYPE_CHECKING:  # the plugin process does without the API models
+    from tide.shared.api.helm import KustomizePostRenderer, PostRenderer
+    from tide.shared.api.meta import CommonMetadata, Image, Patch, Selector
+
 ORIGIN_GROUP = "helm.toolkit.fluxcd.io"
+KUSTOMIZE_TIMEOUT = 120.0
+"""Seconds one kustomize post-renderer may run (Helm's own timeout covers the whole action)."""
+HELM_OUTPUT = "helm-output.yaml"
 
 
-class PostRendererUnavailable(Exception):
-    """A post-renderer this build cannot run (kustomize patches and images, for now)."""
+class PostRenderFailed(ValueError):
+    """A kustomize post-renderer failed (a patch that does not apply, a limit reached)."""
 
 
 class ReleaseStorageImpersonation(ValueError):
@@ -44,35 +64,145 @@ class PostRenderSpec:
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
     kustomize: list[dict[str, Any]] = field(default_factory=list)
+    """One kustomization (patches, images) per kustomize post-renderer, in order."""
+    kustomize_binary: str = ""
+    timeout: float = KUSTOMIZE_TIMEOUT
+    memory_limit: int | None = None
+    """kustomize's memory ceiling in bytes; None: the shared library's default."""
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "name": self.name,
-                "namespace": self.namespace,
-                "labels": dict(self.labels),
-                "annotations": dict(self.annotations),
-                "kustomize": self.kustomize,
-            }
-        )
+        return json.dumps({k: dict(v) if isinstance(v, Mapping) else v for k, v in asdict(self).items()})
 
     @classmethod
     def from_json(cls, text: str) -> PostRenderSpec:
-        data = json.loads(text)
-        return cls(data["name"], data["namespace"], data["labels"], data["annotations"], data["kustomize"])
+        return cls(**json.loads(text))
 
 
-def check_supported(spec: PostRenderSpec) -> None:
-    if any(spec.kustomize):
-        # TODO(shared kustomize): run patches and images through the shared kustomize library.
-        raise PostRendererUnavailable(
-            "kustomize post-renderers are not supported yet by this helm controller; "
-            "remove spec.postRenderers or use commonMetadata"
-        )
+# --- the spec as Flux reads it (pure) ----------------------------------------------------------------
 
 
-def post_render(manifests: str, spec: PostRenderSpec) -> str:
-    check_supported(spec)
+def _selector(target: Selector) -> dict[str, str]:
+    return target.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def kustomization(renderer: KustomizePostRenderer) -> dict[str, Any]:
+    """The kustomization.yaml of one post-renderer: the rendered manifests patched, images set."""
+    from tide.shared.kustomize.build import KUSTOMIZE_API_VERSION
+
+    patches = []
+    for patch in renderer.all_patches():
+        item: dict[str, Any] = {"patch": patch.patch}
+        if patch.target is not None:
+            item["target"] = _selector(patch.target)
+        patches.append(item)
+    images = [i.model_dump(mode="json", by_alias=True, exclude_none=True) for i in renderer.images or []]
+    out: dict[str, Any] = {
+        "apiVersion": KUSTOMIZE_API_VERSION,
+        "kind": "Kustomization",
+        "resources": [HELM_OUTPUT],
+    }
+    if patches:
+        out["patches"] = patches
+    if images:
+        out["images"] = images
+    return out
+
+
+def kustomizations(renderers: Sequence[PostRenderer] | None) -> list[dict[str, Any]]:
+    return [kustomization(r.kustomize) for r in renderers or [] if r.kustomize is not None]
+
+
+def _go_selector(s: Selector) -> GoStruct:
+    fields = (
+        ("group", s.group),
+        ("version", s.version),
+        ("kind", s.kind),
+        ("namespace", s.namespace),
+        ("name", s.name),
+        ("annotationSelector", s.annotation_selector),
+        ("labelSelector", s.label_selector),
+    )
+    return GoStruct((k, v) for k, v in fields if v)
+
+
+def _go_patch(p: Patch) -> GoStruct:
+    out = GoStruct()
+    if p.patch:
+        out["patch"] = p.patch
+    if p.target is not None:
+        out["target"] = _go_selector(p.target)
+    return out
+
+
+def _go_image(i: Image) -> GoStruct:
+    out = GoStruct(name=i.name)
+    for key, value in (("newName", i.new_name), ("newTag", i.new_tag), ("digest", i.digest)):
+        if value:
+            out[key] = value
+    return out
+
+
+def _go_renderer(r: PostRenderer) -> GoStruct:
+    if r.kustomize is None:
+        return GoStruct()
+    k = GoStruct()
+    patches = r.kustomize.all_patches()
+    if patches:
+        k["patches"] = [_go_patch(p) for p in patches]
+    if r.kustomize.images:
+        k["images"] = [_go_image(i) for i in r.kustomize.images]
+    return GoStruct(kustomize=k)
+
+
+def _encoder_digest(value: Any) -> str:
+    """sha256 of what Go's json.Encoder writes (Marshal plus a newline), as a digest string."""
+    return "sha256:" + hashlib.sha256((go_json(value) + "\n").encode()).hexdigest()
+
+
+def post_renderers_digest(renderers: Sequence[PostRenderer] | None) -> str:
+    """Flux's observedPostRenderersDigest of spec.postRenderers; empty when the field is unset."""
+    if renderers is None:
+        return ""
+    return _encoder_digest([_go_renderer(r) for r in renderers])
+
+
+def common_metadata_digest(common: CommonMetadata | None) -> str:
+    """Flux's observedCommonMetadataDigest of spec.commonMetadata; empty when the field is unset."""
+    if common is None:
+        return ""
+    out = GoStruct()
+    if common.annotations:
+        out["annotations"] = dict(common.annotations)
+    if common.labels:
+        out["labels"] = dict(common.labels)
+    return _encoder_digest(out)
+
+
+# --- the plugin ------------------------------------------------------------------------------------
+
+
+def kustomize_manifests(manifests: str, config: Mapping[str, Any], spec: PostRenderSpec) -> str:
+    """One kustomize post-renderer, by the real kustomize, in a directory holding nothing else."""
+    # Imported here: a release without kustomize post-renderers starts this plugin without it.
+    from tide.shared.kustomize.build import BuildError, run_kustomize
+
+    if not manifests.strip():
+        return manifests
+    root = Path(tempfile.mkdtemp(prefix="tide-postrender-"))
+    limits = {} if spec.memory_limit is None else {"memory_limit": spec.memory_limit}
+    try:
+        (root / HELM_OUTPUT).write_text(manifests)
+        (root / "kustomization.yaml").write_text(json.dumps(dict(config)))
+        run = run_kustomize(root, root, spec.kustomize_binary, spec.timeout, remote_bases=False, **limits)
+        return asyncio.run(run)
+    except BuildError as err:
+        raise PostRenderFailed(f"kustomize post-renderer: {err}") from err
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def add_release_metadata(manifests: str, spec: PostRenderSpec) -> str:
+    """commonMetadata, then the origin labels; a forged release-storage Secret is refused."""
     origin = {f"{ORIGIN_GROUP}/name": spec.name, f"{ORIGIN_GROUP}/namespace": spec.namespace}
     out = []
     for doc in yaml.safe_load_all(manifests):
@@ -93,6 +223,17 @@ def post_render(manifests: str, spec: PostRenderSpec) -> str:
     return text
 
 
+def post_render(manifests: str, spec: PostRenderSpec) -> str:
+    for config in spec.kustomize:
+        manifests = kustomize_manifests(manifests, config, spec)
+    return add_release_metadata(manifests, spec)
+
+
+def error_file(spec_path: str) -> Path:
+    """Where the plugin leaves why it failed, next to its spec: Helm drops a plugin's stderr."""
+    return Path(spec_path + ".error")
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: tide-postrender SPEC.json < manifests", file=sys.stderr)
@@ -101,9 +242,14 @@ def main(argv: list[str]) -> int:
         with open(argv[0], encoding="utf-8") as f:
             spec = PostRenderSpec.from_json(f.read())
         sys.stdout.write(post_render(sys.stdin.read(), spec))
-    except (OSError, ValueError, KeyError, yaml.YAMLError, PostRendererUnavailable) as err:
-        # ReleaseStorageImpersonation is a ValueError: Helm fails the action with this message.
+    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as err:
+        # Helm fails the action with this message (PostRenderFailed and ReleaseStorageImpersonation
+        # are ValueErrors).
         print(f"tide-postrender: {err}", file=sys.stderr)
+        try:
+            error_file(argv[0]).write_text(str(err))
+        except OSError:
+            pass  # stderr has it
         return 1
     return 0
 

@@ -17,38 +17,49 @@ from tide.controllers.helm import history
 from tide.controllers.helm.actions import ActionRunner, rollback_target, uninstall_options
 from tide.controllers.helm.atomic import AtomicRelease, LoopResult
 from tide.controllers.helm.chart_source import (
+    CHART_REF_KINDS,
+    EXTERNAL_ARTIFACT,
     SOURCE_API,
     ChartInvalid,
     ChartSourceNotReady,
     chart_directory,
     chart_metadata,
+    chart_source_artifact,
     helm_chart_object,
     oci_chart_version,
-    ready_artifact,
     set_chart_version,
+    versioned_by_digest,
 )
+from tide.controllers.helm.drift import DriftError
 from tide.controllers.helm.engine import EngineError, HelmEngine, Target
-from tide.controllers.helm.postrender import PostRenderSpec
+from tide.controllers.helm.postrender import (
+    PostRenderSpec,
+    common_metadata_digest,
+    kustomizations,
+    post_renderers_digest,
+)
 from tide.controllers.helm.release_status import (
     attempt_changed,
     cross_namespace_ref,
     dependency_not_ready,
     ending,
+    external_artifact_denied,
     ready_from,
     requests,
-    spec_digest,
+    spec_observed,
     unsupported,
 )
 from tide.controllers.helm.state import Desired, ReleaseState, UnknownReleaseStatus
 from tide.controllers.helm.storage import ReleaseStorage, StorageError
 from tide.controllers.helm.values import ValuesError, compose_values, config_digest
+from tide.shared.api.artifact_generator import EXTERNAL_ARTIFACT_GATE
 from tide.shared.api.helm import HelmRelease
 from tide.shared.api.meta import parse_duration
 from tide.shared.artifact import ArtifactError, ArtifactNotFound, check_artifact_url, fetch_artifact
 from tide.shared.kube.config import load_connection
 from tide.shared.runtime.context import ReconcileContext
 from tide.shared.runtime.kind_controller import KindController
-from tide.shared.runtime.process import source_storage_addresses
+from tide.shared.runtime.process import feature_gates, source_storage_addresses
 from tide.shared.runtime.reconciler import FLUX_FINALIZER, Reconciler
 from tide.shared.runtime.result import ReconcileError, Result, StalledError
 
@@ -96,7 +107,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
         """Reconcile a HelmRelease when its chart source gets a new artifact or readiness, when a
         dependency's readiness changes, and when a watched ConfigMap or Secret it reads changes."""
         self.controller = controller
-        for kind in ("HelmChart", "OCIRepository"):
+        for kind in self._chart_ref_kinds():
             controller.watch(
                 SOURCE_API,
                 kind,
@@ -121,6 +132,15 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
                     namespace=controller.namespace,
                     label_selector=selector,
                 )
+
+    def _external_artifacts_allowed(self) -> bool:
+        gates = feature_gates(self.options) if self.options is not None else {}
+        return gates.get(EXTERNAL_ARTIFACT_GATE, True)
+
+    def _chart_ref_kinds(self) -> tuple[str, ...]:
+        """The chart source kinds watched: ExternalArtifacts only with their feature gate (Flux)."""
+        allowed = self._external_artifacts_allowed()
+        return tuple(k for k in CHART_REF_KINDS if allowed or k != EXTERNAL_ARTIFACT)
 
     def _releases(self) -> list[dict[str, Any]]:
         informer = getattr(self.controller, "informer", None)
@@ -186,11 +206,14 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
             denied = cross_namespace_ref(obj)
             if denied is not None:
                 raise StalledError("AccessDenied", denied)
+        denied = external_artifact_denied(obj, self._external_artifacts_allowed())
+        if denied is not None:
+            raise StalledError("AccessDenied", denied)
         await self._check_dependencies(obj, ctx)
-        artifact, source_name, oci = await self._chart_artifact(obj, ctx)
+        artifact, source_name, kind = await self._chart_artifact(obj, ctx)
         root = Path(tempfile.mkdtemp(prefix="tide-helm-chart-"))
         try:
-            chart, name, version = await self._load_chart(artifact, source_name, oci, root)
+            chart, name, version, source_digest = await self._load_chart(artifact, source_name, kind, root)
             values = await self._values(obj, ctx)
             return await self._release(
                 obj,
@@ -201,8 +224,9 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
                     chart_name=name,
                     chart_version=version,
                     config_digest=config_digest(values),
-                    post_renderers_digest=spec_digest((ctx.raw.get("spec") or {}).get("postRenderers")),
-                    common_metadata_digest=spec_digest((ctx.raw.get("spec") or {}).get("commonMetadata")),
+                    post_renderers_digest=post_renderers_digest(obj.spec.post_renderers),
+                    common_metadata_digest=common_metadata_digest(obj.spec.common_metadata),
+                    source_digest=source_digest,
                 ),
             )
         finally:
@@ -226,8 +250,8 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
 
     async def _chart_artifact(
         self, obj: HelmRelease, ctx: ReconcileContext
-    ) -> tuple[dict[str, Any], str, bool]:
-        """The chart source's ready artifact, its name, and whether it is an OCIRepository."""
+    ) -> tuple[dict[str, Any], str, str]:
+        """The chart source's ready artifact, its name, and its kind."""
         if obj.spec.chart is not None:
             source = await self._ensure_helm_chart(obj, ctx)
             kind, namespace, name = "HelmChart", obj.helm_chart_namespace(), obj.helm_chart_name()
@@ -246,12 +270,12 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
                 requeue_after=self._requeue_dependency(ctx),
             )
         try:
-            artifact = ready_artifact(source, what)
+            artifact = chart_source_artifact(kind, source, what)
         except ChartSourceNotReady as err:
             raise ReconcileError(
                 "ArtifactFailed", str(err), requeue_after=self._requeue_dependency(ctx)
             ) from err
-        return artifact, what, kind == "OCIRepository"
+        return artifact, what, kind
 
     async def _ensure_helm_chart(self, obj: HelmRelease, ctx: ReconcileContext) -> dict[str, Any] | None:
         """Create or update the HelmChart of spec.chart (and delete the one it replaces)."""
@@ -269,8 +293,10 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
         return applied
 
     async def _load_chart(
-        self, artifact: dict[str, Any], source_name: str, oci: bool, root: Path
-    ) -> tuple[Path, str, str]:
+        self, artifact: dict[str, Any], source_name: str, kind: str, root: Path
+    ) -> tuple[Path, str, str, str]:
+        """The chart directory, name and version as released, and the source digest the version
+        carries (empty when it carries none)."""
         try:
             check_artifact_url(str(artifact["url"]), source_storage_addresses(self.options))
             await fetch_artifact(str(artifact["url"]), str(artifact.get("digest", "")), root)
@@ -283,12 +309,13 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
         try:
             chart = chart_directory(root)
             name, version = chart_metadata(chart)
-            if oci:
-                version, _ = oci_chart_version(version, str(artifact.get("revision", "")))
+            revision, source_digest = str(artifact.get("revision", "")), ""
+            if versioned_by_digest(kind, revision):
+                version, source_digest = oci_chart_version(version, revision)
                 set_chart_version(chart, version)
         except ChartInvalid as err:
             raise ReconcileError("ArtifactFailed", f"chart of {source_name}: {err}") from err
-        return chart, name, version
+        return chart, name, version, source_digest
 
     async def _values(self, obj: HelmRelease, ctx: ReconcileContext) -> dict[str, Any]:
         data: dict[tuple[str, str], dict[str, str] | None] = {}
@@ -337,6 +364,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
         status.last_attempted_generation = obj.metadata.generation
         status.last_attempted_revision = desired.chart_version
         status.last_attempted_config_digest = desired.config_digest
+        status.last_attempted_revision_digest = desired.source_digest or None
 
         storage = ReleaseStorage(ctx.kube, target.storage_namespace)
         labels = dict((obj.spec.common_metadata.labels if obj.spec.common_metadata else None) or {})
@@ -349,7 +377,14 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
             chart,
             values,
             desired,
-            PostRenderSpec(name=ctx.name, namespace=ctx.namespace, labels=labels, annotations=notes),
+            PostRenderSpec(
+                name=ctx.name,
+                namespace=ctx.namespace,
+                labels=labels,
+                annotations=notes,
+                kustomize=kustomizations(obj.spec.post_renderers),
+            ),
+            kube=ctx.kube,
         )
         revision = {"revision": desired.chart_version}
 
@@ -364,22 +399,29 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
             run=runner,
             patch_status=patch_status,
             rollback_target=lambda snap: rollback_target(storage, snap),
+            drifted=runner.detect_drift,
+            observed=runner.observed,
         )
         try:
             result = await loop.reconcile(obj, desired, force_requested=asked.force is not None)
-        except (EngineError, StorageError, UnknownReleaseStatus) as err:
+        except (EngineError, StorageError, UnknownReleaseStatus, DriftError) as err:
             await patch_status()
             raise ReconcileError("ReconciliationFailed", f"{type(err).__name__}: {err}") from err
         await patch_status()
-        return self._finish(obj, ctx, result)
+        return self._finish(obj, ctx, result, desired)
 
-    def _finish(self, obj: HelmRelease, ctx: ReconcileContext, result: LoopResult) -> Result:
+    def _finish(
+        self, obj: HelmRelease, ctx: ReconcileContext, result: LoopResult, desired: Desired
+    ) -> Result:
         if result.last_state is ReleaseState.IN_SYNC:
             ctx.remove_condition("Remediated")  # in sync again: an old remediation no longer counts
         test = obj.spec.test
         summary = ready_from(ctx.conditions, bool(test and test.enable and not test.ignore_failures))
         if summary is not None:
             ctx.set_condition("Ready", *summary)
+        if spec_observed(result.outcome, summary):
+            obj.status.observed_post_renderers_digest = desired.post_renderers_digest or None
+            obj.status.observed_common_metadata_digest = desired.common_metadata_digest or None
         strategy = (
             obj.spec.install if obj.status.last_attempted_release_action == "install" else obj.spec.upgrade
         )

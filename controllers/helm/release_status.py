@@ -4,8 +4,6 @@ Flux summarizes it from Released, TestSuccess and Remediated."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,24 +23,8 @@ def unsupported(hr: HelmRelease) -> str | None:
         return "spec.kubeConfig is not supported yet by this helm controller"
     if spec.service_account_name:
         return "spec.serviceAccountName is not supported yet by this helm controller"
-    if spec.chart_ref is not None and spec.chart_ref.kind == "ExternalArtifact":
-        return "spec.chartRef of kind ExternalArtifact is not supported yet; use HelmChart or OCIRepository"
-    if spec.effective_drift_detection_mode() != "disabled":
-        return "spec.driftDetection is not supported yet by this helm controller; set mode: disabled"
-    if any(p.kustomize is not None for p in spec.post_renderers or []):
-        return (
-            "kustomize post-renderers are not supported yet by this helm controller; "
-            "remove spec.postRenderers or use commonMetadata"
-        )
     if spec.health_check_exprs:
         return "spec.healthCheckExprs is not supported yet by this helm controller"
-    install = spec.effective_install()
-    if install.crds_policy() == "CreateReplace":
-        return "spec.install.crds: CreateReplace is not supported yet; use Create or Skip"
-    if spec.effective_upgrade().crds_policy() != "Skip":
-        return "spec.upgrade.crds: only Skip is supported yet (CRDs are created on install)"
-    if spec.wait_strategy is not None and spec.wait_strategy.name != "poller":
-        return "spec.waitStrategy: only poller is supported"
     return None
 
 
@@ -62,6 +44,17 @@ def cross_namespace_ref(hr: HelmRelease) -> str | None:
                 "disabled (--no-cross-namespace-refs)"
             )
     return None
+
+
+def external_artifact_denied(hr: HelmRelease, enabled: bool) -> str | None:
+    """With the ExternalArtifact feature gate off, an ExternalArtifact chartRef is refused (Flux)."""
+    ref = hr.spec.chart_ref
+    if enabled or ref is None or ref.kind != "ExternalArtifact":
+        return None
+    return (
+        f"can't access '{ref.kind}/{ref.namespace or hr.namespace}/{ref.name}', "
+        "ExternalArtifact feature gate is disabled"
+    )
 
 
 def dependency_not_ready(dep: Mapping[str, Any] | None, key: tuple[str, str]) -> str | None:
@@ -108,13 +101,6 @@ def attempt_changed(hr: HelmRelease, revision: str, config_digest: str) -> bool:
     )
 
 
-def spec_digest(value: Any) -> str:
-    """Digest of a spec section (post-renderers, common metadata); empty when unset."""
-    if not value:
-        return ""
-    return "sha256:" + hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
-
-
 Condition = Mapping[str, Any]
 
 
@@ -136,6 +122,13 @@ def ready_from(conditions: Sequence[Condition], test_counts: bool) -> tuple[str,
     if test_counts and test is not None and test.get("status") == "True":
         return "True", str(test.get("reason")), str(test.get("message"))
     return "True", str(released.get("reason")), str(released.get("message"))
+
+
+def spec_observed(outcome: Outcome, summary: tuple[str, str, str] | None) -> bool:
+    """Whether the observed post-renderer and common-metadata digests now follow the spec: as Flux's
+    summarize when no action is left, and only when Ready (a post-renderer that failed keeps its old
+    digest, so the next reconcile tries it again)."""
+    return outcome is Outcome.DONE and summary is not None and summary[0] == "True"
 
 
 REQUEUE_NOW = 1.0

@@ -47,6 +47,8 @@ class Desired:
     config_digest: str
     post_renderers_digest: str = ""
     common_metadata_digest: str = ""
+    source_digest: str = ""
+    """The OCIRepository or ExternalArtifact digest in the chart version (Flux's ociDigest)."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,16 @@ def _observed(snapshot: ReleaseSnapshot, release: StoredRelease) -> bool:
             release.version,
         )
     return digest_matches(snapshot, release)
+
+
+def drift_condition(state: ReleaseState, mode: str) -> bool | None:
+    """The Drifted condition a state sets (Flux): True when drifted, False when in sync with
+    detection on; None leaves it as it is (other states, or detection disabled)."""
+    if state is ReleaseState.DRIFTED:
+        return True
+    if state is ReleaseState.IN_SYNC and mode != "disabled":
+        return False
+    return None
 
 
 # --- the next action ------------------------------------------------------------------------------
@@ -337,7 +349,12 @@ def after_action(
 
 
 def when_repeated(action: Action, hr: HelmRelease, default_to_retry_on_failure: bool = False) -> Outcome:
-    """The loop reached an action type it already ran: stop, and say how to come back."""
+    """The loop reached an action type it already ran: stop, and say how to come back.
+
+    A drift correction that did not stick (it failed, or something reverts it) waits for the next
+    interval: Flux requeues with its rate limiter, a fixed quick requeue here would fight in a loop."""
+    if ACTION_TYPE[action] is ActionType.DRIFT_CORRECTION:
+        return Outcome.DONE
     if active_retry(hr, default_to_retry_on_failure):
         return Outcome.RETRY_AFTER_INTERVAL
     remediation = hr.active_remediation()

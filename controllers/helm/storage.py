@@ -28,13 +28,13 @@ from typing import Any
 from tide.controllers.helm.go_encoding import GoStruct, go_json
 from tide.controllers.helm.values import config_digest
 from tide.shared.api.helm import Filter, ReleaseSnapshot, TestHookStatus
+from tide.shared.helm_storage import decode_release_json
 from tide.shared.kube.client import KubeClient
 from tide.shared.kube.errors import KubeApiError
 
 RELEASE_SECRET_TYPE = "helm.sh/release.v1"
 SNAPSHOT_API_VERSION = "v2"
 PENDING_STATUSES = frozenset({"pending-install", "pending-upgrade", "pending-rollback"})
-_GZIP_MAGIC = b"\x1f\x8b\x08"
 
 
 class StorageError(Exception):
@@ -52,10 +52,7 @@ class ReleaseLockLost(StorageError):
 def decode_release(encoded: str | bytes) -> GoStruct:
     """Helm's decodeRelease: base64, gzip when it starts with gzip's magic, then JSON."""
     try:
-        data = base64.b64decode(encoded, validate=False)
-        if data.startswith(_GZIP_MAGIC):
-            data = gzip.decompress(data)
-        release = json.loads(data, object_pairs_hook=GoStruct)
+        release = decode_release_json(encoded, object_pairs_hook=GoStruct)
     except (binascii.Error, OSError, EOFError, ValueError) as err:
         raise ReleaseDecodeError(f"release data cannot be decoded: {err}") from err
     if not isinstance(release, GoStruct) or not isinstance(release.get("name"), str):

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tide.controllers.kustomize.fields import Fingerprint, comparable, digest, provably_unchanged
+from tide.shared.ignorerules import remove_pointer, selector_matches
 from tide.shared.inventory import ObjectRef, split_api_version
 from tide.shared.kube.errors import KubeApiError, ResourceNotFoundError
 from tide.shared.kube.informer import Handler
@@ -62,6 +63,8 @@ KIND_ORDER = [
 KIND_LAST = ["MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"]
 BUILTIN_GROUP_SUFFIXES = (".k8s.io",)
 BUILTIN_GROUPS = {"", "apps", "batch", "autoscaling", "policy", "extensions"}
+
+CacheScope = tuple[str, str, str | None]  # apiVersion, kind, namespace (None: all)
 
 STAGE_NAMES = ["cluster definitions", "class definitions", "custom resources", "resources"]
 
@@ -158,77 +161,6 @@ def staged(objects: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 def owned_by(obj: Mapping[str, Any], name: str, namespace: str) -> bool:
     labels = (obj.get("metadata") or {}).get("labels") or {}
     return labels.get(NAME_LABEL) == name and labels.get(NAMESPACE_LABEL) == namespace
-
-
-def selector_matches(target: Mapping[str, Any] | None, obj: Mapping[str, Any]) -> bool:
-    """A Flux/kustomize Selector (group, version, kind, name, namespace: regexes; label/annotation
-    selectors: equality terms) against an object."""
-    import re
-
-    if not target:
-        return True
-    group, version = split_api_version(obj.get("apiVersion", ""))
-    meta = obj.get("metadata") or {}
-    values = {
-        "group": group,
-        "version": version,
-        "kind": obj.get("kind", ""),
-        "name": meta.get("name", ""),
-        "namespace": meta.get("namespace") or "",
-    }
-    for key, value in values.items():
-        pattern = target.get(key)
-        if pattern and not re.fullmatch(pattern, value):
-            return False
-    for key, source in (
-        ("labelSelector", meta.get("labels") or {}),
-        ("annotationSelector", meta.get("annotations") or {}),
-    ):
-        if target.get(key) and not _equality_selector_matches(target[key], source):
-            return False
-    return True
-
-
-def _equality_selector_matches(selector: str, values: Mapping[str, str]) -> bool:
-    for term in (t.strip() for t in selector.split(",") if t.strip()):
-        if "!=" in term:
-            k, v = (x.strip() for x in term.split("!=", 1))
-            if values.get(k) == v:
-                return False
-        elif "=" in term:
-            k, v = (x.strip() for x in term.replace("==", "=").split("=", 1))
-            if values.get(k) != v:
-                return False
-        elif term.startswith("!"):
-            if term[1:] in values:
-                return False
-        elif term not in values:
-            return False
-    return True
-
-
-def _unescape(token: str) -> str:
-    return token.replace("~1", "/").replace("~0", "~")
-
-
-def remove_pointer(obj: dict[str, Any], pointer: str) -> None:
-    """Delete the field at an RFC 6901 JSON pointer; absent paths are fine."""
-    if not pointer.startswith("/"):
-        return
-    tokens = [_unescape(t) for t in pointer[1:].split("/")]
-    current: Any = obj
-    for token in tokens[:-1]:
-        if isinstance(current, dict):
-            current = current.get(token)
-        elif isinstance(current, list) and token.isdigit() and int(token) < len(current):
-            current = current[int(token)]
-        else:
-            return
-    last = tokens[-1]
-    if isinstance(current, dict):
-        current.pop(last, None)
-    elif isinstance(current, list) and last.isdigit() and int(last) < len(current):
-        current.pop(int(last))
 
 
 def strip_ignored(obj: dict[str, Any], rules: list[Mapping[str, Any]] | None) -> dict[str, Any]:
@@ -341,31 +273,50 @@ class Applier:
     """Shared by all reconciles of one controller: owns the per-kind watch caches and fingerprints."""
 
     CACHE_SYNC_TIMEOUT = 10.0
+    # A cache the identity may not list is tried again after this long (its RBAC may be granted).
+    FORBIDDEN_RETRY = 60.0
 
-    def __init__(self, kube: Kube, manager: str = MANAGER, on_change: Handler | None = None) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        manager: str = MANAGER,
+        on_change: Handler | None = None,
+        namespaced_caches: bool = False,
+    ) -> None:
         self.kube = kube
         self.manager = manager
         self.fingerprints: dict[tuple[str, str, str], Fingerprint] = {}
-        self._cache_broken: set[tuple[str, str]] = set()
+        # A tenant's identity may list only in some namespaces: one cache per kind and namespace,
+        # where the controller's own identity has one per kind across all namespaces.
+        self.namespaced_caches = namespaced_caches
+        self._cache_broken: dict[CacheScope, float] = {}  # -> when; a forbidden list is retried
         # Told of every change the watch caches see (drift correction); added once per cache.
         self.on_change = on_change
-        self._handled: set[tuple[str, str]] = set()
+        self._handled: set[CacheScope] = set()
 
     # live objects ------------------------------------------------------------------------------
 
-    async def cache_for(self, api_version: str, kind: str) -> Any | None:
-        if (api_version, kind) in self._cache_broken:
-            return None
-        informer = self.kube.informer(api_version, kind, label_selector=NAME_LABEL)
-        if self.on_change is not None and (api_version, kind) not in self._handled:
-            self._handled.add((api_version, kind))
+    async def cache_for(self, api_version: str, kind: str, namespace: str | None = None) -> Any | None:
+        scope: CacheScope = (api_version, kind, (namespace or None) if self.namespaced_caches else None)
+        broken = self._cache_broken.get(scope)
+        if broken is not None:
+            if broken == float("inf") or time.monotonic() - broken < self.FORBIDDEN_RETRY:
+                return None
+            del self._cache_broken[scope]
+        informer = self.kube.informer(api_version, kind, namespace=scope[2], label_selector=NAME_LABEL)
+        if self.on_change is not None and scope not in self._handled:
+            self._handled.add(scope)
             informer.add_handler(self.on_change)
         if getattr(informer, "synced", True):
             return informer
         try:
-            await informer.wait_synced(self.CACHE_SYNC_TIMEOUT)
+            listed = await informer.wait_listed(self.CACHE_SYNC_TIMEOUT)
         except TimeoutError:
-            self._cache_broken.add((api_version, kind))
+            self._cache_broken[scope] = float("inf")
+            return None
+        if not listed:  # forbidden for this identity: read objects one by one (or be refused)
+            self._cache_broken[scope] = time.monotonic()
+            await informer.stop()
             return None
         return informer
 
@@ -374,7 +325,7 @@ class Applier:
         there may still exist without the label (created by someone else, or by a Helm release):
         unless owned_only, read it from the API then."""
         meta = obj.get("metadata") or {}
-        cache = await self.cache_for(obj["apiVersion"], obj["kind"])
+        cache = await self.cache_for(obj["apiVersion"], obj["kind"], meta.get("namespace"))
         if cache is not None:
             cached = cache.get(meta.get("namespace") or "", meta["name"])
             if cached is not None:

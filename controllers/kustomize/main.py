@@ -6,17 +6,24 @@ import argparse
 from typing import Any
 
 from tide.controllers.kustomize.options import KustomizeOptions
-from tide.controllers.kustomize.reconciler import CANCEL_HEALTH_CHECK_GATE, KustomizationReconciler
+from tide.controllers.kustomize.reconciler import (
+    CANCEL_HEALTH_CHECK_GATE,
+    STRICT_SUBSTITUTIONS_GATE,
+    KustomizationReconciler,
+)
+from tide.shared.api.artifact_generator import EXTERNAL_ARTIFACT_GATE
 from tide.shared.artifact import DEFAULT_MAX_ENTRIES
 from tide.shared.kustomize.build import DEFAULT_MEMORY_LIMIT
 from tide.shared.runtime.process import (
     add_bool,
+    add_impersonation_flags,
     add_no_cross_namespace_refs,
     add_requeue_dependency,
     add_source_storage_addr,
     add_unavailable,
     controller_arg_parser,
     feature_gates,
+    kubeconfig_policy,
     run_controller,
     source_storage_addresses,
 )
@@ -25,7 +32,11 @@ NAME = "kustomize-controller"
 
 
 def arg_parser() -> argparse.ArgumentParser:
-    parser = controller_arg_parser(NAME, concurrent_default=4, known_feature_gates=[CANCEL_HEALTH_CHECK_GATE])
+    parser = controller_arg_parser(
+        NAME,
+        concurrent_default=4,
+        known_feature_gates=[CANCEL_HEALTH_CHECK_GATE, EXTERNAL_ARTIFACT_GATE, STRICT_SUBSTITUTIONS_GATE],
+    )
     add_requeue_dependency(parser)
     add_no_cross_namespace_refs(parser)
     parser.add_argument(
@@ -83,16 +94,20 @@ def arg_parser() -> argparse.ArgumentParser:
         default=[],
         help="Field manager whose fields are overridden on apply (repeatable).",
     )
-    # Impersonation and workload identity are a later feature: refusing to start beats applying
-    # every tenant's objects with the controller's own identity.
-    add_unavailable(parser, "--default-service-account", "impersonation is not available yet")
+    add_impersonation_flags(parser)
+    # Flux reads these for workload identity only (cloud KMS for SOPS, spec.kubeConfig.configMapRef
+    # for cloud clusters), which Tide refuses: refusing to start beats accepting and ignoring them.
     add_unavailable(
-        parser, "--default-kubeconfig-service-account", "remote cluster credentials are not available yet"
+        parser,
+        "--default-kubeconfig-service-account",
+        "it names the ServiceAccount of spec.kubeConfig.configMapRef (workload identity for cloud "
+        "clusters), which Tide does not support yet",
     )
     add_unavailable(
         parser,
         "--default-decryption-service-account",
-        "workload identity for decryption is not available yet",
+        "it names the ServiceAccount of spec.decryption.serviceAccountName (workload identity for "
+        "cloud KMS), which Tide does not support yet",
     )
     return parser
 
@@ -113,6 +128,8 @@ def options_from(args: argparse.Namespace) -> KustomizeOptions:
         http_retry=args.http_retry,
         source_storage=tuple(source_storage_addresses(args)),
         drift_correction=args.realtime_drift_correction,
+        default_service_account=args.default_service_account,
+        kubeconfig_policy=kubeconfig_policy(args),
     )
 
 

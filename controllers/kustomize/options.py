@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tide.shared.artifact import DEFAULT_MAX_ENTRIES
+from tide.shared.kube.kubeconfig_secret import KubeconfigPolicy
 from tide.shared.kustomize.build import DEFAULT_MEMORY_LIMIT
 
 
@@ -28,5 +29,9 @@ class KustomizeOptions:
     """Retries of an artifact download that fails with a connection error or a 5xx answer."""
     source_storage: tuple[str, ...] = ("source-controller.flux-system.svc.cluster.local.",)
     """The source controllers' storage addresses: artifacts are downloaded only from there."""
+    default_service_account: str = ""
+    """Impersonated when a Kustomization sets no serviceAccountName (--default-service-account)."""
+    kubeconfig_policy: KubeconfigPolicy = field(default_factory=KubeconfigPolicy)
+    """What a spec.kubeConfig Secret may ask (--insecure-kubeconfig-exec, --insecure-kubeconfig-tls)."""
     drift_correction: bool = True
     """Reconcile a Kustomization as soon as an object it applied drifts (--realtime-drift-correction)."""

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import aiohttp
 
 from tide.controllers.kustomize import decrypt
 from tide.controllers.kustomize.apply import Applier, ApplyError, ApplyOptions, ChangeSet
@@ -41,6 +44,7 @@ from tide.controllers.kustomize.health import (
 from tide.controllers.kustomize.history import upsert_history
 from tide.controllers.kustomize.options import KustomizeOptions
 from tide.controllers.kustomize.prune import delete_entries, should_delete_on_finalize, wait_terminated
+from tide.shared.api.artifact_generator import EXTERNAL_ARTIFACT_GATE
 from tide.shared.api.kustomize import Kustomization, Snapshot
 from tide.shared.api.meta import Artifact, NamespacedObjectKindReference, ResourceInventory, format_duration
 from tide.shared.artifact import ArtifactError
@@ -53,7 +57,10 @@ from tide.shared.artifact.fetch import (
     remove_tree,
 )
 from tide.shared.inventory import Entry, Inventory, ObjectRef, split_api_version
+from tide.shared.kube import KubeClient
 from tide.shared.kube.errors import ResourceNotFoundError
+from tide.shared.kube.kubeconfig_secret import KubeconfigSecretError
+from tide.shared.kube.targets import Target, TargetClients
 from tide.shared.kustomize.build import BuildError, BuildNotFinished
 from tide.shared.kustomize.render import (
     VariablesSourceNotFound,
@@ -87,9 +94,13 @@ from tide.shared.runtime.reconciler import FLUX_FINALIZER, Reconciler
 from tide.shared.runtime.result import ReconcileError, Result, StalledError
 
 KUSTOMIZATION_API = Kustomization.storage_api_version()
+UNREACHABLE_RETRY = 5.0  # seconds before the first retry of a cluster that did not answer
 CACHE_SYNC_TIMEOUT = 10.0
 # Off by default, as in Flux: a health wait runs to its end before a new revision is applied.
 CANCEL_HEALTH_CHECK_GATE = "CancelHealthCheckOnNewRevision"
+STRICT_SUBSTITUTIONS_GATE = "StrictPostBuildSubstitutions"
+"""On by default, as in Flux since kustomize-controller v1.9: an undefined variable without a
+default fails the build; off, it becomes the empty string."""
 Key = tuple[str, str]
 
 
@@ -128,7 +139,9 @@ class KustomizationReconciler(Reconciler[Kustomization]):
 
     def __init__(self, options: KustomizeOptions | None = None) -> None:
         self.options = options or KustomizeOptions()
-        self.applier: Applier | None = None
+        self.appliers: dict[str, Applier] = {}  # by Target.slot: one per identity and cluster
+        self.targets: TargetClients | None = None
+        self._unreachable: dict[Key, int] = {}  # consecutive reconciles that could not reach the cluster
         self.builds: dict[Key, CachedBuild] = {}
         self.controller: KindController | None = None
         self._built: dict[Key, tuple[str, str]] = {}  # this reconcile's build digest and revision
@@ -146,7 +159,7 @@ class KustomizationReconciler(Reconciler[Kustomization]):
         """Reconcile a Kustomization when its source publishes a new artifact, and when a dependency
         becomes ready (sooner than --requeue-dependency)."""
         self.controller = controller
-        for kind in SERVED_SOURCE_KINDS:
+        for kind in self._source_kinds():
             controller.watch(
                 SOURCE_GROUP_VERSION,
                 kind,
@@ -191,18 +204,58 @@ class KustomizationReconciler(Reconciler[Kustomization]):
 
     # --- helpers -----------------------------------------------------------------------------------
 
-    def _applier(self, ctx: ReconcileContext) -> Applier:
-        if self.applier is None or self.applier.kube is not ctx.kube:
-            on_change = self._on_applied_object_change if self.options.drift_correction else None
-            self.applier = Applier(ctx.kube, on_change=on_change)
-        return self.applier
+    @property
+    def applier(self) -> Applier | None:
+        """The applier acting with the controller's own identity on this cluster."""
+        return self.appliers.get("")
+
+    def _targets(self, ctx: ReconcileContext) -> TargetClients:
+        if self.targets is None or self.targets.kube is not ctx.kube:
+            self.targets = TargetClients(
+                ctx.kube, self.options.kubeconfig_policy, self.options.default_service_account
+            )
+        return self.targets
+
+    async def _target(self, ctx: ReconcileContext, obj: Kustomization) -> Target:
+        """Who applies, prunes and health-checks for this Kustomization, and on which cluster:
+        the ServiceAccount it names (else --default-service-account) through impersonation, on the
+        cluster its kubeConfig Secret describes (else this one). The kubeconfig Secret is read
+        with the controller's identity, from the watch cache."""
+        spec = obj.spec
+        kubeconfig = None
+        if spec.kube_config is not None and spec.kube_config.secret_ref is not None:
+            kubeconfig = (spec.kube_config.secret_ref.name, spec.kube_config.secret_ref.key)
+
+        async def get_secret(namespace: str, name: str) -> dict[str, Any] | None:
+            return await self._cached_get(ctx, "v1", "Secret", namespace, name, namespace)
+
+        try:
+            return await self._targets(ctx).target(
+                ctx.namespace, spec.service_account_name, kubeconfig, get_secret
+            )
+        except KubeconfigSecretError as err:
+            raise ReconcileError(RECONCILIATION_FAILED_REASON, f"invalid spec.kubeConfig: {err}") from err
+
+    def _applier(self, ctx: ReconcileContext, target: Target | None = None) -> Applier:
+        client = target.client if target is not None else ctx.kube
+        slot = target.slot if target is not None else ""
+        applier = self.appliers.get(slot)
+        if applier is None or applier.kube is not client:
+            handler = None
+            if self.options.drift_correction:
+                handler = functools.partial(self._on_applied_object_change, slot)
+            # An impersonated identity may list only where its RBAC allows: caches per namespace.
+            scoped = target is not None and target.service_account is not None
+            applier = Applier(client, on_change=handler, namespaced_caches=scoped)
+            self.appliers[slot] = applier
+        return applier
 
     def _on_applied_object_change(
-        self, event_type: str, obj: dict[str, Any], old: dict[str, Any] | None
+        self, slot: str, event_type: str, obj: dict[str, Any], old: dict[str, Any] | None
     ) -> None:
         """Drift of an object a Kustomization applied: reconcile its owner now (backing off while
         another writer fights over a field we own), unless the owner opted out."""
-        applier, controller = self.applier, self.controller
+        applier, controller = self.appliers.get(slot), self.controller
         if applier is None or controller is None or controller.informer is None:
             return
         if not is_drift(event_type, obj, old, applier.fingerprint_of(obj), applier.manager):
@@ -243,6 +296,11 @@ class KustomizationReconciler(Reconciler[Kustomization]):
         except TimeoutError:
             result = await ctx.kube.get(api_version, kind, name, namespace)
             return result if isinstance(result, dict) else None
+
+    def _source_kinds(self) -> tuple[str, ...]:
+        """The source kinds served: ExternalArtifact only with its feature gate on (Flux)."""
+        allowed = self.options.feature_gates.get(EXTERNAL_ARTIFACT_GATE, True)
+        return tuple(k for k in SERVED_SOURCE_KINDS if allowed or k != "ExternalArtifact")
 
     def _refuse_cross_namespace(self, ctx: ReconcileContext, what: str, namespace: str | None) -> None:
         if namespace and namespace != ctx.namespace and self.options.no_cross_namespace_refs:
@@ -319,10 +377,64 @@ class KustomizationReconciler(Reconciler[Kustomization]):
         except InvalidCELExpression as err:
             raise StalledError(INVALID_CEL_EXPRESSION_REASON, str(err)) from err
 
+        target = await self._target(ctx, obj)
         objects = await self._desired_objects(ctx, obj, key, artifact, revision, requeue_dependency)
         timings["build"], mark = time.monotonic() - mark, time.monotonic()
 
-        applier = self._applier(ctx)
+        try:
+            result = await self._apply_prune_health(ctx, obj, target, objects, exprs, revision, timings)
+        except (aiohttp.ClientError, OSError, TimeoutError) as err:
+            raise self._unreachable_error(ctx, obj, target, err) from err
+        self._unreachable.pop(key, None)
+        origin = (artifact.metadata or {}).get("org.opencontainers.image.revision")
+        if origin:
+            ctx.status.last_applied_origin_revision = origin
+        stored = ctx.stored_status
+        was_ready = is_true(stored.get("conditions") or [], READY)
+        ctx.set_condition(READY, "True", RECONCILIATION_SUCCEEDED_REASON, f"Applied revision: {revision}")
+        if not was_ready or stored.get("lastAppliedRevision") != revision:
+            # Flux's success event, which commit-status providers turn into a Git status.
+            ctx.event(
+                "Normal",
+                RECONCILIATION_SUCCEEDED_REASON,
+                f"Reconciliation finished in {format_duration(time.monotonic() - started)}, "
+                f"next run in {format_duration(spec.interval_seconds())}",
+                metadata={"revision": revision, "commit_status": "update"},
+            )
+        return result
+
+    def _unreachable_error(
+        self, ctx: ReconcileContext, obj: Kustomization, target: Target, err: BaseException
+    ) -> ReconcileError:
+        """The target cluster did not answer: Ready=False saying so, retried with backoff (up to
+        spec.retryInterval) while every other Kustomization goes on."""
+        key = (ctx.namespace, ctx.name)
+        failures = self._unreachable[key] = self._unreachable.get(key, 0) + 1
+        delay = min(obj.spec.retry_interval_seconds(), UNREACHABLE_RETRY * 2 ** (failures - 1))
+        where = f"the cluster at {target.remote}" if target.remote else "the API server"
+        detail = str(err) or type(err).__name__
+        return ReconcileError(
+            RECONCILIATION_FAILED_REASON,
+            f"cannot reach {where} ({target.describe()}): {detail}; retrying in {format_duration(delay)}",
+            requeue_after=delay,
+        )
+
+    async def _apply_prune_health(
+        self,
+        ctx: ReconcileContext,
+        obj: Kustomization,
+        target: Target,
+        objects: list[dict[str, Any]],
+        exprs: list[Any],
+        revision: str,
+        timings: dict[str, float],
+    ) -> Result:
+        spec = obj.spec
+        mark = time.monotonic()
+        if target.remote:
+            # The remote cluster's watch caches keep their last state while it is down: ask it first.
+            await target.client.request("get", "GET", "/version")
+        applier = self._applier(ctx, target)
         options = ApplyOptions(
             force=bool(spec.force),
             concurrency=self.options.concurrent_ssa,
@@ -356,35 +468,12 @@ class KustomizationReconciler(Reconciler[Kustomization]):
         timings["prune"] = time.monotonic() - mark
         self._report_changes(ctx, changes, revision, timings)
 
-        await self._check_health(ctx, obj, objects, changes, exprs, revision)
-
+        await self._check_health(ctx, obj, target, objects, changes, exprs, revision)
         ctx.status.last_applied_revision = revision
-        origin = (artifact.metadata or {}).get("org.opencontainers.image.revision")
-        if origin:
-            ctx.status.last_applied_origin_revision = origin
-        stored = ctx.stored_status
-        was_ready = is_true(stored.get("conditions") or [], READY)
-        ctx.set_condition(READY, "True", RECONCILIATION_SUCCEEDED_REASON, f"Applied revision: {revision}")
-        if not was_ready or stored.get("lastAppliedRevision") != revision:
-            # Flux's success event, which commit-status providers turn into a Git status.
-            ctx.event(
-                "Normal",
-                RECONCILIATION_SUCCEEDED_REASON,
-                f"Reconciliation finished in {format_duration(time.monotonic() - started)}, "
-                f"next run in {format_duration(spec.interval_seconds())}",
-                metadata={"revision": revision, "commit_status": "update"},
-            )
         return Result()
 
     def _refuse_unsupported(self, obj: Kustomization) -> None:
         spec = obj.spec
-        if spec.service_account_name:
-            raise StalledError(
-                RECONCILIATION_FAILED_REASON,
-                f"spec.serviceAccountName '{spec.service_account_name}' is not supported by Tide yet "
-                "(impersonation): nothing was applied; remove the field to apply with the controller's "
-                "own identity",
-            )
         if spec.decryption is not None and spec.decryption.service_account_name:
             raise StalledError(
                 RECONCILIATION_FAILED_REASON,
@@ -392,11 +481,22 @@ class KustomizationReconciler(Reconciler[Kustomization]):
                 "supported by Tide yet (workload identity): nothing was applied; use "
                 "spec.decryption.secretRef",
             )
-        if spec.kube_config is not None:
+        if spec.kube_config is not None and spec.kube_config.config_map_ref is not None:
             raise StalledError(
                 RECONCILIATION_FAILED_REASON,
-                "spec.kubeConfig is not supported by Tide yet (remote clusters): nothing was applied; "
-                "remove the field to apply to this cluster",
+                f"spec.kubeConfig.configMapRef '{spec.kube_config.config_map_ref.name}' (workload "
+                "identity for cloud clusters) is not supported by Tide yet: nothing was applied; use "
+                "spec.kubeConfig.secretRef with a kubeconfig Secret",
+            )
+        if spec.kube_config is not None and spec.kube_config.secret_ref is None:
+            raise StalledError(
+                RECONCILIATION_FAILED_REASON, "spec.kubeConfig needs a secretRef: nothing was applied"
+            )
+        if spec.source_ref.kind == "ExternalArtifact" and "ExternalArtifact" not in self._source_kinds():
+            raise StalledError(
+                ACCESS_DENIED_REASON,
+                f"can't access 'ExternalArtifact/{spec.source_ref.namespace or obj.namespace}/"
+                f"{spec.source_ref.name}', ExternalArtifact feature gate is disabled",
             )
         if spec.source_ref.kind not in SERVED_SOURCE_KINDS:
             raise StalledError(
@@ -549,6 +649,7 @@ class KustomizationReconciler(Reconciler[Kustomization]):
                 root,
                 obj.spec.to_wire(),
                 variables=variables,
+                strict=self.options.feature_gates.get(STRICT_SUBSTITUTIONS_GATE, True),
                 no_remote_bases=self.options.no_remote_bases,
                 limit=obj.spec.timeout_seconds(),
                 memory_limit=self.options.build_memory_limit,
@@ -594,6 +695,7 @@ class KustomizationReconciler(Reconciler[Kustomization]):
         self,
         ctx: ReconcileContext,
         obj: Kustomization,
+        target: Target,
         objects: list[dict[str, Any]],
         changes: ChangeSet,
         exprs: list[Any],
@@ -610,12 +712,12 @@ class KustomizationReconciler(Reconciler[Kustomization]):
                     targets.append(HealthTarget(ref, o["apiVersion"], generations.get(ref)))
         else:
             for check in spec.health_checks or []:
-                ref, api_version = await self._health_check_ref(ctx, check)
+                ref, api_version = await self._health_check_ref(ctx, target.client, check)
                 targets.append(HealthTarget(ref, api_version, generations.get(ref)))
         if not targets:
             ctx.remove_condition(HEALTHY)
             return
-        applier = self._applier(ctx)
+        applier = self._applier(ctx, target)
 
         async def get(target: HealthTarget) -> dict[str, Any] | None:
             meta: dict[str, Any] = {"name": target.ref.name}
@@ -671,15 +773,15 @@ class KustomizationReconciler(Reconciler[Kustomization]):
             )
 
     async def _health_check_ref(
-        self, ctx: ReconcileContext, check: NamespacedObjectKindReference
+        self, ctx: ReconcileContext, kube: KubeClient, check: NamespacedObjectKindReference
     ) -> tuple[ObjectRef, str]:
         """A spec.healthChecks entry as Flux reads it: without apiVersion (as `flux create
         kustomization --health-check=Kind/name.namespace` writes it) the API server's preferred
         version of the kind; without namespace, the Kustomization's for a namespaced kind."""
         what = f"health check {check.kind}/{check.name}"
         try:
-            api_version = check.api_version or await ctx.kube.preferred_api_version(check.kind)
-            info = await ctx.kube.resource(api_version, check.kind)
+            api_version = check.api_version or await kube.preferred_api_version(check.kind)
+            info = await kube.resource(api_version, check.kind)
         except ResourceNotFoundError as err:
             served = f" in {err.api_version}" if err.api_version else ""
             raise ReconcileError(
@@ -702,13 +804,16 @@ class KustomizationReconciler(Reconciler[Kustomization]):
         spec = obj.spec
         self.builds.pop((ctx.namespace, ctx.name), None)
         policy = spec.effective_deletion_policy()
-        if spec.service_account_name or spec.kube_config is not None:
-            return
         if not should_delete_on_finalize(policy, bool(spec.prune), bool(spec.suspend)):
             return
         inventory = Inventory.from_status((ctx.raw.get("status") or {}).get("inventory"))
         entries = list(reversed(list(inventory)))
-        applier = self._applier(ctx)
+        if not entries:
+            return
+        target = await self._finalize_target(ctx, obj)
+        if target is None:
+            return
+        applier = self._applier(ctx, target)
         changes, _, errors = await delete_entries(applier, entries, ctx.name, ctx.namespace)
         if changes.entries:
             ctx.event("Normal", PROGRESSING_REASON, changes.message())
@@ -720,3 +825,23 @@ class KustomizationReconciler(Reconciler[Kustomization]):
                 raise ReconcileError(
                     PRUNE_FAILED_REASON, "timeout waiting for termination of: " + ", ".join(remaining)
                 )
+
+    async def _finalize_target(self, ctx: ReconcileContext, obj: Kustomization) -> Target | None:
+        """Who deletes the inventory, as Flux: nobody when the ServiceAccount to impersonate is gone
+        (the tenant was removed first) or the kubeconfig Secret is; the objects are left in place."""
+        try:
+            target = await self._target(ctx, obj)
+        except ReconcileError as err:
+            ctx.event("Warning", PRUNE_FAILED_REASON, f"garbage collection skipped: {err.message}")
+            return None
+        account = self._targets(ctx).service_account_name(obj.spec.service_account_name)
+        if account and target.remote is None:
+            found = await ctx.kube.get("v1", "ServiceAccount", account, ctx.namespace)
+            if found is None:
+                ctx.event(
+                    "Warning",
+                    PRUNE_FAILED_REASON,
+                    f"garbage collection skipped: ServiceAccount '{ctx.namespace}/{account}' not found",
+                )
+                return None
+        return target

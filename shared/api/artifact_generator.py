@@ -26,6 +26,9 @@ from .meta import (
 )
 
 GROUP = "source.extensions.fluxcd.io"
+EXTERNAL_ARTIFACT_GATE = "ExternalArtifact"
+"""Flux's feature gate for ExternalArtifact sources (kustomize) and chartRefs (helm). On by default
+here: the ArtifactGenerator that makes them is part of Tide's source controller."""
 FINALIZER = "source.extensions.fluxcd.io/finalizer"
 GENERATOR_LABEL = "source.extensions.fluxcd.io/generator"
 RECONCILE_ANNOTATION = "source.extensions.fluxcd.io/reconcile"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
@@ -252,10 +253,21 @@ class KustomizePostRenderer(FluxModel):
     patches_strategic_merge: list[dict[str, Any]] | None = Field(
         default=None, json_schema_extra={"items": {"type": "object", **PRESERVE_UNKNOWN}}
     )
-    """Deprecated (v2beta1): use patches."""
+    """Deprecated (v2beta1, v2beta2; gone in v2): use patches."""
     patches_json6902: list[JSON6902Patch] | None = None
-    """Deprecated (v2beta1): use patches."""
+    """Deprecated (v2beta1, v2beta2; gone in v2): use patches."""
     images: list[Image] | None = None
+
+    def all_patches(self) -> list[Patch]:
+        """spec.patches with the deprecated forms mapped into it, in the order kustomize applies a
+        kustomization holding all three: strategic merge patches, then patches, then JSON6902
+        patches (each a JSON array of operations with its target)."""
+        merged = [Patch(patch=json.dumps(p)) for p in self.patches_strategic_merge or []]
+        merged += self.patches or []
+        for p in self.patches_json6902 or []:
+            ops = [op.model_dump(mode="json", by_alias=True, exclude_unset=True) for op in p.patch]
+            merged.append(Patch(patch=json.dumps(ops), target=p.target))
+        return merged
 
 
 class PostRenderer(FluxModel):

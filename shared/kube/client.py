@@ -54,6 +54,11 @@ def _error_from(status: int, text: str) -> KubeApiError:
     return KubeApiError(status, "", text.strip()[:2000])
 
 
+def service_account_user(namespace: str, name: str) -> str:
+    """The user name the API server gives a ServiceAccount (and impersonation takes)."""
+    return f"system:serviceaccount:{namespace}:{name}"
+
+
 class KubeClient:
     """Async dynamic Kubernetes client (server-side apply, merge patch, status, watch)."""
 
@@ -62,6 +67,9 @@ class KubeClient:
     ) -> None:
         self.connection = connection
         self.host = connection.host
+        self.impersonating: str | None = None
+        """The user every request is made as (Impersonate-User), None for the connection's own."""
+        self._root = self
         self._host_label = urlsplit(self.host).netloc
         self._limiter = TokenBucket(qps, burst)
         self._user_agent = user_agent
@@ -70,6 +78,32 @@ class KubeClient:
         self._discovery_lock = asyncio.Lock()
         self._preferred: dict[str, str] = {}  # kind named without apiVersion -> its apiVersion
         self._informers: dict[tuple[str, str, str | None, str | None], Informer] = {}
+        self._identities: dict[str, KubeClient] = {}
+
+    def as_service_account(self, namespace: str, name: str) -> KubeClient:
+        """The client acting as a ServiceAccount through the API server's impersonation, one per
+        identity and cached. It shares this client's connection pool, rate limit and discovery (the
+        same for every user) but has its own watch caches: what a cache holds is what that identity
+        may list. Only `Impersonate-User` is sent: for a ServiceAccount user the API server adds its
+        groups (system:serviceaccounts, system:serviceaccounts:<ns>) itself, and naming groups would
+        need `impersonate` on groups, a far wider grant than on serviceaccounts."""
+        root = self._root
+        user = service_account_user(namespace, name)
+        client = root._identities.get(user)
+        if client is None:
+            client = KubeClient.__new__(KubeClient)
+            client.__dict__.update(root.__dict__)
+            client.impersonating = user
+            client._informers = {}
+            client._identities = {}
+            root._identities[user] = client
+        return client
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": JSON}
+        if self.impersonating is not None:
+            headers["Impersonate-User"] = self.impersonating
+        return headers
 
     @classmethod
     async def from_kubeconfig(
@@ -86,6 +120,8 @@ class KubeClient:
     connect = from_kubeconfig
 
     def _http(self) -> aiohttp.ClientSession:
+        if self._root is not self:
+            return self._root._http()
         if self._session is None or self._session.closed:
             # Each watch holds a connection (HTTP/1.1): no pool limit, so watches never starve requests.
             connector = aiohttp.TCPConnector(ssl=self.connection.ssl_context(), limit=0)
@@ -95,9 +131,16 @@ class KubeClient:
         return self._session
 
     async def close(self) -> None:
+        """Stop this client's watch caches; the client that owns the connection pool (not an
+        impersonating one) also closes the pool and every impersonating client's caches."""
         for informer in list(self._informers.values()):
             await informer.stop()
         self._informers.clear()
+        if self._root is not self:
+            self._root._identities.pop(self.impersonating or "", None)
+            return
+        for client in list(self._identities.values()):
+            await client.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -117,7 +160,8 @@ class KubeClient:
     ) -> Any:
         """One API call; returns the decoded JSON body, raises KubeApiError on a non-2xx status."""
         await self._limiter.acquire()
-        headers = {"Accept": JSON, **await self.connection.auth_headers()}
+        headers = self._headers()
+        headers.update(await self.connection.auth_headers())
         data: bytes | None = None
         if body is not None:
             headers["Content-Type"] = content_type
@@ -147,7 +191,8 @@ class KubeClient:
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """A watch: the open response, whose lines are events."""
         await self._limiter.acquire()
-        headers = {"Accept": JSON, **await self.connection.auth_headers()}
+        headers = self._headers()
+        headers.update(await self.connection.auth_headers())
         timeout = aiohttp.ClientTimeout(total=None, connect=30, sock_connect=30, sock_read=read_timeout)
         code: int | str = "<error>"
         try:

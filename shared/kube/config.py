@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import ssl
@@ -48,6 +49,8 @@ class Connection:
     username: str | None = None
     password: str | None = None
     exec_config: dict[str, Any] | None = None
+    owned_files: list[str] = field(default_factory=list, repr=False)
+    """Certificate and key files written from kubeconfig data for this connection alone."""
     _token_read_at: float = 0.0
     _exec_expiry: float = 0.0
     _exec_lock: asyncio.Lock | None = field(default=None, repr=False)
@@ -55,6 +58,13 @@ class Connection:
     @property
     def host(self) -> str:
         return self.server.rstrip("/")
+
+    def remove_files(self) -> None:
+        """Delete the files written for this connection (it is not used any more)."""
+        for path in self.owned_files:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        self.owned_files.clear()
 
     def ssl_context(self) -> ssl.SSLContext | bool:
         if not self.host.startswith("https"):
@@ -150,12 +160,12 @@ async def run_exec_plugin(config: dict[str, Any]) -> dict[str, Any]:
 _materialized: list[str] = []
 
 
-def _data_file(data: str, suffix: str) -> str:
+def _data_file(data: str, suffix: str, owned: list[str] | None = None) -> str:
     """Write base64 kubeconfig data (certificates, keys) to a private file for the SSL context."""
     handle, path = tempfile.mkstemp(prefix="tide-kube-", suffix=suffix)
     with os.fdopen(handle, "wb") as out:
         out.write(base64.b64decode(data))
-    _materialized.append(path)
+    (owned if owned is not None else _materialized).append(path)
     return path
 
 
@@ -173,31 +183,43 @@ def _named(items: list[dict[str, Any]] | None, name: str | None, what: str) -> d
     raise KubeconfigError(f"kubeconfig has no {what} named {name!r}")
 
 
-def connection_from_kubeconfig(
-    document: dict[str, Any], base: Path, context: str | None = None
-) -> Connection:
-    """The Connection a kubeconfig describes, or KubeconfigError for what this loader does not read."""
+def kubeconfig_parts(
+    document: dict[str, Any], context: str | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The cluster and user entries of a kubeconfig's (current) context."""
+    if not isinstance(document, dict):
+        raise KubeconfigError("kubeconfig is not a YAML mapping")
     context_name = context or document.get("current-context")
     ctx = _named(document.get("contexts"), context_name, "context")
     cluster = _named(document.get("clusters"), ctx.get("cluster"), "cluster")
     user = _named(document.get("users"), ctx.get("user"), "user") if ctx.get("user") else {}
+    return cluster, user
+
+
+def connection_from_kubeconfig(
+    document: dict[str, Any], base: Path, context: str | None = None, own_files: bool = False
+) -> Connection:
+    """The Connection a kubeconfig describes, or KubeconfigError for what this loader does not read.
+    own_files: the files written from certificate data belong to the connection (remove_files)."""
+    cluster, user = kubeconfig_parts(document, context)
     if user.get("auth-provider"):
         raise KubeconfigError("auth-provider kubeconfigs need the legacy loader")
     if not cluster.get("server"):
         raise KubeconfigError("kubeconfig cluster has no server")
     connection = Connection(server=str(cluster["server"]))
+    owned = connection.owned_files if own_files else None
     if cluster.get("certificate-authority-data"):
-        connection.ca_file = _data_file(cluster["certificate-authority-data"], ".crt")
+        connection.ca_file = _data_file(cluster["certificate-authority-data"], ".crt", owned)
     else:
         connection.ca_file = _relative(base, cluster.get("certificate-authority"))
     connection.insecure = bool(cluster.get("insecure-skip-tls-verify"))
     connection.tls_server_name = cluster.get("tls-server-name")
     if user.get("client-certificate-data"):
-        connection.cert_file = _data_file(user["client-certificate-data"], ".crt")
+        connection.cert_file = _data_file(user["client-certificate-data"], ".crt", owned)
     else:
         connection.cert_file = _relative(base, user.get("client-certificate"))
     if user.get("client-key-data"):
-        connection.key_file = _data_file(user["client-key-data"], ".key")
+        connection.key_file = _data_file(user["client-key-data"], ".key", owned)
     else:
         connection.key_file = _relative(base, user.get("client-key"))
     connection.token = user.get("token")

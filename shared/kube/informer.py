@@ -94,6 +94,9 @@ class Informer:
         self.relists = 0
         self.reconnects = 0
         self.missing = False  # the API server does not serve the kind (its CRD is not installed)
+        self.forbidden: KubeApiError | None = None
+        """The API server's 403 to the last list: this identity may not list the kind here."""
+        self._attempted = asyncio.Event()  # a first list answered, with the objects or a refusal
 
     # --- cache -----------------------------------------------------------------------------
 
@@ -131,6 +134,15 @@ class Informer:
         self.start()
         await asyncio.wait_for(self._synced.wait(), seconds)
 
+    async def wait_listed(self, seconds: float | None = None) -> bool:
+        """Wait for the first list's answer: True when the cache is synced, False when the API
+        server refused the list (403, see `forbidden`). An identity without the right to list is
+        told at once instead of after a sync timeout."""
+        self.start()
+        if not self.synced:
+            await asyncio.wait_for(self._attempted.wait(), seconds)
+        return self.synced
+
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None and not task.done():
@@ -166,6 +178,9 @@ class Informer:
                 need_list = True
                 await asyncio.sleep(MISSING_RETRY)
             except (TimeoutError, KubeApiError, aiohttp.ClientError, OSError, ValueError) as err:
+                if isinstance(err, KubeApiError) and err.status == 403 and need_list:
+                    self.forbidden = err
+                    self._attempted.set()
                 if isinstance(err, KubeApiError) and err.not_found:
                     # The CRD was deleted under a cached discovery: look again, so the next try
                     # says the CRD is missing instead of warning about 404s.
@@ -186,6 +201,7 @@ class Informer:
         if self.missing:
             log.info("%s in %s is served now: watching it", self.kind, self.api_version)
             self.missing = False
+        self.forbidden = None
         self.relists += 1
         if self.strip_managed_fields:
             for item in items:
@@ -203,6 +219,7 @@ class Informer:
             if key not in fresh:
                 self._emit("DELETED", old, old)
         self._synced.set()
+        self._attempted.set()
 
     async def _watch(self) -> None:
         from tide.shared.kube.client import watch_timeout_seconds

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from tide.shared.api.meta import parse_duration
 from tide.shared.kube import KubeClient, pod_namespace
+from tide.shared.kube.kubeconfig_secret import KubeconfigPolicy
 from tide.shared.runtime.events import EventRecorder
 from tide.shared.runtime.health import HealthServer
 from tide.shared.runtime.kind_controller import KindController
@@ -123,6 +124,36 @@ def source_storage_addresses(options: Any) -> list[str]:
 def add_no_cross_namespace_refs(parser: argparse.ArgumentParser) -> None:
     add_bool(
         parser, "--no-cross-namespace-refs", False, "Disallow references to objects in other namespaces."
+    )
+
+
+def add_impersonation_flags(parser: argparse.ArgumentParser) -> None:
+    """Flux's flags for objects that apply as a tenant or to a remote cluster."""
+    parser.add_argument(
+        "--default-service-account",
+        default="",
+        help="The ServiceAccount impersonated (in the object's namespace, on the target cluster) "
+        "when an object sets no spec.serviceAccountName.",
+    )
+    add_bool(
+        parser,
+        "--insecure-kubeconfig-exec",
+        False,
+        "Allow kubeconfig Secrets (spec.kubeConfig.secretRef) to run exec credential plugins and "
+        "auth-provider entries in the controller.",
+    )
+    add_bool(
+        parser,
+        "--insecure-kubeconfig-tls",
+        False,
+        "Allow kubeconfig Secrets to name certificate, key and token files on the controller's disk "
+        "and to disable TLS verification (insecure-skip-tls-verify).",
+    )
+
+
+def kubeconfig_policy(args: argparse.Namespace) -> KubeconfigPolicy:
+    return KubeconfigPolicy(
+        allow_exec=bool(args.insecure_kubeconfig_exec), allow_insecure_tls=bool(args.insecure_kubeconfig_tls)
     )
 
 

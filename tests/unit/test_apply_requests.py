@@ -259,3 +259,71 @@ async def test_objects_outside_our_cache_are_read_from_the_api() -> None:
     assert await applier.live(foreign) == foreign
     assert kube.requests == ["get"]
     assert await applier.live(foreign, owned_only=True) is None
+
+
+class ScopedInformer(FakeInformer):
+    """A cache one identity may or may not list (its namespace in `allowed`)."""
+
+    def __init__(self, kube: FakeKube, kind: str, namespace: str | None, allowed: set[str | None]) -> None:
+        super().__init__(kube.store, kind)
+        self.kube, self.namespace, self.allowed = kube, namespace, allowed
+        self.synced = False
+        self.stopped = 0
+
+    async def wait_listed(self, seconds: float | None = None) -> bool:
+        self.kube.requests.append(f"list {self.namespace or '*'}")
+        self.synced = self.namespace in self.allowed
+        return self.synced
+
+    def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        assert namespace == (self.namespace or namespace)
+        return super().get(namespace, name)
+
+    async def stop(self) -> None:
+        self.stopped += 1
+
+
+def tenant_kube(allowed: set[str | None]) -> tuple[FakeKube, dict[tuple[str, str | None], ScopedInformer]]:
+    kube = FakeKube()
+    caches: dict[tuple[str, str | None], ScopedInformer] = {}
+
+    def informer(api_version: str, kind: str, namespace: str | None = None, label_selector: str | None = None
+                 ) -> ScopedInformer:  # fmt: skip
+        return caches.setdefault((kind, namespace), ScopedInformer(kube, kind, namespace, allowed))
+
+    kube.informer = informer  # type: ignore[method-assign]
+    return kube, caches
+
+
+async def test_a_tenant_has_a_cache_per_namespace_and_a_noop_is_free() -> None:
+    kube, caches = tenant_kube(allowed={"apps"})
+    applier = Applier(kube, namespaced_caches=True)
+    assert (await apply_all(applier, [cm("a")]))["a"] == "created"
+    assert kube.requests == ["list apps", "dry-run", "apply"]
+    kube.requests.clear()
+    assert (await apply_all(applier, [cm("a")]))["a"] == "unchanged"
+    assert kube.requests == []
+    assert list(caches) == [("ConfigMap", "apps")]
+
+
+async def test_where_a_tenant_may_not_list_objects_are_read_one_by_one() -> None:
+    """A refused list is not waited out: the object is read (and the refusal is the API's answer),
+    and the list is not asked again until FORBIDDEN_RETRY has passed."""
+    kube, caches = tenant_kube(allowed=set())
+    applier = Applier(kube, namespaced_caches=True)
+    kube.refused["a"] = KubeApiError(
+        403, "Forbidden", 'configmaps "a" is forbidden: User "tenant" cannot patch'
+    )
+    with pytest.raises(ApplyError, match=r"ConfigMap/apps/a dry-run failed \(Forbidden\)"):
+        await apply_all(applier, [cm("a")])
+    assert kube.requests == ["list apps", "get", "dry-run"]
+    assert caches[("ConfigMap", "apps")].stopped == 1
+    kube.requests.clear()
+    with pytest.raises(ApplyError):
+        await apply_all(applier, [cm("a")])
+    assert kube.requests == ["get", "dry-run"]
+    applier._cache_broken = {k: v - Applier.FORBIDDEN_RETRY for k, v in applier._cache_broken.items()}
+    kube.requests.clear()
+    with pytest.raises(ApplyError):
+        await apply_all(applier, [cm("a")])
+    assert kube.requests == ["list apps", "get", "dry-run"]

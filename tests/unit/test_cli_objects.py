@@ -143,3 +143,19 @@ def test_labels() -> None:
     assert objects.parse_labels(["a=b,c=d", "e=f"]) == {"a": "b", "c": "d", "e": "f"}
     with pytest.raises(ValueError):
         objects.parse_labels(["nope"])
+
+
+def test_tree_reads_a_release_manifest_as_helm_applied_it() -> None:
+    from tide.cli.commands.tree import manifest_refs
+
+    manifest = (
+        "---\n# Source: app/templates/svc.yaml\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\n"
+        "---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: other\n"
+        "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: reader\n"
+        "---\n# empty\n"
+    )
+    assert manifest_refs(manifest, "apps") == [
+        ("apps", "web", "", "Service"),
+        ("other", "web", "apps", "Deployment"),
+        ("", "reader", "rbac.authorization.k8s.io", "ClusterRole"),
+    ]

@@ -76,3 +76,21 @@ def test_self_dependency_is_a_cycle() -> None:
 def test_no_cycle_in_diamond() -> None:
     graph = dependency_graph([ks("a", ["b", "c"]), ks("b", ["d"]), ks("c", ["d"]), ks("d")])
     assert find_cycle(("flux-system", "a"), graph) is None
+
+
+async def test_no_cross_namespace_refs_refuses_a_dependency_in_another_namespace() -> None:
+    from types import SimpleNamespace
+
+    import pytest
+
+    from tide.controllers.kustomize.options import KustomizeOptions
+    from tide.controllers.kustomize.reconciler import KustomizationReconciler
+    from tide.shared.runtime.result import StalledError
+
+    obj = ks("app", ns="tenant-a")
+    obj["spec"]["dependsOn"] = [{"name": "infra", "namespace": "flux-system"}]
+    ctx = SimpleNamespace(raw=obj, namespace="tenant-a", name="app", kube=None)
+    locked = KustomizationReconciler(KustomizeOptions(no_cross_namespace_refs=True))
+    with pytest.raises(StalledError, match="dependency 'infra' in namespace 'flux-system'") as refused:
+        await locked._check_dependencies(ctx, "main@sha1:abc", 30)  # type: ignore[arg-type]
+    assert refused.value.reason == "AccessDenied"

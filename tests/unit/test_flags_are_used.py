@@ -74,26 +74,33 @@ def test_unavailable_flags_are_refused_when_set(controller: str, flag: str) -> N
     assert isinstance(refused, UnavailableFlag) and flag in str(refused)
 
 
-def test_default_service_account_stops_the_kustomize_controller(capsys: pytest.CaptureFixture[str]) -> None:
+def test_workload_identity_defaults_stop_the_kustomize_controller(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     with pytest.raises(SystemExit) as exited:
-        kustomize_main.main(["--default-service-account=tenant"])
+        kustomize_main.main(["--default-decryption-service-account=tenant"])
     assert exited.value.code == 1
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1, lines
     entry = json.loads(lines[0])
     assert entry["level"] == "error"
-    assert "--default-service-account" in entry["msg"]
-    assert "impersonation is not available yet" in entry["msg"]
+    assert "--default-decryption-service-account" in entry["msg"]
+    assert "workload identity" in entry["msg"]
 
 
 def test_kustomize_flags_without_refusals_remain() -> None:
-    """The refusing flags are Flux's multi-tenancy ones; the others are honoured."""
+    """The refusing flags are Flux's workload identity defaults; the others are honoured."""
     refused = {a.option_strings[0] for a in _flags("kustomize") if isinstance(a, _RefuseWhenSet)}
-    assert refused == {
-        "--default-service-account",
-        "--default-kubeconfig-service-account",
-        "--default-decryption-service-account",
-    }
+    assert refused == {"--default-kubeconfig-service-account", "--default-decryption-service-account"}
+
+
+def test_kustomize_impersonation_flags_reach_the_reconciler() -> None:
+    args = kustomize_main.arg_parser().parse_args(
+        ["--default-service-account=tenant", "--insecure-kubeconfig-exec", "--insecure-kubeconfig-tls=false"]
+    )
+    options = kustomize_main.options_from(args)
+    assert options.default_service_account == "tenant"
+    assert options.kubeconfig_policy.allow_exec and not options.kubeconfig_policy.allow_insecure_tls
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,6 @@ from tide.controllers.helm.engine import (
     native,
 )
 from tide.controllers.helm.postrender import (
-    PostRendererUnavailable,
     PostRenderSpec,
     ReleaseStorageImpersonation,
     post_render,
@@ -154,13 +153,6 @@ def test_post_render_adds_common_metadata_then_origin_labels():
     }
     assert docs[1]["metadata"]["annotations"] == {"note": "x"}
     assert docs[0]["data"] == {"a": "1"}
-
-
-def test_post_render_spec_round_trips_and_kustomize_is_refused():
-    spec = PostRenderSpec(name="hr", namespace="ns", labels={"a": "b"})
-    assert PostRenderSpec.from_json(spec.to_json()) == spec
-    with pytest.raises(PostRendererUnavailable):
-        post_render(MANIFESTS, PostRenderSpec("hr", "ns", kustomize=[{"patches": []}]))
 
 
 @pytest.mark.parametrize(

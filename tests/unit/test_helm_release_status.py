@@ -13,9 +13,11 @@ from tide.controllers.helm.chart_source import (
     ChartSourceNotReady,
     chart_directory,
     chart_metadata,
+    chart_source_artifact,
     helm_chart_object,
     oci_chart_version,
     ready_artifact,
+    versioned_by_digest,
 )
 from tide.controllers.helm.release_status import (
     Ending,
@@ -23,8 +25,10 @@ from tide.controllers.helm.release_status import (
     cross_namespace_ref,
     dependency_not_ready,
     ending,
+    external_artifact_denied,
     ready_from,
     requests,
+    spec_observed,
     unsupported,
 )
 from tide.controllers.helm.state import Outcome
@@ -52,17 +56,16 @@ def release(**spec) -> HelmRelease:
         ({}, None),
         ({"driftDetection": {"mode": "disabled"}}, None),
         ({"install": {"crds": "Skip"}, "upgrade": {"crds": "Skip"}}, None),
-        ({"driftDetection": {"mode": "enabled"}}, "spec.driftDetection"),
-        ({"driftDetection": {"mode": "warn"}}, "spec.driftDetection"),
-        (
-            {"postRenderers": [{"kustomize": {"images": [{"name": "a", "newTag": "1"}]}}]},
-            "kustomize post-renderers",
-        ),
+        ({"driftDetection": {"mode": "enabled", "ignore": [{"paths": ["/spec/replicas"]}]}}, None),
+        ({"driftDetection": {"mode": "warn"}}, None),
+        ({"postRenderers": [{"kustomize": {"images": [{"name": "a", "newTag": "1"}]}}]}, None),
         ({"serviceAccountName": "sa"}, "spec.serviceAccountName"),
         ({"kubeConfig": {"secretRef": {"name": "kc"}}}, "spec.kubeConfig"),
-        ({"install": {"crds": "CreateReplace"}}, "CreateReplace"),
-        ({"upgrade": {"crds": "Create"}}, "spec.upgrade.crds"),
-        ({"chartRef": {"kind": "ExternalArtifact", "name": "x"}}, "ExternalArtifact"),
+        ({"install": {"crds": "CreateReplace"}, "upgrade": {"crds": "CreateReplace"}}, None),
+        ({"upgrade": {"crds": "Create"}}, None),
+        ({"waitStrategy": {"name": "legacy"}}, None),
+        ({"healthCheckExprs": [{"apiVersion": "v1", "kind": "X", "current": "true"}]}, "healthCheckExprs"),
+        ({"chartRef": {"kind": "ExternalArtifact", "name": "x"}}, None),
     ],
 )
 def test_unsupported_fields_are_said(spec, refused) -> None:
@@ -185,6 +188,47 @@ def test_source_ready_at_its_generation_with_an_artifact() -> None:
             ready_artifact(bad, "HelmChart 'a/b'")
 
 
+def test_an_external_artifact_needs_only_its_artifact() -> None:
+    """Flux: an ExternalArtifact's producer reports no generation or Ready; its artifact is enough."""
+    bare = {"metadata": {"generation": 3}, "status": {"artifact": source()["status"]["artifact"]}}
+    assert chart_source_artifact("ExternalArtifact", bare, "ExternalArtifact 'a/b'")["revision"] == "1.0.0"
+    with pytest.raises(ChartSourceNotReady, match="does not have an artifact"):
+        chart_source_artifact("ExternalArtifact", {"status": {}}, "ExternalArtifact 'a/b'")
+    with pytest.raises(ChartSourceNotReady, match="latest generation"):
+        chart_source_artifact("OCIRepository", bare, "OCIRepository 'a/b'")
+
+
+@pytest.mark.parametrize(
+    ("kind", "revision", "versioned"),
+    [
+        ("OCIRepository", "1.0.0@sha256:" + "a" * 64, True),
+        ("ExternalArtifact", "latest@sha256:" + "a" * 64, True),
+        ("ExternalArtifact", "sha256:" + "a" * 64, True),
+        ("ExternalArtifact", "1.2.3", False),
+        ("HelmChart", "1.2.3", False),
+    ],
+)
+def test_which_chart_versions_carry_the_source_digest(kind, revision, versioned) -> None:
+    assert versioned_by_digest(kind, revision) is versioned
+
+
+def test_the_external_artifact_feature_gate() -> None:
+    ea = release(chartRef={"kind": "ExternalArtifact", "name": "chart"})
+    assert external_artifact_denied(ea, enabled=True) is None
+    assert "ExternalArtifact/apps/chart', ExternalArtifact feature gate is disabled" in (
+        external_artifact_denied(ea, enabled=False) or ""
+    )
+    assert external_artifact_denied(release(), enabled=False) is None
+
+
+def test_v2beta1_values_file_goes_first_in_values_files() -> None:
+    """v2beta1/v2beta2's spec.chart.spec.valuesFile (gone in v2) is merged before valuesFiles."""
+    chart = {"spec": {**CHART["spec"], "valuesFile": "base.yaml", "valuesFiles": ["prod.yaml"]}}
+    assert helm_chart_object(release(chart=chart))["spec"]["valuesFiles"] == ["base.yaml", "prod.yaml"]
+    chart = {"spec": {**CHART["spec"], "valuesFile": "base.yaml", "valuesFiles": ["base.yaml"]}}
+    assert helm_chart_object(release(chart=chart))["spec"]["valuesFiles"] == ["base.yaml"]
+
+
 def test_chart_in_artifact(tmp_path: Path) -> None:
     (tmp_path / "app").mkdir()
     (tmp_path / "app" / "Chart.yaml").write_text("apiVersion: v2\nname: app\nversion: 1.2.3\n")
@@ -201,6 +245,12 @@ def test_oci_version_carries_the_digest() -> None:
     digest = "sha256:" + "0123456789ab" + "c" * 52
     assert oci_chart_version("1.0.0", f"1.0.0@{digest}") == ("1.0.0+0123456789ab", digest)
     assert oci_chart_version("1.0.0", digest) == ("1.0.0+0123456789ab", digest)
+    # A tag that is no version: Flux records the whole revision as the digest.
+    assert oci_chart_version("1.0.0", f"latest@{digest}") == ("1.0.0+0123456789ab", f"latest@{digest}")
+    assert oci_chart_version("1.0.0", f"v1.0@{digest}")[1] == digest  # semver, loosely
+    assert oci_chart_version("1.0.0+build", f"1.0.0_other@{digest}")[0] == "1.0.0+0123456789ab"
+    with pytest.raises(ChartInvalid, match="does not match"):
+        oci_chart_version("1.0.0", f"v2.0.0@{digest}")
     with pytest.raises(ChartInvalid, match="does not match"):
         oci_chart_version("1.0.0", f"2.0.0@{digest}")
     with pytest.raises(ChartInvalid):
@@ -219,6 +269,8 @@ def test_cross_namespace_references() -> None:
     )
     chart_ref = {"kind": "OCIRepository", "name": "o", "namespace": "x"}
     assert "OCIRepository 'o'" in (cross_namespace_ref(release(chartRef=chart_ref)) or "")
+    external = {"kind": "ExternalArtifact", "name": "ea", "namespace": "x"}
+    assert "ExternalArtifact 'ea' in namespace 'x'" in (cross_namespace_ref(release(chartRef=external)) or "")
 
 
 FAILED = ("False", "UpgradeFailed", "upgrade failed")
@@ -243,3 +295,17 @@ FAILED = ("False", "UpgradeFailed", "upgrade failed")
 )
 def test_how_a_reconcile_ends(outcome, summary, stall, expected) -> None:
     assert ending(outcome, summary, *stall, retry_interval=60.0) == expected
+
+
+@pytest.mark.parametrize(
+    ("outcome", "summary", "observed"),
+    [
+        (Outcome.DONE, ("True", "UpgradeSucceeded", "ok"), True),
+        (Outcome.DONE, ("False", "UpgradeFailed", "kustomize build failed"), False),
+        (Outcome.DONE, None, False),
+        (Outcome.ERROR, ("False", "InstallFailed", "post-renderer failed"), False),
+        (Outcome.REQUEUE, ("True", "UpgradeSucceeded", "ok"), False),
+    ],
+)
+def test_observed_digests_follow_the_spec_once_ready(outcome, summary, observed) -> None:
+    assert spec_observed(outcome, summary) is observed
