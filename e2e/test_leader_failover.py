@@ -20,7 +20,7 @@ import pytest
 from e2e.cluster import free_port
 from e2e.fixtures.kustomize import api_requests, scrape, wait_ks, wait_until
 from e2e.fixtures.outages import assert_artifact_served, assert_nothing_lost, configmap, deploy_app
-from e2e.fixtures.source import request_reconcile, secret, wait_ready
+from e2e.fixtures.source import request_reconcile, secret, wait_for, wait_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -131,8 +131,12 @@ def test_leaders_killed_mid_reconcile_standbys_take_over(  # type: ignore[no-unt
     wait_until(lambda: leads(kustomizes[1]), 30, "the standby kustomize replica leads")
     print(f"kustomize standby leads {time.monotonic() - killed:.1f}s after the kill (lease {LEASE})")
 
-    obj = wait_ready(kubectl, namespace, "app", second, timeout=60)
-    assert obj["status"]["artifact"]["url"].startswith(f"http://{addresses[1]}/"), obj["status"]["artifact"]
+    wait_ready(kubectl, namespace, "app", second, timeout=60)
+    # The new leader's URL (even if the kill landed after the old leader stored the revision: the
+    # new one does not have it and stores it again).
+    obj = wait_for(kubectl, namespace, "app",
+                   lambda o: o["status"]["artifact"]["url"].startswith(f"http://{addresses[1]}/"),
+                   timeout=60, what="the artifact URL on the new leader")  # fmt: skip
     assert_artifact_served(obj, second)
     assert refused(addresses[0]), "the old leader's artifact server is gone"
     wait_ks(kubectl, namespace, "app", revision=second)
