@@ -99,6 +99,9 @@ class DirectArchive:
 class DirectArchived:
     archive: Archive | None = None
     too_large: str | None = None  # raised by the reconciler after verification, as before
+    # Writing the archive into storage failed (ENOSPC on a full --storage-path): a storage error
+    # for the reconciler to report, not a crash of the checkout.
+    store_failed: str | None = None
 
 
 def checkout(
@@ -218,6 +221,8 @@ def _direct_archive(repo: BaseRepo, commit: Commit, direct: DirectArchive) -> Di
             walk(commit.tree, ())
     except ArtifactTooLarge as exc:
         return DirectArchived(too_large=str(exc))
+    except OSError as exc:  # only the archive is written here: the objects are read from the fetch
+        return DirectArchived(store_failed=str(OSError(exc.errno, exc.strerror)) if exc.errno else str(exc))
     h = tar.hashing
     return DirectArchived(Archive(f"sha256:{h.hash.hexdigest()}", h.size, files, content_size))
 

@@ -371,6 +371,8 @@ class GitRepositoryReconciler(StoredSourceReconciler[GitRepository]):
         try:
             if direct is not None and direct.too_large is not None:
                 raise ArtifactTooLarge(direct.too_large)
+            if direct is not None and direct.store_failed is not None:
+                raise OSError(direct.store_failed)
             if direct is not None and direct.archive is not None:
                 archive = direct.archive
             else:

@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from tide.controllers.source.network_errors import describe_client_error
+
 
 class HelmHTTPError(Exception):
     """The repository could not be read (message for the condition)."""
@@ -111,4 +113,4 @@ async def fetch(
     except TimeoutError as exc:
         raise HelmHTTPError(f"failed to fetch {url} : timeout after {timeout:g}s") from exc
     except aiohttp.ClientError as exc:
-        raise HelmHTTPError(f"failed to fetch {url} : {exc}") from exc
+        raise HelmHTTPError(f"failed to fetch {url} : {describe_client_error(exc)}") from exc

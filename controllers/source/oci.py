@@ -31,6 +31,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 import aiohttp
 
+from tide.controllers.source.network_errors import describe_client_error
 from tide.controllers.source.proxy import Proxy
 from tide.shared import boundedjson
 
@@ -366,7 +367,7 @@ def _go_map(value: Any) -> str:
 def _client_error(exc: aiohttp.ClientError) -> str:
     if isinstance(exc, aiohttp.ClientResponseError):
         return f"malformed HTTP response (status {exc.status}): {' '.join(str(exc.message).split())[:200]}"
-    return str(exc) or type(exc).__name__
+    return describe_client_error(exc)
 
 
 def _status_error(method: str, url: str, status: int, reason: str, body: bytes) -> str:
