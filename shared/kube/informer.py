@@ -186,7 +186,12 @@ class Informer:
                     # says the CRD is missing instead of warning about 404s.
                     self.client.invalidate_discovery(self.api_version)
                 self.reconnects += 1
-                log.warning("watch of %s interrupted, retrying in %.1fs: %s", self.kind, delay, err)
+                if isinstance(err, KubeApiError) and err.status == 429:
+                    # The API server's own back-pressure, e.g. a new CRD's watch cache still
+                    # initializing: expected, not worth a warning.
+                    log.info("watch of %s deferred by the API server, retrying in %.1fs: %s", self.kind, delay, err)
+                else:
+                    log.warning("watch of %s interrupted, retrying in %.1fs: %s", self.kind, delay, err)
                 await asyncio.sleep(delay * random.uniform(0.8, 1.2))
                 delay = min(delay * 2, RETRY_MAX)
             except Exception:
