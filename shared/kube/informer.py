@@ -189,7 +189,7 @@ class Informer:
                 if isinstance(err, KubeApiError) and err.status == 429:
                     # The API server's own back-pressure, e.g. a new CRD's watch cache still
                     # initializing: expected, not worth a warning.
-                    log.info("watch of %s deferred by the API server, retrying in %.1fs: %s", self.kind, delay, err)
+                    log.info("watch of %s deferred, retrying in %.1fs: %s", self.kind, delay, err)
                 else:
                     log.warning("watch of %s interrupted, retrying in %.1fs: %s", self.kind, delay, err)
                 await asyncio.sleep(delay * random.uniform(0.8, 1.2))
