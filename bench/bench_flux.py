@@ -354,9 +354,7 @@ async def main() -> list[dict[str, str]]:
 
     saved_env = {k: os.environ.get(k) for k in ("KUBECONFIG", "RUNTIME_NAMESPACE")}
     workdir = Path(tempfile.mkdtemp(prefix="tide-bench-flux-"))
-    plane = ControlPlane(state=workdir / "cluster", kubeconfig=workdir / "kubeconfig", tie_to_parent=True)
-    plane.state.mkdir(parents=True, exist_ok=True)
-    plane.up()
+    plane = ControlPlane.private(workdir)
     os.environ["KUBECONFIG"] = str(plane.kubeconfig)
     git = GitServer(workdir / "git").start()
     bench = Bench(plane, git, workdir)

@@ -556,9 +556,7 @@ async def main(only: str = "") -> list[dict[str, str]]:
     if external:
         kubeconfig = Path(external)
     else:
-        plane = ControlPlane(state=workdir / "cluster", kubeconfig=workdir / "kubeconfig", tie_to_parent=True)
-        plane.state.mkdir(parents=True, exist_ok=True)
-        plane.up()
+        plane = ControlPlane.private(workdir)
         kubeconfig = plane.kubeconfig
     os.environ["KUBECONFIG"] = str(kubeconfig)
     git = GitServer(workdir / "git").start()

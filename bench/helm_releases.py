@@ -306,11 +306,7 @@ async def main(n: int | None = None) -> list[dict[str, str]]:
         if external:
             kubeconfig = Path(external)
         else:
-            plane = ControlPlane(
-                state=workdir / "cluster", kubeconfig=workdir / "kubeconfig", tie_to_parent=True
-            )
-            plane.state.mkdir(parents=True, exist_ok=True)
-            plane.up()
+            plane = ControlPlane.private(workdir)
             kubeconfig = plane.kubeconfig
         os.environ["KUBECONFIG"] = str(kubeconfig)
         kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", str(CRDS))

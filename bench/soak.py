@@ -314,11 +314,7 @@ def main(argv: list[str]) -> int:
         if args.kubeconfig:
             kubeconfig = Path(args.kubeconfig)
         else:
-            plane = ControlPlane(
-                state=workdir / "cluster", kubeconfig=workdir / "kubeconfig", tie_to_parent=True
-            )
-            plane.state.mkdir(parents=True, exist_ok=True)
-            plane.up()
+            plane = ControlPlane.private(workdir)
             kubeconfig = plane.kubeconfig
         os.environ["KUBECONFIG"] = str(kubeconfig)
         checks, rows = asyncio.run(soak(args, kubeconfig, workdir))

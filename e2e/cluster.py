@@ -211,6 +211,13 @@ class ControlPlane:
     tie_to_parent: bool = False
     started_here: bool = False
 
+    @classmethod
+    def private(cls, workdir: Path) -> ControlPlane:
+        """A started plane of a benchmark's own under workdir, which dies with this process."""
+        plane = cls(state=workdir / "cluster", kubeconfig=workdir / "kubeconfig", tie_to_parent=True)
+        plane.up()
+        return plane
+
     @property
     def server(self) -> str:
         return f"https://127.0.0.1:{self.ports['apiserver']}"
