@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e.fixtures.cli import FLUX
+from e2e.fixtures.cli import FLUX, TIDE
 from e2e.fixtures.helm_repo import HELM, ChartRepo, helm
 from e2e.fixtures.kustomize import git_source, kustomization
 from e2e.fixtures.source import apply, condition, get, ocirepository, request_reconcile, wait_for
@@ -225,6 +225,24 @@ def test_helm_release_installs_upgrades_and_uninstalls(  # type: ignore[no-untyp
     assert condition(hr, "Released")["reason"] == "InstallSucceeded"  # type: ignore[index]
     assert condition(hr, "TestSuccess")["status"] == "True"  # type: ignore[index]
     assert status["lastAttemptedConfigDigest"] == status["history"][0]["configDigest"]
+    # status.inventory as Flux's: the manifest's objects and the chart's CRD, not the test hook.
+    crd_id = f"_widgets.{namespace}.tide.dev_apiextensions.k8s.io_CustomResourceDefinition"
+    assert sorted(e["id"] for e in status["inventory"]["entries"]) == sorted(
+        [f"{namespace}_app_apps_Deployment", f"{namespace}_app__Service", crd_id]
+    )
+    # `tide tree hr` reads it (the CRD is not in Helm's stored manifest, only in the inventory).
+    tree = subprocess.run(
+        [str(TIDE), f"--kubeconfig={cluster.kubeconfig}", "tree", "hr", "app", "-n", namespace],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert tree.returncode == 0, tree.stderr
+    assert sorted(line[4:] for line in tree.stdout.splitlines()[1:]) == [
+        f"CustomResourceDefinition/widgets.{namespace}.tide.dev",
+        f"Deployment/{namespace}/app",
+        f"Service/{namespace}/app",
+    ], tree.stdout
 
     # Helm's own view: the release in storage, the objects, the CRD from crds/.
     releases = helm_list(cluster, namespace, tmp_path)

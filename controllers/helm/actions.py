@@ -7,6 +7,7 @@ status.history and left to the loop to remediate. Condition types, reasons and m
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,14 @@ from tide.controllers.helm.engine import (
     UninstallOptions,
     UpgradeOptions,
 )
+from tide.controllers.helm.inventory import (
+    BUILD_FAILED_REASON,
+    NAMESPACE_CHECK_SKIPPED_REASON,
+    InventoryBuildFailed,
+    release_inventory,
+    release_manifest_objects,
+    unscoped_kinds,
+)
 from tide.controllers.helm.postrender import PostRenderSpec
 from tide.controllers.helm.state import (
     Action,
@@ -43,8 +52,9 @@ from tide.controllers.helm.state import (
 )
 from tide.controllers.helm.storage import ReleaseStorage, StoredRelease, digest_matches, snapshot
 from tide.shared.api.helm import HelmRelease, ReleaseSnapshot
-from tide.shared.api.meta import Condition, parse_duration
+from tide.shared.api.meta import Condition, ResourceInventory, parse_duration
 from tide.shared.kube import KubeClient
+from tide.shared.kube.errors import KubeApiError
 from tide.shared.runtime import conditions as cond
 
 log = logging.getLogger(__name__)
@@ -189,6 +199,31 @@ class ActionRunner:
             return f"{self.target.namespace}/{self.target.name}"
         return f"{current.namespace}/{current.name}.v{current.version}"
 
+    async def _observe_inventory(self, release: StoredRelease) -> None:
+        """status.inventory from the release just stored and the chart's CRDs (Flux's storage
+        observer); a failure is an Event and leaves the inventory as it was."""
+        if self.kube is None:
+            return
+        try:
+            objects = await asyncio.to_thread(release_manifest_objects, release.manifest)
+            namespaced: dict[tuple[str, str], bool | str] = {}
+            for api_version, kind in unscoped_kinds(objects):
+                try:
+                    namespaced[(api_version, kind)] = (await self.kube.resource(api_version, kind)).namespaced
+                except KubeApiError as err:
+                    namespaced[(api_version, kind)] = str(err)
+            crd_files = await self.engine.chart_crds(self.target, self.chart_path)
+            built = await asyncio.to_thread(
+                release_inventory, objects, release.namespace, namespaced, crd_files
+            )
+        except (InventoryBuildFailed, EngineError) as err:
+            name = f"{self.hr.metadata.namespace}/{self.hr.metadata.name}"
+            self._event(True, BUILD_FAILED_REASON, f"failed to build inventory for {name}: {err}")
+            return
+        if built.warnings:
+            self._event(True, NAMESPACE_CHECK_SKIPPED_REASON, "; ".join(built.warnings))
+        self.hr.status.inventory = ResourceInventory.model_validate(built.inventory.to_status())
+
     # --- drift -----------------------------------------------------------------------------------
 
     async def detect_drift(self, release: StoredRelease) -> bool:
@@ -271,6 +306,7 @@ class ActionRunner:
         recorded = await self._latest_since(before_version)
         if recorded is not None:
             self._record(recorded, verb, self.desired.source_digest)
+            await self._observe_inventory(recorded)
         title = "Install" if action is Action.INSTALL else "Upgrade"
         name = recorded.full_name() if recorded else f"{self.target.namespace}/{self.target.name}"
         if error is None and recorded is not None and recorded.status == "deployed":
@@ -362,6 +398,7 @@ class ActionRunner:
         recorded = await self._latest_since(before.version if before else 0)
         if recorded is not None:
             self._record(recorded, "rollback")
+            await self._observe_inventory(recorded)
         message = (
             f"Helm rollback to previous release {previous.namespace}/{previous.name}.v{previous.version} "
             f"with chart {previous.chart_name}@{previous.chart_version} succeeded"
@@ -378,6 +415,7 @@ class ActionRunner:
             self._mark(REMEDIATED, "False", "UninstallFailed", message)
             self._event(True, "UninstallFailed", message)
             return True
+        self.hr.status.inventory = None  # the release's objects are gone
         current = history.latest(self.hr.status.history)
         if current is not None:
             current.status = "uninstalled"
