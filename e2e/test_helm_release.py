@@ -393,10 +393,14 @@ def test_oci_chart_ref_under_a_kustomization_health_check(  # type: ignore[no-un
     tmp_path,
 ):
     """Flux's usual layout: a Kustomization applies a HelmRelease and waits for it to be Ready; the
-    chart comes from an OCIRepository and is released as `<version>+<digest[:12]>`."""
+    chart comes from an OCIRepository and is released as `<version>+<digest[:12]>`. The release
+    was first installed by the real `helm install`: the HelmRelease adopts it (an upgrade in place)."""
     archive = app_chart
     registry = oci_registry.plain
     helm("push", str(archive), f"oci://{registry.host}/{namespace}", "--plain-http", home=chart_repo.home)
+    kubeconfig = f"--kubeconfig={cluster.kubeconfig}"
+    helm("install", "app", str(archive), "-n", namespace, kubeconfig, home=chart_repo.home)
+    installed = get(kubectl, namespace, "app", "deployment")["metadata"]["uid"]
     release = helm_release("app", chartRef={"kind": "OCIRepository", "name": "app-chart"})
     del release["spec"]["chart"]
     repo = git_server.create_repo(f"helm-{namespace}", {"deploy/hr.yaml": yaml.safe_dump(release)})
@@ -428,11 +432,15 @@ def test_oci_chart_ref_under_a_kustomization_health_check(  # type: ignore[no-un
             kubectl, namespace, "infra", "Ready", status="True", timeout=180, kind="kustomization"
         )
         assert condition(ks, "Healthy")["status"] == "True"  # type: ignore[index]
-        hr = wait_released(kubectl, namespace, "app", 1)
+        hr = wait_released(kubectl, namespace, "app", 2)
+        assert condition(hr, "Released")["reason"] == "UpgradeSucceeded"  # type: ignore[index]
+        assert get(kubectl, namespace, "app", "deployment")["metadata"]["uid"] == installed
         revision = get(kubectl, namespace, "app-chart", "ocirepository")["status"]["artifact"]["revision"]
         digest = revision.rsplit(":", 1)[-1]
         assert hr["status"]["history"][0]["chartVersion"] == f"1.0.0+{digest[:12]}"
-        assert [r["chart"] for r in helm_list(cluster, namespace, tmp_path)] == [f"app-1.0.0+{digest[:12]}"]
+        assert [(r["chart"], r["revision"]) for r in helm_list(cluster, namespace, tmp_path)] == [
+            (f"app-1.0.0+{digest[:12]}", "2")
+        ]
     finally:
         kubectl("delete", "kustomization", "infra", "-n", namespace, "--timeout=90s", check=False)
 

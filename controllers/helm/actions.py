@@ -8,9 +8,10 @@ status.history and left to the loop to remediate. Condition types, reasons and m
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from tide.controllers.helm import history
 from tide.controllers.helm.crds import CRDError, apply_crds, chart_crds, with_origin
@@ -96,6 +97,7 @@ def install_options(hr: HelmRelease) -> InstallOptions:
 
 
 _SSA = {"enabled": "true", "disabled": "false", "auto": "auto", None: "auto"}
+Options = TypeVar("Options", UpgradeOptions, RollbackOptions)
 
 
 def upgrade_options(hr: HelmRelease) -> UpgradeOptions:
@@ -116,6 +118,22 @@ def upgrade_options(hr: HelmRelease) -> UpgradeOptions:
         cleanup_on_fail=bool(spec.cleanup_on_fail),
         max_history=hr.spec.effective_max_history(),
         post_render_strategy=hr.spec.post_render_strategy,
+    )
+
+
+def resolve_server_side_apply(options: Options, applied_by: StoredRelease | None) -> Options:
+    """Flux resolves `auto` itself, from how the release it starts from was applied (Helm 3 and
+    older Helm 4 releases were client-side), because it forces conflicts on server-side apply
+    only: Helm refuses forceConflicts with client-side apply (a release `helm install`ed by
+    Helm 3 could not be adopted otherwise). Force replace is for client-side apply alone."""
+    ssa = options.server_side_apply == "true"
+    if options.server_side_apply == "auto":
+        ssa = applied_by is not None and applied_by.server_side_applied
+    return dataclasses.replace(
+        options,
+        server_side_apply=str(ssa).lower(),
+        force_conflicts=ssa,
+        force_replace=options.force_replace and not ssa,
     )
 
 
@@ -298,8 +316,9 @@ class ActionRunner:
                 )
             else:
                 await self._apply_crds(self.hr.spec.effective_upgrade().crds_policy())
+                options = resolve_server_side_apply(upgrade_options(self.hr), before)
                 await self.engine.upgrade(
-                    self.target, self.chart_path, self.values, upgrade_options(self.hr), self.post_render
+                    self.target, self.chart_path, self.values, options, self.post_render
                 )
         except (EngineError, CRDError) as err:
             error = err
@@ -388,6 +407,9 @@ class ActionRunner:
             max_history=self.hr.spec.effective_max_history(),
         )
         before = await self.storage.latest(self.target.name)
+        options = resolve_server_side_apply(
+            options, await self.storage.get(self.target.name, previous.version)
+        )
         try:
             await self.engine.rollback(self.target, options)
         except EngineError as err:
