@@ -12,19 +12,13 @@ from tide.controllers.helm.inventory import (
 )
 
 MANIFEST = """---
-# Source: app/templates/service.yaml
 apiVersion: v1
 kind: Service
-metadata:
-  name: app
-spec:
-  ports: [{port: 80}]
+metadata: {name: app}
 ---
-# Source: app/templates/deployment.yaml
 apiVersion: apps/v1
 kind: Deployment
-metadata:
-  name: app
+metadata: {name: app}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
