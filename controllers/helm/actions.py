@@ -437,7 +437,6 @@ class ActionRunner:
             self._mark(REMEDIATED, "False", "UninstallFailed", message)
             self._event(True, "UninstallFailed", message)
             return True
-        self.hr.status.inventory = None  # the release's objects are gone
         current = history.latest(self.hr.status.history)
         if current is not None:
             current.status = "uninstalled"

@@ -2,7 +2,8 @@
 manifest, hooks left out, a namespaced object without a namespace put in the release's namespace)
 followed by the objects of the chart's crds/ files, as `<namespace>_<name>_<group>_<kind>` entries
 with their version. Flux builds it whenever an install, upgrade or rollback writes a release to
-storage and clears it when an uninstall succeeds; an in-sync release leaves it as it is.
+storage and clears it when its Uninstall action succeeds (deletion, a moved release; the uninstall
+remediation leaves it to the install that follows); an in-sync release leaves it as it is.
 
 The building is pure (`release_inventory`, table-tested); the scopes of the kinds come from
 discovery, which the action runner asks for `unscoped_kinds`."""
