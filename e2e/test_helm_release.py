@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e.fixtures.cli import FLUX
+from e2e.fixtures.cli import FLUX, TIDE
 from e2e.fixtures.helm_repo import HELM, ChartRepo, helm
 from e2e.fixtures.kustomize import git_source, kustomization
 from e2e.fixtures.source import apply, condition, get, ocirepository, request_reconcile, wait_for
@@ -225,6 +225,24 @@ def test_helm_release_installs_upgrades_and_uninstalls(  # type: ignore[no-untyp
     assert condition(hr, "Released")["reason"] == "InstallSucceeded"  # type: ignore[index]
     assert condition(hr, "TestSuccess")["status"] == "True"  # type: ignore[index]
     assert status["lastAttemptedConfigDigest"] == status["history"][0]["configDigest"]
+    # status.inventory as Flux's: the manifest's objects and the chart's CRD, not the test hook.
+    crd_id = f"_widgets.{namespace}.tide.dev_apiextensions.k8s.io_CustomResourceDefinition"
+    assert sorted(e["id"] for e in status["inventory"]["entries"]) == sorted(
+        [f"{namespace}_app_apps_Deployment", f"{namespace}_app__Service", crd_id]
+    )
+    # `tide tree hr` reads it (the CRD is not in Helm's stored manifest, only in the inventory).
+    tree = subprocess.run(
+        [str(TIDE), f"--kubeconfig={cluster.kubeconfig}", "tree", "hr", "app", "-n", namespace],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert tree.returncode == 0, tree.stderr
+    assert sorted(line[4:] for line in tree.stdout.splitlines()[1:]) == [
+        f"CustomResourceDefinition/widgets.{namespace}.tide.dev",
+        f"Deployment/{namespace}/app",
+        f"Service/{namespace}/app",
+    ], tree.stdout
 
     # Helm's own view: the release in storage, the objects, the CRD from crds/.
     releases = helm_list(cluster, namespace, tmp_path)
@@ -375,10 +393,14 @@ def test_oci_chart_ref_under_a_kustomization_health_check(  # type: ignore[no-un
     tmp_path,
 ):
     """Flux's usual layout: a Kustomization applies a HelmRelease and waits for it to be Ready; the
-    chart comes from an OCIRepository and is released as `<version>+<digest[:12]>`."""
+    chart comes from an OCIRepository and is released as `<version>+<digest[:12]>`. The release
+    was first installed by the real `helm install`: the HelmRelease adopts it (an upgrade in place)."""
     archive = app_chart
     registry = oci_registry.plain
     helm("push", str(archive), f"oci://{registry.host}/{namespace}", "--plain-http", home=chart_repo.home)
+    kubeconfig = f"--kubeconfig={cluster.kubeconfig}"
+    helm("install", "app", str(archive), "-n", namespace, kubeconfig, home=chart_repo.home)
+    installed = get(kubectl, namespace, "app", "deployment")["metadata"]["uid"]
     release = helm_release("app", chartRef={"kind": "OCIRepository", "name": "app-chart"})
     del release["spec"]["chart"]
     repo = git_server.create_repo(f"helm-{namespace}", {"deploy/hr.yaml": yaml.safe_dump(release)})
@@ -410,11 +432,15 @@ def test_oci_chart_ref_under_a_kustomization_health_check(  # type: ignore[no-un
             kubectl, namespace, "infra", "Ready", status="True", timeout=180, kind="kustomization"
         )
         assert condition(ks, "Healthy")["status"] == "True"  # type: ignore[index]
-        hr = wait_released(kubectl, namespace, "app", 1)
+        hr = wait_released(kubectl, namespace, "app", 2)
+        assert condition(hr, "Released")["reason"] == "UpgradeSucceeded"  # type: ignore[index]
+        assert get(kubectl, namespace, "app", "deployment")["metadata"]["uid"] == installed
         revision = get(kubectl, namespace, "app-chart", "ocirepository")["status"]["artifact"]["revision"]
         digest = revision.rsplit(":", 1)[-1]
         assert hr["status"]["history"][0]["chartVersion"] == f"1.0.0+{digest[:12]}"
-        assert [r["chart"] for r in helm_list(cluster, namespace, tmp_path)] == [f"app-1.0.0+{digest[:12]}"]
+        assert [(r["chart"], r["revision"]) for r in helm_list(cluster, namespace, tmp_path)] == [
+            (f"app-1.0.0+{digest[:12]}", "2")
+        ]
     finally:
         kubectl("delete", "kustomization", "infra", "-n", namespace, "--timeout=90s", check=False)
 

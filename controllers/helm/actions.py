@@ -7,9 +7,11 @@ status.history and left to the loop to remediate. Condition types, reasons and m
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from tide.controllers.helm import history
 from tide.controllers.helm.crds import CRDError, apply_crds, chart_crds, with_origin
@@ -31,6 +33,14 @@ from tide.controllers.helm.engine import (
     UninstallOptions,
     UpgradeOptions,
 )
+from tide.controllers.helm.inventory import (
+    BUILD_FAILED_REASON,
+    NAMESPACE_CHECK_SKIPPED_REASON,
+    InventoryBuildFailed,
+    release_inventory,
+    release_manifest_objects,
+    unscoped_kinds,
+)
 from tide.controllers.helm.postrender import PostRenderSpec
 from tide.controllers.helm.state import (
     Action,
@@ -43,8 +53,9 @@ from tide.controllers.helm.state import (
 )
 from tide.controllers.helm.storage import ReleaseStorage, StoredRelease, digest_matches, snapshot
 from tide.shared.api.helm import HelmRelease, ReleaseSnapshot
-from tide.shared.api.meta import Condition, parse_duration
+from tide.shared.api.meta import Condition, ResourceInventory, parse_duration
 from tide.shared.kube import KubeClient
+from tide.shared.kube.errors import KubeApiError
 from tide.shared.runtime import conditions as cond
 
 log = logging.getLogger(__name__)
@@ -86,6 +97,7 @@ def install_options(hr: HelmRelease) -> InstallOptions:
 
 
 _SSA = {"enabled": "true", "disabled": "false", "auto": "auto", None: "auto"}
+Options = TypeVar("Options", UpgradeOptions, RollbackOptions)
 
 
 def upgrade_options(hr: HelmRelease) -> UpgradeOptions:
@@ -106,6 +118,22 @@ def upgrade_options(hr: HelmRelease) -> UpgradeOptions:
         cleanup_on_fail=bool(spec.cleanup_on_fail),
         max_history=hr.spec.effective_max_history(),
         post_render_strategy=hr.spec.post_render_strategy,
+    )
+
+
+def resolve_server_side_apply(options: Options, applied_by: StoredRelease | None) -> Options:
+    """Flux resolves `auto` itself, from how the release it starts from was applied (Helm 3 and
+    older Helm 4 releases were client-side), because it forces conflicts on server-side apply
+    only: Helm refuses forceConflicts with client-side apply (a release `helm install`ed by
+    Helm 3 could not be adopted otherwise). Force replace is for client-side apply alone."""
+    ssa = options.server_side_apply == "true"
+    if options.server_side_apply == "auto":
+        ssa = applied_by is not None and applied_by.server_side_applied
+    return dataclasses.replace(
+        options,
+        server_side_apply=str(ssa).lower(),
+        force_conflicts=ssa,
+        force_replace=options.force_replace and not ssa,
     )
 
 
@@ -189,6 +217,31 @@ class ActionRunner:
             return f"{self.target.namespace}/{self.target.name}"
         return f"{current.namespace}/{current.name}.v{current.version}"
 
+    async def _observe_inventory(self, release: StoredRelease) -> None:
+        """status.inventory from the release just stored and the chart's CRDs (Flux's storage
+        observer); a failure is an Event and leaves the inventory as it was."""
+        if self.kube is None:
+            return
+        try:
+            objects = await asyncio.to_thread(release_manifest_objects, release.manifest)
+            namespaced: dict[tuple[str, str], bool | str] = {}
+            for api_version, kind in unscoped_kinds(objects):
+                try:
+                    namespaced[(api_version, kind)] = (await self.kube.resource(api_version, kind)).namespaced
+                except KubeApiError as err:
+                    namespaced[(api_version, kind)] = str(err)
+            crd_files = await self.engine.chart_crds(self.target, self.chart_path)
+            built = await asyncio.to_thread(
+                release_inventory, objects, release.namespace, namespaced, crd_files
+            )
+        except (InventoryBuildFailed, EngineError) as err:
+            name = f"{self.hr.metadata.namespace}/{self.hr.metadata.name}"
+            self._event(True, BUILD_FAILED_REASON, f"failed to build inventory for {name}: {err}")
+            return
+        if built.warnings:
+            self._event(True, NAMESPACE_CHECK_SKIPPED_REASON, "; ".join(built.warnings))
+        self.hr.status.inventory = ResourceInventory.model_validate(built.inventory.to_status())
+
     # --- drift -----------------------------------------------------------------------------------
 
     async def detect_drift(self, release: StoredRelease) -> bool:
@@ -263,14 +316,16 @@ class ActionRunner:
                 )
             else:
                 await self._apply_crds(self.hr.spec.effective_upgrade().crds_policy())
+                options = resolve_server_side_apply(upgrade_options(self.hr), before)
                 await self.engine.upgrade(
-                    self.target, self.chart_path, self.values, upgrade_options(self.hr), self.post_render
+                    self.target, self.chart_path, self.values, options, self.post_render
                 )
         except (EngineError, CRDError) as err:
             error = err
         recorded = await self._latest_since(before_version)
         if recorded is not None:
             self._record(recorded, verb, self.desired.source_digest)
+            await self._observe_inventory(recorded)
         title = "Install" if action is Action.INSTALL else "Upgrade"
         name = recorded.full_name() if recorded else f"{self.target.namespace}/{self.target.name}"
         if error is None and recorded is not None and recorded.status == "deployed":
@@ -352,6 +407,9 @@ class ActionRunner:
             max_history=self.hr.spec.effective_max_history(),
         )
         before = await self.storage.latest(self.target.name)
+        options = resolve_server_side_apply(
+            options, await self.storage.get(self.target.name, previous.version)
+        )
         try:
             await self.engine.rollback(self.target, options)
         except EngineError as err:
@@ -362,6 +420,7 @@ class ActionRunner:
         recorded = await self._latest_since(before.version if before else 0)
         if recorded is not None:
             self._record(recorded, "rollback")
+            await self._observe_inventory(recorded)
         message = (
             f"Helm rollback to previous release {previous.namespace}/{previous.name}.v{previous.version} "
             f"with chart {previous.chart_name}@{previous.chart_version} succeeded"

@@ -117,8 +117,8 @@ def manifest_documents(text: str) -> list[Any]:
     return list(yaml.load_all(text, Loader=_NoAliasLoader))
 
 
-def release_objects(manifest: str, release_name: str, release_namespace: str) -> list[dict[str, Any]]:
-    """The objects of a release manifest with the metadata Helm sets when it creates them."""
+def manifest_objects(manifest: str) -> list[dict[str, Any]]:
+    """The named objects of a manifest, the items of a `*List` expanded."""
     objects: list[dict[str, Any]] = []
     for doc in manifest_documents(manifest):
         if not isinstance(doc, dict) or not doc.get("kind"):
@@ -129,14 +129,21 @@ def release_objects(manifest: str, release_name: str, release_namespace: str) ->
                 continue
             if not isinstance(obj.get("metadata"), dict) or not obj["metadata"].get("name"):
                 continue
-            meta = obj.setdefault("metadata", {})
-            meta["labels"] = {**(meta.get("labels") or {}), MANAGED_BY: "Helm"}
-            meta["annotations"] = {
-                **(meta.get("annotations") or {}),
-                RELEASE_NAME: release_name,
-                RELEASE_NAMESPACE: release_namespace,
-            }
             objects.append(obj)
+    return objects
+
+
+def release_objects(manifest: str, release_name: str, release_namespace: str) -> list[dict[str, Any]]:
+    """The objects of a release manifest with the metadata Helm sets when it creates them."""
+    objects = manifest_objects(manifest)
+    for obj in objects:
+        meta = obj["metadata"]
+        meta["labels"] = {**(meta.get("labels") or {}), MANAGED_BY: "Helm"}
+        meta["annotations"] = {
+            **(meta.get("annotations") or {}),
+            RELEASE_NAME: release_name,
+            RELEASE_NAMESPACE: release_namespace,
+        }
     return objects
 
 

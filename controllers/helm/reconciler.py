@@ -519,6 +519,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
             raise ReconcileError(
                 "UninstallFailed", f"Helm uninstall failed for release {name}: {err}"
             ) from err
+        obj.status.inventory = None
         ctx.event("Normal", "UninstallSucceeded", f"Helm uninstall succeeded for release {name}")
 
     # --- deletion ---------------------------------------------------------------------------------

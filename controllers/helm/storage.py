@@ -93,6 +93,11 @@ class StoredRelease:
         return str(self.info.get("status", ""))
 
     @property
+    def server_side_applied(self) -> bool:
+        """Helm 4 records how it applied a release; a release of Helm 3 (none) was client-side."""
+        return self.release.get("apply_method") == "ssa"
+
+    @property
     def is_pending(self) -> bool:
         return self.status in PENDING_STATUSES
 
