@@ -341,7 +341,9 @@ def test_api_server_restarted_while_applying_500_objects(fault: Fault) -> None:
     fault.plane.restart_apiserver(signal.SIGKILL)
     fault.wait_ready(second, timeout=90)
     fault.assert_nothing_lost(second)
-    assert "cannot reach the API server" in kustomize.log(), "the restart missed the apply"
+    # The restart lands among the writes of the apply stage or, on a quick machine, of the prune.
+    said = kustomize.log()
+    assert "cannot reach the API server" in said or "could not be reached" in said, "restart missed"
     assert kustomize.proc and kustomize.proc.poll() is None
 
 
