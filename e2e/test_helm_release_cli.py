@@ -66,7 +66,9 @@ def test_cli_release_from_an_oci_helm_repository_values_secret_rename_and_retry(
     assert row.split()[:4] == ["app", "1.0.0", "False", "True"], row
     tree = tide(*ns, "tree", "hr", "app").stdout.splitlines()
     assert tree[0] == f"HelmRelease/{namespace}/app"
+    # status.inventory, as helm-controller writes it: the chart's crds/ included.
     assert {line.split(" ", 1)[-1] for line in tree[1:]} == {
+        f"CustomResourceDefinition/widgets.{namespace}.tide.dev",
         f"Deployment/{namespace}/app",
         f"Service/{namespace}/app",
     }
