@@ -17,6 +17,7 @@ import datetime
 import ipaddress
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -45,10 +46,41 @@ SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_CIDR_FIRST_IP = "10.96.0.1"
 
 
+# Ports handed to servers come from below the kernel's ephemeral range (32768-60999 by default):
+# a port the kernel picked for bind(0) may be taken by an outbound connection's local end before
+# the server that was told to use it binds it. Each pytest-xdist worker takes its own slice, and
+# each process starts at a random place in it, so two test processes rarely try the same port.
+PORT_RANGE = range(15000, 32000)
+_PORT_SLICES = 8
+
+
+def _port_slice() -> range:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    index = int(worker) % _PORT_SLICES if worker.isdigit() else 0
+    size = len(PORT_RANGE) // _PORT_SLICES
+    start = PORT_RANGE.start + index * size
+    return range(start, start + size)
+
+
+_next_port: list[int] = []
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port nothing listens on, not handed out before by this process (until the
+    slice wraps around)."""
+    ports = _port_slice()
+    if not _next_port:
+        _next_port.append(random.randrange(len(ports)))
+    for _ in range(len(ports)):
+        port = ports[_next_port[0] % len(ports)]
+        _next_port[0] += 1
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free loopback port in {ports}")
 
 
 def wait_for_port(

@@ -532,8 +532,16 @@ async def run_kustomize(
     return stdout.decode()
 
 
+def _go_runtime_fault(stderr: str) -> bool:
+    """The Go runtime crashed (a signal inside runtime code, with its goroutine dump): what kustomize
+    does, now and then, instead of printing "out of memory", when an allocation meets RLIMIT_DATA
+    (seen in the garbage collector's mark workers). kustomize's own errors never look like this."""
+    head = stderr.lstrip()
+    return head.startswith(("SIGSEGV:", "SIGBUS:", "unexpected signal")) and "\ngoroutine " in stderr
+
+
 def _failure(returncode: int, stderr: str, root: Path, memory_limit: int) -> BuildError:
-    if "out of memory" in stderr or "cannot allocate memory" in stderr:
+    if "out of memory" in stderr or "cannot allocate memory" in stderr or _go_runtime_fault(stderr):
         return BuildLimitExceeded(
             f"kustomize build exceeded its memory limit of {memory_limit >> 20} MiB and was stopped"
         )

@@ -20,6 +20,7 @@ from tide.shared.kustomize.build import (
     ReferenceRefused,
     RemoteBasesDisabled,
     SymlinkLoop,
+    _failure,
     build,
     check_references,
     find_kustomize,
@@ -314,3 +315,29 @@ def test_plugins_stay_disabled(case: str, tmp_path: Path, root: Path) -> None:
     with pytest.raises(BuildError, match=r"external plugins disabled|must specify --enable-helm"):
         _build(root)
     assert not marker.exists()
+
+
+# What kustomize printed, now and then, when the alias bomb met its memory limit: the Go runtime's
+# garbage collector faulted instead of reporting "out of memory".
+GC_FAULT = """SIGSEGV: segmentation violation
+PC=0x436cfd m=3 sigcode=1 addr=0x0
+
+goroutine 0 gp=0x100a9076f00 m=3 mp=0x100a90d3008 [idle]:
+runtime.(*spanQueue).tryDrain(0x9aa0a9aa00000800?, 0xa9aa0a9aa0a9aa0a?, 0xaa0a9aa0?)
+\truntime/mgcmark_greenteagc.go:520 +0x5d fp=0x100a90e9cc0 sp=0x100a90e9ca0 pc=0x436cfd
+"""
+
+
+@pytest.mark.parametrize(
+    ("stderr", "kind", "says"),
+    [
+        ("fatal error: runtime: out of memory\n", BuildLimitExceeded, "memory limit of 256 MiB"),
+        ("fatal error: runtime: cannot allocate memory\n", BuildLimitExceeded, "memory limit of 256 MiB"),
+        (GC_FAULT, BuildLimitExceeded, "memory limit of 256 MiB"),
+        ("Error: accumulating resources: SIGSEGV: in a file name\n", BuildError, "accumulating resources"),
+    ],
+)
+def test_how_kustomize_fails_at_its_memory_limit(stderr: str, kind: type, says: str, tmp_path: Path) -> None:
+    err = _failure(2, stderr, tmp_path, 256 << 20)
+    assert type(err) is kind
+    assert says in str(err)
