@@ -25,7 +25,9 @@ def test_generated_resources_are_yaml_files_and_kustomize_dirs(tmp_path: Path) -
     (tmp_path / "overlay").mkdir()
     (tmp_path / "overlay" / "kustomization.yaml").write_text("resources: [x.yaml]\n")
     (tmp_path / "overlay" / "x.yaml").write_text(CM.format(name="x"))
-    assert generate_resources(tmp_path) == ["a.yml", "b.yaml", "overlay", "plain/deep/c.yaml"]
+    generated = generate_resources(tmp_path)
+    assert [r.path for r in generated] == ["a.yml", "b.yaml", "overlay", "plain/deep/c.yaml"]
+    assert [r.objects for r in generated] == [2, 1, None, 1]
 
 
 def test_non_kubernetes_yaml_is_a_build_error(tmp_path: Path) -> None:
