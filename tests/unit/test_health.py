@@ -1,14 +1,16 @@
 import pytest
 
-from tide.controllers.kustomize.health import (
+from tide.shared.inventory import ObjectRef
+from tide.shared.kube.health import (
     HealthCheckCanceled,
+    HealthCheckFailed,
+    HealthCheckTimeout,
     HealthTarget,
     InvalidCELExpression,
     compile_exprs,
     object_status,
     wait_for_health,
 )
-from tide.shared.inventory import ObjectRef
 from tide.shared.kube.kstatus import StatusKind
 
 EXPRS = compile_exprs(
@@ -117,3 +119,71 @@ async def test_stale_cached_generation_is_not_trusted() -> None:
 
     await wait_for_health([target], get, [], limit=5, poll=0)
     assert seen == generations  # the stale generation 1 was read and not trusted
+
+
+def test_expressions_read_the_objects_fields_as_flux_binds_them() -> None:
+    """Flux's expressions name top-level fields (`status.phase`); `self.` works as well."""
+    exprs = compile_exprs(
+        [
+            {
+                "apiVersion": "example.com/v1",
+                "kind": "Widget",
+                "failed": "status.phase == 'Failed'",
+                "current": "status.phase == 'Ready' && metadata.name == 'w'",
+            }
+        ]
+    )
+    assert object_status(widget("Ready"), exprs).status == StatusKind.CURRENT
+    assert object_status(widget("Failed"), exprs).status == StatusKind.FAILED
+    assert object_status(widget(None), exprs).status == StatusKind.IN_PROGRESS  # no status yet
+
+
+@pytest.mark.parametrize(
+    ("generation", "observed", "expected"),
+    [(2, 1, StatusKind.IN_PROGRESS), (2, 2, StatusKind.CURRENT), (None, 1, StatusKind.CURRENT)],
+)
+def test_a_status_behind_the_generation_is_in_progress(generation, observed, expected) -> None:
+    obj = widget("Ready")
+    obj["status"]["observedGeneration"] = observed
+    if generation is not None:
+        obj["metadata"]["generation"] = generation
+    assert object_status(obj, EXPRS).status == expected
+
+
+def test_an_entry_naming_the_kind_wins_over_a_group_entry_in_any_version() -> None:
+    exprs = compile_exprs(
+        [
+            {"apiVersion": "example.com/v1", "current": "false"},
+            {"apiVersion": "example.com/v2", "kind": "Widget", "current": "status.phase == 'Ready'"},
+        ]
+    )
+    assert object_status(widget("Ready"), exprs).status == StatusKind.CURRENT
+    gadget = {**widget("Ready"), "kind": "Gadget"}
+    assert object_status(gadget, exprs).status == StatusKind.IN_PROGRESS  # the group entry
+    other = {**widget("Ready"), "apiVersion": "other.com/v1"}
+    assert object_status(other, exprs).status == StatusKind.CURRENT  # kstatus: no conditions
+
+
+async def test_failed_and_timeout_are_typed_with_their_lists() -> None:
+    async def failed(_: HealthTarget) -> dict:
+        return widget("Failed")
+
+    with pytest.raises(HealthCheckFailed) as failure:
+        await wait_for_health([TARGET], failed, EXPRS, limit=5, poll=0)
+    assert failure.value.failed == ["Widget/n/w status: 'Failed': failed (healthCheckExprs)"]
+
+    async def missing(_: HealthTarget) -> None:
+        return None
+
+    with pytest.raises(HealthCheckTimeout) as timeout:
+        await wait_for_health([TARGET], missing, EXPRS, limit=0, poll=0)
+    assert timeout.value.pending == ["Widget/n/w status: 'NotFound'"]
+
+
+async def test_a_job_with_a_ttl_is_done_once_gone() -> None:
+    job = HealthTarget(ObjectRef("batch", "Job", "n", "migrate"), "batch/v1", gone_is_done=True)
+
+    async def gone(_: HealthTarget) -> None:
+        return None
+
+    await wait_for_health([job], gone, [], limit=0, poll=0)
