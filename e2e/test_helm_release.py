@@ -189,15 +189,20 @@ def helm_controllers(
     start = HelmControllers(source_controller, start_controller, namespace)
     yield start
     if start.started:
-        kubectl(
-            "delete",
-            "helmreleases.helm.toolkit.fluxcd.io",
-            "--all",
-            "-n",
-            namespace,
-            "--timeout=90s",
-            check=False,
-        )
+        delete_helm_releases(kubectl, namespace)
+
+
+def delete_helm_releases(kubectl: Any, namespace: str) -> None:
+    """Delete the namespace's HelmReleases and wait: their finalizers uninstall."""
+    kubectl(
+        "delete",
+        "helmreleases.helm.toolkit.fluxcd.io",
+        "--all",
+        "-n",
+        namespace,
+        "--timeout=90s",
+        check=False,
+    )
 
 
 def test_helm_release_installs_upgrades_and_uninstalls(  # type: ignore[no-untyped-def]
@@ -540,15 +545,7 @@ def test_health_check_exprs_decide_when_the_release_is_ready(  # type: ignore[no
         assert condition(hr, "Remediated")["reason"] == "RollbackSucceeded"  # type: ignore[index]
         assert release_status("good").split() == ["superseded", "failed", "superseded", "failed", "deployed"]
     finally:
-        kubectl(
-            "delete",
-            "helmreleases.helm.toolkit.fluxcd.io",
-            "--all",
-            "-n",
-            namespace,
-            "--timeout=90s",
-            check=False,
-        )
+        delete_helm_releases(kubectl, namespace)  # uninstalled before their CRD goes
         kubectl("delete", "crd", f"gizmos.{group}", "--wait=false", check=False)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tests.unit.helm_fixtures import release_json, release_secret, stored
+from tests.unit.test_helm_atomic import hr as release
 from tide.controllers.helm.actions import install_options, upgrade_options
 from tide.controllers.helm.health_wait import (
     PENDING,
@@ -23,22 +24,10 @@ from tide.controllers.helm.health_wait import (
     waits_itself,
 )
 from tide.controllers.helm.storage import StoredRelease, release_from_secret, secret_with_status
-from tide.shared.api.helm import HelmRelease
 from tide.shared.inventory import ObjectRef
 from tide.shared.kube.health import HealthCheckFailed, HealthCheckTimeout, InvalidCELExpression
 
 EXPR = {"apiVersion": "example.com/v1", "kind": "Widget", "current": "status.ready == true"}
-
-
-def release(**spec: Any) -> HelmRelease:
-    return HelmRelease.model_validate(
-        {
-            "apiVersion": "helm.toolkit.fluxcd.io/v2",
-            "kind": "HelmRelease",
-            "metadata": {"name": "app", "namespace": "apps", "generation": 1},
-            "spec": {"interval": "5m", "chartRef": {"kind": "OCIRepository", "name": "demo"}, **spec},
-        }
-    )
 
 
 @pytest.mark.parametrize(
