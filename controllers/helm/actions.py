@@ -323,14 +323,18 @@ class ActionRunner:
         return {r.version: r.status for r in await self.storage.history(self.target.name)}
 
     async def _wait_healthy(
-        self, action: str, release: StoredRelease, before: dict[int, str], limit: float
+        self,
+        action: str,
+        release: StoredRelease,
+        before: dict[int, str],
+        options: InstallOptions | UpgradeOptions | RollbackOptions,
     ) -> tuple[StoredRelease, str | None]:
         """Wait on the release's objects as Helm's wait would have: the release as stored
         afterwards, and the action's error when the wait failed."""
         assert self.kube is not None
         held = await hold(self.storage, action, release, before)
         try:
-            await wait_release(self.kube, release, self.exprs, limit)
+            await wait_release(self.kube, release, self.exprs, options.timeout_seconds, options.wait_for_jobs)
         except asyncio.CancelledError:
             # Helm records a release whose context was cancelled mid-wait as failed.
             await asyncio.shield(settle(self.storage, held, "context canceled"))
@@ -358,27 +362,27 @@ class ActionRunner:
         before = await self.storage.latest(self.target.name)
         before_version = before.version if before else 0
         error: EngineError | CRDError | None = None
-        waits, limit = False, 0
+        waiting: InstallOptions | UpgradeOptions | None = None  # set when Tide waits after Helm
         try:
             if action is Action.INSTALL:
                 await self._apply_crds(self.hr.spec.effective_install().crds_policy())
                 install, waits = self._waiting(install_options(self.hr))
-                limit = install.timeout_seconds
+                waiting = install if waits else None
                 await self.engine.install(
                     self.target, self.chart_path, self.values, install, self.post_render
                 )
             else:
                 await self._apply_crds(self.hr.spec.effective_upgrade().crds_policy())
                 upgrade, waits = self._waiting(resolve_server_side_apply(upgrade_options(self.hr), before))
-                limit = upgrade.timeout_seconds
+                waiting = upgrade if waits else None
                 await self.engine.upgrade(
                     self.target, self.chart_path, self.values, upgrade, self.post_render
                 )
         except (EngineError, CRDError) as err:
             error = err
         recorded = await self._latest_since(before_version)
-        if waits and error is None and recorded is not None and recorded.status == "deployed":
-            recorded, failure = await self._wait_healthy(verb, recorded, statuses, limit)
+        if waiting is not None and error is None and recorded is not None and recorded.status == "deployed":
+            recorded, failure = await self._wait_healthy(verb, recorded, statuses, waiting)
             error = ReleaseFailed(failure) if failure is not None else None
         if recorded is not None:
             self._record(recorded, verb, self.desired.source_digest)
@@ -472,9 +476,7 @@ class ActionRunner:
             await self.engine.rollback(self.target, options)
             recorded = await self._latest_since(before.version if before else 0)
             if waits and recorded is not None and recorded.status == "deployed":
-                recorded, failure = await self._wait_healthy(
-                    "rollback", recorded, statuses, options.timeout_seconds
-                )
+                recorded, failure = await self._wait_healthy("rollback", recorded, statuses, options)
                 if failure is not None:
                     raise ReleaseFailed(failure)
         except EngineError as err:

@@ -130,6 +130,7 @@ async def wait_release(
     release: StoredRelease,
     exprs: list[CompiledExpr],
     limit: float,
+    wait_for_jobs: bool,
     poll: float = POLL_SECONDS,
 ) -> None:
     """Wait for the release's objects; raise ReleaseWaitFailed with Helm's (Flux's) error."""
@@ -152,7 +153,7 @@ async def wait_release(
         return found if isinstance(found, dict) else None
 
     try:
-        await wait_for_health(targets, get, exprs, limit=limit, poll=poll)
+        await wait_for_health(targets, get, exprs, limit=limit, poll=poll, wait_for_jobs=wait_for_jobs)
     except (HealthCheckFailed, HealthCheckTimeout) as err:
         raise ReleaseWaitFailed(wait_error(err)) from err
 

@@ -14,7 +14,7 @@ from typing import Any
 import celpy
 
 from tide.shared.inventory import ObjectRef, split_api_version
-from tide.shared.kube.kstatus import Status, StatusKind, compute_status
+from tide.shared.kube.kstatus import Status, StatusKind, compute_status, job_completion_status
 
 
 class InvalidCELExpression(ValueError):
@@ -120,12 +120,18 @@ def cel_status(expr: CompiledExpr, obj: Mapping[str, Any]) -> Status:
     return Status(StatusKind.IN_PROGRESS, "waiting for healthCheckExprs to be current")
 
 
-def object_status(obj: Mapping[str, Any], exprs: list[CompiledExpr]) -> Status:
+def object_status(obj: Mapping[str, Any], exprs: list[CompiledExpr], wait_for_jobs: bool = False) -> Status:
+    """The expressions first (Flux: spec-defined readers take precedence), then, when the wait is
+    for Jobs, Flux's Job reader (complete, not just started), then kstatus."""
     meta = obj.get("metadata") or {}
     if meta.get("deletionTimestamp"):
         return Status(StatusKind.TERMINATING, "Resource scheduled for deletion")
     expr = matching_expr(obj, exprs)
-    return cel_status(expr, obj) if expr is not None else compute_status(dict(obj))
+    if expr is not None:
+        return cel_status(expr, obj)
+    if wait_for_jobs and obj.get("kind") == "Job" and obj.get("apiVersion") == "batch/v1":
+        return job_completion_status(dict(obj))
+    return compute_status(dict(obj))
 
 
 def matching_expr(obj: Mapping[str, Any], exprs: list[CompiledExpr]) -> CompiledExpr | None:
@@ -164,10 +170,11 @@ async def wait_for_health(
     limit: float,
     poll: float = 1.0,
     canceled: Callable[[], str | None] | None = None,
+    wait_for_jobs: bool = False,
 ) -> None:
-    """Return when every target is Current; raise HealthCheckTimeout (a TimeoutError) or
-    HealthCheckFailed (a RuntimeError) for a Failed object (fail fast), HealthCheckCanceled when
-    canceled() names a trigger."""
+    """Return when every target is Current (a Job complete with wait_for_jobs); raise
+    HealthCheckTimeout (a TimeoutError) or HealthCheckFailed (a RuntimeError) for a Failed object
+    (fail fast), HealthCheckCanceled when canceled() names a trigger."""
     deadline = time.monotonic() + limit
     while True:
         results: dict[HealthTarget, Status] = {}
@@ -185,7 +192,7 @@ async def wait_for_health(
             ):
                 results[target] = Status(StatusKind.IN_PROGRESS, "waiting for the applied generation")
                 continue
-            results[target] = object_status(obj, exprs)
+            results[target] = object_status(obj, exprs, wait_for_jobs)
         failed, pending = summarize(results)
         if failed:
             raise HealthCheckFailed(failed)

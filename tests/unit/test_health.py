@@ -187,3 +187,24 @@ async def test_a_job_with_a_ttl_is_done_once_gone() -> None:
         return None
 
     await wait_for_health([job], gone, [], limit=0, poll=0)
+
+
+COMPLETE = {"type": "Complete", "status": "True"}
+FAILED = {"type": "Failed", "status": "True"}
+
+
+@pytest.mark.parametrize(
+    ("spec", "status", "for_jobs", "started_only"),
+    [
+        ({}, {}, StatusKind.IN_PROGRESS, StatusKind.IN_PROGRESS),  # not started
+        ({}, {"startTime": "2026-11-30T10:00:00Z", "active": 1}, StatusKind.IN_PROGRESS, StatusKind.CURRENT),
+        ({}, {"conditions": [COMPLETE]}, StatusKind.CURRENT, StatusKind.CURRENT),
+        ({}, {"conditions": [FAILED]}, StatusKind.FAILED, StatusKind.FAILED),
+        ({"suspend": True}, {}, StatusKind.CURRENT, StatusKind.IN_PROGRESS),
+    ],
+)
+def test_a_wait_for_jobs_waits_for_completion(spec, status, for_jobs, started_only) -> None:
+    """Helm's WaitWithJobs (Flux's Job reader) against kstatus's started-is-current."""
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"}, "spec": spec, "status": status}
+    assert object_status(job, [], wait_for_jobs=True).status == for_jobs
+    assert object_status(job, [], wait_for_jobs=False).status == started_only
