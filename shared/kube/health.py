@@ -163,6 +163,12 @@ def summarize(results: Mapping[HealthTarget, Status]) -> tuple[list[str], list[s
     return failed, pending
 
 
+def _statuses(
+    objects: Mapping[HealthTarget, Mapping[str, Any]], exprs: list[CompiledExpr], wait_for_jobs: bool
+) -> dict[HealthTarget, Status]:
+    return {target: object_status(obj, exprs, wait_for_jobs) for target, obj in objects.items()}
+
+
 async def wait_for_health(
     targets: list[HealthTarget],
     get: Getter,
@@ -178,6 +184,7 @@ async def wait_for_health(
     deadline = time.monotonic() + limit
     while True:
         results: dict[HealthTarget, Status] = {}
+        evaluate: dict[HealthTarget, Mapping[str, Any]] = {}
         for target in targets:
             obj = await get(target)
             if obj is None:
@@ -192,7 +199,13 @@ async def wait_for_health(
             ):
                 results[target] = Status(StatusKind.IN_PROGRESS, "waiting for the applied generation")
                 continue
-            results[target] = object_status(obj, exprs, wait_for_jobs)
+            evaluate[target] = obj
+        if exprs:
+            # CEL (pure Python, tenant-written expressions) runs off the event loop.
+            results.update(await asyncio.to_thread(_statuses, evaluate, exprs, wait_for_jobs))
+        else:
+            results.update(_statuses(evaluate, exprs, wait_for_jobs))
+        results = {target: results[target] for target in targets}  # the targets' order, for messages
         failed, pending = summarize(results)
         if failed:
             raise HealthCheckFailed(failed)
