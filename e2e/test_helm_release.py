@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,15 +189,20 @@ def helm_controllers(
     start = HelmControllers(source_controller, start_controller, namespace)
     yield start
     if start.started:
-        kubectl(
-            "delete",
-            "helmreleases.helm.toolkit.fluxcd.io",
-            "--all",
-            "-n",
-            namespace,
-            "--timeout=90s",
-            check=False,
-        )
+        delete_helm_releases(kubectl, namespace)
+
+
+def delete_helm_releases(kubectl: Any, namespace: str) -> None:
+    """Delete the namespace's HelmReleases and wait: their finalizers uninstall."""
+    kubectl(
+        "delete",
+        "helmreleases.helm.toolkit.fluxcd.io",
+        "--all",
+        "-n",
+        namespace,
+        "--timeout=90s",
+        check=False,
+    )
 
 
 def test_helm_release_installs_upgrades_and_uninstalls(  # type: ignore[no-untyped-def]
@@ -445,14 +451,121 @@ def test_oci_chart_ref_under_a_kustomization_health_check(  # type: ignore[no-un
         kubectl("delete", "kustomization", "infra", "-n", namespace, "--timeout=90s", check=False)
 
 
-def test_unsupported_fields_are_refused(helm_controllers, kubectl, namespace):  # type: ignore[no-untyped-def]
+GIZMO = """apiVersion: {{ .Values.group }}/v1
+kind: Gizmo
+metadata:
+  name: {{ .Release.Name }}
+spec:
+  broken: {{ .Values.broken }}
+"""
+
+
+def publish_gizmo(repo: ChartRepo, group: str) -> Path:
+    """A chart rendering one custom resource (its CRD under crds/) whose health only a
+    healthCheckExprs expression can tell: kstatus finds no conditions on it."""
+    chart = repo.home / "src" / "gizmo"
+    for path, text in {
+        "Chart.yaml": "apiVersion: v2\nname: gizmo\nversion: 1.0.0\n",
+        "values.yaml": f"group: {group}\nbroken: false\n",
+        "crds/gizmos.yaml": crd(group).replace("widget", "gizmo").replace("Widget", "Gizmo"),
+        "templates/gizmo.yaml": GIZMO,
+    }.items():
+        (chart / path).parent.mkdir(parents=True, exist_ok=True)
+        (chart / path).write_text(text)
+    return repo.package(chart)
+
+
+def test_health_check_exprs_decide_when_the_release_is_ready(  # type: ignore[no-untyped-def]
+    cluster, chart_repo, chart_server, helm_controllers, kubectl, namespace, tmp_path
+):
+    """With the poller strategy, the expressions decide the wait after install: `good` waits
+    (Helm's storage says pending-install, as during Helm's own wait) until its Gizmo's status
+    satisfies `current`; `broken` fails at once on `failed`, recorded failed in Helm's storage;
+    a failing upgrade is remediated as after a failed Helm wait."""
+    group = f"{namespace}.tide.dev"
+    publish_gizmo(chart_repo, group)
+    exprs = [{"apiVersion": f"{group}/v1", "kind": "Gizmo",
+              "failed": "has(spec.broken) && spec.broken",
+              "current": "has(status.ready) && status.ready"}]  # fmt: skip
+    chart = {"spec": {"chart": "gizmo", "sourceRef": {"kind": "HelmRepository", "name": "charts"}}}
     helm_controllers()
-    check = {"apiVersion": "v1", "kind": "ConfigMap", "current": "true"}
+    try:
+        apply(
+            kubectl,
+            namespace,
+            *served_repository(chart_server, chart_repo),
+            helm_release("good", chart=chart, healthCheckExprs=exprs),
+            helm_release("broken", chart=chart, healthCheckExprs=exprs, values={"broken": True}),
+        )
+        hr = wait_condition(kubectl, namespace, "broken", "Released", status="False", reason="InstallFailed")
+        message = condition(hr, "Released")["message"]  # type: ignore[index]
+        assert message.startswith(
+            f"Helm install failed for release {namespace}/broken.v1 with chart gizmo@1.0.0: "
+            f"failed early due to stalled resources: [Gizmo/{namespace}/broken status: 'Failed'"
+        ), message
+        assert [(r["name"], r["status"]) for r in helm_list(cluster, namespace, tmp_path)] == [
+            ("broken", "failed")
+        ]
+
+        def release_status(name: str) -> str:
+            return kubectl("get", "secret", "-n", namespace, "-l", f"owner=helm,name={name}",
+                           "-o", "jsonpath={.items[*].metadata.labels.status}").stdout  # fmt: skip
+
+        deadline = time.monotonic() + 60
+        while release_status("good") != "pending-install":
+            assert time.monotonic() < deadline, release_status("good")
+            time.sleep(0.2)
+        assert condition(get(kubectl, namespace, "good", HR), "Ready")["status"] != "True"  # type: ignore[index]
+        kubectl(
+            "patch",
+            f"gizmos.{group}",
+            "good",
+            "-n",
+            namespace,
+            "--type=merge",
+            "-p",
+            '{"status": {"ready": true}}',
+        )
+        hr = wait_released(kubectl, namespace, "good", 1)
+        assert condition(hr, "Released")["reason"] == "InstallSucceeded"  # type: ignore[index]
+        assert release_status("good") == "deployed"
+
+        # An upgrade that breaks the Gizmo fails as Helm's wait would, and is rolled back (the
+        # rollback waits on the expressions too) until its retries are spent: Helm's storage
+        # reads as after Helm's own failed waits.
+        retry_once = {"remediation": {"retries": 1}}
+        broken = helm_release(
+            "good", chart=chart, healthCheckExprs=exprs, values={"broken": True}, upgrade=retry_once
+        )
+        apply(kubectl, namespace, broken)
+        hr = wait_condition(kubectl, namespace, "good", "Stalled", status="True")
+        released = condition(hr, "Released") or {}
+        assert released.get("reason") == "UpgradeFailed", released
+        assert "failed early due to stalled resources" in released["message"]
+        assert condition(hr, "Remediated")["reason"] == "RollbackSucceeded"  # type: ignore[index]
+        assert release_status("good").split() == ["superseded", "failed", "superseded", "failed", "deployed"]
+    finally:
+        delete_helm_releases(kubectl, namespace)  # uninstalled before their CRD goes
+        kubectl("delete", "crd", f"gizmos.{group}", "--wait=false", check=False)
+
+
+def test_invalid_health_check_expression_stalls(helm_controllers, kubectl, namespace):  # type: ignore[no-untyped-def]
+    """Flux: Stalled and Ready=False InvalidCELExpression with its terminal message, a Warning
+    Event with the error, nothing fetched or installed."""
+    helm_controllers()
+    check = {"apiVersion": "v1", "kind": "ConfigMap", "current": "data.state =="}
     apply(kubectl, namespace, helm_release("cel", healthCheckExprs=[check]))
     hr = wait_condition(kubectl, namespace, "cel", "Stalled", status="True", timeout=60, kind=HR)
     ready = condition(hr, "Ready")
-    assert ready and (ready["status"], ready["reason"]) == ("False", "UnsupportedSpec")
-    assert "spec.healthCheckExprs is not supported yet" in ready["message"]
+    assert ready and (ready["status"], ready["reason"]) == ("False", "InvalidCELExpression")
+    assert ready["message"].startswith("Reconciliation failed terminally due to configuration error: ")
+    assert "data.state ==" in ready["message"]
+    assert hr["status"]["observedGeneration"] == hr["metadata"]["generation"]
+    events = json.loads(kubectl("get", "events", "-n", namespace, "-o", "json").stdout)["items"]
+    warnings = [
+        e["message"] for e in events if e["reason"] == "InvalidCELExpression" and e["type"] == "Warning"
+    ]
+    assert warnings and not warnings[0].startswith("Reconciliation failed terminally")
     assert not get(kubectl, namespace, f"{namespace}-cel", "helmchart")
 
 

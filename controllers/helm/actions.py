@@ -27,11 +27,21 @@ from tide.controllers.helm.engine import (
     EngineError,
     HelmEngine,
     InstallOptions,
+    ReleaseFailed,
     RollbackOptions,
     Target,
     TestOptions,
     UninstallOptions,
     UpgradeOptions,
+)
+from tide.controllers.helm.health_wait import (
+    ReleaseWaitFailed,
+    action_error,
+    helm_strategy,
+    hold,
+    settle,
+    wait_release,
+    waits_itself,
 )
 from tide.controllers.helm.inventory import (
     BUILD_FAILED_REASON,
@@ -56,6 +66,7 @@ from tide.shared.api.helm import HelmRelease, ReleaseSnapshot
 from tide.shared.api.meta import Condition, ResourceInventory, parse_duration
 from tide.shared.kube import KubeClient
 from tide.shared.kube.errors import KubeApiError
+from tide.shared.kube.health import CompiledExpr
 from tide.shared.runtime import conditions as cond
 
 log = logging.getLogger(__name__)
@@ -98,6 +109,7 @@ def install_options(hr: HelmRelease) -> InstallOptions:
 
 _SSA = {"enabled": "true", "disabled": "false", "auto": "auto", None: "auto"}
 Options = TypeVar("Options", UpgradeOptions, RollbackOptions)
+WaitOptions = TypeVar("WaitOptions", InstallOptions, UpgradeOptions, RollbackOptions)
 
 
 def upgrade_options(hr: HelmRelease) -> UpgradeOptions:
@@ -166,6 +178,8 @@ class ActionRunner:
     """(type, reason, message) for the reconciler to send as Kubernetes Events."""
     drift: DriftReport | None = None
     """The last drift detection's diffs, which a correction applies."""
+    exprs: list[CompiledExpr] = field(default_factory=list)
+    """spec.healthCheckExprs, compiled: with the poller strategy Tide waits on the objects itself."""
 
     async def __call__(self, action: Action, decision: Decision) -> bool:
         if action in (Action.INSTALL, Action.UPGRADE):
@@ -295,6 +309,45 @@ class ActionRunner:
         origin = [with_origin(c, self.hr.metadata.name or "", self.hr.metadata.namespace or "") for c in crds]
         await apply_crds(self.kube, policy, origin)
 
+    # --- healthCheckExprs: the wait after Helm's (health_wait.py) ---------------------------------
+
+    def _waiting(self, options: WaitOptions) -> tuple[WaitOptions, bool]:
+        """The options Helm gets, and whether Tide waits on the objects after it."""
+        waits = waits_itself(options.wait, self.exprs)
+        return dataclasses.replace(options, wait=helm_strategy(options.wait, self.exprs)), waits
+
+    async def _statuses(self) -> dict[int, str]:
+        """The releases' statuses before an action (what a failed wait leaves them at)."""
+        if not self.exprs:
+            return {}
+        return {r.version: r.status for r in await self.storage.history(self.target.name)}
+
+    async def _wait_healthy(
+        self,
+        action: str,
+        release: StoredRelease,
+        before: dict[int, str],
+        options: InstallOptions | UpgradeOptions | RollbackOptions,
+    ) -> tuple[StoredRelease, str | None]:
+        """Wait on the release's objects as Helm's wait would have: the release as stored
+        afterwards, and the action's error when the wait failed."""
+        assert self.kube is not None
+        held = await hold(self.storage, action, release, before)
+        try:
+            await wait_release(self.kube, release, self.exprs, options.timeout_seconds, options.wait_for_jobs)
+        except asyncio.CancelledError:
+            # Helm records a release whose context was cancelled mid-wait as failed.
+            await asyncio.shield(settle(self.storage, held, "context canceled"))
+            raise
+        except ReleaseWaitFailed as err:
+            failure = str(err)
+        except Exception as err:  # any other failure ends the wait failed, never left pending
+            failure = f"{type(err).__name__}: {err}"
+        else:
+            return await settle(self.storage, held, None), None
+        failed = await settle(self.storage, held, failure)
+        return failed, action_error(action, release.name, failure)
+
     # --- the actions ----------------------------------------------------------------------------
 
     async def _release(self, action: Action) -> bool:
@@ -305,24 +358,32 @@ class ActionRunner:
             status.history = None
             self._drop(TEST_SUCCESS)
             self._drop(REMEDIATED)
+        statuses = await self._statuses()
         before = await self.storage.latest(self.target.name)
         before_version = before.version if before else 0
         error: EngineError | CRDError | None = None
+        waiting: InstallOptions | UpgradeOptions | None = None  # set when Tide waits after Helm
         try:
             if action is Action.INSTALL:
                 await self._apply_crds(self.hr.spec.effective_install().crds_policy())
+                install, waits = self._waiting(install_options(self.hr))
+                waiting = install if waits else None
                 await self.engine.install(
-                    self.target, self.chart_path, self.values, install_options(self.hr), self.post_render
+                    self.target, self.chart_path, self.values, install, self.post_render
                 )
             else:
                 await self._apply_crds(self.hr.spec.effective_upgrade().crds_policy())
-                options = resolve_server_side_apply(upgrade_options(self.hr), before)
+                upgrade, waits = self._waiting(resolve_server_side_apply(upgrade_options(self.hr), before))
+                waiting = upgrade if waits else None
                 await self.engine.upgrade(
-                    self.target, self.chart_path, self.values, options, self.post_render
+                    self.target, self.chart_path, self.values, upgrade, self.post_render
                 )
         except (EngineError, CRDError) as err:
             error = err
         recorded = await self._latest_since(before_version)
+        if waiting is not None and error is None and recorded is not None and recorded.status == "deployed":
+            recorded, failure = await self._wait_healthy(verb, recorded, statuses, waiting)
+            error = ReleaseFailed(failure) if failure is not None else None
         if recorded is not None:
             self._record(recorded, verb, self.desired.source_digest)
             await self._observe_inventory(recorded)
@@ -406,18 +467,23 @@ class ActionRunner:
             cleanup_on_fail=bool(spec and spec.cleanup_on_fail),
             max_history=self.hr.spec.effective_max_history(),
         )
+        statuses = await self._statuses()
         before = await self.storage.latest(self.target.name)
-        options = resolve_server_side_apply(
-            options, await self.storage.get(self.target.name, previous.version)
+        options, waits = self._waiting(
+            resolve_server_side_apply(options, await self.storage.get(self.target.name, previous.version))
         )
         try:
             await self.engine.rollback(self.target, options)
+            recorded = await self._latest_since(before.version if before else 0)
+            if waits and recorded is not None and recorded.status == "deployed":
+                recorded, failure = await self._wait_healthy("rollback", recorded, statuses, options)
+                if failure is not None:
+                    raise ReleaseFailed(failure)
         except EngineError as err:
             message = f"Helm rollback to previous release {previous.name}.v{previous.version} failed: {err}"
             self._mark(REMEDIATED, "False", "RollbackFailed", message)
             self._event(True, "RollbackFailed", message)
             return True
-        recorded = await self._latest_since(before.version if before else 0)
         if recorded is not None:
             self._record(recorded, "rollback")
             await self._observe_inventory(recorded)

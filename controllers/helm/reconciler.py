@@ -32,6 +32,7 @@ from tide.controllers.helm.chart_source import (
 )
 from tide.controllers.helm.drift import DriftError
 from tide.controllers.helm.engine import EngineError, HelmEngine, Target
+from tide.controllers.helm.health_wait import TERMINAL_PREFIX, health_exprs
 from tide.controllers.helm.postrender import (
     PostRenderSpec,
     common_metadata_digest,
@@ -57,10 +58,11 @@ from tide.shared.api.helm import HelmRelease
 from tide.shared.api.meta import parse_duration
 from tide.shared.artifact import ArtifactError, ArtifactNotFound, check_artifact_url, fetch_artifact
 from tide.shared.kube.config import load_connection
+from tide.shared.kube.health import CompiledExpr, InvalidCELExpression
 from tide.shared.kube.kubeconfig_secret import KubeconfigSecretError
 from tide.shared.kube.targets import Target as KubeTarget
 from tide.shared.kube.targets import TargetClients
-from tide.shared.runtime.conditions import ACCESS_DENIED_REASON
+from tide.shared.runtime.conditions import ACCESS_DENIED_REASON, INVALID_CEL_EXPRESSION_REASON
 from tide.shared.runtime.context import ReconcileContext
 from tide.shared.runtime.kind_controller import KindController
 from tide.shared.runtime.process import feature_gates, kubeconfig_policy, source_storage_addresses
@@ -243,6 +245,10 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
         why = unsupported(obj)
         if why is not None:
             raise StalledError("UnsupportedSpec", why)
+        try:
+            exprs = health_exprs(obj)
+        except InvalidCELExpression as err:
+            raise StalledError(INVALID_CEL_EXPRESSION_REASON, f"{TERMINAL_PREFIX}: {err}", str(err)) from err
         if getattr(ctx.options, "no_cross_namespace_refs", False):
             denied = cross_namespace_ref(obj)
             if denied is not None:
@@ -269,6 +275,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
                     common_metadata_digest=common_metadata_digest(obj.spec.common_metadata),
                     source_digest=source_digest,
                 ),
+                exprs,
             )
         finally:
             shutil.rmtree(root, ignore_errors=True)
@@ -386,7 +393,13 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
     # --- the release ------------------------------------------------------------------------------
 
     async def _release(
-        self, obj: HelmRelease, ctx: ReconcileContext, chart: str, values: dict[str, Any], desired: Desired
+        self,
+        obj: HelmRelease,
+        ctx: ReconcileContext,
+        chart: str,
+        values: dict[str, Any],
+        desired: Desired,
+        exprs: list[CompiledExpr],
     ) -> Result:
         status = obj.status
         engine = self._engine()
@@ -428,8 +441,10 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
                 annotations=notes,
                 kustomize=kustomizations(obj.spec.post_renderers),
             ),
-            # Drift detection, its correction and CRDs act as the release does (Flux's client getter).
+            # Drift detection, its correction, CRDs and the healthCheckExprs wait act as the release
+            # does (Flux's client getter).
             kube=kube.client,
+            exprs=exprs,
         )
         revision = {"revision": desired.chart_version}
 

@@ -26,8 +26,6 @@ def unsupported(hr: HelmRelease) -> str | None:
         )
     if spec.kube_config is not None and spec.kube_config.secret_ref is None:
         return "spec.kubeConfig needs a secretRef"
-    if spec.health_check_exprs:
-        return "spec.healthCheckExprs is not supported yet by this helm controller"
     return None
 
 

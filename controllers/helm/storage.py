@@ -358,22 +358,30 @@ def digest_matches(snap: ReleaseSnapshot, release: StoredRelease) -> bool:
 # --- unlocking ------------------------------------------------------------------------------------
 
 
-def unlocked_secret(release: StoredRelease, now: float | None = None) -> dict[str, Any]:
-    """The release Secret with the release marked failed, as Helm's Releases.Update writes it."""
-    stale = release.status
+def secret_with_status(
+    release: StoredRelease, status: str, description: str | None = None, now: float | None = None
+) -> dict[str, Any]:
+    """The release Secret with the release's status (and description) changed, as Helm's
+    Releases.Update writes it; the description stays when None."""
     updated = GoStruct(release.release)
     info = GoStruct(updated.get("info") or {})
-    info["status"] = "failed"
-    info["description"] = f"Release unlocked from stale '{stale}' state"
+    info["status"] = status
+    if description is not None:
+        info["description"] = description
     updated["info"] = info
     secret: dict[str, Any] = json.loads(json.dumps(release.secret))
     meta = secret.setdefault("metadata", {})
     labels = meta.setdefault("labels", {})
-    labels["status"] = "failed"
+    labels["status"] = status
     labels["modifiedAt"] = str(int(time.time() if now is None else now))
     encoded = encode_release(updated)
     secret["data"] = {**(secret.get("data") or {}), "release": base64.b64encode(encoded.encode()).decode()}
     return secret
+
+
+def unlocked_secret(release: StoredRelease, now: float | None = None) -> dict[str, Any]:
+    """The release Secret with the release marked failed, as Helm's Releases.Update writes it."""
+    return secret_with_status(release, "failed", f"Release unlocked from stale '{release.status}' state", now)
 
 
 class ReleaseStorage:
@@ -402,10 +410,19 @@ class ReleaseStorage:
 
     async def unlock(self, release: StoredRelease) -> StoredRelease:
         """Mark a pending release failed; the Secret's resourceVersion guards against a live writer."""
+        return await self._replace(release, unlocked_secret(release), "unlocking")
+
+    async def set_status(
+        self, release: StoredRelease, status: str, description: str | None = None
+    ) -> StoredRelease:
+        """Write the release's status as Helm does when an action's outcome changes it."""
+        return await self._replace(release, secret_with_status(release, status, description), "recording it")
+
+    async def _replace(self, release: StoredRelease, secret: dict[str, Any], doing: str) -> StoredRelease:
         try:
-            written = await self.client.replace(unlocked_secret(release))
+            written = await self.client.replace(secret)
         except KubeApiError as err:
             if err.conflict:
-                raise ReleaseLockLost(f"release {release.full_name()} changed while unlocking") from err
+                raise ReleaseLockLost(f"release {release.full_name()} changed while {doing}") from err
             raise
         return release_from_secret(written)

@@ -35,13 +35,6 @@ from tide.controllers.kustomize.drift import (
     owner_of,
 )
 from tide.controllers.kustomize.fields import digest
-from tide.controllers.kustomize.health import (
-    HealthCheckCanceled,
-    HealthTarget,
-    InvalidCELExpression,
-    compile_exprs,
-    wait_for_health,
-)
 from tide.controllers.kustomize.history import upsert_history
 from tide.controllers.kustomize.options import KustomizeOptions
 from tide.controllers.kustomize.prune import delete_entries, should_delete_on_finalize, wait_terminated
@@ -60,6 +53,13 @@ from tide.shared.artifact.fetch import (
 from tide.shared.inventory import Entry, Inventory, ObjectRef, split_api_version
 from tide.shared.kube import KubeClient
 from tide.shared.kube.errors import KubeUnreachableError, ResourceNotFoundError
+from tide.shared.kube.health import (
+    HealthCheckCanceled,
+    HealthTarget,
+    InvalidCELExpression,
+    compile_exprs,
+    wait_for_health,
+)
 from tide.shared.kube.kubeconfig_secret import KubeconfigSecretError
 from tide.shared.kube.targets import Target, TargetClients
 from tide.shared.kustomize.build import BuildError, BuildNotFinished

@@ -201,6 +201,29 @@ def _job(obj: dict[str, Any], status: dict[str, Any], conditions: Conditions, no
     )
 
 
+def job_completion_status(obj: dict[str, Any]) -> Status:
+    """A Job as Flux's Job reader sees it when a wait is for Jobs (Helm's WaitWithJobs): Current
+    once complete (or suspended), Failed once failed, in progress until then."""
+    spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+    status = obj.get("status") if isinstance(obj.get("status"), dict) else {}
+    assert isinstance(spec, dict) and isinstance(status, dict)
+    if spec.get("suspend") is True:
+        return _current("Job is suspended")
+    parallelism = _int(spec.get("parallelism"), 1)
+    completions = _int(spec.get("completions"), parallelism)
+    succeeded, failed = _int(status.get("succeeded")), _int(status.get("failed"))
+    conditions = _conditions(obj)
+    if (conditions.get("Complete") or {}).get("status") == "True":
+        return _current(f"Job Completed. succeeded: {succeeded}/{completions}")
+    if (conditions.get("Failed") or {}).get("status") == "True":
+        return _failed(f"Job Failed. failed: {failed}/{completions}")
+    if not status.get("startTime"):
+        return _progress(f"Job not started. active: 0/{parallelism}")
+    return _progress(
+        f"Job in progress. success:{succeeded}, active: {_int(status.get('active'))}, failed: {failed}"
+    )
+
+
 def _pvc(obj: dict[str, Any], status: dict[str, Any], conditions: Conditions, now: datetime) -> Status:
     if status.get("phase") == "Bound":
         return _current("PVC is Bound")

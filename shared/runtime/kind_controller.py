@@ -408,7 +408,7 @@ class KindController:
             return await self._failed(key, ctx, err.reason, err.message, err.requeue_after, retry_interval)
         except StalledError as err:
             ctx.mark_stalled(err.reason, err.message)
-            ctx.event(WARNING, err.reason, err.message)
+            ctx.event(WARNING, err.reason, err.event_message)
             logger.error("reconciliation stalled: %s", err.message, extra={"reason": err.reason})
             await ctx.patch_status()
             self.queue.forget(key)

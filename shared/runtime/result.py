@@ -26,7 +26,9 @@ class ReconcileError(Exception):
 class StalledError(Exception):
     """A failure retrying cannot fix: Stalled=True, Ready=False, no retry until the object changes."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, event_message: str | None = None) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
+        self.event_message = event_message or message
+        """The Warning Event's message (Flux's terminal errors put a prefix on the condition only)."""

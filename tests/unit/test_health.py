@@ -1,14 +1,16 @@
 import pytest
 
-from tide.controllers.kustomize.health import (
+from tide.shared.inventory import ObjectRef
+from tide.shared.kube.health import (
     HealthCheckCanceled,
+    HealthCheckFailed,
+    HealthCheckTimeout,
     HealthTarget,
     InvalidCELExpression,
     compile_exprs,
     object_status,
     wait_for_health,
 )
-from tide.shared.inventory import ObjectRef
 from tide.shared.kube.kstatus import StatusKind
 
 EXPRS = compile_exprs(
@@ -117,3 +119,92 @@ async def test_stale_cached_generation_is_not_trusted() -> None:
 
     await wait_for_health([target], get, [], limit=5, poll=0)
     assert seen == generations  # the stale generation 1 was read and not trusted
+
+
+def test_expressions_read_the_objects_fields_as_flux_binds_them() -> None:
+    """Flux's expressions name top-level fields (`status.phase`); `self.` works as well."""
+    exprs = compile_exprs(
+        [
+            {
+                "apiVersion": "example.com/v1",
+                "kind": "Widget",
+                "failed": "status.phase == 'Failed'",
+                "current": "status.phase == 'Ready' && metadata.name == 'w'",
+            }
+        ]
+    )
+    assert object_status(widget("Ready"), exprs).status == StatusKind.CURRENT
+    assert object_status(widget("Failed"), exprs).status == StatusKind.FAILED
+    assert object_status(widget(None), exprs).status == StatusKind.IN_PROGRESS  # no status yet
+
+
+@pytest.mark.parametrize(
+    ("generation", "observed", "expected"),
+    [(2, 1, StatusKind.IN_PROGRESS), (2, 2, StatusKind.CURRENT), (None, 1, StatusKind.CURRENT)],
+)
+def test_a_status_behind_the_generation_is_in_progress(generation, observed, expected) -> None:
+    obj = widget("Ready")
+    obj["status"]["observedGeneration"] = observed
+    if generation is not None:
+        obj["metadata"]["generation"] = generation
+    assert object_status(obj, EXPRS).status == expected
+
+
+def test_an_entry_naming_the_kind_wins_over_a_group_entry_in_any_version() -> None:
+    exprs = compile_exprs(
+        [
+            {"apiVersion": "example.com/v1", "current": "false"},
+            {"apiVersion": "example.com/v2", "kind": "Widget", "current": "status.phase == 'Ready'"},
+        ]
+    )
+    assert object_status(widget("Ready"), exprs).status == StatusKind.CURRENT
+    gadget = {**widget("Ready"), "kind": "Gadget"}
+    assert object_status(gadget, exprs).status == StatusKind.IN_PROGRESS  # the group entry
+    other = {**widget("Ready"), "apiVersion": "other.com/v1"}
+    assert object_status(other, exprs).status == StatusKind.CURRENT  # kstatus: no conditions
+
+
+async def test_failed_and_timeout_are_typed_with_their_lists() -> None:
+    async def failed(_: HealthTarget) -> dict:
+        return widget("Failed")
+
+    with pytest.raises(HealthCheckFailed) as failure:
+        await wait_for_health([TARGET], failed, EXPRS, limit=5, poll=0)
+    assert failure.value.failed == ["Widget/n/w status: 'Failed': failed (healthCheckExprs)"]
+
+    async def missing(_: HealthTarget) -> None:
+        return None
+
+    with pytest.raises(HealthCheckTimeout) as timeout:
+        await wait_for_health([TARGET], missing, EXPRS, limit=0, poll=0)
+    assert timeout.value.pending == ["Widget/n/w status: 'NotFound'"]
+
+
+async def test_a_job_with_a_ttl_is_done_once_gone() -> None:
+    job = HealthTarget(ObjectRef("batch", "Job", "n", "migrate"), "batch/v1", gone_is_done=True)
+
+    async def gone(_: HealthTarget) -> None:
+        return None
+
+    await wait_for_health([job], gone, [], limit=0, poll=0)
+
+
+COMPLETE = {"type": "Complete", "status": "True"}
+FAILED = {"type": "Failed", "status": "True"}
+
+
+@pytest.mark.parametrize(
+    ("spec", "status", "for_jobs", "started_only"),
+    [
+        ({}, {}, StatusKind.IN_PROGRESS, StatusKind.IN_PROGRESS),  # not started
+        ({}, {"startTime": "2026-11-30T10:00:00Z", "active": 1}, StatusKind.IN_PROGRESS, StatusKind.CURRENT),
+        ({}, {"conditions": [COMPLETE]}, StatusKind.CURRENT, StatusKind.CURRENT),
+        ({}, {"conditions": [FAILED]}, StatusKind.FAILED, StatusKind.FAILED),
+        ({"suspend": True}, {}, StatusKind.CURRENT, StatusKind.IN_PROGRESS),
+    ],
+)
+def test_a_wait_for_jobs_waits_for_completion(spec, status, for_jobs, started_only) -> None:
+    """Helm's WaitWithJobs (Flux's Job reader) against kstatus's started-is-current."""
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"}, "spec": spec, "status": status}
+    assert object_status(job, [], wait_for_jobs=True).status == for_jobs
+    assert object_status(job, [], wait_for_jobs=False).status == started_only

@@ -66,7 +66,7 @@ def release(**spec) -> HelmRelease:
         ({"install": {"crds": "CreateReplace"}, "upgrade": {"crds": "CreateReplace"}}, None),
         ({"upgrade": {"crds": "Create"}}, None),
         ({"waitStrategy": {"name": "legacy"}}, None),
-        ({"healthCheckExprs": [{"apiVersion": "v1", "kind": "X", "current": "true"}]}, "healthCheckExprs"),
+        ({"healthCheckExprs": [{"apiVersion": "v1", "kind": "X", "current": "true"}]}, None),
         ({"chartRef": {"kind": "ExternalArtifact", "name": "x"}}, None),
     ],
 )
