@@ -154,6 +154,8 @@ class Run:
     seconds: float
     peak_mib: dict[str, float]
     processes: dict[str, int]
+    load: float
+    """The machine's 1-minute load average when all were Ready (other work shares its cores)."""
 
 
 class Bench:
@@ -301,7 +303,12 @@ class Bench:
                         input=manifest.replace('"NAMESPACE"', json.dumps(ns)))  # fmt: skip
                 await self.all_ready(scenario, kube, ns, n, start)
                 took = time.perf_counter() - start
-        return Run(took, {k: v / 1024 for k, v in sampler.peak_kib.items()}, dict(sampler.peak_processes))
+        return Run(
+            took,
+            {k: v / 1024 for k, v in sampler.peak_kib.items()},
+            dict(sampler.peak_processes),
+            os.getloadavg()[0],
+        )
 
     async def idle_requests_per_minute(self, system: System, seconds: float, baseline: float) -> float:
         n = 100
@@ -346,7 +353,8 @@ def side_by_side_rows(
             rows.append({
                 "benchmark": name, "value": f"{tide.seconds:.1f} s",
                 "same_run": f"Flux {flux.seconds:.1f} s; ratio {ratio(tide.seconds, flux.seconds)}",
-                "note": f"{PROFILES[profile].about}; {scenario.note}",
+                "note": f"{PROFILES[profile].about}; {scenario.note}; load average at the end: Tide "
+                        f"{tide.load:.1f}, Flux {flux.load:.1f} (2 cores, shared)",
             })  # fmt: skip
             for controller in ("source", scenario.consumer):
                 ours, theirs = tide.peak_mib.get(controller, 0.0), flux.peak_mib.get(controller, 0.0)

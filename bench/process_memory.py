@@ -1,30 +1,47 @@
 """Peak memory of a controller: the PSS of its whole process tree (the controller and its workers).
 
-PSS divides each shared page among the processes that map it, so a tree's sum counts shared pages
-once, unlike a sum of RSS.
+PSS divides each shared page among the address spaces that map it, so a tree's sum counts shared pages
+once, unlike a sum of RSS. A child still sharing its parent's address space (vfork, or clone with
+CLONE_VM, between the fork and the exec of a subprocess: Go's os/exec and Python's subprocess do so)
+reports that same address space again; it is counted once.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+KCMP_SYSCALL = {"x86_64": 312, "aarch64": 272}.get(os.uname().machine)
+KCMP_VM = 1
+LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def same_address_space(pid: int, other: int) -> bool:
+    """kcmp(2): whether two processes share one address space (False when it cannot tell)."""
+    if KCMP_SYSCALL is None:
+        return False
+    return int(LIBC.syscall(KCMP_SYSCALL, pid, other, KCMP_VM, 0, 0)) == 0
+
 
 def tree_pss_kib(pid: int) -> tuple[int, int]:
-    """PSS of a process and all its descendants, and how many processes that is."""
-    total, count, stack = 0, 0, [pid]
+    """PSS of a process and all its descendants, and how many processes that is (a child sharing
+    its parent's address space, about to exec, counted as the parent)."""
+    total, count, stack = 0, 0, [(pid, 0)]
     while stack:
-        current = stack.pop()
+        current, parent = stack.pop()
         try:
-            rollup = Path(f"/proc/{current}/smaps_rollup").read_text()
-            match = re.search(r"^Pss:\s+(\d+)", rollup, re.M)
-            total += int(match.group(1)) if match else 0
-            count += 1
+            if not (parent and same_address_space(parent, current)):
+                rollup = Path(f"/proc/{current}/smaps_rollup").read_text()
+                match = re.search(r"^Pss:\s+(\d+)", rollup, re.M)
+                total += int(match.group(1)) if match else 0
+                count += 1
             for task in os.listdir(f"/proc/{current}/task"):
-                stack += [int(c) for c in Path(f"/proc/{current}/task/{task}/children").read_text().split()]
+                children = Path(f"/proc/{current}/task/{task}/children").read_text().split()
+                stack += [(int(c), current) for c in children]
         except (OSError, ValueError):
             continue  # exited meanwhile
     return total, count
