@@ -52,7 +52,7 @@ import pytest
 from bench import BenchmarkFailed, failed_row
 from bench.bench_kustomize import kubectl, mttp_package, mttp_spec, objects, ready_count
 from bench.helm_releases import push_chart, release_items, suspend_releases
-from bench.process_memory import TreeSampler
+from bench.process_tree import TreeSampler
 from e2e.cluster import BIN, ROOT, ControlPlane, free_port
 from e2e.fixtures.controllers import ControllerProcess
 from e2e.fixtures.git import GitServer
@@ -154,6 +154,7 @@ class Run:
     seconds: float
     peak_mib: dict[str, float]
     processes: dict[str, int]
+    cpu_seconds: dict[str, float]
     load: float
     """The machine's 1-minute load average when all were Ready (other work shares its cores)."""
 
@@ -307,6 +308,7 @@ class Bench:
             took,
             {k: v / 1024 for k, v in sampler.peak_kib.items()},
             dict(sampler.peak_processes),
+            dict(sampler.cpu_seconds),
             os.getloadavg()[0],
         )
 
@@ -364,7 +366,9 @@ def side_by_side_rows(
                     "value": f"{ours:.0f} MiB",
                     "same_run": f"Flux {theirs:.0f} MiB; ratio {ratio(ours, theirs)}",
                     "note": f"whole tree, workers included: Tide {tide.processes.get(controller, 0)} "
-                            f"processes, Flux {flux.processes.get(controller, 0)}{scenario.memory_target}",
+                            f"processes, Flux {flux.processes.get(controller, 0)}; CPU time until all "
+                            f"Ready: Tide {tide.cpu_seconds.get(controller, 0.0):.0f} s, Flux "
+                            f"{flux.cpu_seconds.get(controller, 0.0):.0f} s{scenario.memory_target}",
                 })  # fmt: skip
     return rows
 

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench import BenchmarkFailed
 from bench.bench_kustomize import kubectl
-from bench.process_memory import TreeSampler
+from bench.process_tree import TreeSampler
 
 if TYPE_CHECKING:
     from e2e.fixtures.oci import Registry

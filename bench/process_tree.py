@@ -1,4 +1,5 @@
-"""Peak memory of a controller: the PSS of its whole process tree (the controller and its workers).
+"""What a controller's whole process tree (the controller and its workers) uses: its peak memory as
+the PSS of the tree, and the CPU time it spent.
 
 PSS divides each shared page among the address spaces that map it, so a tree's sum counts shared pages
 once, unlike a sum of RSS. A child still sharing its parent's address space (vfork, or clone with
@@ -47,14 +48,32 @@ def tree_pss_kib(pid: int) -> tuple[int, int]:
     return total, count
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its live descendants, and of the children they reaped
+    (cutime, cstime): a worker that exited still counts once its parent in the tree waited for it."""
+    ticks, stack = 0, [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rpartition(")")[2].split()
+            ticks += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+            for task in os.listdir(f"/proc/{current}/task"):
+                stack += [int(c) for c in Path(f"/proc/{current}/task/{task}/children").read_text().split()]
+        except (OSError, ValueError):
+            continue  # exited meanwhile
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class TreeSampler:
-    """Peak PSS per named process tree, sampled in a thread while a scenario runs."""
+    """Peak PSS per named process tree, sampled in a thread while a scenario runs, and the CPU time
+    each tree spent meanwhile."""
 
     pids: dict[str, int]
     interval: float = 0.5
     peak_kib: dict[str, int] = field(default_factory=dict)
     peak_processes: dict[str, int] = field(default_factory=dict)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -69,6 +88,7 @@ class TreeSampler:
             self.sample()
 
     def __enter__(self) -> TreeSampler:
+        self.cpu_seconds = {name: -tree_cpu_seconds(pid) for name, pid in self.pids.items()}
         self.sample()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -79,3 +99,5 @@ class TreeSampler:
         if self._thread is not None:
             self._thread.join()
         self.sample()
+        for name, pid in self.pids.items():
+            self.cpu_seconds[name] += tree_cpu_seconds(pid)
