@@ -63,10 +63,10 @@ CRDS = ROOT / "charts" / "tide" / "crds"
 NAMESPACE = "bench-kustomize"
 
 
-def kubectl(kubeconfig: Path, *args: str, input: str | None = None) -> str:
+def kubectl(kubeconfig: Path, *args: str, input: str | None = None, timeout: float = 300) -> str:
     result = subprocess.run(
         [str(BIN / "kubectl"), f"--kubeconfig={kubeconfig}", *args],
-        input=input, capture_output=True, text=True, timeout=300,
+        input=input, capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
     if result.returncode != 0:
         raise RuntimeError(f"kubectl {' '.join(args)}: {result.stderr}")

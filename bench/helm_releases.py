@@ -30,12 +30,16 @@ import os
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench import BenchmarkFailed
+from bench.bench_kustomize import kubectl
+from bench.process_tree import TreeSampler
+
+if TYPE_CHECKING:
+    from e2e.fixtures.oci import Registry
 
 ROOT = Path(__file__).resolve().parent.parent
 CRDS = ROOT / "charts" / "tide" / "crds"
@@ -140,64 +144,6 @@ def helm_release(namespace: str, index: int) -> dict[str, Any]:
     }
 
 
-def process_tree(pid: int) -> list[int]:
-    """pid and all its descendants, from /proc/<pid>/task/*/children."""
-    tree, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        tree.append(current)
-        for task in Path(f"/proc/{current}/task").glob("*"):
-            with contextlib.suppress(OSError):
-                todo += [int(c) for c in (task / "children").read_text().split()]
-    return tree
-
-
-def pss_kib(pid: int) -> int:
-    """Proportional set size of one process (shared pages divided among their users)."""
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    return 0
-
-
-class PeakTreePss:
-    """Samples the PSS of a process tree in a thread; `peak` is the highest sum seen, in KiB."""
-
-    def __init__(self, pid: int, every: float = 0.25) -> None:
-        self.pid, self.every, self.peak, self.processes = pid, every, 0, 1
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            tree = process_tree(self.pid)
-            total = sum(pss_kib(p) for p in tree)
-            if total > self.peak:
-                self.peak, self.processes = total, len(tree)
-            self._stop.wait(self.every)
-
-    def __enter__(self) -> PeakTreePss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-
-def kubectl(kubeconfig: Path, *args: str, input: str | None = None, timeout: float = 300) -> str:
-    from e2e.cluster import BIN
-
-    result = subprocess.run(
-        [str(BIN / "kubectl"), f"--kubeconfig={kubeconfig}", *args],
-        input=input, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
-    if result.returncode != 0:
-        raise RuntimeError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
-    return result.stdout
-
-
 def ready(obj: dict[str, Any]) -> bool:
     status = obj.get("status") or {}
     return status.get("observedGeneration") == obj["metadata"].get("generation") and any(
@@ -205,10 +151,44 @@ def ready(obj: dict[str, Any]) -> bool:
     )
 
 
+def push_chart(registry: Registry, workdir: Path) -> str:
+    """CHART packaged and pushed with the real `helm push`; the HelmRepository's URL."""
+    from e2e.fixtures.helm_repo import helm
+
+    chart = workdir / "chart" / "podinfo"
+    for path, text in CHART.items():
+        (chart / path).parent.mkdir(parents=True, exist_ok=True)
+        (chart / path).write_text(text)
+    home = workdir / "helm-home"
+    out = helm("package", str(chart), "--destination", str(workdir), home=home).stdout
+    archive = out.strip().rsplit(": ", 1)[-1]
+    helm("push", archive, f"oci://{registry.host}/charts", "--plain-http", home=home)
+    return f"oci://{registry.host}/charts"
+
+
+def release_items(namespace: str, url: str, n: int) -> list[dict[str, Any]]:
+    """The scenario's objects: the OCI HelmRepository at `url` and N HelmReleases of its chart."""
+    repository = {
+        "apiVersion": "source.toolkit.fluxcd.io/v1",
+        "kind": "HelmRepository",
+        "metadata": {"name": "podinfo", "namespace": namespace},
+        "spec": {"type": "oci", "url": url, "insecure": True, "interval": "12h", "timeout": "2m"},
+    }
+    return [repository, *(helm_release(namespace, i) for i in range(n))]
+
+
+async def suspend_releases(kube: Any, namespace: str) -> None:
+    """Suspends every HelmRelease in the namespace, so that deleting it drops their finalizers without
+    N Helm uninstalls (the releases' objects go with the namespace)."""
+    with contextlib.suppress(Exception):
+        for hr in await kube.list("helm.toolkit.fluxcd.io/v2", "HelmRelease", namespace):
+            await kube.patch_merge("helm.toolkit.fluxcd.io/v2", "HelmRelease", hr["metadata"]["name"],
+                                   namespace, {"spec": {"suspend": True}})  # fmt: skip
+
+
 async def releases(kubeconfig: Path, workdir: Path, n: int) -> list[dict[str, str]]:
     from e2e.cluster import free_port
     from e2e.fixtures.controllers import ControllerProcess
-    from e2e.fixtures.helm_repo import helm
     from e2e.fixtures.oci import Registry
     from tide.shared.kube import KubeClient
 
@@ -219,15 +199,7 @@ async def releases(kubeconfig: Path, workdir: Path, n: int) -> list[dict[str, st
     kube = await KubeClient.from_kubeconfig(str(kubeconfig))
     procs: list[ControllerProcess] = []
     try:
-        chart = workdir / "chart" / "podinfo"
-        for path, text in CHART.items():
-            (chart / path).parent.mkdir(parents=True, exist_ok=True)
-            (chart / path).write_text(text)
-        home = workdir / "helm-home"
-        out = helm("package", str(chart), "--destination", str(workdir), home=home).stdout
-        archive = out.strip().rsplit(": ", 1)[-1]
-        helm("push", archive, f"oci://{registry.host}/charts", "--plain-http", home=home)
-
+        url = push_chart(registry, workdir)
         storage = f"127.0.0.1:{free_port()}"
         scoped = ["--watch-all-namespaces=false", f"--runtime-namespace={ns}", "--concurrent=10"]
         source = ControllerProcess("source", [*scoped, f"--storage-path={workdir / 'storage'}",
@@ -240,15 +212,8 @@ async def releases(kubeconfig: Path, workdir: Path, n: int) -> list[dict[str, st
             procs.append(proc)
             proc.start(120)
         assert helm_controller.proc is not None
-        repository = {
-            "apiVersion": "source.toolkit.fluxcd.io/v1",
-            "kind": "HelmRepository",
-            "metadata": {"name": "podinfo", "namespace": ns},
-            "spec": {"type": "oci", "url": f"oci://{registry.host}/charts", "insecure": True,
-                     "interval": "12h", "timeout": "2m"},
-        }  # fmt: skip
-        items = [repository, *(helm_release(ns, i) for i in range(n))]
-        with PeakTreePss(helm_controller.proc.pid) as memory:
+        items = release_items(ns, url, n)
+        with TreeSampler({"helm": helm_controller.proc.pid}, interval=0.25) as memory:
             start = time.perf_counter()
             kubectl(kubeconfig, "apply", "--server-side", "-f", "-",
                     input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))  # fmt: skip
@@ -273,18 +238,13 @@ async def releases(kubeconfig: Path, workdir: Path, n: int) -> list[dict[str, st
                      f"--concurrent=10 as Flux's run; "
                      f"{n * 4} objects; 2 cores shared, load average {os.getloadavg()[0]:.1f}"},
             {"benchmark": f"helm: {n} HelmReleases: helm controller peak memory (PSS, process tree)",
-             "value": f"{memory.peak / 1024:.0f} MiB",
+             "value": f"{memory.peak_kib['helm'] / 1024:.0f} MiB",
              "published": PUBLISHED_MEMORY,
-             "note": f"controller + Helm workers ({memory.processes} processes at the peak), "
+             "note": f"controller + Helm workers (up to {memory.peak_processes['helm']} processes), "
                      "sampled every 0.25 s"},
         ]  # fmt: skip
     finally:
-        # The releases' objects go with the namespace: no need for N uninstalls. Suspended first, so the
-        # finalizers are dropped without Helm.
-        with contextlib.suppress(Exception):
-            for hr in await kube.list("helm.toolkit.fluxcd.io/v2", "HelmRelease", ns):
-                await kube.patch_merge("helm.toolkit.fluxcd.io/v2", "HelmRelease", hr["metadata"]["name"],
-                                       ns, {"spec": {"suspend": True}})  # fmt: skip
+        await suspend_releases(kube, ns)
         with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
             kubectl(kubeconfig, "delete", "namespace", ns, "--wait=true", "--timeout=300s", timeout=330)
         for proc in reversed(procs):

@@ -21,12 +21,9 @@ without an upgrade for nothing.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-import shutil
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -183,7 +180,12 @@ def common_metadata_digest(common: CommonMetadata | None) -> str:
 
 def kustomize_manifests(manifests: str, config: Mapping[str, Any], spec: PostRenderSpec) -> str:
     """One kustomize post-renderer, by the real kustomize, in a directory holding nothing else."""
-    # Imported here: a release without kustomize post-renderers starts this plugin without it.
+    # Imported here: a release without kustomize post-renderers starts this plugin (a process per
+    # install or upgrade) without them; asyncio alone is a third of its start-up.
+    import asyncio
+    import shutil
+    import tempfile
+
     from tide.shared.kustomize.build import BuildError, run_kustomize
 
     if not manifests.strip():
