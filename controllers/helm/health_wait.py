@@ -28,6 +28,7 @@ from tide.shared.kube import KubeClient
 from tide.shared.kube.errors import KubeApiError
 from tide.shared.kube.health import (
     CompiledExpr,
+    HealthCheckExprLimitExceeded,
     HealthCheckFailed,
     HealthCheckTimeout,
     HealthTarget,
@@ -84,8 +85,9 @@ def wait_targets(
     return targets
 
 
-def wait_error(err: HealthCheckFailed | HealthCheckTimeout) -> str:
-    """The error Flux's poller returns to Helm for a failed wait."""
+def wait_error(err: HealthCheckFailed | HealthCheckTimeout | HealthCheckExprLimitExceeded) -> str:
+    """The error Flux's poller returns to Helm for a failed wait (an expression over its CPU or
+    memory limit fails it too, naming the expression)."""
     if isinstance(err, HealthCheckFailed):
         return "failed early due to stalled resources: [" + ", ".join(err.failed) + "]"
     return str(err)
@@ -154,7 +156,7 @@ async def wait_release(
 
     try:
         await wait_for_health(targets, get, exprs, limit=limit, poll=poll, wait_for_jobs=wait_for_jobs)
-    except (HealthCheckFailed, HealthCheckTimeout) as err:
+    except (HealthCheckFailed, HealthCheckTimeout, HealthCheckExprLimitExceeded) as err:
         raise ReleaseWaitFailed(wait_error(err)) from err
 
 

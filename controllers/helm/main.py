@@ -7,6 +7,7 @@ from typing import Any
 
 from tide.controllers.helm.reconciler import HelmReleaseReconciler
 from tide.shared.api.artifact_generator import EXTERNAL_ARTIFACT_GATE
+from tide.shared.cel.sandbox import SANDBOX
 from tide.shared.runtime.process import (
     add_impersonation_flags,
     add_no_cross_namespace_refs,
@@ -37,7 +38,7 @@ def arg_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> Any:
     args = arg_parser().parse_args(argv)
     reconciler = HelmReleaseReconciler(args)
-    return run_controller(args, reconcilers=[reconciler], servers=[reconciler])
+    return run_controller(args, reconcilers=[reconciler], servers=[reconciler, SANDBOX])
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from tide.controllers.kustomize.reconciler import (
 )
 from tide.shared.api.artifact_generator import EXTERNAL_ARTIFACT_GATE
 from tide.shared.artifact import DEFAULT_MAX_ENTRIES
+from tide.shared.cel.sandbox import SANDBOX
 from tide.shared.kustomize.build import DEFAULT_MEMORY_LIMIT
 from tide.shared.runtime.process import (
     add_bool,
@@ -130,7 +131,7 @@ def options_from(args: argparse.Namespace) -> KustomizeOptions:
 def main(argv: list[str] | None = None) -> Any:
     args = arg_parser().parse_args(argv)
     reconciler = KustomizationReconciler(options_from(args))
-    return run_controller(args, reconcilers=[reconciler], servers=[reconciler.artifacts])
+    return run_controller(args, reconcilers=[reconciler], servers=[reconciler.artifacts, SANDBOX])
 
 
 if __name__ == "__main__":

@@ -9,10 +9,21 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import celpy
 
+from tide.shared.cel.sandbox import (
+    CURRENT,
+    FAILED,
+    IN_PROGRESS,
+    SANDBOX,
+    CelSandbox,
+    Evaluation,
+)
+from tide.shared.cel.sandbox import (
+    HealthCheckExprLimitExceeded as HealthCheckExprLimitExceeded,  # an error of the wait, as the others
+)
 from tide.shared.inventory import ObjectRef, split_api_version
 from tide.shared.kube.kstatus import Status, StatusKind, compute_status, job_completion_status
 
@@ -44,11 +55,14 @@ class HealthCheckCanceled(Exception):
 
 @dataclass
 class CompiledExpr:
+    """One healthCheckExprs entry, its expressions checked to compile; they are evaluated from
+    their sources in the CEL sandbox's worker process (shared/cel/sandbox.py)."""
+
     api_version: str
     kind: str | None
-    current: Any
-    in_progress: Any | None
-    failed: Any | None
+    current: str
+    in_progress: str | None = None
+    failed: str | None = None
 
     def matches(self, obj: Mapping[str, Any]) -> bool:
         # Flux matches the group only: one entry serves every version of the kind.
@@ -56,15 +70,20 @@ class CompiledExpr:
             return False
         return self.kind is None or obj.get("kind") == self.kind
 
+    def sources(self) -> dict[str, str]:
+        found = {IN_PROGRESS: self.in_progress, FAILED: self.failed, CURRENT: self.current}
+        return {field: source for field, source in found.items() if source}
+
 
 _ENV = celpy.Environment()
 
 
-def _compile(source: str, where: str) -> Any:
+def _compile(source: str, where: str) -> str:
     try:
-        return _ENV.program(_ENV.compile(source))
+        _ENV.compile(source)
     except Exception as exc:  # celpy raises its own parse errors
         raise InvalidCELExpression(f"failed to parse {where} expression '{source}': {exc}") from exc
+    return source
 
 
 def compile_exprs(exprs: list[Mapping[str, Any]] | None) -> list[CompiledExpr]:
@@ -85,53 +104,72 @@ def compile_exprs(exprs: list[Mapping[str, Any]] | None) -> list[CompiledExpr]:
     return compiled
 
 
-def activation(obj: Mapping[str, Any]) -> dict[str, Any]:
-    """The expression's variables: the object's top-level fields, as Flux binds them (`status`,
-    `metadata`, ...), and the whole object as `self`."""
-    fields = {str(k): celpy.json_to_cel(v) for k, v in obj.items()}
-    fields["self"] = celpy.json_to_cel(dict(obj))
-    return fields
+VERDICTS = {
+    IN_PROGRESS: Status(StatusKind.IN_PROGRESS, "in progress (healthCheckExprs)"),
+    FAILED: Status(StatusKind.FAILED, "failed (healthCheckExprs)"),
+    CURRENT: Status(StatusKind.CURRENT, "current (healthCheckExprs)"),
+    None: Status(StatusKind.IN_PROGRESS, "waiting for healthCheckExprs to be current"),
+}
+"""The status of an object from the first of its entry's expressions that is true (Flux's order:
+inProgress, failed, current); none true means still in progress."""
 
 
-def _true(program: Any, variables: dict[str, Any]) -> bool:
-    try:
-        result = program.evaluate(variables)
-        return isinstance(result, celpy.celtypes.BoolType) and bool(result)
-    except Exception:  # a field that does not exist yet: the expression is not (yet) true
-        return False
-
-
-def cel_status(expr: CompiledExpr, obj: Mapping[str, Any]) -> Status:
-    """Flux's order: a status not observing the object's generation is in progress; then
-    inProgress, failed, current; none true means still in progress."""
-    observed = (
-        (obj.get("status") or {}).get("observedGeneration") if isinstance(obj.get("status"), dict) else None
-    )
-    generation = (obj.get("metadata") or {}).get("generation")
-    if isinstance(observed, int) and isinstance(generation, int) and observed != generation:
-        return Status(StatusKind.IN_PROGRESS, "waiting for the status to observe the generation")
-    variables = activation(obj)
-    if expr.in_progress is not None and _true(expr.in_progress, variables):
-        return Status(StatusKind.IN_PROGRESS, "in progress (healthCheckExprs)")
-    if expr.failed is not None and _true(expr.failed, variables):
-        return Status(StatusKind.FAILED, "failed (healthCheckExprs)")
-    if _true(expr.current, variables):
-        return Status(StatusKind.CURRENT, "current (healthCheckExprs)")
-    return Status(StatusKind.IN_PROGRESS, "waiting for healthCheckExprs to be current")
-
-
-def object_status(obj: Mapping[str, Any], exprs: list[CompiledExpr], wait_for_jobs: bool = False) -> Status:
-    """The expressions first (Flux: spec-defined readers take precedence), then, when the wait is
-    for Jobs, Flux's Job reader (complete, not just started), then kstatus."""
+def _status_without_cel(
+    obj: Mapping[str, Any], exprs: list[CompiledExpr], wait_for_jobs: bool
+) -> Status | CompiledExpr:
+    """The status, or the entry whose expressions decide it. The expressions first (Flux:
+    spec-defined readers take precedence) unless the status does not observe the object's
+    generation yet; then, when the wait is for Jobs, Flux's Job reader (complete, not just
+    started), then kstatus."""
     meta = obj.get("metadata") or {}
     if meta.get("deletionTimestamp"):
         return Status(StatusKind.TERMINATING, "Resource scheduled for deletion")
     expr = matching_expr(obj, exprs)
     if expr is not None:
-        return cel_status(expr, obj)
+        status = obj.get("status")
+        observed = status.get("observedGeneration") if isinstance(status, dict) else None
+        generation = meta.get("generation")
+        if isinstance(observed, int) and isinstance(generation, int) and observed != generation:
+            return Status(StatusKind.IN_PROGRESS, "waiting for the status to observe the generation")
+        return expr
     if wait_for_jobs and obj.get("kind") == "Job" and obj.get("apiVersion") == "batch/v1":
         return job_completion_status(dict(obj))
     return compute_status(dict(obj))
+
+
+K = TypeVar("K")
+
+
+def statuses(
+    objects: Mapping[K, Mapping[str, Any]],
+    exprs: list[CompiledExpr],
+    wait_for_jobs: bool = False,
+    sandbox: CelSandbox | None = None,
+) -> dict[K, Status]:
+    """Each object's status; the expressions of all of them evaluated in one call to the sandbox
+    (blocking: call it in a thread). Raises HealthCheckExprLimitExceeded."""
+    results: dict[K, Status] = {}
+    pending: dict[K, Evaluation] = {}
+    for key, obj in objects.items():
+        found = _status_without_cel(obj, exprs, wait_for_jobs)
+        if isinstance(found, Status):
+            results[key] = found
+        else:
+            pending[key] = Evaluation(ObjectRef.of(obj).display(), found.sources(), obj)
+    if pending:
+        verdicts = (sandbox or SANDBOX).evaluate(list(pending.values()))
+        results.update({key: VERDICTS[verdict] for key, verdict in zip(pending, verdicts, strict=True)})
+    return {key: results[key] for key in objects}
+
+
+def object_status(
+    obj: Mapping[str, Any],
+    exprs: list[CompiledExpr],
+    wait_for_jobs: bool = False,
+    sandbox: CelSandbox | None = None,
+) -> Status:
+    """One object's status (see statuses)."""
+    return statuses({0: obj}, exprs, wait_for_jobs, sandbox)[0]
 
 
 def matching_expr(obj: Mapping[str, Any], exprs: list[CompiledExpr]) -> CompiledExpr | None:
@@ -163,12 +201,6 @@ def summarize(results: Mapping[HealthTarget, Status]) -> tuple[list[str], list[s
     return failed, pending
 
 
-def _statuses(
-    objects: Mapping[HealthTarget, Mapping[str, Any]], exprs: list[CompiledExpr], wait_for_jobs: bool
-) -> dict[HealthTarget, Status]:
-    return {target: object_status(obj, exprs, wait_for_jobs) for target, obj in objects.items()}
-
-
 async def wait_for_health(
     targets: list[HealthTarget],
     get: Getter,
@@ -177,10 +209,12 @@ async def wait_for_health(
     poll: float = 1.0,
     canceled: Callable[[], str | None] | None = None,
     wait_for_jobs: bool = False,
+    sandbox: CelSandbox | None = None,
 ) -> None:
     """Return when every target is Current (a Job complete with wait_for_jobs); raise
     HealthCheckTimeout (a TimeoutError) or HealthCheckFailed (a RuntimeError) for a Failed object
-    (fail fast), HealthCheckCanceled when canceled() names a trigger."""
+    (fail fast), HealthCheckExprLimitExceeded (a RuntimeError) for an expression over its CPU or
+    memory limit, HealthCheckCanceled when canceled() names a trigger."""
     deadline = time.monotonic() + limit
     while True:
         results: dict[HealthTarget, Status] = {}
@@ -201,10 +235,10 @@ async def wait_for_health(
                 continue
             evaluate[target] = obj
         if exprs:
-            # CEL (pure Python, tenant-written expressions) runs off the event loop.
-            results.update(await asyncio.to_thread(_statuses, evaluate, exprs, wait_for_jobs))
+            # The sandbox's worker evaluates the expressions; the thread waits for its answer.
+            results.update(await asyncio.to_thread(statuses, evaluate, exprs, wait_for_jobs, sandbox))
         else:
-            results.update(_statuses(evaluate, exprs, wait_for_jobs))
+            results.update(statuses(evaluate, exprs, wait_for_jobs))
         results = {target: results[target] for target in targets}  # the targets' order, for messages
         failed, pending = summarize(results)
         if failed:

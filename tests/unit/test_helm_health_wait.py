@@ -25,7 +25,12 @@ from tide.controllers.helm.health_wait import (
 )
 from tide.controllers.helm.storage import StoredRelease, release_from_secret, secret_with_status
 from tide.shared.inventory import ObjectRef
-from tide.shared.kube.health import HealthCheckFailed, HealthCheckTimeout, InvalidCELExpression
+from tide.shared.kube.health import (
+    HealthCheckExprLimitExceeded,
+    HealthCheckFailed,
+    HealthCheckTimeout,
+    InvalidCELExpression,
+)
 
 EXPR = {"apiVersion": "example.com/v1", "kind": "Widget", "current": "status.ready == true"}
 
@@ -92,6 +97,10 @@ def test_errors_and_descriptions_are_helms_and_fluxs() -> None:
     )
     timeout = HealthCheckTimeout(["Widget/apps/w status: 'InProgress'"])
     assert wait_error(timeout) == "timeout waiting for: [Widget/apps/w status: 'InProgress']"
+    over = HealthCheckExprLimitExceeded(
+        "healthCheckExprs current expression 'x' exceeded its CPU limit", "cpu"
+    )
+    assert wait_error(over) == str(over)  # the wait fails naming the expression
     assert failed_description("install", "app", "boom") == 'Release "app" failed: boom'
     assert failed_description("upgrade", "app", "boom") == 'Upgrade "app" failed: boom'
     assert failed_description("rollback", "app", "boom") == 'Release "app" failed: boom'

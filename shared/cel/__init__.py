@@ -1,0 +1,1 @@
+"""Tenant-written CEL, evaluated with limits in a worker process (sandbox.py)."""
