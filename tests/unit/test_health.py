@@ -208,3 +208,16 @@ def test_a_wait_for_jobs_waits_for_completion(spec, status, for_jobs, started_on
     job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"}, "spec": spec, "status": status}
     assert object_status(job, [], wait_for_jobs=True).status == for_jobs
     assert object_status(job, [], wait_for_jobs=False).status == started_only
+
+
+def test_an_expression_too_long_to_be_parsed_cheaply_is_refused() -> None:
+    long = " || ".join(f"self.status.phase == 'p{i}'" for i in range(1000))
+    with pytest.raises(
+        InvalidCELExpression, match=r"Widget.example.com/v1 current expression is \d+ characters"
+    ):
+        compile_exprs([{"apiVersion": "example.com/v1", "kind": "Widget", "current": long}])
+    deep = "(" * 8000 + "true" + ")" * 8000  # within the limit: parsed, or refused as invalid, never a crash
+    try:
+        compile_exprs([{"apiVersion": "example.com/v1", "kind": "Widget", "current": deep}])
+    except InvalidCELExpression:
+        pass
