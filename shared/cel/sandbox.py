@@ -59,6 +59,8 @@ class Limits:
     """The worker's address space."""
     wall_seconds: float = 10.0
     """What a call may take beyond twice the CPU budget of its objects before the worker is killed."""
+    start_seconds: float = 30.0
+    """What a new worker may take to start (Python and cel-python's imports), before the call's time."""
 
 
 @dataclass(frozen=True)
@@ -113,24 +115,26 @@ class CelSandbox:
         timeout = self.limits.wall_seconds + 2 * self.limits.cpu_seconds * len(items)
         with self._lock:
             answer = self._call(b"".join(frames), timeout, items)
+            if "exceeded" in answer:
+                self._kill()  # its heap is not to be trusted after a MemoryError; a fresh one is cheap
         if "exceeded" in answer:
-            self._kill()  # its heap is not to be trusted after a MemoryError; a fresh one is cheap
             item = items[int(answer["index"])]
             field = answer.get("field")
             limit = _describe_limit(str(answer["exceeded"]), self.limits)
             if field in FIELDS:
-                which = f"{field} expression '{_short(item.exprs.get(field, ''))}'"
+                which = f"{field} expression '{_short(item.exprs.get(field, ''))}' exceeded its"
             else:  # over the limit reading the object, before any expression ran
-                which = "expressions " + ", ".join(f"'{_short(s)}'" for s in item.exprs.values() if s)
+                listed = ", ".join(f"'{_short(s)}'" for s in item.exprs.values() if s)
+                which = f"expressions {listed} exceeded their"
             raise HealthCheckExprLimitExceeded(
-                f"healthCheckExprs {which} exceeded its {limit} evaluating {item.what}", limit
+                f"healthCheckExprs {which} {limit} evaluating {item.what}", limit
             )
         return [str(v) if v else None for v in answer["verdicts"]]
 
     def _call(self, request: bytes, timeout: float, items: Sequence[Evaluation]) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
         try:
             sock = self._worker()
+            deadline = time.monotonic() + timeout
             sock.settimeout(timeout)
             sock.sendall(request)
             size = int.from_bytes(_recv_exactly(sock, _LENGTH, deadline), "big")
@@ -183,6 +187,7 @@ class CelSandbox:
             finally:
                 theirs.close()
             self._sock = ours
+            _recv_exactly(ours, 1, time.monotonic() + self.limits.start_seconds)  # ready
         return self._sock
 
     def _kill(self) -> int | None:
@@ -399,6 +404,7 @@ def serve(sock: socket.socket, memory_bytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # SIGXCPU would dump core
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     signal.signal(signal.SIGPROF, _on_timer)
+    sock.sendall(b"\x01")  # ready: the caller's time limits start now
     while True:
         try:
             size = int.from_bytes(_recv_exactly(sock, _LENGTH), "big")
