@@ -425,6 +425,8 @@ def serve(sock: socket.socket, memory_bytes: int) -> None:
 def main(argv: Sequence[str]) -> None:
     logging.disable(logging.CRITICAL)  # cel-python logs failing calls with their (huge) arguments
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C stops the controller, which stops this
+    # A signal mask survives exec: the thread that started this one may have blocked the timer's.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGPROF, signal.SIGXCPU})
     serve(socket.socket(fileno=int(argv[0])), int(argv[1]))
 
 
