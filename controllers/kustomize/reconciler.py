@@ -62,7 +62,7 @@ from tide.shared.kube.health import (
 )
 from tide.shared.kube.kubeconfig_secret import KubeconfigSecretError
 from tide.shared.kube.targets import Target, TargetClients
-from tide.shared.kustomize.build import BuildError, BuildNotFinished
+from tide.shared.kustomize.build import BuildError, BuildNotFinished, build_inputs
 from tide.shared.kustomize.render import (
     VariablesSourceNotFound,
     add_flux_metadata,
@@ -642,7 +642,8 @@ class KustomizationReconciler(Reconciler[Kustomization]):
         requeue_dependency: float,
     ) -> list[dict[str, Any]]:
         try:
-            root = await self.artifacts.checkout(artifact)
+            spec = obj.spec.to_wire()
+            root = await self.artifacts.checkout(artifact, lambda tree: build_inputs(tree, spec))
         except SourceNotReady as err:
             raise ReconcileError(ARTIFACT_FAILED_REASON, str(err), requeue_after=requeue_dependency) from err
         except ArtifactError as err:
@@ -668,7 +669,7 @@ class KustomizationReconciler(Reconciler[Kustomization]):
 
             return await render(
                 root,
-                obj.spec.to_wire(),
+                spec,
                 variables=variables,
                 strict=self.options.feature_gates.get(STRICT_SUBSTITUTIONS_GATE, True),
                 no_remote_bases=self.options.no_remote_bases,

@@ -9,7 +9,7 @@ import re
 import shutil
 import tempfile
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,10 @@ from tide.shared.artifact.client import RETRIES
 SOURCE_GROUP_VERSION = "source.toolkit.fluxcd.io/v1"
 SERVED_SOURCE_KINDS = ("GitRepository", "OCIRepository", "Bucket", "ExternalArtifact")
 _DIGEST = re.compile(r"[a-z0-9]+:[0-9a-f]{32,128}")
+
+
+# What a checkout's caller will read of a tree: relative paths, or None for all of it.
+Select = Callable[[Path], Sequence[str] | None]
 
 
 class SourceNotReady(Exception):
@@ -88,6 +92,21 @@ def link_tree(src: Path, dest: Path) -> None:
                 os.link(source, target_dir / name)
             except OSError:
                 shutil.copy2(source, target_dir / name)
+
+
+def link_paths(src: Path, dest: Path, paths: Sequence[str]) -> None:
+    """link_tree of only `paths` of src (relative; a directory whole), at the same places in dest."""
+    for rel in paths:
+        source, target = src / rel, dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            target.mkdir()
+            link_tree(source, target)
+            continue
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copy2(source, target)
 
 
 def replace_file(path: Path, data: bytes, mode: int | None = None) -> None:
@@ -164,8 +183,10 @@ class ArtifactCache:
             self._root.mkdir(parents=True)
         return self._root
 
-    async def checkout(self, artifact: Artifact) -> Path:
-        """A new directory holding the artifact's files; the caller removes it."""
+    async def checkout(self, artifact: Artifact, select: Select | None = None) -> Path:
+        """A new directory holding the artifact's files; the caller removes it. select(tree) names the
+        paths (relative, directories whole) the caller will read, or None for all: only those are
+        copied."""
         digest = artifact.digest or ""
         if self.storage is not None:
             # --source-storage-addr; before the cache: no tree is handed out for a refused URL.
@@ -174,9 +195,12 @@ class ArtifactCache:
             return await download(artifact, max_entries=self.max_entries, retries=self.retries)
         tree = await self._acquire(digest, artifact)
         try:
+            paths = await asyncio.to_thread(select, tree) if select is not None else None
             dest = Path(tempfile.mkdtemp(prefix="tide-kustomize-", dir=self.root))
             try:
-                if not await _run("cp", "-a", "-l", f"{tree}/.", str(dest)):
+                if paths is not None:
+                    await asyncio.to_thread(link_paths, tree, dest, paths)
+                elif not await _run("cp", "-a", "-l", f"{tree}/.", str(dest)):
                     await asyncio.to_thread(_relink, tree, dest)
             except BaseException:
                 await remove_tree(dest)

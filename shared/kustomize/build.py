@@ -292,6 +292,79 @@ def check_references(root: Path, directory: Path, no_remote_bases: bool) -> None
             replace_file(kfile, text.encode())
 
 
+def build_inputs(root: Path, spec: Mapping[str, Any]) -> list[str] | None:
+    """What a build of spec.path can read, relative to root: spec.path's directory and the components
+    spec names, then every directory and file a kustomization file in those names, followed through
+    theirs; each directory whole. None when that is the whole tree, or when it cannot be told without a
+    build's own checks (a symlink on the way, a reference leaving the root or refused, spec.path
+    missing): the build then gets everything and its checks answer as always. A Kustomization of one
+    path of a monorepo then copies its path, not the repository (a copy per reconcile)."""
+    top = os.path.realpath(root)
+
+    def local(path: str) -> str | None:
+        norm = os.path.normpath(path)
+        inside = norm == top or norm.startswith(top + os.sep)
+        # realpath differs when a symlink is on the way: the build's checks decide about those.
+        return norm if inside and os.path.realpath(norm) == norm else None
+
+    start = local(os.path.join(top, str(spec.get("path") or "./").lstrip("/")))
+    if start is None or start == top or not os.path.isdir(start):
+        return None
+    pending = [start]
+    for component in spec.get("components") or []:
+        target = local(os.path.join(start, str(component)))
+        if target is None:
+            return None
+        if os.path.isdir(target):
+            pending.append(target)
+    taken: list[str] = []
+    files: set[str] = set()
+
+    def covered(path: str) -> bool:
+        return any(path == d or path.startswith(d + os.sep) for d in taken)
+
+    while pending:
+        directory = pending.pop()
+        if covered(directory):
+            continue
+        if directory == top:
+            return None
+        taken.append(directory)
+        walk = [directory]
+        while walk:
+            current = walk.pop()
+            names = set()
+            with os.scandir(current) as entries:
+                for entry in entries:
+                    if entry.is_symlink():
+                        return None
+                    if entry.is_dir():
+                        walk.append(entry.path)
+                    names.add(entry.name)
+            kname = next((n for n in KUSTOMIZATION_FILES if n in names), None)
+            if kname is None:
+                continue
+            try:
+                kus = load_kustomization_file(Path(current, kname))
+            except BuildError:
+                return None
+            for ref in _path_entries(kus):
+                if _FILE_URL.match(ref.entry.strip()) or os.path.isabs(ref.entry):
+                    return None
+                if is_fetched(ref.entry) and not os.path.lexists(os.path.join(current, ref.entry)):
+                    continue
+                target = local(os.path.join(current, ref.entry))
+                if target is None:
+                    return None
+                if os.path.isdir(target):
+                    pending.append(target)
+                elif os.path.isfile(target):
+                    files.add(target)
+    inputs = [d for d in taken if not any(d != o and d.startswith(o + os.sep) for o in taken)]
+    inputs += [f for f in files if not covered(f)]
+    return sorted(os.path.relpath(p, top) for p in inputs)
+
+
 def _link_inside(directory: Path, target: Path) -> str:
     """A link to target (a file of the artifact) in a new folder of directory, same base name."""
     holder = Path(tempfile.mkdtemp(prefix=_OUTSIDE_LINKS, dir=directory))
