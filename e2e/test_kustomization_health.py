@@ -55,6 +55,21 @@ def test_failing_health_check_names_the_object(git_server, flux_controllers, kub
     assert condition(ks, "Healthy")["status"] == "True"
 
 
+def test_optional_cel_syntax(git_server, flux_controllers, kubectl, namespace) -> None:  # type: ignore[no-untyped-def]
+    """The cheatsheet's form: a field that may be absent read with `.?` and `orValue`."""
+    cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: gate\ndata:\n  state: ready\n"
+    repo = git_server.create_repo(f"optcel-{namespace}", {"gate.yaml": cm})
+    flux_controllers()
+    exprs = [{"apiVersion": "v1", "kind": "ConfigMap",
+              "current": "data.?state.orValue('') == 'ready' && metadata.?labels[?'tier'].orValue('') == ''",
+              "failed": "metadata.?annotations[?'broken'].orValue('') == 'true'"}]  # fmt: skip
+    apply(kubectl, namespace, git_source("repo", repo.public_http_url),
+          kustomization("app", targetNamespace=namespace, wait=True, timeout="30s",
+                        healthCheckExprs=exprs))  # fmt: skip
+    ks = wait_ks(kubectl, namespace, "app", revision=f"main@sha1:{repo.head()}")
+    assert condition(ks, "Healthy")["status"] == "True"
+
+
 def test_invalid_cel_expression_stalls(git_server, flux_controllers, kubectl, namespace) -> None:  # type: ignore[no-untyped-def]
     repo = git_server.create_repo(
         f"badcel-{namespace}", {"gate.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: g\n"}

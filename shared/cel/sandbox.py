@@ -13,6 +13,11 @@ a worker process started with `python -m` on first use, which
 A worker over a limit is killed and started anew for the next call; the caller gets
 HealthCheckExprLimitExceeded naming the expression and the limit.
 
+An expression whose evaluation errors (a field the object does not have yet, a type error) gives
+the object an ExprError, as Flux's status reader does (the object's status is Unknown, with the
+error, until the wait's timeout); the expressions are cel-go's, optional types included
+(shared/cel/optionals.py rewrites them for cel-python).
+
 The worker exits when its socket closes (the controller stopped, or died). Requests and answers are
 length-prefixed JSON: nothing the worker sends is unpickled by the controller.
 """
@@ -24,6 +29,7 @@ import contextlib
 import json
 import logging
 import math
+import re
 import resource
 import signal
 import socket
@@ -64,6 +70,19 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class ExprError:
+    """An entry's expression failed to evaluate on an object, in Flux's words: `failed to evaluate
+    the CEL expression '<source>': no such key: conditions`."""
+
+    message: str
+
+
+Verdict = str | ExprError | None
+"""The first of an entry's fields (IN_PROGRESS, FAILED, CURRENT) whose expression is true, the
+error of the first that failed to evaluate, or None."""
+
+
+@dataclass(frozen=True)
 class Evaluation:
     """One object and the expressions of its healthCheckExprs entry; `what` names the object."""
 
@@ -94,9 +113,10 @@ class CelSandbox:
         self._proc: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
 
-    def evaluate(self, items: Sequence[Evaluation]) -> list[str | None]:
+    def evaluate(self, items: Sequence[Evaluation]) -> list[Verdict]:
         """For each item, the first of its entry's expressions (inProgress, failed, current) that
-        is true, or None. Blocks (call it in a thread); raises HealthCheckExprLimitExceeded."""
+        is true, or the error of one that failed before (Flux stops there too), or None. Blocks
+        (call it in a thread); raises HealthCheckExprLimitExceeded."""
         if not items:
             return []
         sources: dict[str, int] = {}
@@ -129,7 +149,7 @@ class CelSandbox:
             raise HealthCheckExprLimitExceeded(
                 f"healthCheckExprs {which} {limit} evaluating {item.what}", limit
             )
-        return [str(v) if v else None for v in answer["verdicts"]]
+        return [_verdict(v) for v in answer["verdicts"]]
 
     def _call(self, request: bytes, timeout: float, items: Sequence[Evaluation]) -> dict[str, Any]:
         try:
@@ -241,6 +261,12 @@ SANDBOX = CelSandbox()
 """The controller process's sandbox (its worker starts on the first healthCheckExprs evaluation)."""
 
 
+def _verdict(answer: Any) -> Verdict:
+    if isinstance(answer, dict):
+        return ExprError(str(answer.get("error", "")))
+    return str(answer) if answer else None
+
+
 def _names(items: Sequence[Evaluation], most: int = 5) -> str:
     names = sorted({item.what for item in items})
     more = f" and {len(names) - most} more" if len(names) > most else ""
@@ -326,14 +352,17 @@ class _Programs:
         self._size = size
 
     def get(self, source: str) -> Any:
+        """The program, or the text of the error compiling it (refused by the controller already)."""
+        from tide.shared.cel.optionals import FUNCTIONS, compile_source
+
         program = self._programs.get(source)
         if program is None:
             if len(self._programs) >= self._size:
                 self._programs.clear()
             try:
-                program = self._env.program(self._env.compile(source))
-            except Exception:  # refused by the controller already; here it is never true
-                program = False
+                program = self._env.program(compile_source(self._env, source), FUNCTIONS)
+            except Exception as exc:
+                program = f"failed to parse the CEL expression '{_short(source)}': {_short(str(exc))}"
             self._programs[source] = program
         return program
 
@@ -348,30 +377,56 @@ def activation(obj: Mapping[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def _true(program: Any, variables: dict[str, Any]) -> bool:
+_CEL_GO_ERRORS = (
+    (re.compile(r"no such member in mapping: '(.*)'"), "no such key: {}"),
+    (re.compile(r"undeclared reference to '([^']*)'"), "no such attribute(s): {}"),
+    (re.compile(r"(?:found no matching overload|no such overload)\b"), "no such overload"),
+)
+
+
+def cel_go_error(exc: BaseException) -> str:
+    """cel-python's evaluation error in cel-go's words where they differ (Flux shows cel-go's)."""
+    args = exc.args if isinstance(exc.args, tuple) else ()
+    message = str(args[0] if args else exc)[:1000]
+    details = args[2] if len(args) > 2 and isinstance(args[2], tuple) else ()
+    if message == "no such key" and details:
+        return f"no such key: {_short(str(details[0]))}"
+    if message == "invalid_argument" and args[1:2] == (IndexError,):
+        return "index out of bounds"
+    for pattern, text in _CEL_GO_ERRORS:
+        found = pattern.match(message)
+        if found:
+            return text.format(*(_short(group) for group in found.groups()))
+    return _short(message)
+
+
+def _outcome(program: Any, source: str, variables: dict[str, Any]) -> bool | str:
+    """Whether the expression is true, or the text of its evaluation's error (Flux's wording)."""
     import celpy
 
-    if program is False:
-        return False
+    if isinstance(program, str):
+        return program
     try:
         result = program.evaluate(variables)
     except MemoryError as exc:
         raise _OverMemory() from exc
-    except Exception as exc:  # a field that does not exist yet: the expression is not (yet) true
-        if isinstance(exc.__cause__, MemoryError):
+    except Exception as exc:  # a field that does not exist (yet), a type error: Flux's Unknown
+        if isinstance(exc.__cause__, MemoryError) or exc.args[1:2] == (MemoryError,):
             raise _OverMemory() from exc
-        return False
+        return f"failed to evaluate the CEL expression '{_short(source)}': {cel_go_error(exc)}"
     if isinstance(result, celpy.CELEvalError) and (
         isinstance(result.__cause__, MemoryError) or result.args[1:2] == (MemoryError,)
     ):
         raise _OverMemory()
-    return isinstance(result, celpy.celtypes.BoolType) and bool(result)
+    if not isinstance(result, celpy.celtypes.BoolType):
+        return f"failed to evaluate CEL expression as boolean: '{_short(source)}'"
+    return bool(result)
 
 
 def _evaluate(request: Mapping[str, Any], objects: list[bytes], programs: _Programs) -> dict[str, Any]:
     cpu = float(request["cpu"])
     entries = request["exprs"]
-    verdicts: list[str | None] = []
+    verdicts: list[str | dict[str, str] | None] = []
     for index, (entry_index, data) in enumerate(zip(request["items"], objects, strict=True)):
         entry = entries[int(entry_index)]
         field = None
@@ -380,9 +435,15 @@ def _evaluate(request: Mapping[str, Any], objects: list[bytes], programs: _Progr
             try:
                 obj = json.loads(data)
                 variables = activation(obj) if isinstance(obj, dict) else {}
-                verdict = None
+                verdict: str | dict[str, str] | None = None
                 for field, source in zip(FIELDS, entry, strict=True):
-                    if source and _true(programs.get(source), variables):
+                    if not source:
+                        continue
+                    outcome = _outcome(programs.get(source), source, variables)
+                    if isinstance(outcome, str):
+                        verdict = {"error": outcome}  # Flux stops at the first error too
+                        break
+                    if outcome:
                         verdict = field
                         break
                 del variables, obj

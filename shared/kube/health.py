@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import celpy
 
+from tide.shared.cel.optionals import rewrite
 from tide.shared.cel.sandbox import (
     CURRENT,
     FAILED,
@@ -21,6 +22,8 @@ from tide.shared.cel.sandbox import (
     SANDBOX,
     CelSandbox,
     Evaluation,
+    ExprError,
+    Verdict,
 )
 from tide.shared.cel.sandbox import (
     HealthCheckExprLimitExceeded as HealthCheckExprLimitExceeded,  # an error of the wait, as the others
@@ -83,9 +86,24 @@ MAX_EXPRESSION_LENGTH = 16384
 the controller's CPU (on each reconcile but for the cache below), so a longer one is refused."""
 
 
+MAX_REWRITTEN_LENGTH = 2 * MAX_EXPRESSION_LENGTH
+"""What cel-python parses once the optional syntax (`a.?b`) is rewritten into calls (up to seven
+times as long: `.?a.b.c` is `._opt_sel("a")._opt_sel("b")._opt_sel("c")`)."""
+
+
+class _TooLong(ValueError):
+    pass
+
+
 @functools.lru_cache(maxsize=256)
 def _parses(source: str) -> None:
-    _ENV.compile(source)
+    rewritten = rewrite(source)
+    if len(rewritten) > MAX_REWRITTEN_LENGTH:
+        raise _TooLong(
+            f"its optional selections expand to {len(rewritten)} characters, "
+            f"over the limit of {MAX_REWRITTEN_LENGTH}"
+        )
+    _ENV.compile(rewritten)
 
 
 def _compile(source: str, where: str) -> str:
@@ -95,7 +113,7 @@ def _compile(source: str, where: str) -> str:
         )
     try:
         _parses(source)
-    except Exception as exc:  # celpy raises its own parse errors
+    except Exception as exc:  # celpy raises its own parse errors, the rewrite OptionalSyntaxError
         raise InvalidCELExpression(f"failed to parse {where} expression '{source}': {exc}") from exc
     return source
 
@@ -126,6 +144,14 @@ VERDICTS = {
 }
 """The status of an object from the first of its entry's expressions that is true (Flux's order:
 inProgress, failed, current); none true means still in progress."""
+
+
+def verdict_status(verdict: Verdict) -> Status:
+    """An expression that failed to evaluate makes the status Unknown with its error (Flux's
+    status reader: the wait goes on, and its timeout names the error)."""
+    if isinstance(verdict, ExprError):
+        return Status(StatusKind.UNKNOWN, verdict.message)
+    return VERDICTS[verdict]
 
 
 def _status_without_cel(
@@ -172,7 +198,7 @@ def statuses(
             pending[key] = Evaluation(ObjectRef.of(obj).display(), found.sources(), obj)
     if pending:
         verdicts = (sandbox or SANDBOX).evaluate(list(pending.values()))
-        results.update({key: VERDICTS[verdict] for key, verdict in zip(pending, verdicts, strict=True)})
+        results.update({key: verdict_status(v) for key, v in zip(pending, verdicts, strict=True)})
     return {key: results[key] for key in objects}
 
 
@@ -204,12 +230,15 @@ Getter = Callable[[HealthTarget], Awaitable[dict[str, Any] | None]]
 
 
 def summarize(results: Mapping[HealthTarget, Status]) -> tuple[list[str], list[str]]:
-    """(failed, pending) descriptions in Flux's style `Deployment/ns/name status: 'InProgress'`."""
+    """(failed, pending) descriptions in Flux's style `Deployment/ns/name status: 'InProgress'`;
+    an Unknown status carries its error, as Flux's (`status: 'Unknown': failed to evaluate ...`)."""
     failed, pending = [], []
     for target, status in results.items():
         text = f"{target.ref.display()} status: '{status.status}'"
         if status.status == StatusKind.FAILED:
             failed.append(f"{text}: {status.message}" if status.message else text)
+        elif status.status == StatusKind.UNKNOWN and status.message:
+            pending.append(f"{text}: {status.message}")
         elif status.status != StatusKind.CURRENT:
             pending.append(text)
     return failed, pending

@@ -11,7 +11,7 @@ from tide.shared.kube.health import (
     object_status,
     wait_for_health,
 )
-from tide.shared.kube.kstatus import StatusKind
+from tide.shared.kube.kstatus import Status, StatusKind
 
 EXPRS = compile_exprs(
     [
@@ -41,7 +41,12 @@ def test_cel_order_in_progress_failed_current() -> None:
     assert object_status(widget("Pending"), EXPRS).status == StatusKind.IN_PROGRESS
     assert object_status(widget("Failed"), EXPRS).status == StatusKind.FAILED
     assert object_status(widget("Ready"), EXPRS).status == StatusKind.CURRENT
-    assert object_status(widget(None), EXPRS).status == StatusKind.IN_PROGRESS  # missing field: not yet
+    # A field the object does not have yet: the evaluation fails, and Flux's status is Unknown
+    # with the error (the wait goes on, its timeout names it).
+    assert object_status(widget(None), EXPRS) == Status(
+        StatusKind.UNKNOWN,
+        "failed to evaluate the CEL expression 'self.status.phase == 'Failed'': no such key: status",
+    )
 
 
 def test_kind_optional_matches_by_api_version() -> None:
@@ -135,7 +140,10 @@ def test_expressions_read_the_objects_fields_as_flux_binds_them() -> None:
     )
     assert object_status(widget("Ready"), exprs).status == StatusKind.CURRENT
     assert object_status(widget("Failed"), exprs).status == StatusKind.FAILED
-    assert object_status(widget(None), exprs).status == StatusKind.IN_PROGRESS  # no status yet
+    assert object_status(widget(None), exprs) == Status(  # no status yet
+        StatusKind.UNKNOWN,
+        "failed to evaluate the CEL expression 'status.phase == 'Failed'': no such attribute(s): status",
+    )
 
 
 @pytest.mark.parametrize(
