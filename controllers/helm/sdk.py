@@ -9,6 +9,7 @@ actions run in a worker process Tide starts as `helm-controller` with that envir
 
 from __future__ import annotations
 
+import json
 import os
 import site
 import sys
@@ -16,32 +17,38 @@ from functools import cache
 from pathlib import Path
 from types import ModuleType
 
+from tide.controllers.helm import postrender_plugin
+
 POST_RENDERER = "tide-postrender"
 WORKER_ARGV0 = "helm-controller"
 """Helm's field manager is the basename of argv[0]: Flux's helm-controller's name."""
 
 
-def plugin_manifest(python: str) -> str:
-    """plugin.yaml of Tide's post-renderer: this interpreter running postrender.py."""
+def plugin_manifest(python: str, site_dirs: str) -> str:
+    """plugin.yaml of Tide's post-renderer: this interpreter running postrender_plugin.py, isolated
+    (-I) and without `site` (-S): a process per install, so its start-up is kept to the plugin's
+    own imports; `site_dirs` is where it finds PyYAML (and Tide, for kustomize post-renderers)."""
+    args = ["-I", "-S", str(Path(postrender_plugin.__file__).resolve()), site_dirs]
     return (
         f"name: {POST_RENDERER}\nversion: 0.1.0\ntype: postrenderer/v1\napiVersion: v1\n"
         "runtime: subprocess\nruntimeConfig:\n  platformCommand:\n"
-        f'  - command: {python}\n    args: ["-m", "tide.controllers.helm.postrender"]\n'
+        f"  - command: {json.dumps(python)}\n    args: {json.dumps(args)}\n"
     )
 
 
 def worker_environment(home: Path) -> dict[str, str]:
     """The worker's environment: Tide's plugin installed under `home`, Helm's state kept there too."""
+    site_dirs = os.pathsep.join(site.getsitepackages())
     plugin = home / "plugins" / POST_RENDERER
     plugin.mkdir(parents=True, exist_ok=True)
-    (plugin / "plugin.yaml").write_text(plugin_manifest(sys.executable))
+    (plugin / "plugin.yaml").write_text(plugin_manifest(sys.executable, site_dirs))
     env = dict(os.environ)
     env["HELM_PLUGINS"] = str(home / "plugins")
     for name in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME"):
         env[name] = str(home / name.lower())
     # argv[0] is not the interpreter's path, so the worker's Python would not find this one's
     # site-packages (nor their .pth files, editable installs included): WORKER_BOOTSTRAP adds them.
-    env["TIDE_HELM_SITE"] = os.pathsep.join(site.getsitepackages())
+    env["TIDE_HELM_SITE"] = site_dirs
     return env
 
 
