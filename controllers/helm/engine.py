@@ -252,7 +252,7 @@ class HelmEngine:
         async with self._start_lock:
             if self._worker is not None and self._worker.returncode is None:
                 return self._worker
-            env = worker_environment(self._home)
+            env = worker_environment(self._home, self.concurrency)
             env["TIDE_HELM_CONCURRENCY"] = str(self.concurrency)
             self._worker = await asyncio.create_subprocess_exec(
                 WORKER_ARGV0,
