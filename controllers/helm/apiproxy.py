@@ -34,6 +34,7 @@ import hmac
 import re
 import secrets
 import ssl
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,13 @@ from urllib.parse import parse_qsl, urlencode
 import aiohttp
 from aiohttp import web
 
+from tide.controllers.helm.discovery_cache import (
+    API_KINDS,
+    DiscoveryCache,
+    Document,
+    changes_apis,
+    is_discovery_read,
+)
 from tide.shared.kube.config import Connection, KubeconfigError
 
 FIELD_MANAGER = "helm-controller"
@@ -68,6 +76,21 @@ _HOP_BY_HOP = frozenset(
 _RESPONSE_DROP = frozenset(
     {"content-length", "transfer-encoding", "content-encoding", "connection", "keep-alive"}
 )
+_METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+_METADATA_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+API_WATCH_SECONDS = 600
+"""How long one watch of API_KINDS lasts before it is started again (the API server ends it too)."""
+_WATCH_ERRORS = (
+    aiohttp.ClientError,
+    OSError,
+    ssl.SSLError,
+    KubeconfigError,
+    ValueError,
+    KeyError,
+    TimeoutError,
+)
+API_WATCH_RETRY = 30.0
+"""Seconds before a failed watch of API_KINDS is tried again (meanwhile discovery is not cached)."""
 
 
 def split_route(path: str) -> tuple[str, str]:
@@ -143,6 +166,9 @@ class HelmApiProxy:
         self._session: aiohttp.ClientSession | None = None
         self._routes: dict[str, Route] = {LOCAL_ROUTE: Route(connection)}
         self._retired: set[asyncio.Task[None]] = set()
+        self._watches: list[asyncio.Task[None]] = []
+        self.discovery = DiscoveryCache(time.monotonic)
+        """This cluster's discovery, for the routes on the proxy's own connection (see discovery_cache)."""
         self.port = 0
 
     def route(self, slot: str, connection: Connection, impersonate: str | None) -> str:
@@ -183,10 +209,13 @@ class HelmApiProxy:
         self.port = int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
         connector = aiohttp.TCPConnector(ssl=self.connection.ssl_context(), limit=0)
         self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+        loop = asyncio.get_running_loop()
+        self._watches = [loop.create_task(self._watch_apis(kind), name=f"watch {kind}") for kind in API_KINDS]
 
     async def close(self) -> None:
-        for task in list(self._retired):
+        for task in [*self._retired, *self._watches]:
             task.cancel()
+        await asyncio.gather(*self._watches, return_exceptions=True)
         for route in self._routes.values():
             if route.session is not None:
                 await route.session.close()
@@ -220,15 +249,85 @@ class HelmApiProxy:
                 raise PermissionError("unknown route")
         except PermissionError:
             return web.Response(status=401, text="Unauthorized")
+        local = route.connection is self.connection
+        if local and is_discovery_read(request.method, path):
+            document = self.discovery.get(route_key, path, request.headers)
+            if document is not None:
+                return web.Response(body=document.body, headers=document.headers)
+        if local and changes_apis(request.method, path):
+            self.discovery.changed()
         headers: dict[str, Any] = upstream_headers(request.headers, route.impersonate)
         url = route.connection.host + path + ("?" + urlencode(query) if query else "")
         try:
             headers.update(await route.connection.auth_headers())
-            return await self._relay(self._session_for(route), request, url, body, headers)
+            session = self._session_for(route)
+            if local and is_discovery_read(request.method, path):
+                return await self._read_discovery(session, request, route_key, path, url, headers)
+            return await self._relay(session, request, url, body, headers)
         except aiohttp.ClientConnectionError as err:
             return web.Response(status=502, text=f"API server unreachable: {err}")
         except (KubeconfigError, OSError, ssl.SSLError) as err:  # a remote's credentials or TLS
             return web.Response(status=502, text=f"API server unreachable: {type(err).__name__}: {err}")
+
+    async def _read_discovery(
+        self,
+        session: aiohttp.ClientSession,
+        request: web.Request,
+        route_key: str,
+        path: str,
+        url: str,
+        headers: dict[str, Any],
+    ) -> web.Response:
+        """A discovery document from the API server, kept for the next Helm action if nothing changed."""
+        ticket = self.discovery.begin()
+        async with session.get(url, headers=headers, timeout=aiohttp.ClientTimeout(total=60)) as upstream:
+            body = await upstream.read()
+            kept = tuple((k, v) for k, v in upstream.headers.items() if k.lower() not in _RESPONSE_DROP)
+            if upstream.headers.get("Content-Encoding"):
+                kept += (("Content-Encoding", upstream.headers["Content-Encoding"]),)
+            if upstream.status == 200:
+                self.discovery.put(route_key, path, request.headers, ticket, Document(body, kept))
+            return web.Response(status=upstream.status, reason=upstream.reason, body=body, headers=kept)
+
+    async def _watch_apis(self, kind: str) -> None:
+        """Watch one of discovery_cache.API_KINDS on this cluster, metadata only: any event may change
+        discovery. A list of one object gives the resourceVersion to watch from; a watch that ends or
+        fails is started again (what happened in between is unknown: the cache forgets all)."""
+        url = f"{self.connection.host}/apis/{kind}"
+        while True:
+            try:
+                assert self._session is not None
+                auth = await self.connection.auth_headers()
+                headers = {"Accept": _METADATA_LIST, "Accept-Encoding": "identity", **auth}
+                async with self._session.get(url, params={"limit": "1"}, headers=headers) as listed:
+                    if listed.status != 200:
+                        raise aiohttp.ClientResponseError(listed.request_info, (), status=listed.status)
+                    version = (await listed.json())["metadata"]["resourceVersion"]
+                params = {"watch": "1", "resourceVersion": version, "timeoutSeconds": str(API_WATCH_SECONDS)}
+                timeout = aiohttp.ClientTimeout(total=None, sock_read=API_WATCH_SECONDS + 60)
+                headers["Accept"] = _METADATA_WATCH
+                async with self._session.get(url, params=params, headers=headers, timeout=timeout) as watch:
+                    if watch.status != 200:
+                        raise aiohttp.ClientResponseError(watch.request_info, (), status=watch.status)
+                    self.discovery.watch_started(kind)
+                    async for _ in watch.content.iter_any():
+                        self.discovery.changed()  # an event (or part of one): no need to read which
+                self.discovery.watch_stopped(kind)
+                continue
+            except asyncio.CancelledError:
+                raise
+            except (
+                aiohttp.ClientError,
+                OSError,
+                ssl.SSLError,
+                KubeconfigError,
+                ValueError,
+                KeyError,
+                TimeoutError,
+            ):
+                pass  # not allowed to watch, or the API server went away: discovery is read every time
+            self.discovery.watch_stopped(kind)
+            await asyncio.sleep(API_WATCH_RETRY)
 
     async def _relay(
         self,
