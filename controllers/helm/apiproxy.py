@@ -1,7 +1,7 @@
 """The Kubernetes API as the Helm SDK sees it: a loopback proxy that makes Helm behave as Flux's.
 
 The Helm SDK (helm-python-sdk 0.2.2, Helm v4.2.3) has two behaviours Flux does not share, and both
-are fixed here, on the wire, without touching Helm:
+are fixed here, on the wire, without touching Helm (and one cost, cut here too):
 
 - Release storage: the SDK keeps release Secrets in the namespace the release is installed into
   (measured: `Config(namespace=storage)` + `install(namespace=target)` stored
@@ -11,6 +11,9 @@ are fixed here, on the wire, without touching Helm:
   prefix Helm was given (`/storage/<namespace>`). Storage-shaped requests from anything else would
   be moved too: a chart that renders a Secret named `sh.helm.release.v1.*` is refused by Tide's
   post-renderer, which runs for every install and upgrade.
+- Discovery: Helm reads the whole discovery again at every install and upgrade. On this cluster's
+  connection the proxy answers those reads from what it read last while watches of CRDs and
+  APIServices see no change (discovery_cache.py), so an install costs the API server its own work.
 - Field manager: Helm names itself after argv[0]'s basename (`python` here). Flux's is
   `helm-controller`; the proxy sets `fieldManager=helm-controller` on every write, so objects a
   Flux helm-controller applied change hands without conflicts.

@@ -3,6 +3,8 @@ manager on writes, only this controller's Helm admitted; Tide's post-renderer; e
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 import yaml
 from aiohttp import ClientSession, web
@@ -17,6 +19,7 @@ from tide.controllers.helm.apiproxy import (
     split_route,
     upstream_headers,
 )
+from tide.controllers.helm.discovery_cache import API_KINDS
 from tide.controllers.helm.engine import (
     ChartInvalid,
     ClusterUnreachable,
@@ -36,6 +39,8 @@ from tide.controllers.helm.postrender import (
     post_render,
 )
 from tide.shared.kube.config import Connection
+
+API_WATCHES = tuple(f"/apis/{kind}" for kind in API_KINDS)
 
 TOKEN = "s3cret"
 NS = "/api/v1/namespaces/apps/secrets"
@@ -298,6 +303,7 @@ async def test_each_route_goes_out_on_its_own_connection_as_its_own_identity():
         finally:
             await proxy.close()
     path = "/api/v1/namespaces/store/secrets/sh.helm.release.v1.app.v1?fieldManager=helm-controller"
+    seen = [s for s in seen if not s[1].startswith(API_WATCHES)]  # the proxy's own, see discovery_cache
     assert [(label, p) for label, p, _ in seen] == [("local", path), ("local", path), ("remote", path)]
     auth = [
         (h.get("Authorization"), h.get("Impersonate-User"), h.get("Impersonate-Group")) for _, _, h in seen
@@ -328,3 +334,60 @@ async def test_the_engine_routes_targets_on_this_cluster_through_its_own_connect
     await engine.close()  # no worker started: closes the proxy and removes the engine's home
     await controller.close()
     await remote.close()
+
+
+async def test_discovery_is_read_once_until_a_crd_event():
+    """A small HTTP server stands in for the API server, with watches of CRDs and APIServices the
+    test sends events on: Helm's discovery reads reach it once while nothing changes, again after
+    an event, and a chart's CRD write forgets what was kept too."""
+    reads: list[str] = []
+    events: dict[str, asyncio.Queue[bytes]] = {kind: asyncio.Queue() for kind in API_KINDS}
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        kind = next((k for k in API_KINDS if request.path == f"/apis/{k}"), None)
+        if kind is not None and request.query.get("watch") != "1":
+            return web.json_response(
+                {"kind": "PartialObjectMetadataList", "metadata": {"resourceVersion": "7"}}
+            )
+        if kind is not None:
+            response = web.StreamResponse()
+            await response.prepare(request)
+            while True:
+                await response.write(await events[kind].get())
+        reads.append(request.path)
+        return web.json_response({"kind": "APIGroupDiscoveryList", "n": len(reads)})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", serve)
+    async with TestServer(app) as here:
+        proxy = HelmApiProxy(Connection(server=str(here.make_url("")), token="controller"))
+        proxy.discovery.settle = 0.0
+        await proxy.start()
+        try:
+            server = yaml.safe_load(proxy.kubeconfig("store", "apps"))["clusters"][0]["cluster"]["server"]
+            for _ in range(100):  # both watches running
+                if proxy.discovery.fresh:
+                    break
+                await asyncio.sleep(0.02)
+            async with ClientSession() as client:
+
+                async def discover() -> dict:
+                    async with client.get(f"{server}/apis?timeout=32s") as resp:
+                        assert resp.status == 200
+                        return await resp.json()
+
+                assert [(await discover())["n"] for _ in range(3)] == [1, 1, 1]
+                before = proxy.discovery.generation
+                await events[API_KINDS[0]].put(b'{"type":"ADDED","object":{}}\n')
+                for _ in range(100):
+                    if proxy.discovery.generation != before:
+                        break
+                    await asyncio.sleep(0.02)
+                assert [(await discover())["n"] for _ in range(2)] == [2, 2]
+                crd = f"{server}/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+                async with client.post(crd, data=b"{}") as resp:
+                    assert resp.status == 200
+                assert (await discover())["n"] == 3
+        finally:
+            await proxy.close()
+    assert reads.count("/apis") == 3
