@@ -335,9 +335,9 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
             old_namespace, _, old_name = previous.partition("/")
             await ctx.kube.delete(SOURCE_API, "HelmChart", old_name, old_namespace)
         applied = await ctx.kube.apply(wanted, field_manager=ctx.field_manager)
-        if obj.status.helm_chart != key:
-            obj.status.helm_chart = key
-            await ctx.patch_status()
+        # Written with the reconcile's next status patch (as Flux's, at its end): a HelmChart not
+        # ready yet ends the reconcile with one, an action begins with one.
+        obj.status.helm_chart = key
         return applied
 
     async def _load_chart(
@@ -448,10 +448,13 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
         )
         revision = {"revision": desired.chart_version}
 
-        async def patch_status() -> None:
+        def emit_events() -> None:
             for type_, reason, message in runner.events:
                 ctx.event(type_, reason, message, metadata=revision)
             runner.events.clear()
+
+        async def patch_status() -> None:
+            emit_events()
             await ctx.patch_status()
 
         loop = AtomicRelease(
@@ -465,9 +468,10 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
         try:
             result = await loop.reconcile(obj, desired, force_requested=asked.force is not None)
         except (EngineError, StorageError, UnknownReleaseStatus, DriftError) as err:
-            await patch_status()
+            emit_events()
             raise ReconcileError("ReconciliationFailed", f"{type(err).__name__}: {err}") from err
-        await patch_status()
+        # The status is written once the reconcile ends (with Ready summarised), as Flux's is.
+        emit_events()
         return self._finish(obj, ctx, result, desired)
 
     def _finish(
