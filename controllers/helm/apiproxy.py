@@ -317,17 +317,7 @@ class HelmApiProxy:
                         self.discovery.changed()  # an event (or part of one): no need to read which
                 self.discovery.watch_stopped(kind)
                 continue
-            except asyncio.CancelledError:
-                raise
-            except (
-                aiohttp.ClientError,
-                OSError,
-                ssl.SSLError,
-                KubeconfigError,
-                ValueError,
-                KeyError,
-                TimeoutError,
-            ):
+            except _WATCH_ERRORS:
                 pass  # not allowed to watch, or the API server went away: discovery is read every time
             self.discovery.watch_stopped(kind)
             await asyncio.sleep(API_WATCH_RETRY)
