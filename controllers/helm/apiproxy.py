@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import re
 import secrets
 import ssl
@@ -52,6 +53,7 @@ from tide.controllers.helm.discovery_cache import (
     Document,
     changes_apis,
     is_discovery_read,
+    server_minor,
 )
 from tide.shared.kube.config import Connection, KubeconfigError
 
@@ -190,6 +192,16 @@ class HelmApiProxy:
             task.add_done_callback(self._retired.discard)
         return name
 
+    def server_validates_fields(self, route_key: str) -> bool:
+        """Whether the cluster behind a route validates every kind's fields itself (see
+        discovery_cache.DiscoveryCache.server_validates_fields): known for this cluster only."""
+        route = self._routes.get(route_key)
+        return (
+            route is not None
+            and route.connection is self.connection
+            and self.discovery.server_validates_fields
+        )
+
     def _session_for(self, route: Route) -> aiohttp.ClientSession:
         if route.connection is self.connection:
             assert self._session is not None
@@ -293,28 +305,45 @@ class HelmApiProxy:
             return web.Response(status=upstream.status, reason=upstream.reason, body=body, headers=kept)
 
     async def _watch_apis(self, kind: str) -> None:
-        """Watch one of discovery_cache.API_KINDS on this cluster, metadata only: any event may change
-        discovery. A list of one object gives the resourceVersion to watch from; a watch that ends or
-        fails is started again (what happened in between is unknown: the cache forgets all)."""
+        """Watch one of discovery_cache.API_KINDS on this cluster: any event may change discovery.
+        CRDs are watched as metadata only (the event is all that counts); APIServices whole, to know
+        which are served by another server. A list gives the resourceVersion to watch from; a watch
+        that ends or fails is started again (what happened in between is unknown: the cache forgets
+        all)."""
         url = f"{self.connection.host}/apis/{kind}"
+        whole = kind == API_KINDS[1]
         while True:
             try:
                 assert self._session is not None
                 auth = await self.connection.auth_headers()
-                headers = {"Accept": _METADATA_LIST, "Accept-Encoding": "identity", **auth}
-                async with self._session.get(url, params={"limit": "1"}, headers=headers) as listed:
-                    if listed.status != 200:
-                        raise aiohttp.ClientResponseError(listed.request_info, (), status=listed.status)
-                    version = (await listed.json())["metadata"]["resourceVersion"]
+                plain = {"Accept": "application/json", "Accept-Encoding": "identity", **auth}
+                if whole:
+                    async with self._session.get(f"{self.connection.host}/version", headers=plain) as got:
+                        self.discovery.server_minor = server_minor(await _json(got))
+                headers = plain if whole else {**plain, "Accept": _METADATA_LIST}
+                params = {} if whole else {"limit": "1"}
+                async with self._session.get(url, params=params, headers=headers) as listed:
+                    collection = await _json(listed)
+                version = collection["metadata"]["resourceVersion"]
+                if whole:
+                    self.discovery.apiservices_listed(collection.get("items") or [])
                 params = {"watch": "1", "resourceVersion": version, "timeoutSeconds": str(API_WATCH_SECONDS)}
                 timeout = aiohttp.ClientTimeout(total=None, sock_read=API_WATCH_SECONDS + 60)
-                headers["Accept"] = _METADATA_WATCH
+                headers = plain if whole else {**plain, "Accept": _METADATA_WATCH}
                 async with self._session.get(url, params=params, headers=headers, timeout=timeout) as watch:
                     if watch.status != 200:
                         raise aiohttp.ClientResponseError(watch.request_info, (), status=watch.status)
                     self.discovery.watch_started(kind)
-                    async for _ in watch.content.iter_any():
-                        self.discovery.changed()  # an event (or part of one): no need to read which
+                    pending = b""
+                    async for chunk in watch.content.iter_any():
+                        self.discovery.changed()  # an event (or part of one)
+                        if whole:
+                            *lines, pending = (pending + chunk).split(b"\n")
+                            for line in lines:
+                                event = json.loads(line) if line.strip() else {}
+                                self.discovery.apiservice_event(
+                                    event.get("type", ""), event.get("object") or {}
+                                )
                 self.discovery.watch_stopped(kind)
                 continue
             except _WATCH_ERRORS:
@@ -347,6 +376,12 @@ class HelmApiProxy:
             except (ConnectionResetError, aiohttp.ClientError):
                 pass  # Helm closed the request (a watch it no longer needs), or the API server did
             return response
+
+
+async def _json(response: aiohttp.ClientResponse) -> Any:
+    if response.status != 200:
+        raise aiohttp.ClientResponseError(response.request_info, (), status=response.status)
+    return json.loads(await response.read())
 
 
 async def _close_later(session: aiohttp.ClientSession, grace: float = 60.0) -> None:

@@ -17,12 +17,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 DISCOVERY_PATHS = frozenset({"/version", "/api", "/apis", "/openapi/v3", "/openapi/v2"})
 """Documents that change only with the set of APIs served (not the group/version documents Helm
 reads once per kind, nor the openapi schemas it already caches by their hash)."""
 API_KINDS = ("apiextensions.k8s.io/v1/customresourcedefinitions", "apiregistration.k8s.io/v1/apiservices")
 """What adds or removes an API (group/version/resource), watched to know when discovery changes."""
+FIELD_VALIDATION_MINOR = 27
+"""The Kubernetes 1.x from which every built-in and CRD-served API validates fields itself
+(server-side field validation, GA in 1.27)."""
 SETTLE = 5.0
 """Seconds after a change during which discovery is read from the API server and not kept."""
 _API_WRITES = tuple(f"/apis/{kind.rsplit('/', 1)[0]}/" for kind in API_KINDS)
@@ -34,6 +38,18 @@ class Document:
 
     body: bytes
     headers: tuple[tuple[str, str], ...]
+
+
+def server_minor(version: Mapping[str, Any]) -> int | None:
+    """The 1.x minor of a /version document (`"34"`, `"34+"` from some distributions)."""
+    if str(version.get("major", "")) != "1":
+        return None
+    digits = ""
+    for char in str(version.get("minor", "")):
+        if not char.isdigit():
+            break
+        digits += char
+    return int(digits) if digits else None
 
 
 def is_discovery_read(method: str, path: str) -> bool:
@@ -56,6 +72,11 @@ class DiscoveryCache:
     """The API_KINDS whose watch is running now."""
     generation: int = 0
     """Counts changes: a read that started in an older generation is not kept."""
+    server_minor: int | None = None
+    """The API server's 1.x minor version (None: not read yet)."""
+    aggregated: dict[str, bool] | None = None
+    """Each APIService by name: whether another server (spec.service) serves it. None while the
+    APIService watch is not running."""
     _changed_at: float = float("-inf")
     _documents: dict[tuple[str, str, str], Document] = field(default_factory=dict)
 
@@ -75,7 +96,37 @@ class DiscoveryCache:
 
     def watch_stopped(self, kind: str) -> None:
         self.watching.discard(kind)
+        if kind == API_KINDS[1]:
+            self.aggregated = None  # unknown until listed again
         self.changed()
+
+    @property
+    def server_validates_fields(self) -> bool:
+        """Whether the API server itself validates the fields of every kind it serves, so that
+        Helm's client-side OpenAPI check would skip validating any manifest. Helm decides that per
+        kind by reading the kind's whole OpenAPI group document (most of its CPU in an install);
+        the answer is yes for every built-in and CRD-served API from 1.27 on, and may be no only
+        for an API another server serves (an aggregated APIService): with one of those, Helm checks."""
+        return (
+            self.server_minor is not None
+            and self.server_minor >= FIELD_VALIDATION_MINOR
+            and self.aggregated is not None
+            and not any(self.aggregated.values())
+        )
+
+    def apiservices_listed(self, items: list[dict[str, Any]]) -> None:
+        self.aggregated = {}
+        for item in items:
+            self.apiservice_event("ADDED", item)
+
+    def apiservice_event(self, event_type: str, obj: Mapping[str, Any]) -> None:
+        if self.aggregated is None:
+            return
+        name = str((obj.get("metadata") or {}).get("name", ""))
+        if event_type == "DELETED":
+            self.aggregated.pop(name, None)
+        elif event_type in ("ADDED", "MODIFIED"):
+            self.aggregated[name] = (obj.get("spec") or {}).get("service") is not None
 
     def get(self, route: str, path: str, headers: Mapping[str, str]) -> Document | None:
         if not self.fresh:

@@ -11,6 +11,7 @@ from tide.controllers.helm.discovery_cache import (
     Document,
     changes_apis,
     is_discovery_read,
+    server_minor,
 )
 
 AGGREGATED = {"Accept": "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"}
@@ -118,3 +119,50 @@ def test_nothing_is_cached_unless_both_kinds_are_watched() -> None:
     clock.now += SETTLE
     assert cache.get("local", "/apis", AGGREGATED) is None
     assert cache.begin() is None
+
+
+def apiservice(name: str, service: dict | None = None) -> dict:
+    return {"metadata": {"name": name}, "spec": {"service": service} if service else {"group": "apps"}}
+
+
+@pytest.mark.parametrize(
+    ("version", "minor"),
+    [
+        ({"major": "1", "minor": "34"}, 34),
+        ({"major": "1", "minor": "27+"}, 27),
+        ({"major": "1", "minor": ""}, None),
+        ({"major": "2", "minor": "0"}, None),
+        ({}, None),
+    ],
+)
+def test_server_minor(version, minor) -> None:
+    assert server_minor(version) == minor
+
+
+def test_the_server_validates_fields_only_when_no_api_is_served_by_another_server() -> None:
+    cache = DiscoveryCache(Clock())
+    cache.server_minor = 34
+    assert not cache.server_validates_fields  # the APIServices are not known yet
+    cache.apiservices_listed([apiservice("v1."), apiservice("v1.apps")])
+    assert cache.server_validates_fields
+    # An aggregated API (metrics-server's): Helm's own check decides, kind by kind.
+    metrics = apiservice("v1beta1.metrics.k8s.io", {"namespace": "kube-system", "name": "metrics-server"})
+    cache.apiservice_event("ADDED", metrics)
+    assert not cache.server_validates_fields
+    cache.apiservice_event("DELETED", metrics)
+    assert cache.server_validates_fields
+    cache.apiservice_event("MODIFIED", apiservice("v1.apps", {"name": "x"}))
+    assert not cache.server_validates_fields
+    cache.apiservices_listed([apiservice("v1.")])
+    assert cache.server_validates_fields
+    # A watch that ended leaves the APIServices unknown until they are listed again.
+    cache.watch_stopped(API_KINDS[1])
+    assert not cache.server_validates_fields
+
+
+@pytest.mark.parametrize("minor", [None, 26])
+def test_before_server_side_field_validation_helm_checks(minor) -> None:
+    cache = DiscoveryCache(Clock())
+    cache.server_minor = minor
+    cache.apiservices_listed([apiservice("v1.")])
+    assert not cache.server_validates_fields

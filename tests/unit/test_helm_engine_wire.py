@@ -40,7 +40,8 @@ from tide.controllers.helm.postrender import (
 )
 from tide.shared.kube.config import Connection
 
-API_WATCHES = tuple(f"/apis/{kind}" for kind in API_KINDS)
+API_WATCHES = (*(f"/apis/{kind}" for kind in API_KINDS), "/version")
+"""What the proxy reads itself, to know when discovery changes (see discovery_cache)."""
 
 TOKEN = "s3cret"
 NS = "/api/v1/namespaces/apps/secrets"
@@ -354,6 +355,8 @@ async def test_discovery_is_read_once_until_a_crd_event():
             await response.prepare(request)
             while True:
                 await response.write(await events[kind].get())
+        if request.path == "/version":
+            return web.json_response({"major": "1", "minor": "34"})
         reads.append(request.path)
         return web.json_response({"kind": "APIGroupDiscoveryList", "n": len(reads)})
 
@@ -376,6 +379,9 @@ async def test_discovery_is_read_once_until_a_crd_event():
                         assert resp.status == 200
                         return await resp.json()
 
+                # No APIService served elsewhere, a 1.34 server: Helm's OpenAPI check is left out.
+                assert proxy.server_validates_fields(LOCAL_ROUTE)
+                assert not proxy.server_validates_fields("remote")
                 assert [(await discover())["n"] for _ in range(3)] == [1, 1, 1]
                 before = proxy.discovery.generation
                 await events[API_KINDS[0]].put(b'{"type":"ADDED","object":{}}\n')
