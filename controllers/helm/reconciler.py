@@ -83,6 +83,18 @@ def _ready(obj: dict[str, Any] | None) -> tuple[Any, Any, Any]:
     return ready.get("status"), status.get("observedGeneration"), (status.get("artifact") or {}).get("digest")
 
 
+def generated_chart_key(hr: dict[str, Any]) -> str | None:
+    """`namespace/name` of the HelmChart a HelmRelease's spec.chart makes (HelmRelease.helm_chart_name,
+    on the raw object): a chart that turns Ready before status.helmChart is written still wakes its
+    release (not its creation: the reconcile that created it is still running)."""
+    meta, chart = hr.get("metadata") or {}, (hr.get("spec") or {}).get("chart")
+    if not isinstance(chart, dict):
+        return None
+    source = (chart.get("spec") or {}).get("sourceRef") or {}
+    namespace = meta.get("namespace")
+    return f"{source.get('namespace') or namespace}/{namespace}-{meta.get('name')}"
+
+
 def _changed(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
     return old is None or _ready(old) != _ready(new)
 
@@ -171,7 +183,10 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
                 namespace, _ = self._key(hr)
                 spec, status = hr.get("spec") or {}, hr.get("status") or {}
                 ref = spec.get("chartRef") or {}
-                if kind == "HelmChart" and status.get("helmChart") == source_key:
+                if kind == "HelmChart" and (
+                    status.get("helmChart") == source_key
+                    or (_ready(source)[0] == "True" and generated_chart_key(hr) == source_key)
+                ):
                     yield self._key(hr)
                 elif ref.get("kind") == kind and f"{ref.get('namespace') or namespace}/{ref.get('name')}" == (
                     source_key
