@@ -52,6 +52,7 @@ from tide.controllers.helm.discovery_cache import (
     DiscoveryCache,
     Document,
     changes_apis,
+    document_key,
     is_discovery_read,
     server_minor,
 )
@@ -172,6 +173,7 @@ class HelmApiProxy:
         self._routes: dict[str, Route] = {LOCAL_ROUTE: Route(connection)}
         self._retired: set[asyncio.Task[None]] = set()
         self._watches: list[asyncio.Task[None]] = []
+        self._reading: dict[tuple[str, str, str], asyncio.Future[Document | None]] = {}
         self.discovery = DiscoveryCache(time.monotonic)
         """This cluster's discovery, for the routes on the proxy's own connection (see discovery_cache)."""
         self.port = 0
@@ -267,6 +269,9 @@ class HelmApiProxy:
         local = route.connection is self.connection
         if local and is_discovery_read(request.method, path):
             document = self.discovery.get(route_key, path, request.headers)
+            reading = self._reading.get(document_key(route_key, path, request.headers))
+            if document is None and reading is not None:  # Helm's concurrent actions ask at once
+                document = await asyncio.shield(reading)
             if document is not None:
                 return web.Response(body=document.body, headers=document.headers)
         if local and changes_apis(request.method, path):
@@ -295,14 +300,28 @@ class HelmApiProxy:
     ) -> web.Response:
         """A discovery document from the API server, kept for the next Helm action if nothing changed."""
         ticket = self.discovery.begin()
-        async with session.get(url, headers=headers, timeout=aiohttp.ClientTimeout(total=60)) as upstream:
-            body = await upstream.read()
-            kept = tuple((k, v) for k, v in upstream.headers.items() if k.lower() not in _RESPONSE_DROP)
-            if upstream.headers.get("Content-Encoding"):
-                kept += (("Content-Encoding", upstream.headers["Content-Encoding"]),)
-            if upstream.status == 200:
-                self.discovery.put(route_key, path, request.headers, ticket, Document(body, kept))
-            return web.Response(status=upstream.status, reason=upstream.reason, body=body, headers=kept)
+        key = document_key(route_key, path, request.headers)
+        read: asyncio.Future[Document | None] = asyncio.get_running_loop().create_future()
+        if ticket is not None and key not in self._reading:  # reads that start meanwhile wait for it
+            self._reading[key] = read
+        document: Document | None = None
+        try:
+            timeout = aiohttp.ClientTimeout(total=60)
+            async with session.get(url, headers=headers, timeout=timeout) as upstream:
+                body = await upstream.read()
+                kept = tuple((k, v) for k, v in upstream.headers.items() if k.lower() not in _RESPONSE_DROP)
+                if upstream.headers.get("Content-Encoding"):
+                    kept += (("Content-Encoding", upstream.headers["Content-Encoding"]),)
+                fetched = Document(body, kept)
+                if upstream.status == 200 and self.discovery.put(
+                    route_key, path, request.headers, ticket, fetched
+                ):
+                    document = fetched
+                return web.Response(status=upstream.status, reason=upstream.reason, body=body, headers=kept)
+        finally:
+            if self._reading.get(key) is read:
+                del self._reading[key]
+            read.set_result(document)  # None: the waiting reads go to the API server themselves
 
     async def _watch_apis(self, kind: str) -> None:
         """Watch one of discovery_cache.API_KINDS on this cluster: any event may change discovery.

@@ -131,7 +131,7 @@ class DiscoveryCache:
     def get(self, route: str, path: str, headers: Mapping[str, str]) -> Document | None:
         if not self.fresh:
             return None
-        return self._documents.get(_key(route, path, headers))
+        return self._documents.get(document_key(route, path, headers))
 
     def begin(self) -> int | None:
         """The ticket of a read from the API server starting now: None when what it reads may not be
@@ -140,13 +140,17 @@ class DiscoveryCache:
 
     def put(
         self, route: str, path: str, headers: Mapping[str, str], ticket: int | None, document: Document
-    ) -> None:
-        """Keep a document read (successfully) with `ticket`, unless something changed meanwhile."""
+    ) -> bool:
+        """Keep a document read (successfully) with `ticket`, unless something changed meanwhile:
+        whether it was kept (and may be served to the reads that waited for it)."""
         if ticket is not None and ticket == self.generation and self.fresh:
-            self._documents[_key(route, path, headers)] = document
+            self._documents[document_key(route, path, headers)] = document
+            return True
+        return False
 
 
-def _key(route: str, path: str, headers: Mapping[str, str]) -> tuple[str, str, str]:
+def document_key(route: str, path: str, headers: Mapping[str, str]) -> tuple[str, str, str]:
+    """Which document a read asks for: per route (cluster and identity), path and form."""
     # The Accept header selects the document's form (aggregated discovery or the legacy lists).
     accept = next((v for k, v in headers.items() if k.lower() == "accept"), "")
     return route, path, accept

@@ -358,6 +358,7 @@ async def test_discovery_is_read_once_until_a_crd_event():
         if request.path == "/version":
             return web.json_response({"major": "1", "minor": "34"})
         reads.append(request.path)
+        await asyncio.sleep(0.05)  # long enough for concurrent reads to overlap
         return web.json_response({"kind": "APIGroupDiscoveryList", "n": len(reads)})
 
     app = web.Application()
@@ -394,6 +395,14 @@ async def test_discovery_is_read_once_until_a_crd_event():
                 async with client.post(crd, data=b"{}") as resp:
                     assert resp.status == 200
                 assert (await discover())["n"] == 3
+                # Concurrent reads after a change: one goes to the API server, the others wait for it.
+                before = proxy.discovery.generation
+                await events[API_KINDS[1]].put(b'{"type":"MODIFIED","object":{"metadata":{"name":"v1."}}}\n')
+                for _ in range(100):
+                    if proxy.discovery.generation != before:
+                        break
+                    await asyncio.sleep(0.02)
+                assert [d["n"] for d in await asyncio.gather(*(discover() for _ in range(5)))] == [4] * 5
         finally:
             await proxy.close()
-    assert reads.count("/apis") == 3
+    assert reads.count("/apis") == 4
