@@ -380,28 +380,27 @@ async def test_discovery_is_read_once_until_a_crd_event():
                         assert resp.status == 200
                         return await resp.json()
 
+                async def send(kind: str, event: bytes) -> None:
+                    """A watch event, and the proxy seeing it."""
+                    before = proxy.discovery.generation
+                    await events[kind].put(event)
+                    for _ in range(100):
+                        if proxy.discovery.generation != before:
+                            return
+                        await asyncio.sleep(0.02)
+
                 # No APIService served elsewhere, a 1.34 server: Helm's OpenAPI check is left out.
                 assert proxy.server_validates_fields(LOCAL_ROUTE)
                 assert not proxy.server_validates_fields("remote")
                 assert [(await discover())["n"] for _ in range(3)] == [1, 1, 1]
-                before = proxy.discovery.generation
-                await events[API_KINDS[0]].put(b'{"type":"ADDED","object":{}}\n')
-                for _ in range(100):
-                    if proxy.discovery.generation != before:
-                        break
-                    await asyncio.sleep(0.02)
+                await send(API_KINDS[0], b'{"type":"ADDED","object":{}}\n')
                 assert [(await discover())["n"] for _ in range(2)] == [2, 2]
                 crd = f"{server}/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
                 async with client.post(crd, data=b"{}") as resp:
                     assert resp.status == 200
                 assert (await discover())["n"] == 3
                 # Concurrent reads after a change: one goes to the API server, the others wait for it.
-                before = proxy.discovery.generation
-                await events[API_KINDS[1]].put(b'{"type":"MODIFIED","object":{"metadata":{"name":"v1."}}}\n')
-                for _ in range(100):
-                    if proxy.discovery.generation != before:
-                        break
-                    await asyncio.sleep(0.02)
+                await send(API_KINDS[1], b'{"type":"MODIFIED","object":{"metadata":{"name":"v1."}}}\n')
                 assert [d["n"] for d in await asyncio.gather(*(discover() for _ in range(5)))] == [4] * 5
         finally:
             await proxy.close()
