@@ -272,3 +272,21 @@ async def test_a_failing_kustomize_post_renderer_says_why(engine, kube, namespac
             Target("x", namespace, namespace), write_chart(tmp_path), {}, InstallOptions(), spec
         )
     assert await ReleaseStorage(kube, namespace).latest("x") is None
+
+
+async def test_an_unknown_field_fails_the_install_as_with_helms_own_check(
+    engine, kube, namespace, storage_namespace, tmp_path
+):
+    """Helm's client-side OpenAPI check is left out where the API server validates every kind
+    itself (this plane: no aggregated APIService): a manifest with a field the schema lacks still
+    fails the install, refused by the server (Helm applies with fieldValidation=Strict)."""
+    for _ in range(100):  # the proxy's watches have listed the APIServices
+        if engine.proxy.server_validates_fields("local"):
+            break
+        await asyncio.sleep(0.1)
+    assert engine.proxy.server_validates_fields("local")
+    chart = write_chart(tmp_path)
+    bad = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad\nnotAField: 1\ndata: {a: b}\n"
+    (Path(chart) / "templates" / "bad.yaml").write_text(bad)
+    with pytest.raises(EngineError, match="notAField"):
+        await engine.install(Target("strict", namespace, storage_namespace), chart, {}, InstallOptions())

@@ -1,7 +1,7 @@
 """The Kubernetes API as the Helm SDK sees it: a loopback proxy that makes Helm behave as Flux's.
 
 The Helm SDK (helm-python-sdk 0.2.2, Helm v4.2.3) has two behaviours Flux does not share, and both
-are fixed here, on the wire, without touching Helm:
+are fixed here, on the wire, without touching Helm (and one cost, cut here too):
 
 - Release storage: the SDK keeps release Secrets in the namespace the release is installed into
   (measured: `Config(namespace=storage)` + `install(namespace=target)` stored
@@ -11,6 +11,9 @@ are fixed here, on the wire, without touching Helm:
   prefix Helm was given (`/storage/<namespace>`). Storage-shaped requests from anything else would
   be moved too: a chart that renders a Secret named `sh.helm.release.v1.*` is refused by Tide's
   post-renderer, which runs for every install and upgrade.
+- Discovery: Helm reads the whole discovery again at every install and upgrade. On this cluster's
+  connection the proxy answers those reads from what it read last while watches of CRDs and
+  APIServices see no change (discovery_cache.py), so an install costs the API server its own work.
 - Field manager: Helm names itself after argv[0]'s basename (`python` here). Flux's is
   `helm-controller`; the proxy sets `fieldManager=helm-controller` on every write, so objects a
   Flux helm-controller applied change hands without conflicts.
@@ -31,9 +34,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import re
 import secrets
 import ssl
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +47,15 @@ from urllib.parse import parse_qsl, urlencode
 import aiohttp
 from aiohttp import web
 
+from tide.controllers.helm.discovery_cache import (
+    API_KINDS,
+    DiscoveryCache,
+    Document,
+    changes_apis,
+    document_key,
+    is_discovery_read,
+    server_minor,
+)
 from tide.shared.kube.config import Connection, KubeconfigError
 
 FIELD_MANAGER = "helm-controller"
@@ -68,6 +82,21 @@ _HOP_BY_HOP = frozenset(
 _RESPONSE_DROP = frozenset(
     {"content-length", "transfer-encoding", "content-encoding", "connection", "keep-alive"}
 )
+_METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+_METADATA_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+API_WATCH_SECONDS = 600
+"""How long one watch of API_KINDS lasts before it is started again (the API server ends it too)."""
+_WATCH_ERRORS = (
+    aiohttp.ClientError,
+    OSError,
+    ssl.SSLError,
+    KubeconfigError,
+    ValueError,
+    KeyError,
+    TimeoutError,
+)
+API_WATCH_RETRY = 30.0
+"""Seconds before a failed watch of API_KINDS is tried again (meanwhile discovery is not cached)."""
 
 
 def split_route(path: str) -> tuple[str, str]:
@@ -143,6 +172,10 @@ class HelmApiProxy:
         self._session: aiohttp.ClientSession | None = None
         self._routes: dict[str, Route] = {LOCAL_ROUTE: Route(connection)}
         self._retired: set[asyncio.Task[None]] = set()
+        self._watches: list[asyncio.Task[None]] = []
+        self._reading: dict[tuple[str, str, str], asyncio.Future[Document | None]] = {}
+        self.discovery = DiscoveryCache(time.monotonic)
+        """This cluster's discovery, for the routes on the proxy's own connection (see discovery_cache)."""
         self.port = 0
 
     def route(self, slot: str, connection: Connection, impersonate: str | None) -> str:
@@ -160,6 +193,16 @@ class HelmApiProxy:
             self._retired.add(task)
             task.add_done_callback(self._retired.discard)
         return name
+
+    def server_validates_fields(self, route_key: str) -> bool:
+        """Whether the cluster behind a route validates every kind's fields itself (see
+        discovery_cache.DiscoveryCache.server_validates_fields): known for this cluster only."""
+        route = self._routes.get(route_key)
+        return (
+            route is not None
+            and route.connection is self.connection
+            and self.discovery.server_validates_fields
+        )
 
     def _session_for(self, route: Route) -> aiohttp.ClientSession:
         if route.connection is self.connection:
@@ -183,10 +226,13 @@ class HelmApiProxy:
         self.port = int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
         connector = aiohttp.TCPConnector(ssl=self.connection.ssl_context(), limit=0)
         self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+        loop = asyncio.get_running_loop()
+        self._watches = [loop.create_task(self._watch_apis(kind), name=f"watch {kind}") for kind in API_KINDS]
 
     async def close(self) -> None:
-        for task in list(self._retired):
+        for task in [*self._retired, *self._watches]:
             task.cancel()
+        await asyncio.gather(*self._watches, return_exceptions=True)
         for route in self._routes.values():
             if route.session is not None:
                 await route.session.close()
@@ -220,15 +266,109 @@ class HelmApiProxy:
                 raise PermissionError("unknown route")
         except PermissionError:
             return web.Response(status=401, text="Unauthorized")
+        local = route.connection is self.connection
+        if local and is_discovery_read(request.method, path):
+            document = self.discovery.get(route_key, path, request.headers)
+            reading = self._reading.get(document_key(route_key, path, request.headers))
+            if document is None and reading is not None:  # Helm's concurrent actions ask at once
+                document = await asyncio.shield(reading)
+            if document is not None:
+                return web.Response(body=document.body, headers=document.headers)
+        if local and changes_apis(request.method, path):
+            self.discovery.changed()
         headers: dict[str, Any] = upstream_headers(request.headers, route.impersonate)
         url = route.connection.host + path + ("?" + urlencode(query) if query else "")
         try:
             headers.update(await route.connection.auth_headers())
-            return await self._relay(self._session_for(route), request, url, body, headers)
+            session = self._session_for(route)
+            if local and is_discovery_read(request.method, path):
+                return await self._read_discovery(session, request, route_key, path, url, headers)
+            return await self._relay(session, request, url, body, headers)
         except aiohttp.ClientConnectionError as err:
             return web.Response(status=502, text=f"API server unreachable: {err}")
         except (KubeconfigError, OSError, ssl.SSLError) as err:  # a remote's credentials or TLS
             return web.Response(status=502, text=f"API server unreachable: {type(err).__name__}: {err}")
+
+    async def _read_discovery(
+        self,
+        session: aiohttp.ClientSession,
+        request: web.Request,
+        route_key: str,
+        path: str,
+        url: str,
+        headers: dict[str, Any],
+    ) -> web.Response:
+        """A discovery document from the API server, kept for the next Helm action if nothing changed."""
+        ticket = self.discovery.begin()
+        key = document_key(route_key, path, request.headers)
+        read: asyncio.Future[Document | None] = asyncio.get_running_loop().create_future()
+        if ticket is not None and key not in self._reading:  # reads that start meanwhile wait for it
+            self._reading[key] = read
+        document: Document | None = None
+        try:
+            timeout = aiohttp.ClientTimeout(total=60)
+            async with session.get(url, headers=headers, timeout=timeout) as upstream:
+                body = await upstream.read()
+                kept = tuple((k, v) for k, v in upstream.headers.items() if k.lower() not in _RESPONSE_DROP)
+                if upstream.headers.get("Content-Encoding"):
+                    kept += (("Content-Encoding", upstream.headers["Content-Encoding"]),)
+                fetched = Document(body, kept)
+                if upstream.status == 200 and self.discovery.put(
+                    route_key, path, request.headers, ticket, fetched
+                ):
+                    document = fetched
+                return web.Response(status=upstream.status, reason=upstream.reason, body=body, headers=kept)
+        finally:
+            if self._reading.get(key) is read:
+                del self._reading[key]
+            read.set_result(document)  # None: the waiting reads go to the API server themselves
+
+    async def _watch_apis(self, kind: str) -> None:
+        """Watch one of discovery_cache.API_KINDS on this cluster: any event may change discovery.
+        CRDs are watched as metadata only (the event is all that counts); APIServices whole, to know
+        which are served by another server. A list gives the resourceVersion to watch from; a watch
+        that ends or fails is started again (what happened in between is unknown: the cache forgets
+        all)."""
+        url = f"{self.connection.host}/apis/{kind}"
+        whole = kind == API_KINDS[1]
+        while True:
+            try:
+                assert self._session is not None
+                auth = await self.connection.auth_headers()
+                plain = {"Accept": "application/json", "Accept-Encoding": "identity", **auth}
+                if whole:
+                    async with self._session.get(f"{self.connection.host}/version", headers=plain) as got:
+                        self.discovery.server_minor = server_minor(await _json(got))
+                headers = plain if whole else {**plain, "Accept": _METADATA_LIST}
+                params = {} if whole else {"limit": "1"}
+                async with self._session.get(url, params=params, headers=headers) as listed:
+                    collection = await _json(listed)
+                version = collection["metadata"]["resourceVersion"]
+                if whole:
+                    self.discovery.apiservices_listed(collection.get("items") or [])
+                params = {"watch": "1", "resourceVersion": version, "timeoutSeconds": str(API_WATCH_SECONDS)}
+                timeout = aiohttp.ClientTimeout(total=None, sock_read=API_WATCH_SECONDS + 60)
+                headers = plain if whole else {**plain, "Accept": _METADATA_WATCH}
+                async with self._session.get(url, params=params, headers=headers, timeout=timeout) as watch:
+                    if watch.status != 200:
+                        raise aiohttp.ClientResponseError(watch.request_info, (), status=watch.status)
+                    self.discovery.watch_started(kind)
+                    pending = b""
+                    async for chunk in watch.content.iter_any():
+                        self.discovery.changed()  # an event (or part of one)
+                        if whole:
+                            *lines, pending = (pending + chunk).split(b"\n")
+                            for line in lines:
+                                event = json.loads(line) if line.strip() else {}
+                                self.discovery.apiservice_event(
+                                    event.get("type", ""), event.get("object") or {}
+                                )
+                self.discovery.watch_stopped(kind)
+                continue
+            except _WATCH_ERRORS:
+                pass  # not allowed to watch, or the API server went away: discovery is read every time
+            self.discovery.watch_stopped(kind)
+            await asyncio.sleep(API_WATCH_RETRY)
 
     async def _relay(
         self,
@@ -255,6 +395,12 @@ class HelmApiProxy:
             except (ConnectionResetError, aiohttp.ClientError):
                 pass  # Helm closed the request (a watch it no longer needs), or the API server did
             return response
+
+
+async def _json(response: aiohttp.ClientResponse) -> Any:
+    if response.status != 200:
+        raise aiohttp.ClientResponseError(response.request_info, (), status=response.status)
+    return json.loads(await response.read())
 
 
 async def _close_later(session: aiohttp.ClientSession, grace: float = 60.0) -> None:

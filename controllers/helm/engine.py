@@ -252,7 +252,7 @@ class HelmEngine:
         async with self._start_lock:
             if self._worker is not None and self._worker.returncode is None:
                 return self._worker
-            env = worker_environment(self._home)
+            env = worker_environment(self._home, self.concurrency)
             env["TIDE_HELM_CONCURRENCY"] = str(self.concurrency)
             self._worker = await asyncio.create_subprocess_exec(
                 WORKER_ARGV0,
@@ -359,6 +359,15 @@ class HelmEngine:
                 raise type(err)(f"{err}: {why.read_text().strip()}") from err
             raise
 
+    def _validation(self, target: Target, options: Any) -> Any:
+        """The options with Helm's client-side OpenAPI check left out where it would validate
+        nothing: Helm reads each kind's whole OpenAPI group document to learn whether the API server
+        validates fields itself and, when it does, skips its own validation. On a cluster where every
+        kind is validated by the server (discovery_cache), the outcome is known without the reads."""
+        if options.disable_openapi_validation or not self.proxy.server_validates_fields(target.route):
+            return options
+        return replace(options, disable_openapi_validation=True)
+
     @staticmethod
     def _deadline(timeout_seconds: int) -> float:
         return timeout_seconds + DEADLINE_GRACE
@@ -374,7 +383,7 @@ class HelmEngine:
         """`helm install`: returns the SDK's release summary (with the manifest)."""
         opts = {
             "namespace": target.namespace,
-            **native(options),
+            **native(self._validation(target, options)),
             **self._post_render_args(target, post_render),
         }
         args = {"chart": chart_path, "name": target.name, "values": values, "options": opts}
@@ -392,7 +401,7 @@ class HelmEngine:
         post_render: PostRenderSpec | None = None,
     ) -> dict[str, Any]:
         """`helm upgrade` of an existing release (its namespace is the stored release's)."""
-        opts = {**native(options), **self._post_render_args(target, post_render)}
+        opts = {**native(self._validation(target, options)), **self._post_render_args(target, post_render)}
         args = {"chart": chart_path, "name": target.name, "values": values, "options": opts}
         result: dict[str, Any] = await self._release_call(
             "helm_upgrade", target, args, self._deadline(options.timeout_seconds)

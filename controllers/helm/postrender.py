@@ -1,7 +1,9 @@
-"""Tide's Helm post-renderer: run by Helm as the `tide-postrender` postrenderer/v1 plugin.
+"""Tide's Helm post-renderer: what Helm's `tide-postrender` postrenderer/v1 plugin does, as the
+engine sees it (the plugin process itself is postrender_plugin.py, kept to json and PyYAML).
 
-Helm pipes the rendered manifests in and reads the post-rendered ones back; the one argument is a
-JSON file the engine wrote for this release (post-renderers, commonMetadata, origin). Flux's order:
+Helm pipes the rendered manifests in and reads the post-rendered ones back; the plugin's argument
+is a JSON file the engine wrote for this release (PostRenderSpec: post-renderers, commonMetadata,
+origin). Flux's order:
 each `postRenderers[].kustomize` in turn, then commonMetadata labels and annotations, then the
 origin labels `helm.toolkit.fluxcd.io/name|namespace` on every object (metadata only). A chart
 that renders a Secret named `sh.helm.release.v1.*` is refused: the API proxy treats such names as
@@ -23,35 +25,35 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
+from tide.controllers.helm import postrender_plugin
 from tide.controllers.helm.go_encoding import GoStruct, go_json
+from tide.controllers.helm.postrender_plugin import (
+    HELM_OUTPUT,
+    ORIGIN_GROUP,
+    STORAGE_SECRET_PREFIX,
+    PostRenderFailed,
+    ReleaseStorageImpersonation,
+)
 
-if TYPE_CHECKING:  # the plugin process does without the API models
+if TYPE_CHECKING:
     from tide.shared.api.helm import KustomizePostRenderer, PostRenderer
     from tide.shared.api.meta import CommonMetadata, Image, Patch, Selector
 
-ORIGIN_GROUP = "helm.toolkit.fluxcd.io"
 KUSTOMIZE_TIMEOUT = 120.0
 """Seconds one kustomize post-renderer may run (Helm's own timeout covers the whole action)."""
-HELM_OUTPUT = "helm-output.yaml"
-
-
-class PostRenderFailed(ValueError):
-    """A kustomize post-renderer failed (a patch that does not apply, a limit reached)."""
-
-
-class ReleaseStorageImpersonation(ValueError):
-    """The chart renders a Secret named as Helm's release storage: it could overwrite release records."""
-
-
-STORAGE_SECRET_PREFIX = "sh.helm.release.v1."
+__all__ = [
+    "HELM_OUTPUT",
+    "ORIGIN_GROUP",
+    "STORAGE_SECRET_PREFIX",
+    "PostRenderFailed",
+    "PostRenderSpec",
+    "ReleaseStorageImpersonation",
+]
 
 
 @dataclass(frozen=True)
@@ -175,86 +177,14 @@ def common_metadata_digest(common: CommonMetadata | None) -> str:
     return _encoder_digest(out)
 
 
-# --- the plugin ------------------------------------------------------------------------------------
-
-
-def kustomize_manifests(manifests: str, config: Mapping[str, Any], spec: PostRenderSpec) -> str:
-    """One kustomize post-renderer, by the real kustomize, in a directory holding nothing else."""
-    # Imported here: a release without kustomize post-renderers starts this plugin (a process per
-    # install or upgrade) without them; asyncio alone is a third of its start-up.
-    import asyncio
-    import shutil
-    import tempfile
-
-    from tide.shared.kustomize.build import BuildError, run_kustomize
-
-    if not manifests.strip():
-        return manifests
-    root = Path(tempfile.mkdtemp(prefix="tide-postrender-"))
-    limits = {} if spec.memory_limit is None else {"memory_limit": spec.memory_limit}
-    try:
-        (root / HELM_OUTPUT).write_text(manifests)
-        (root / "kustomization.yaml").write_text(json.dumps(dict(config)))
-        run = run_kustomize(root, root, spec.kustomize_binary, spec.timeout, remote_bases=False, **limits)
-        return asyncio.run(run)
-    except BuildError as err:
-        raise PostRenderFailed(f"kustomize post-renderer: {err}") from err
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def add_release_metadata(manifests: str, spec: PostRenderSpec) -> str:
-    """commonMetadata, then the origin labels; a forged release-storage Secret is refused."""
-    origin = {f"{ORIGIN_GROUP}/name": spec.name, f"{ORIGIN_GROUP}/namespace": spec.namespace}
-    out = []
-    for doc in yaml.safe_load_all(manifests):
-        if not isinstance(doc, dict):
-            continue
-        meta = doc.setdefault("metadata", {})
-        if doc.get("kind") == "Secret" and str(meta.get("name", "")).startswith(STORAGE_SECRET_PREFIX):
-            raise ReleaseStorageImpersonation(
-                f"the chart renders Secret {meta.get('name')}, a name reserved for Helm's release storage"
-            )
-        if spec.labels:
-            meta["labels"] = {**(meta.get("labels") or {}), **spec.labels}
-        if spec.annotations:
-            meta["annotations"] = {**(meta.get("annotations") or {}), **spec.annotations}
-        meta["labels"] = {**(meta.get("labels") or {}), **origin}
-        out.append(doc)
-    text: str = yaml.safe_dump_all(out, sort_keys=False, default_flow_style=False)
-    return text
+# --- the plugin (postrender_plugin.py, a process per install or upgrade) ------------------------
 
 
 def post_render(manifests: str, spec: PostRenderSpec) -> str:
-    for config in spec.kustomize:
-        manifests = kustomize_manifests(manifests, config, spec)
-    return add_release_metadata(manifests, spec)
+    """What the plugin process makes of these manifests for this spec."""
+    return postrender_plugin.post_render(manifests, json.loads(spec.to_json()))
 
 
 def error_file(spec_path: str) -> Path:
     """Where the plugin leaves why it failed, next to its spec: Helm drops a plugin's stderr."""
-    return Path(spec_path + ".error")
-
-
-def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: tide-postrender SPEC.json < manifests", file=sys.stderr)
-        return 2
-    try:
-        with open(argv[0], encoding="utf-8") as f:
-            spec = PostRenderSpec.from_json(f.read())
-        sys.stdout.write(post_render(sys.stdin.read(), spec))
-    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as err:
-        # Helm fails the action with this message (PostRenderFailed and ReleaseStorageImpersonation
-        # are ValueErrors).
-        print(f"tide-postrender: {err}", file=sys.stderr)
-        try:
-            error_file(argv[0]).write_text(str(err))
-        except OSError:
-            pass  # stderr has it
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    return Path(postrender_plugin.error_path(spec_path))

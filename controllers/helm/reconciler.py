@@ -83,6 +83,18 @@ def _ready(obj: dict[str, Any] | None) -> tuple[Any, Any, Any]:
     return ready.get("status"), status.get("observedGeneration"), (status.get("artifact") or {}).get("digest")
 
 
+def generated_chart_key(hr: dict[str, Any]) -> str | None:
+    """`namespace/name` of the HelmChart a HelmRelease's spec.chart makes (HelmRelease.helm_chart_name,
+    on the raw object): a chart that turns Ready before status.helmChart is written still wakes its
+    release (not its creation: the reconcile that created it is still running)."""
+    meta, chart = hr.get("metadata") or {}, (hr.get("spec") or {}).get("chart")
+    if not isinstance(chart, dict):
+        return None
+    source = (chart.get("spec") or {}).get("sourceRef") or {}
+    namespace = meta.get("namespace")
+    return f"{source.get('namespace') or namespace}/{namespace}-{meta.get('name')}"
+
+
 def _changed(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
     return old is None or _ready(old) != _ready(new)
 
@@ -171,7 +183,10 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
                 namespace, _ = self._key(hr)
                 spec, status = hr.get("spec") or {}, hr.get("status") or {}
                 ref = spec.get("chartRef") or {}
-                if kind == "HelmChart" and status.get("helmChart") == source_key:
+                if kind == "HelmChart" and (
+                    status.get("helmChart") == source_key
+                    or (_ready(source)[0] == "True" and generated_chart_key(hr) == source_key)
+                ):
                     yield self._key(hr)
                 elif ref.get("kind") == kind and f"{ref.get('namespace') or namespace}/{ref.get('name')}" == (
                     source_key
@@ -335,9 +350,9 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
             old_namespace, _, old_name = previous.partition("/")
             await ctx.kube.delete(SOURCE_API, "HelmChart", old_name, old_namespace)
         applied = await ctx.kube.apply(wanted, field_manager=ctx.field_manager)
-        if obj.status.helm_chart != key:
-            obj.status.helm_chart = key
-            await ctx.patch_status()
+        # Written with the reconcile's next status patch (as Flux's, at its end): a HelmChart not
+        # ready yet ends the reconcile with one, an action begins with one.
+        obj.status.helm_chart = key
         return applied
 
     async def _load_chart(
@@ -448,10 +463,13 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
         )
         revision = {"revision": desired.chart_version}
 
-        async def patch_status() -> None:
+        def emit_events() -> None:
             for type_, reason, message in runner.events:
                 ctx.event(type_, reason, message, metadata=revision)
             runner.events.clear()
+
+        async def patch_status() -> None:
+            emit_events()
             await ctx.patch_status()
 
         loop = AtomicRelease(
@@ -465,9 +483,10 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
         try:
             result = await loop.reconcile(obj, desired, force_requested=asked.force is not None)
         except (EngineError, StorageError, UnknownReleaseStatus, DriftError) as err:
-            await patch_status()
+            emit_events()
             raise ReconcileError("ReconciliationFailed", f"{type(err).__name__}: {err}") from err
-        await patch_status()
+        # The status is written once the reconcile ends (with Ready summarised), as Flux's is.
+        emit_events()
         return self._finish(obj, ctx, result, desired)
 
     def _finish(

@@ -9,6 +9,7 @@ actions run in a worker process Tide starts as `helm-controller` with that envir
 
 from __future__ import annotations
 
+import json
 import os
 import site
 import sys
@@ -21,27 +22,45 @@ WORKER_ARGV0 = "helm-controller"
 """Helm's field manager is the basename of argv[0]: Flux's helm-controller's name."""
 
 
-def plugin_manifest(python: str) -> str:
-    """plugin.yaml of Tide's post-renderer: this interpreter running postrender.py."""
+def plugin_manifest(python: str, site_dirs: str) -> str:
+    """plugin.yaml of Tide's post-renderer: this interpreter running postrender_plugin.py, isolated
+    (-I) and without `site` (-S): a process per install, so its start-up is kept to the plugin's
+    own imports; `site_dirs` is where it finds PyYAML (and Tide, for kustomize post-renderers)."""
+    # The plugin's path, not its import: the worker does without PyYAML.
+    args = ["-I", "-S", str(Path(__file__).resolve().with_name("postrender_plugin.py")), site_dirs]
     return (
         f"name: {POST_RENDERER}\nversion: 0.1.0\ntype: postrenderer/v1\napiVersion: v1\n"
         "runtime: subprocess\nruntimeConfig:\n  platformCommand:\n"
-        f'  - command: {python}\n    args: ["-m", "tide.controllers.helm.postrender"]\n'
+        f"  - command: {json.dumps(python)}\n    args: {json.dumps(args)}\n"
     )
 
 
-def worker_environment(home: Path) -> dict[str, str]:
+def go_memory_limit(concurrency: int) -> str:
+    """The Go runtime's soft memory limit in the worker (GOMEMLIMIT, unless the controller's
+    environment sets one). Without one Go lets the heap grow to twice what is live between
+    collections. Where Helm runs its client-side OpenAPI check (a cluster with an aggregated
+    APIService, see engine.HelmEngine._validation) it holds parsed OpenAPI documents: measured with
+    30 podinfo-sized installs at concurrency 10, 80 MiB took the worker's peak PSS from about 198 to
+    159 MiB at no CPU cost beyond the noise, while 40 MiB (under what is live) tripled its CPU.
+    Without the check the heap stays under the limit (about 110 MiB PSS either way). Past the limit
+    Go caps its collector at half the CPU."""
+    return f"{64 + 2 * concurrency}MiB"
+
+
+def worker_environment(home: Path, concurrency: int) -> dict[str, str]:
     """The worker's environment: Tide's plugin installed under `home`, Helm's state kept there too."""
+    site_dirs = os.pathsep.join(site.getsitepackages())
     plugin = home / "plugins" / POST_RENDERER
     plugin.mkdir(parents=True, exist_ok=True)
-    (plugin / "plugin.yaml").write_text(plugin_manifest(sys.executable))
+    (plugin / "plugin.yaml").write_text(plugin_manifest(sys.executable, site_dirs))
     env = dict(os.environ)
+    env.setdefault("GOMEMLIMIT", go_memory_limit(concurrency))
     env["HELM_PLUGINS"] = str(home / "plugins")
     for name in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME"):
         env[name] = str(home / name.lower())
     # argv[0] is not the interpreter's path, so the worker's Python would not find this one's
     # site-packages (nor their .pth files, editable installs included): WORKER_BOOTSTRAP adds them.
-    env["TIDE_HELM_SITE"] = os.pathsep.join(site.getsitepackages())
+    env["TIDE_HELM_SITE"] = site_dirs
     return env
 
 

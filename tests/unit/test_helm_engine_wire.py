@@ -3,6 +3,8 @@ manager on writes, only this controller's Helm admitted; Tide's post-renderer; e
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 import yaml
 from aiohttp import ClientSession, web
@@ -17,6 +19,7 @@ from tide.controllers.helm.apiproxy import (
     split_route,
     upstream_headers,
 )
+from tide.controllers.helm.discovery_cache import API_KINDS
 from tide.controllers.helm.engine import (
     ChartInvalid,
     ClusterUnreachable,
@@ -36,6 +39,9 @@ from tide.controllers.helm.postrender import (
     post_render,
 )
 from tide.shared.kube.config import Connection
+
+API_WATCHES = (*(f"/apis/{kind}" for kind in API_KINDS), "/version")
+"""What the proxy reads itself, to know when discovery changes (see discovery_cache)."""
 
 TOKEN = "s3cret"
 NS = "/api/v1/namespaces/apps/secrets"
@@ -298,6 +304,7 @@ async def test_each_route_goes_out_on_its_own_connection_as_its_own_identity():
         finally:
             await proxy.close()
     path = "/api/v1/namespaces/store/secrets/sh.helm.release.v1.app.v1?fieldManager=helm-controller"
+    seen = [s for s in seen if not s[1].startswith(API_WATCHES)]  # the proxy's own, see discovery_cache
     assert [(label, p) for label, p, _ in seen] == [("local", path), ("local", path), ("remote", path)]
     auth = [
         (h.get("Authorization"), h.get("Impersonate-User"), h.get("Impersonate-Group")) for _, _, h in seen
@@ -328,3 +335,73 @@ async def test_the_engine_routes_targets_on_this_cluster_through_its_own_connect
     await engine.close()  # no worker started: closes the proxy and removes the engine's home
     await controller.close()
     await remote.close()
+
+
+async def test_discovery_is_read_once_until_a_crd_event():
+    """A small HTTP server stands in for the API server, with watches of CRDs and APIServices the
+    test sends events on: Helm's discovery reads reach it once while nothing changes, again after
+    an event, and a chart's CRD write forgets what was kept too."""
+    reads: list[str] = []
+    events: dict[str, asyncio.Queue[bytes]] = {kind: asyncio.Queue() for kind in API_KINDS}
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        kind = next((k for k in API_KINDS if request.path == f"/apis/{k}"), None)
+        if kind is not None and request.query.get("watch") != "1":
+            return web.json_response(
+                {"kind": "PartialObjectMetadataList", "metadata": {"resourceVersion": "7"}}
+            )
+        if kind is not None:
+            response = web.StreamResponse()
+            await response.prepare(request)
+            while True:
+                await response.write(await events[kind].get())
+        if request.path == "/version":
+            return web.json_response({"major": "1", "minor": "34"})
+        reads.append(request.path)
+        await asyncio.sleep(0.05)  # long enough for concurrent reads to overlap
+        return web.json_response({"kind": "APIGroupDiscoveryList", "n": len(reads)})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", serve)
+    async with TestServer(app) as here:
+        proxy = HelmApiProxy(Connection(server=str(here.make_url("")), token="controller"))
+        proxy.discovery.settle = 0.0
+        await proxy.start()
+        try:
+            server = yaml.safe_load(proxy.kubeconfig("store", "apps"))["clusters"][0]["cluster"]["server"]
+            for _ in range(100):  # both watches running
+                if proxy.discovery.fresh:
+                    break
+                await asyncio.sleep(0.02)
+            async with ClientSession() as client:
+
+                async def discover() -> dict:
+                    async with client.get(f"{server}/apis?timeout=32s") as resp:
+                        assert resp.status == 200
+                        return await resp.json()
+
+                async def send(kind: str, event: bytes) -> None:
+                    """A watch event, and the proxy seeing it."""
+                    before = proxy.discovery.generation
+                    await events[kind].put(event)
+                    for _ in range(100):
+                        if proxy.discovery.generation != before:
+                            return
+                        await asyncio.sleep(0.02)
+
+                # No APIService served elsewhere, a 1.34 server: Helm's OpenAPI check is left out.
+                assert proxy.server_validates_fields(LOCAL_ROUTE)
+                assert not proxy.server_validates_fields("remote")
+                assert [(await discover())["n"] for _ in range(3)] == [1, 1, 1]
+                await send(API_KINDS[0], b'{"type":"ADDED","object":{}}\n')
+                assert [(await discover())["n"] for _ in range(2)] == [2, 2]
+                crd = f"{server}/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+                async with client.post(crd, data=b"{}") as resp:
+                    assert resp.status == 200
+                assert (await discover())["n"] == 3
+                # Concurrent reads after a change: one goes to the API server, the others wait for it.
+                await send(API_KINDS[1], b'{"type":"MODIFIED","object":{"metadata":{"name":"v1."}}}\n')
+                assert [d["n"] for d in await asyncio.gather(*(discover() for _ in range(5)))] == [4] * 5
+        finally:
+            await proxy.close()
+    assert reads.count("/apis") == 4
