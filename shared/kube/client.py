@@ -32,7 +32,7 @@ from tide.shared.kube.errors import (
     ResourceNotFoundError,
 )
 from tide.shared.kube.metrics import count_request
-from tide.shared.kube.ratelimit import TokenBucket
+from tide.shared.kube.ratelimit import RateLimits
 
 if TYPE_CHECKING:
     from tide.shared.kube.informer import Informer
@@ -76,7 +76,7 @@ class KubeClient:
         """The user every request is made as (Impersonate-User), None for the connection's own."""
         self._root = self
         self._host_label = urlsplit(self.host).netloc
-        self._limiter = TokenBucket(qps, burst)
+        self._limiter = RateLimits(qps, burst)
         self._user_agent = user_agent
         self._session: aiohttp.ClientSession | None = None
         self._discovery: dict[str, dict[str, ResourceInfo]] = {}
@@ -164,7 +164,7 @@ class KubeClient:
         request_timeout: float = REQUEST_TIMEOUT,
     ) -> Any:
         """One API call; returns the decoded JSON body, raises KubeApiError on a non-2xx status."""
-        await self._limiter.acquire()
+        await self._limiter.acquire(path)
         headers = self._headers()
         headers.update(await self.connection.auth_headers())
         data: bytes | None = None
@@ -197,7 +197,7 @@ class KubeClient:
         self, path: str, query: dict[str, str], read_timeout: float
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """A watch: the open response, whose lines are events."""
-        await self._limiter.acquire()
+        await self._limiter.acquire(path)
         headers = self._headers()
         headers.update(await self.connection.auth_headers())
         timeout = aiohttp.ClientTimeout(total=None, connect=30, sock_connect=30, sock_read=read_timeout)
