@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import copy
 import logging
 import time
@@ -15,6 +16,7 @@ from pydantic import BaseModel
 from tide.shared.api.meta import Condition
 from tide.shared.kube import KubeClient
 from tide.shared.runtime import conditions as cond
+from tide.shared.runtime import slots
 from tide.shared.runtime.events import EventRecorder
 from tide.shared.runtime.patch import merge_patch
 
@@ -170,6 +172,13 @@ class ReconcileContext:
             self.conditions, self.generation, stored=self._stored_conditions
         )
         self.observed_generation = self.generation
+
+    # --- slots ------------------------------------------------------------------------------
+
+    def waiting(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """`async with ctx.waiting():` around a wait that does no work (objects converging): the
+        reconcile's --concurrent slot is free for others meanwhile."""
+        return slots.waiting()
 
     # --- events -----------------------------------------------------------------------------
 

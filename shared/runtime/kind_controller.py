@@ -30,6 +30,7 @@ from tide.shared.runtime.events import WARNING, EventRecorder
 from tide.shared.runtime.logs import object_logger
 from tide.shared.runtime.reconciler import Reconciler
 from tide.shared.runtime.result import ReconcileError, Result, StalledError
+from tide.shared.runtime.slots import Slot, WorkerSlots, current_slot
 from tide.shared.runtime.workqueue import ExponentialBackoff, ShutDown, WorkQueue, jittered
 
 log = logging.getLogger("tide.runtime")
@@ -145,7 +146,11 @@ class KindController:
         )
         self.informer: Informer | None = None
         self._latest: dict[Key, dict[str, Any]] = {}
-        self._workers: list[asyncio.Task[None]] = []
+        self._dispatcher: asyncio.Task[None] | None = None
+        self.slots = WorkerSlots(
+            self.concurrent, lambda busy: metrics.ACTIVE_WORKERS.labels(controller=self.name).set(busy)
+        )
+        self._running: set[asyncio.Task[None]] = set()
         self._adds_seen = 0
         self._retries_seen = 0
         self.reconciles = 0
@@ -241,41 +246,53 @@ class KindController:
         self.reconciler.setup(self)
         self.informer.add_handler(self._on_event)
         await self.informer.wait_synced()
-        loop = asyncio.get_running_loop()
-        self._workers = [
-            loop.create_task(self._worker(), name=f"{self.name}-worker-{i}") for i in range(self.concurrent)
-        ]
+        self._dispatcher = asyncio.get_running_loop().create_task(
+            self._dispatch(), name=f"{self.name}-dispatch"
+        )
 
     async def stop(self, grace: float = 30.0) -> None:
         """No new work; in-flight reconciles get `grace` seconds, then are cancelled."""
         self.queue.shut_down()
-        if not self._workers:
+        if self._dispatcher is None:
             return
-        _, pending = await asyncio.wait(self._workers, timeout=grace)
+        tasks = {self._dispatcher, *self._running}  # the dispatcher ends at once on the shut-down
+        _, pending = await asyncio.wait(tasks, timeout=grace)
         for task in pending:
             task.cancel()
         for task in pending:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._workers = []
+        self._dispatcher = None
 
-    async def _worker(self) -> None:
+    async def _dispatch(self) -> None:
+        """Hands each queued key to a reconcile once a slot is free (WorkerSlots: --concurrent)."""
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 key = await self.queue.get()
             except ShutDown:
                 return
-            metrics.ACTIVE_WORKERS.labels(controller=self.name).inc()
             try:
-                await self.reconcile_key(key)
+                slot = await self.slots.take()
             except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("reconcile of %s %s/%s failed", self.info.kind, *key)
-                self.queue.add_rate_limited(key)
-            finally:
                 self.queue.done(key)
-                metrics.ACTIVE_WORKERS.labels(controller=self.name).dec()
+                raise
+            task = loop.create_task(self._run(key, slot), name=f"{self.name}-{key[0]}/{key[1]}")
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _run(self, key: Key, slot: Slot) -> None:
+        current_slot.set(slot)  # this task's own context: ReconcileContext.waiting() finds it
+        try:
+            await self.reconcile_key(key)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("reconcile of %s %s/%s failed", self.info.kind, *key)
+            self.queue.add_rate_limited(key)
+        finally:
+            self.queue.done(key)
+            slot.give_back()
 
     # --- one reconcile ---------------------------------------------------------------------
 
