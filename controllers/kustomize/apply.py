@@ -10,9 +10,10 @@ otherwise a server-side dry-run decides, as Flux does for every object.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -315,6 +316,8 @@ class Applier:
         # Told of every change the watch caches see (drift correction); added once per cache.
         self.on_change = on_change
         self._handled: set[CacheScope] = set()
+        # Health waits, woken by a change of an object they wait for (see changes_of).
+        self._waiters: dict[ObjectRef, set[asyncio.Event]] = {}
 
     # live objects ------------------------------------------------------------------------------
 
@@ -326,9 +329,11 @@ class Applier:
                 return None
             del self._cache_broken[scope]
         informer = self.kube.informer(api_version, kind, namespace=scope[2], label_selector=NAME_LABEL)
-        if self.on_change is not None and scope not in self._handled:
+        if scope not in self._handled:
             self._handled.add(scope)
-            informer.add_handler(self.on_change)
+            informer.add_handler(self._wake)
+            if self.on_change is not None:
+                informer.add_handler(self.on_change)
         if getattr(informer, "synced", True):
             return informer
         try:
@@ -341,6 +346,29 @@ class Applier:
             await informer.stop()
             return None
         return informer
+
+    def _wake(self, event_type: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+        if self._waiters:
+            for event in self._waiters.get(ObjectRef.of(obj), ()):
+                event.set()
+
+    @contextlib.contextmanager
+    def changes_of(self, refs: Iterable[ObjectRef]) -> Iterator[asyncio.Event]:
+        """An event the watch caches set when one of these objects changes: a health wait reads
+        the status again at once instead of at its next poll."""
+        event = asyncio.Event()
+        keys = set(refs)
+        for ref in keys:
+            self._waiters.setdefault(ref, set()).add(event)
+        try:
+            yield event
+        finally:
+            for ref in keys:
+                waiting = self._waiters.get(ref)
+                if waiting is not None:
+                    waiting.discard(event)
+                    if not waiting:
+                        del self._waiters[ref]
 
     async def live(self, obj: Mapping[str, Any], owned_only: bool = False) -> dict[str, Any] | None:
         """The object from the watch cache of objects carrying our owner label. An object missing

@@ -6,6 +6,7 @@ HelmRelease with healthCheckExprs) both wait with."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -253,6 +254,7 @@ async def wait_for_health(
     canceled: Callable[[], str | None] | None = None,
     wait_for_jobs: bool = False,
     sandbox: CelSandbox | None = None,
+    changed: asyncio.Event | None = None,
 ) -> None:
     """Return when every target is Current (a Job complete with wait_for_jobs); raise
     HealthCheckTimeout (a TimeoutError) or HealthCheckFailed (a RuntimeError) for a Failed object
@@ -293,4 +295,8 @@ async def wait_for_health(
             raise HealthCheckCanceled(trigger)
         if time.monotonic() >= deadline:
             raise HealthCheckTimeout(pending)
-        await asyncio.sleep(poll)
+        if changed is None:
+            await asyncio.sleep(poll)
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), min(poll, max(0.0, deadline - time.monotonic())))

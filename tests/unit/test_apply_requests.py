@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tide.controllers.kustomize.apply import Applier, ApplyError, ApplyOptions
+from tide.shared.inventory import ObjectRef
 from tide.shared.kube.errors import KubeApiError, KubeUnreachableError, ResourceNotFoundError
 from tide.shared.kustomize.owner import set_owner_labels
 
@@ -29,6 +30,9 @@ class FakeInformer:
     def get(self, namespace: str, name: str) -> dict[str, Any] | None:
         obj = self.store.get((self.kind, namespace, name))
         return copy.deepcopy(obj) if obj else None
+
+    def add_handler(self, handler: Any) -> None:
+        self.handler = handler
 
 
 class FakeKube:
@@ -347,3 +351,18 @@ async def test_where_a_tenant_may_not_list_objects_are_read_one_by_one() -> None
     with pytest.raises(ApplyError):
         await apply_all(applier, [cm("a")])
     assert kube.requests == ["list apps", "get", "dry-run"]
+
+
+async def test_a_health_wait_is_woken_by_a_change_of_its_objects_only() -> None:
+    kube = FakeKube()
+    applier = Applier(kube, M)
+    informer = await applier.cache_for("v1", "ConfigMap", "n")
+    assert informer is not None
+    web = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web", "namespace": "n"}}
+    other = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "other", "namespace": "n"}}
+    with applier.changes_of([ObjectRef.of(web)]) as changed:
+        informer.handler("MODIFIED", other, None)
+        assert not changed.is_set()
+        informer.handler("MODIFIED", web, None)
+        assert changed.is_set()
+    assert not applier._waiters  # nothing left behind once the wait ends

@@ -1,3 +1,6 @@
+import asyncio
+import time
+
 import pytest
 
 from tide.shared.inventory import ObjectRef
@@ -111,6 +114,24 @@ async def test_wait_is_canceled_by_new_revision() -> None:
         await wait_for_health(
             [TARGET], get, EXPRS, limit=5, poll=0, canceled=lambda: "GitRepository/apps/repo"
         )
+
+
+async def test_a_change_ends_the_wait_between_looks() -> None:
+    """The watch cache's change event: the status is read again at once, not at the next poll."""
+    changed = asyncio.Event()
+    states = ["Pending", "Ready"]
+    seen: list[str] = []
+
+    async def get(_: HealthTarget) -> dict:
+        seen.append(states[len(seen)])
+        if len(seen) == 1:
+            asyncio.get_running_loop().call_later(0.05, changed.set)
+        return widget(seen[-1])
+
+    started = time.monotonic()
+    await wait_for_health([TARGET], get, EXPRS, limit=30, poll=10, changed=changed)
+    assert seen == states
+    assert time.monotonic() - started < 5  # woken by the change, not the 10 s poll
 
 
 async def test_stale_cached_generation_is_not_trusted() -> None:
