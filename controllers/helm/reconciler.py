@@ -70,6 +70,10 @@ from tide.shared.runtime.reconciler import FLUX_FINALIZER, Reconciler
 from tide.shared.runtime.result import ReconcileError, Result, StalledError
 
 HELMRELEASE_API = HelmRelease.storage_api_version()
+# Indexes of the HelmReleases' cache: by chart source, by dependency, by ConfigMap/Secret of values.
+CHART_INDEX = "chart"
+DEPENDS_ON_INDEX = "dependsOn"
+VALUES_INDEX = "valuesFrom"
 REST_CLIENT_ERROR = "RESTClientError"
 """Ready's reason when the release's client (spec.kubeConfig) cannot be built, as Flux's."""
 DEFAULT_RETRY_INTERVAL = 300.0
@@ -93,6 +97,41 @@ def generated_chart_key(hr: dict[str, Any]) -> str | None:
     source = (chart.get("spec") or {}).get("sourceRef") or {}
     namespace = meta.get("namespace")
     return f"{source.get('namespace') or namespace}/{namespace}-{meta.get('name')}"
+
+
+def chart_source_keys(hr: dict[str, Any]) -> list[tuple[str, str]]:
+    """The chart index of the HelmReleases' cache: (kind, `namespace/name`) of every chart source a
+    release may read (its chartRef, its generated HelmChart, the HelmChart its status names)."""
+    namespace = (hr.get("metadata") or {}).get("namespace")
+    spec, status = hr.get("spec") or {}, hr.get("status") or {}
+    keys = []
+    ref = spec.get("chartRef")
+    if isinstance(ref, dict) and ref.get("kind"):
+        keys.append((str(ref["kind"]), f"{ref.get('namespace') or namespace}/{ref.get('name')}"))
+    for chart in (generated_chart_key(hr), status.get("helmChart")):
+        if chart:
+            keys.append(("HelmChart", str(chart)))
+    return keys
+
+
+def dependency_keys(hr: dict[str, Any]) -> list[tuple[str, str]]:
+    """The dependsOn index: (namespace, name) of each release a HelmRelease waits for."""
+    namespace = str((hr.get("metadata") or {}).get("namespace") or "")
+    return [
+        (str(ref.get("namespace") or namespace), str(ref.get("name")))
+        for ref in (hr.get("spec") or {}).get("dependsOn") or []
+        if isinstance(ref, dict)
+    ]
+
+
+def values_source_keys(hr: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The valuesFrom index: (kind, namespace, name) of each ConfigMap and Secret a release reads."""
+    namespace = str((hr.get("metadata") or {}).get("namespace") or "")
+    return [
+        (str(ref.get("kind")), namespace, str(ref.get("name")))
+        for ref in (hr.get("spec") or {}).get("valuesFrom") or []
+        if isinstance(ref, dict)
+    ]
 
 
 def _changed(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
@@ -131,6 +170,10 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
         """Reconcile a HelmRelease when its chart source gets a new artifact or readiness, when a
         dependency's readiness changes, and when a watched ConfigMap or Secret it reads changes."""
         self.controller = controller
+        if controller.informer is not None:
+            controller.informer.add_index(CHART_INDEX, chart_source_keys)
+            controller.informer.add_index(DEPENDS_ON_INDEX, dependency_keys)
+            controller.informer.add_index(VALUES_INDEX, values_source_keys)
         for kind in self._chart_ref_kinds():
             controller.watch(
                 SOURCE_API,
@@ -166,20 +209,20 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
         allowed = self._external_artifacts_allowed()
         return tuple(k for k in CHART_REF_KINDS if allowed or k != EXTERNAL_ARTIFACT)
 
-    def _releases(self) -> list[dict[str, Any]]:
-        informer = getattr(self.controller, "informer", None)
-        return informer.items() if informer is not None else []
-
     @staticmethod
     def _key(hr: dict[str, Any]) -> Key:
         meta = hr.get("metadata") or {}
         return str(meta.get("namespace") or ""), str(meta.get("name") or "")
 
+    def _indexed(self, index: str, value: Any) -> list[dict[str, Any]]:
+        informer = getattr(self.controller, "informer", None)
+        return informer.by_index(index, value) if informer is not None else []
+
     def _users_of_chart(self, kind: str) -> Any:
         def keys(source: dict[str, Any]) -> Iterable[Key]:
             meta = source.get("metadata") or {}
             source_key = f"{meta.get('namespace')}/{meta.get('name')}"
-            for hr in self._releases():
+            for hr in self._indexed(CHART_INDEX, (kind, source_key)):
                 namespace, _ = self._key(hr)
                 spec, status = hr.get("spec") or {}, hr.get("status") or {}
                 ref = spec.get("chartRef") or {}
@@ -196,22 +239,12 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
         return keys
 
     def _dependents_of(self, dep: dict[str, Any]) -> Iterable[Key]:
-        dep_key = self._key(dep)
-        for hr in self._releases():
-            namespace, _ = self._key(hr)
-            for ref in (hr.get("spec") or {}).get("dependsOn") or []:
-                if (ref.get("namespace") or namespace, ref.get("name")) == dep_key:
-                    yield self._key(hr)
+        return [self._key(hr) for hr in self._indexed(DEPENDS_ON_INDEX, self._key(dep))]
 
     def _readers_of(self, kind: str) -> Any:
         def keys(obj: dict[str, Any]) -> Iterable[Key]:
             namespace, name = self._key(obj)
-            for hr in self._releases():
-                if self._key(hr)[0] != namespace:
-                    continue
-                refs = (hr.get("spec") or {}).get("valuesFrom") or []
-                if any(r.get("kind") == kind and r.get("name") == name for r in refs):
-                    yield self._key(hr)
+            return [self._key(hr) for hr in self._indexed(VALUES_INDEX, (kind, namespace, name))]
 
         return keys
 

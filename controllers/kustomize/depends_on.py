@@ -19,13 +19,20 @@ def dependency_keys(obj: Mapping[str, Any]) -> list[Key]:
     ]
 
 
-def _same_source(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    def ref(o: Mapping[str, Any]) -> tuple[str, str, str]:
-        src = (o.get("spec") or {}).get("sourceRef") or {}
-        ns = src.get("namespace") or (o.get("metadata") or {}).get("namespace") or ""
-        return (src.get("kind", ""), ns, src.get("name", ""))
+def source_key(obj: Mapping[str, Any]) -> tuple[str, str, str]:
+    """(kind, namespace, name) of the source a Kustomization reads."""
+    src = (obj.get("spec") or {}).get("sourceRef") or {}
+    ns = src.get("namespace") or (obj.get("metadata") or {}).get("namespace") or ""
+    return (src.get("kind", ""), ns, src.get("name", ""))
 
-    return ref(a) == ref(b)
+
+def source_keys(obj: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """The source index of the Kustomizations' cache: which read a source's artifact."""
+    return [source_key(obj)]
+
+
+def _same_source(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    return source_key(a) == source_key(b)
 
 
 def dependency_not_ready(

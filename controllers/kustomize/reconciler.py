@@ -23,6 +23,7 @@ from tide.controllers.kustomize.depends_on import (
     dependency_not_ready,
     find_cycle,
     format_cycle,
+    source_keys,
 )
 from tide.controllers.kustomize.drift import (
     DELETION,
@@ -60,6 +61,7 @@ from tide.shared.kube.health import (
     compile_exprs,
     wait_for_health,
 )
+from tide.shared.kube.informer import object_key
 from tide.shared.kube.kubeconfig_secret import KubeconfigSecretError
 from tide.shared.kube.targets import Target, TargetClients
 from tide.shared.kustomize.build import BuildError, BuildNotFinished, build_inputs
@@ -95,6 +97,9 @@ from tide.shared.runtime.reconciler import FLUX_FINALIZER, Reconciler
 from tide.shared.runtime.result import ReconcileError, Result, StalledError
 
 KUSTOMIZATION_API = Kustomization.storage_api_version()
+# Indexes of the Kustomizations' cache: by the source each reads, by each dependency it names.
+SOURCE_INDEX = "source"
+DEPENDS_ON_INDEX = "dependsOn"
 UNREACHABLE_RETRY = 5.0  # seconds before the first retry of a cluster that did not answer
 CACHE_SYNC_TIMEOUT = 10.0
 # Off by default, as in Flux: a health wait runs to its end before a new revision is applied.
@@ -160,6 +165,9 @@ class KustomizationReconciler(Reconciler[Kustomization]):
         """Reconcile a Kustomization when its source publishes a new artifact, and when a dependency
         becomes ready (sooner than --requeue-dependency)."""
         self.controller = controller
+        if controller.informer is not None:
+            controller.informer.add_index(SOURCE_INDEX, source_keys)
+            controller.informer.add_index(DEPENDS_ON_INDEX, dependency_keys)
         for kind in self._source_kinds():
             controller.watch(
                 SOURCE_GROUP_VERSION,
@@ -180,28 +188,21 @@ class KustomizationReconciler(Reconciler[Kustomization]):
         informer = self.controller.informer if self.controller else None
         return informer.items() if informer is not None else []
 
+    def _indexed(self, index: str, value: Any) -> Iterable[Key]:
+        informer = self.controller.informer if self.controller else None
+        if informer is None:
+            return []
+        return [object_key(ks) for ks in informer.by_index(index, value)]
+
     def _users_of_source(self, kind: str) -> Any:
         def keys(source: dict[str, Any]) -> Iterable[Key]:
-            meta = source.get("metadata") or {}
-            for ks in self._kustomizations():
-                ks_meta = ks.get("metadata") or {}
-                ref = (ks.get("spec") or {}).get("sourceRef") or {}
-                if (
-                    ref.get("kind") == kind
-                    and ref.get("name") == meta.get("name")
-                    and (ref.get("namespace") or ks_meta.get("namespace")) == meta.get("namespace")
-                ):
-                    yield (ks_meta.get("namespace", ""), ks_meta.get("name", ""))
+            namespace, name = object_key(source)
+            return self._indexed(SOURCE_INDEX, (kind, namespace, name))
 
         return keys
 
     def _dependents_of(self, dep: dict[str, Any]) -> Iterable[Key]:
-        meta = dep.get("metadata") or {}
-        dep_key = (meta.get("namespace") or "", meta.get("name") or "")
-        for ks in self._kustomizations():
-            if dep_key in dependency_keys(ks):
-                ks_meta = ks.get("metadata") or {}
-                yield (ks_meta.get("namespace", ""), ks_meta.get("name", ""))
+        return self._indexed(DEPENDS_ON_INDEX, object_key(dep))
 
     # --- helpers -----------------------------------------------------------------------------------
 
@@ -780,7 +781,11 @@ class KustomizationReconciler(Reconciler[Kustomization]):
             ctx.set_condition(HEALTHY, "Unknown", PROGRESSING_REASON, message)
             await ctx.progress(message)
             try:
-                await wait_for_health(targets, get, exprs, limit=timeout, poll=1.0, canceled=canceled)
+                with applier.changes_of(t.ref for t in targets) as changed:
+                    async with ctx.waiting():
+                        await wait_for_health(
+                            targets, get, exprs, limit=timeout, poll=1.0, canceled=canceled, changed=changed
+                        )
             except HealthCheckCanceled as err:
                 # As Flux: Healthy stays Unknown; the queued reconcile runs next.
                 raise ReconcileError(HEALTH_CHECK_CANCELED_REASON, str(err), requeue_after=0.5) from err

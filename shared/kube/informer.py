@@ -13,7 +13,7 @@ import inspect
 import json
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -27,6 +27,7 @@ log = logging.getLogger("tide.kube.informer")
 
 Handler = Callable[[str, dict[str, Any], dict[str, Any] | None], Awaitable[None] | None]
 CacheKey = tuple[str, str]
+IndexFunc = Callable[[dict[str, Any]], Iterable[Hashable]]
 
 RETRY_MIN = 0.8
 RETRY_MAX = 30.0
@@ -86,6 +87,7 @@ class Informer:
         self.label_selector = label_selector
         self.field_selector = field_selector
         self._cache: dict[CacheKey, dict[str, Any]] = {}
+        self._indexes: dict[str, Index] = {}
         self._handlers: list[Handler] = []
         self._synced = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -108,6 +110,16 @@ class Informer:
 
     def keys(self) -> list[CacheKey]:
         return list(self._cache)
+
+    def add_index(self, name: str, values: IndexFunc) -> None:
+        """Keep the cached objects findable by the values `values(obj)` gives (client-go's Indexer):
+        which Kustomizations read a source, which depend on an object. A lookup then costs what it
+        finds, where a scan of the cache on every event costs the number of objects."""
+        if name not in self._indexes:
+            self._indexes[name] = Index(values, self._cache)
+
+    def by_index(self, name: str, value: Hashable) -> list[dict[str, Any]]:
+        return [self._cache[key] for key in self._indexes[name].keys_of(value) if key in self._cache]
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -213,6 +225,8 @@ class Informer:
                 (item.get("metadata") or {}).pop("managedFields", None)
         fresh = {object_key(item): item for item in items}
         old_cache, self._cache = self._cache, fresh
+        for index in self._indexes.values():
+            index.rebuild(fresh)
         self.resource_version = version
         for key, obj in fresh.items():
             old = old_cache.get(key)
@@ -277,9 +291,13 @@ class Informer:
         old = self._cache.get(key)
         if kind == "DELETED":
             self._cache.pop(key, None)
+            for index in self._indexes.values():
+                index.update(key, old, None)
             self._emit("DELETED", obj, old)
         elif kind in ("ADDED", "MODIFIED"):
             self._cache[key] = obj
+            for index in self._indexes.values():
+                index.update(key, old, obj)
             self._emit("ADDED" if old is None else "MODIFIED", obj, old)
 
     def _emit(self, event_type: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
@@ -297,3 +315,40 @@ class Informer:
                 task.add_done_callback(self._pending.discard)
         except Exception:
             log.exception("informer handler for %s failed", self.kind)
+
+
+class Index:
+    """One named index of an informer's cache: value -> keys of the objects that give it."""
+
+    def __init__(self, values: IndexFunc, cache: Mapping[CacheKey, dict[str, Any]]) -> None:
+        self._values = values
+        self._keys: dict[Hashable, set[CacheKey]] = {}
+        self.rebuild(cache)
+
+    def _of(self, obj: dict[str, Any] | None) -> set[Hashable]:
+        if obj is None:
+            return set()
+        try:
+            return set(self._values(obj))
+        except (AttributeError, KeyError, TypeError, ValueError):  # a malformed object: in no entry
+            return set()
+
+    def rebuild(self, cache: Mapping[CacheKey, dict[str, Any]]) -> None:
+        self._keys = {}
+        for key, obj in cache.items():
+            for value in self._of(obj):
+                self._keys.setdefault(value, set()).add(key)
+
+    def update(self, key: CacheKey, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        before, after = self._of(old), self._of(new)
+        for value in before - after:
+            keys = self._keys.get(value)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._keys[value]
+        for value in after - before:
+            self._keys.setdefault(value, set()).add(key)
+
+    def keys_of(self, value: Hashable) -> list[CacheKey]:
+        return sorted(self._keys.get(value, ()))
