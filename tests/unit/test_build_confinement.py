@@ -25,7 +25,7 @@ from tide.shared.kustomize.build import (
     check_references,
     find_kustomize,
     is_fetched,
-    resource_limits,
+    limited,
     run_kustomize,
 )
 
@@ -256,8 +256,7 @@ def test_alias_bomb_is_stopped_by_the_memory_limit(root: Path) -> None:
 def test_kustomize_runs_under_memory_and_cpu_limits() -> None:
     probe = "import resource as r; print(r.getrlimit(r.RLIMIT_DATA), r.getrlimit(r.RLIMIT_CPU))"
     out = subprocess.run(
-        [sys.executable, "-c", probe],
-        preexec_fn=resource_limits(512 << 20, 61),
+        limited([sys.executable, "-c", probe], 512 << 20, 61),
         capture_output=True,
         text=True,
         check=True,
