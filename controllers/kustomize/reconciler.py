@@ -142,6 +142,7 @@ def _readiness_changed(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
 class KustomizationReconciler(Reconciler[Kustomization]):
     model = Kustomization
     finalizer = FLUX_FINALIZER
+    reports_progress = True  # ctx.while_progressing around its slow steps
 
     def __init__(self, options: KustomizeOptions | None = None) -> None:
         self.options = options or KustomizeOptions()
@@ -447,7 +448,7 @@ class KustomizationReconciler(Reconciler[Kustomization]):
         old_inventory = Inventory.from_status((ctx.raw.get("status") or {}).get("inventory"))
         await self._name_before_apply(ctx, applier, objects, old_inventory)
         try:
-            changes = await applier.apply_all(objects, options)
+            changes = await ctx.while_progressing(None, applier.apply_all(objects, options))
         except ApplyError as err:
             # Keep tracking what was applied before the failure so a later prune can find it.
             applied = [Entry(c.ref, split_api_version(c.api_version)[1]) for c in err.changes.entries]
@@ -623,8 +624,10 @@ class KustomizationReconciler(Reconciler[Kustomization]):
         )
         cached = self.builds.get(key)
         if cached is None or cached.inputs != inputs:
-            await ctx.progress(f"Building manifests for revision {revision}")
-            objects = await self._build(ctx, obj, artifact, variables, keys, requeue_dependency)
+            objects = await ctx.while_progressing(
+                f"Building manifests for revision {revision}",
+                self._build(ctx, obj, artifact, variables, keys, requeue_dependency),
+            )
             cached = CachedBuild(inputs, objects, "sha256:" + digest(objects))
             self.builds[key] = cached
         self._built[key] = (cached.digest, revision)
@@ -779,13 +782,13 @@ class KustomizationReconciler(Reconciler[Kustomization]):
                 f"Running health checks for revision {revision} with a timeout of {format_duration(timeout)}"
             )
             ctx.set_condition(HEALTHY, "Unknown", PROGRESSING_REASON, message)
-            await ctx.progress(message)
             try:
                 with applier.changes_of(t.ref for t in targets) as changed:
                     async with ctx.waiting():
-                        await wait_for_health(
+                        wait = wait_for_health(
                             targets, get, exprs, limit=timeout, poll=1.0, canceled=canceled, changed=changed
                         )
+                        await ctx.while_progressing(message, wait)
             except HealthCheckCanceled as err:
                 # As Flux: Healthy stays Unknown; the queued reconcile runs next.
                 raise ReconcileError(HEALTH_CHECK_CANCELED_REASON, str(err), requeue_after=0.5) from err

@@ -71,6 +71,7 @@ class Include:
 
 class GitRepositoryReconciler(StoredSourceReconciler[GitRepository]):
     model = GitRepository
+    reports_progress = True  # ctx.while_progressing around its slow steps
     kind = KIND
     ready_message = "stored artifact for revision '{revision}'"
 
@@ -130,13 +131,16 @@ class GitRepositoryReconciler(StoredSourceReconciler[GitRepository]):
             self._fetch_failed(ctx, exc.reason, f"failed to configure the Git client: {exc}")
         started = time.perf_counter()
         try:
-            target = await self._run(ctx, timeout, asyncio.to_thread, self._resolve, remote, obj)
+            target = await ctx.while_progressing(
+                None, self._run(ctx, timeout, asyncio.to_thread, self._resolve, remote, obj)
+            )
             if self._up_to_date(obj, ctx, target, includes):
                 self._ready(ctx, status.artifact.revision)
                 await self._collect_garbage(obj, ctx)
                 ctx.log.debug("artifact up-to-date with remote revision: '%s'", status.artifact.revision)
                 return Result()
-            await ctx.progress(f"building artifact: new upstream revision for '{target.ref or target.want}'")
+            wanted = target.ref or target.want
+            ctx.mark_reconciling(f"building artifact: new upstream revision for '{wanted}'")
             workdir = Path(tempfile.mkdtemp(prefix="tide-checkout-"))
             temp = await asyncio.to_thread(self.storage.new_temp_file, KIND, ns, name)
             try:
@@ -153,10 +157,10 @@ class GitRepositoryReconciler(StoredSourceReconciler[GitRepository]):
                         spec.ignore, temp, self.max_artifact_size, self.max_artifact_entries
                     )
                 resolved = time.perf_counter()
-                checked_out, archived_direct = await self._run(
+                checked_out, archived_direct = await ctx.while_progressing(None, self._run(
                     ctx, timeout, self.builds.run, builder.checkout,
                     spec.url, auth, timeout, target, workdir / "tree", options, direct,
-                )  # fmt: skip
+                ))  # fmt: skip
                 checkout = await asyncio.to_thread(checked_out.to_checkout)
                 fetched = time.perf_counter()
                 revision = refs.revision(target, checkout.commit)

@@ -416,7 +416,7 @@ class KindController:
         if request is not None:
             ctx.last_handled_reconcile_at = request
         ctx.mark_reconciling(PROGRESS_MESSAGE)
-        if new_work:
+        if new_work and not self.reconciler.reports_progress:
             await ctx.patch_status()
 
         try:

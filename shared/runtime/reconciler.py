@@ -22,6 +22,9 @@ class Reconciler(Generic[Obj]):
 
     model: type[Obj]
     finalizer: str | None = None
+    reports_progress: bool = False
+    """True when the reconciler writes its own progress (ctx.while_progressing around its slow
+    steps): the runtime then does not write "Reconciliation in progress" before it starts."""
 
     def setup(self, controller: KindController) -> None:
         """Runs once before the workers start: register watches of other kinds here."""
