@@ -141,6 +141,9 @@ def _changed(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
 class HelmReleaseReconciler(Reconciler[HelmRelease]):
     model = HelmRelease
     finalizer = FLUX_FINALIZER
+    # Its first write is the atomic release's, before an action (or the failure); the steps before
+    # it that can take long run under ctx.while_progressing.
+    reports_progress = True
 
     def __init__(self, options: argparse.Namespace | None = None) -> None:
         self.options = options
@@ -308,7 +311,9 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
         artifact, source_name, kind = await self._chart_artifact(obj, ctx)
         root = Path(tempfile.mkdtemp(prefix="tide-helm-chart-"))
         try:
-            chart, name, version, source_digest = await self._load_chart(artifact, source_name, kind, root)
+            chart, name, version, source_digest = await ctx.while_progressing(
+                None, self._load_chart(artifact, source_name, kind, root)
+            )
             values = await self._values(obj, ctx)
             return await self._release(
                 obj,
@@ -455,7 +460,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
         target = self._release_target(
             kube, obj.release_name(), obj.release_namespace(), obj.storage_namespace()
         )
-        await self._uninstall_moved_release(obj, ctx, target, desired)
+        await ctx.while_progressing(None, self._uninstall_moved_release(obj, ctx, target, desired))
         status.storage_namespace = target.storage_namespace
 
         annotations = obj.metadata.annotations or {}
