@@ -103,18 +103,18 @@ class DriftError(Exception):
 # --- the pure part --------------------------------------------------------------------------------
 
 
-class _NoAliasLoader(yaml.SafeLoader):  # type: ignore[misc]
-    """Release storage is tenant-writable: a manifest with YAML aliases (a bomb) is refused."""
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            raise yaml.YAMLError("YAML aliases are not allowed in a release manifest")
-        return super().compose_node(parent, index)
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def manifest_documents(text: str) -> list[Any]:
-    """The YAML documents of a manifest (aliases refused)."""
-    return list(yaml.load_all(text, Loader=_NoAliasLoader))
+    """The YAML documents of a manifest. Release storage is tenant-writable: a manifest with YAML
+    aliases (a bomb) is refused. Both passes run in libyaml: the alias check reads the parser's
+    events, then the documents are loaded (the pure-Python composer it replaces, overridden to
+    refuse aliases, cost a twelfth of the controller's CPU at 100 installs)."""
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, yaml.AliasEvent):
+            raise yaml.YAMLError("YAML aliases are not allowed in a release manifest")
+    return list(yaml.load_all(text, Loader=_Loader))
 
 
 def manifest_objects(manifest: str) -> list[dict[str, Any]]:

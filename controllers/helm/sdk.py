@@ -55,6 +55,11 @@ def worker_environment(home: Path, concurrency: int) -> dict[str, str]:
     (plugin / "plugin.yaml").write_text(plugin_manifest(sys.executable, site_dirs))
     env = dict(os.environ)
     env.setdefault("GOMEMLIMIT", go_memory_limit(concurrency))
+    # A collection when the heap has grown by half of what is live, not by all of it: Helm's live
+    # heap is small and its garbage large (templates, YAML and JSON copies of every object). At
+    # 100 installs, concurrency 10: the worker's peak PSS 103-107 MiB against 104-120 at Go's
+    # default, its CPU within the noise.
+    env.setdefault("GOGC", "50")
     env["HELM_PLUGINS"] = str(home / "plugins")
     for name in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME"):
         env[name] = str(home / name.lower())

@@ -13,9 +13,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import celpy
-
-from tide.shared.cel.optionals import rewrite
 from tide.shared.cel.sandbox import (
     CURRENT,
     FAILED,
@@ -80,7 +77,13 @@ class CompiledExpr:
         return {field: source for field, source in found.items() if source}
 
 
-_ENV = celpy.Environment()
+@functools.cache
+def _environment() -> Any:
+    """cel-python and its parser, loaded on the first expression: a controller whose objects have
+    none (most) does not carry them (about 7 MiB of its heap)."""
+    import celpy
+
+    return celpy.Environment()
 
 MAX_EXPRESSION_LENGTH = 16384
 """Flux's cheatsheet expressions are a few hundred characters; parsing costs about 5 ms per KiB of
@@ -98,13 +101,15 @@ class _TooLong(ValueError):
 
 @functools.lru_cache(maxsize=256)
 def _parses(source: str) -> None:
+    from tide.shared.cel.optionals import rewrite  # with cel-python (see _environment)
+
     rewritten = rewrite(source)
     if len(rewritten) > MAX_REWRITTEN_LENGTH:
         raise _TooLong(
             f"its optional selections expand to {len(rewritten)} characters, "
             f"over the limit of {MAX_REWRITTEN_LENGTH}"
         )
-    _ENV.compile(rewritten)
+    _environment().compile(rewritten)
 
 
 def _compile(source: str, where: str) -> str:
