@@ -90,12 +90,14 @@ ENV = celpy.Environment()
 
 def evaluate(source: str, obj: dict = OBJ):
     """The expression evaluated as the sandbox's worker does (the raised error, returned)."""
-    logging.disable(logging.CRITICAL)
-    program = ENV.program(compile_source(ENV, source), FUNCTIONS)
+    logging.disable(logging.CRITICAL)  # cel-python logs every evaluation error; only for this call
     try:
+        program = ENV.program(compile_source(ENV, source), FUNCTIONS)
         return program.evaluate({k: celpy.json_to_cel(v) for k, v in obj.items()})
     except celpy.CELEvalError as exc:
         return exc
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 @pytest.mark.parametrize(
