@@ -315,9 +315,12 @@ def archive(
 
 
 def default_build_workers(concurrent: int) -> int:
-    """One worker per reconcile worker, but no more than this process may use CPUs: a build is
-    CPU-bound Python, so more worker processes than CPUs only add memory."""
-    return max(1, min(concurrent, len(os.sched_getaffinity(0))))
+    """One worker per reconcile worker, but no more than the CPUs this process may use, less the
+    one its own event loop needs (at least one worker): a build is CPU-bound Python, so more workers
+    than that only add memory. Measured on 2 CPUs (MTTP, flux-benchmark's settings): one worker
+    instead of two, N=500 all Ready in 35.8 s against 35.0-36.7 s, the tree's peak PSS 92 MiB
+    against 103-105 MiB (Flux's source-controller: 102-106 MiB)."""
+    return max(1, min(concurrent, len(os.sched_getaffinity(0)) - 1))
 
 
 class BuildPool:

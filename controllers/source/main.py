@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_int,
         default=None,
         help="The most build worker processes (Git checkouts and archives) at once; each exits after "
-        "a minute unused (default: --concurrent, at most the number of CPUs).",
+        "a minute unused (default: --concurrent, at most the number of CPUs less one, at least one).",
     )
     return parser
 
