@@ -315,32 +315,40 @@ def archive(
 
 
 def default_build_workers(concurrent: int) -> int:
-    """One worker per reconcile worker, but no more than the CPUs this process may use, less the
-    one its own event loop needs (at least one worker): a build is CPU-bound Python, so more workers
-    than that only add memory. Measured on 2 CPUs (MTTP, flux-benchmark's settings): one worker
-    instead of two, N=500 all Ready in 35.8 s against 35.0-36.7 s, the tree's peak PSS 92 MiB
-    against 103-105 MiB (Flux's source-controller: 102-106 MiB)."""
+    """Worker processes: one per reconcile worker, but no more than the CPUs this process may use,
+    less the one its own event loop needs (at least one). A build's CPU work is Python holding the
+    GIL, so more processes than CPUs only add memory; its waits on the network are overlapped by
+    the threads of each worker (calls_per_worker)."""
     return max(1, min(concurrent, len(os.sched_getaffinity(0)) - 1))
 
 
+def calls_per_worker(concurrent: int, workers: int) -> int:
+    """Enough calls per worker for every reconcile worker to build at once."""
+    return max(1, -(-concurrent // max(1, workers)))
+
+
 class BuildPool:
-    """Worker processes for builds, at most `workers`, forked when a build needs one and
-    stopped after `idle_timeout` seconds unused; stopped with the controller (a server in
-    run_controller's sense). `workers=0` runs builds in threads.
+    """Worker processes for builds, at most `workers`, each running up to `calls_per_worker` builds
+    at once in threads; forked when a build needs one and stopped after `idle_timeout` seconds
+    unused; stopped with the controller (a server in run_controller's sense). `workers=0` runs
+    builds in threads of this process.
 
     Workers come from a fork server forked when the pool is made: make it in the controller's
-    main() after the imports and before the event loop (see fork_server). Each worker is taken by
-    one build at a time: a build that is cancelled (its reconcile timed out) or whose worker died
-    gets that one worker killed and replaced, without touching the builds running in the others."""
+    main() after the imports and before the event loop (see fork_server). A build that is cancelled
+    (its reconcile timed out) gets its worker killed and replaced, so a hostile input cannot keep it
+    busy; the other builds that worker was running start again on a new one (once each). A build
+    whose worker died by itself (the OOM killer) fails with WorkerLost, as do the others it ran."""
 
     leader_only = False
 
-    def __init__(self, workers: int, idle_timeout: float = 60.0) -> None:
+    def __init__(self, workers: int, calls_per_worker: int = 1, idle_timeout: float = 60.0) -> None:
         self.workers = max(0, workers)
+        self.calls_per_worker = max(1, calls_per_worker)
         self.idle_timeout = idle_timeout
         self._server = ForkServer() if self.workers else None
-        self._idle: list[tuple[Worker, float]] = []  # with when each went idle
-        self._slots = asyncio.Semaphore(self.workers or 1)
+        self._live: list[Worker] = []
+        self._idle_since: dict[Worker, float] = {}
+        self._slots = asyncio.Semaphore(self.workers * self.calls_per_worker or 1)
         self._reaper: asyncio.Task[None] | None = None
         self._stopped = False
 
@@ -350,7 +358,25 @@ class BuildPool:
             # Killed from outside: a new server is forked from this process, threads and all,
             # which is safe enough for a server that only forks (and rarer than a worker's death).
             self._server = ForkServer()
-        return self._server.spawn()
+        worker = self._server.spawn(self.calls_per_worker)
+        self._live.append(worker)
+        return worker
+
+    def _take(self) -> Worker:
+        """An idle worker (the most recently used, so the others age out when load drops), else a
+        new one while there are fewer than `workers` (builds spread over the CPUs), else the least
+        busy. A slot was taken, so one of them has room."""
+        idle = [w for w in self._live if w.busy == 0]
+        if idle:
+            return max(idle, key=lambda w: self._idle_since.get(w, 0.0))
+        if len(self._live) < self.workers:
+            return self._new_worker()
+        return min(self._live, key=lambda w: w.busy)
+
+    def _drop(self, worker: Worker) -> None:
+        if worker in self._live:
+            self._live.remove(worker)
+        self._idle_since.pop(worker, None)
 
     async def start(self) -> None:
         if self.workers and self._reaper is None:
@@ -361,9 +387,10 @@ class BuildPool:
         while True:
             await asyncio.sleep(max(self.idle_timeout / 2, 0.05))
             now = time.monotonic()
-            for entry in [e for e in self._idle if now - e[1] >= self.idle_timeout]:
-                self._idle.remove(entry)
-                entry[0].close()
+            for worker in [w for w in self._live if w.busy == 0]:
+                if now - self._idle_since.get(worker, now) >= self.idle_timeout:
+                    self._drop(worker)
+                    worker.close()
 
     async def stop(self) -> None:
         self._stopped = True
@@ -373,8 +400,9 @@ class BuildPool:
                 await self._reaper
             self._reaper = None
         # Busy workers are killed by the cancellation of their reconciles.
-        while self._idle:
-            self._idle.pop()[0].close()
+        for worker in [w for w in self._live if w.busy == 0]:
+            self._drop(worker)
+            worker.close()
         if self._server is not None:
             await asyncio.to_thread(self._server.close)
             self._server = None
@@ -383,22 +411,27 @@ class BuildPool:
         if not self.workers:
             return await asyncio.to_thread(fn, *args)
         async with self._slots:
-            if self._stopped:
-                raise WorkerLost("the build workers are stopped")
-            # The most recently used worker first, so the others age out when load drops.
-            worker = self._idle.pop()[0] if self._idle else self._new_worker()
-            try:
-                result: T = await worker.call(fn, *args)
-            except asyncio.CancelledError:
-                # Timed out (asyncio.wait_for) or shut down: the build may run on for as long as
-                # a hostile repository makes it; its process goes, a new one comes when needed.
-                worker.kill()
-                raise
-            except WorkerDied as exc:
-                worker.kill()
-                raise WorkerLost(str(exc)) from exc
-            except BaseException:
-                self._idle.append((worker, time.monotonic()))
-                raise
-            self._idle.append((worker, time.monotonic()))
-            return result
+            for attempt in range(2):
+                if self._stopped:
+                    raise WorkerLost("the build workers are stopped")
+                worker = self._take()
+                try:
+                    result: T = await worker.call(fn, *args)
+                except asyncio.CancelledError:
+                    # Timed out (asyncio.wait_for) or shut down: the build may run on for as long
+                    # as a hostile repository makes it; its process goes, a new one comes when
+                    # needed.
+                    self._drop(worker)
+                    worker.kill()
+                    raise
+                except WorkerDied as exc:
+                    self._drop(worker)
+                    if worker.killed and attempt == 0:
+                        continue  # stopped for another build's cancellation: this one runs again
+                    worker.kill()
+                    raise WorkerLost(str(exc)) from exc
+                finally:
+                    if worker in self._live and worker.busy == 0:
+                        self._idle_since[worker] = time.monotonic()
+                return result
+            raise WorkerLost("the build worker was stopped twice while this build ran")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tide.controllers.source import helm_index
 from tide.controllers.source.artifact_generator import ArtifactGeneratorReconciler
-from tide.controllers.source.builder import BuildPool, default_build_workers
+from tide.controllers.source.builder import BuildPool, calls_per_worker, default_build_workers
 from tide.controllers.source.git_reconciler import GitRepositoryReconciler
 from tide.controllers.source.helm_chart import HelmChartReconciler
 from tide.controllers.source.helm_chart_build import (
@@ -115,8 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--build-workers",
         type=positive_int,
         default=None,
-        help="The most build worker processes (Git checkouts and archives) at once; each exits after "
-        "a minute unused (default: --concurrent, at most the number of CPUs less one, at least one).",
+        help="The most build worker processes (Git checkouts and archives) at once, each running "
+        "--concurrent divided by this many builds in threads; each exits after a minute unused "
+        "(default: --concurrent, at most the number of CPUs less one, at least one).",
     )
     return parser
 
@@ -148,7 +149,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     # Builds run in worker processes (the event loop only does I/O), forked from a server forked
     # here: after the imports, before any thread starts.
-    builds = BuildPool(args.build_workers or default_build_workers(args.concurrent))
+    workers = args.build_workers or default_build_workers(args.concurrent)
+    builds = BuildPool(workers, calls_per_worker(args.concurrent, workers))
     index_cache = helm_index.CacheSettings(
         args.helm_cache_max_size, args.helm_cache_ttl, args.helm_cache_purge_interval
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tide.controllers.source.builder import BuildPool, WorkerLost, default_build_workers
+from tide.controllers.source.builder import BuildPool, WorkerLost, calls_per_worker, default_build_workers
 
 
 def running(pid: int) -> bool:
@@ -91,6 +91,72 @@ def test_build_workers_default_to_concurrent_at_most_the_cpus_but_one() -> None:
     cpus = len(os.sched_getaffinity(0))
     assert default_build_workers(1) == 1
     assert default_build_workers(cpus + 8) == max(1, cpus - 1)
+
+
+def test_every_reconcile_worker_can_build_at_once() -> None:
+    assert calls_per_worker(2, 1) == 2
+    assert calls_per_worker(10, 3) == 4
+    assert calls_per_worker(1, 4) == 1
+
+
+def wait_for(path: str) -> int:
+    """Blocks until path exists (a guard of 60 s against hanging): only a second call running in
+    the same worker at the same time can create it."""
+    deadline = time.monotonic() + 60
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(path)
+        time.sleep(0.01)
+    return os.getpid()
+
+
+def create(path: str) -> int:
+    Path(path).touch()
+    return os.getpid()
+
+
+async def test_one_worker_runs_its_calls_at_once(tmp_path: Path) -> None:
+    pool = BuildPool(1, calls_per_worker=2)
+    await pool.start()
+    try:
+        flag = str(tmp_path / "flag")
+        waiting = asyncio.ensure_future(pool.run(wait_for, flag))
+        created = await asyncio.wait_for(pool.run(create, flag), 60)
+        assert await asyncio.wait_for(waiting, 60) == created != os.getpid()
+    finally:
+        await pool.stop()
+
+
+async def test_a_cancelled_call_kills_its_worker_and_the_other_call_runs_again(tmp_path: Path) -> None:
+    pool = BuildPool(1, calls_per_worker=2)
+    await pool.start()
+    try:
+        flag = str(tmp_path / "flag")
+        other = asyncio.ensure_future(pool.run(wait_for, flag))
+        first = await pool.run(os.getpid)  # the same worker, which runs `other` meanwhile
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(pool.run(time.sleep, 3600), 0.5)
+        assert await wait_until_gone(first)
+        create(flag)
+        # Not WorkerLost: the worker was stopped for the sleeping call, not for this one.
+        assert await asyncio.wait_for(other, 60) not in (first, os.getpid())
+    finally:
+        await pool.stop()
+
+
+async def test_a_worker_that_dies_fails_every_call_it_ran(tmp_path: Path) -> None:
+    pool = BuildPool(1, calls_per_worker=2)
+    await pool.start()
+    try:
+        other = asyncio.ensure_future(pool.run(wait_for, str(tmp_path / "never")))
+        await asyncio.sleep(0)
+        with pytest.raises(WorkerLost):
+            await pool.run(os._exit, 3)
+        with pytest.raises(WorkerLost):
+            await asyncio.wait_for(other, 60)
+        assert await pool.run(os.getpid) != os.getpid()
+    finally:
+        await pool.stop()
 
 
 class BuildRefused(Exception):
