@@ -5,6 +5,7 @@ upgrades)."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -151,8 +152,11 @@ def oci_chart_version(version: str, revision: str) -> tuple[str, str]:
 
 
 def set_chart_version(chart: Path, version: str) -> None:
-    """Rewrite Chart.yaml's version (the OCI digest suffix) before Helm loads the chart."""
+    """Rewrite Chart.yaml's version (the OCI digest suffix) before Helm loads the chart. A new file
+    replaces it: the chart's files are hard links into the controller's chart cache."""
     path = chart / "Chart.yaml"
     metadata = yaml.safe_load(path.read_text())
     metadata["version"] = version
-    path.write_text(yaml.safe_dump(metadata, sort_keys=False))
+    rewritten = path.with_name(".Chart.yaml.tide")
+    rewritten.write_text(yaml.safe_dump(metadata, sort_keys=False))
+    os.replace(rewritten, path)

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import argparse
 import base64
-import shutil
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
 
 from tide.controllers.helm import history
 from tide.controllers.helm.actions import ActionRunner, rollback_target, uninstall_options
@@ -55,8 +55,9 @@ from tide.controllers.helm.storage import ReleaseStorage, StorageError
 from tide.controllers.helm.values import ValuesError, compose_values, config_digest
 from tide.shared.api.artifact_generator import EXTERNAL_ARTIFACT_GATE
 from tide.shared.api.helm import HelmRelease
-from tide.shared.api.meta import parse_duration
-from tide.shared.artifact import ArtifactError, ArtifactNotFound, check_artifact_url, fetch_artifact
+from tide.shared.api.meta import Artifact, parse_duration
+from tide.shared.artifact import ArtifactError
+from tide.shared.artifact.fetch import ArtifactCache, SourceNotReady, remove_tree
 from tide.shared.kube.config import load_connection
 from tide.shared.kube.health import CompiledExpr, InvalidCELExpression
 from tide.shared.kube.kubeconfig_secret import KubeconfigSecretError
@@ -77,6 +78,7 @@ VALUES_INDEX = "valuesFrom"
 REST_CLIENT_ERROR = "RESTClientError"
 """Ready's reason when the release's client (spec.kubeConfig) cannot be built, as Flux's."""
 DEFAULT_RETRY_INTERVAL = 300.0
+CHART_CACHE_SIZE = 16  # extracted charts kept on disk, least recently used out first
 """RetryOnFailure's retryInterval when unset (Flux's 5m)."""
 Key = tuple[str, str]
 
@@ -150,6 +152,9 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
         self.engine: HelmEngine | None = None
         self.controller: KindController | None = None
         self.targets: TargetClients | None = None
+        # Charts by digest: HelmReleases of one chart (one HelmChart each, as Flux makes them, or
+        # one shared chartRef) download and extract it once; each reconcile gets a linked copy.
+        self.charts = ArtifactCache(keep=CHART_CACHE_SIZE, storage=source_storage_addresses(options))
 
     # --- the Helm engine, a server of the process ------------------------------------------------
 
@@ -166,6 +171,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
         if self.engine is not None:
             await self.engine.close()
             self.engine = None
+        await self.charts.stop()
 
     # --- watches ---------------------------------------------------------------------------------
 
@@ -309,11 +315,9 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
             raise StalledError(ACCESS_DENIED_REASON, denied)
         await self._check_dependencies(obj, ctx)
         artifact, source_name, kind = await self._chart_artifact(obj, ctx)
-        root = Path(tempfile.mkdtemp(prefix="tide-helm-chart-"))
+        root = await ctx.while_progressing(None, self._fetch_chart(artifact, source_name))
         try:
-            chart, name, version, source_digest = await ctx.while_progressing(
-                None, self._load_chart(artifact, source_name, kind, root)
-            )
+            chart, name, version, source_digest = self._load_chart(artifact, source_name, kind, root)
             values = await self._values(obj, ctx)
             return await self._release(
                 obj,
@@ -331,7 +335,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
                 exprs,
             )
         finally:
-            shutil.rmtree(root, ignore_errors=True)
+            await remove_tree(root)
 
     async def _check_dependencies(self, obj: HelmRelease, ctx: ReconcileContext) -> None:
         for ref in obj.spec.depends_on or []:
@@ -393,20 +397,30 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
         obj.status.helm_chart = key
         return applied
 
-    async def _load_chart(
+    async def _fetch_chart(self, artifact: dict[str, Any], source_name: str) -> Path:
+        """A private copy of the chart artifact's files (the caller removes it)."""
+        try:
+            return await self.charts.checkout(
+                Artifact(
+                    path=str(artifact.get("path", "")),
+                    url=str(artifact["url"]),
+                    revision=str(artifact.get("revision", "")),
+                    digest=str(artifact.get("digest", "")) or None,
+                    last_update_time=str(artifact.get("lastUpdateTime", "")),
+                )
+            )
+        except SourceNotReady as err:
+            raise ReconcileError("ArtifactFailed", f"chart of {source_name} not found: {err}") from err
+        except (ArtifactError, ValidationError) as err:
+            raise ReconcileError(
+                "ArtifactFailed", f"failed to fetch the chart of {source_name}: {err}"
+            ) from err
+
+    def _load_chart(
         self, artifact: dict[str, Any], source_name: str, kind: str, root: Path
     ) -> tuple[Path, str, str, str]:
         """The chart directory, name and version as released, and the source digest the version
         carries (empty when it carries none)."""
-        try:
-            check_artifact_url(str(artifact["url"]), source_storage_addresses(self.options))
-            await fetch_artifact(str(artifact["url"]), str(artifact.get("digest", "")), root)
-        except ArtifactNotFound as err:
-            raise ReconcileError("ArtifactFailed", f"chart of {source_name} not found: {err}") from err
-        except ArtifactError as err:
-            raise ReconcileError(
-                "ArtifactFailed", f"failed to fetch the chart of {source_name}: {err}"
-            ) from err
         try:
             chart = chart_directory(root)
             name, version = chart_metadata(chart)

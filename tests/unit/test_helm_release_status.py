@@ -4,9 +4,11 @@ readiness, the chart in an artifact, the OCI version suffix."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tide.controllers.helm.chart_source import (
     ChartInvalid,
@@ -17,6 +19,7 @@ from tide.controllers.helm.chart_source import (
     helm_chart_object,
     oci_chart_version,
     ready_artifact,
+    set_chart_version,
     versioned_by_digest,
 )
 from tide.controllers.helm.release_status import (
@@ -325,3 +328,17 @@ async def test_the_reconciler_refuses_cross_namespace_references_when_locked_dow
 )
 def test_observed_digests_follow_the_spec_once_ready(outcome, summary, observed) -> None:
     assert spec_observed(outcome, summary) is observed
+
+
+def test_the_digest_version_replaces_chart_yaml_and_leaves_the_cached_chart_alone(tmp_path: Path) -> None:
+    """The chart a release reads is a hard-linked copy of the controller's cached chart: the
+    version rewrite must not write through the link into the cache (nor into other copies)."""
+    cached, copy = tmp_path / "cache" / "app", tmp_path / "copy" / "app"
+    cached.mkdir(parents=True)
+    copy.mkdir(parents=True)
+    (cached / "Chart.yaml").write_text("apiVersion: v2\nname: app\nversion: 1.0.0\n")
+    os.link(cached / "Chart.yaml", copy / "Chart.yaml")
+    set_chart_version(copy, "1.0.0+0123456789ab")
+    assert yaml.safe_load((copy / "Chart.yaml").read_text())["version"] == "1.0.0+0123456789ab"
+    assert yaml.safe_load((cached / "Chart.yaml").read_text())["version"] == "1.0.0"
+    assert sorted(p.name for p in copy.iterdir()) == ["Chart.yaml"]
