@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from tide.shared.runtime.conditions import is_ready
@@ -55,14 +55,25 @@ def dependency_not_ready(
     return None
 
 
-def find_cycle(start: Key, graph: Mapping[Key, Iterable[Key]]) -> list[Key] | None:
-    """The dependency cycle through start, as a path start -> ... -> start, or None."""
+def depends_on_edges(lookup: Callable[[Key], Mapping[str, Any] | None]) -> Callable[[Key], list[Key]]:
+    """The dependsOn edges of each Kustomization `lookup` finds (none for one it does not)."""
+
+    def edges(key: Key) -> list[Key]:
+        obj = lookup(key)
+        return dependency_keys(obj) if obj is not None else []
+
+    return edges
+
+
+def find_cycle(start: Key, edges: Callable[[Key], Iterable[Key]]) -> list[Key] | None:
+    """The dependency cycle through start, as a path start -> ... -> start, or None. Only what is
+    reachable from start is visited (a lookup each), not every Kustomization."""
     path: list[Key] = [start]
     on_path = {start}
     visited: set[Key] = set()
 
     def visit(node: Key) -> list[Key] | None:
-        for nxt in graph.get(node, ()):
+        for nxt in edges(node):
             if nxt == start:
                 return [*path, start]
             if nxt in on_path or nxt in visited:
@@ -82,11 +93,3 @@ def find_cycle(start: Key, graph: Mapping[Key, Iterable[Key]]) -> list[Key] | No
 
 def format_cycle(cycle: list[Key]) -> str:
     return " -> ".join(f"{ns}/{name}" for ns, name in cycle)
-
-
-def dependency_graph(objects: Iterable[Mapping[str, Any]]) -> dict[Key, list[Key]]:
-    graph: dict[Key, list[Key]] = {}
-    for obj in objects:
-        meta = obj.get("metadata") or {}
-        graph[(meta.get("namespace") or "", meta.get("name", ""))] = dependency_keys(obj)
-    return graph

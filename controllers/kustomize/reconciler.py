@@ -18,9 +18,9 @@ import aiohttp
 from tide.controllers.kustomize import decrypt
 from tide.controllers.kustomize.apply import Applier, ApplyError, ApplyOptions, ChangeSet
 from tide.controllers.kustomize.depends_on import (
-    dependency_graph,
     dependency_keys,
     dependency_not_ready,
+    depends_on_edges,
     find_cycle,
     format_cycle,
     source_keys,
@@ -184,10 +184,6 @@ class KustomizationReconciler(Reconciler[Kustomization]):
             namespace=controller.namespace,
             predicate=_readiness_changed,
         )
-
-    def _kustomizations(self) -> list[dict[str, Any]]:
-        informer = self.controller.informer if self.controller else None
-        return informer.items() if informer is not None else []
 
     def _indexed(self, index: str, value: Any) -> Iterable[Key]:
         informer = self.controller.informer if self.controller else None
@@ -539,15 +535,21 @@ class KustomizationReconciler(Reconciler[Kustomization]):
         deps = dependency_keys(ctx.raw)
         if not deps:
             return
-        items = self._kustomizations()
-        cycle = find_cycle((ctx.namespace, ctx.name), dependency_graph(items or [ctx.raw]))
+        start = (ctx.namespace, ctx.name)
+        informer = self.controller.informer if self.controller else None
+
+        def lookup(key: Key) -> dict[str, Any] | None:
+            if key == start:
+                return ctx.raw
+            return informer.get(*key) if informer is not None else None
+
+        cycle = find_cycle(start, depends_on_edges(lookup))
         if cycle:
             raise ReconcileError(
                 DEPENDENCY_NOT_READY_REASON,
                 f"circular dependency detected: {format_cycle(cycle)}",
                 requeue_after=requeue,
             )
-        informer = self.controller.informer if self.controller else None
         for dep_key in deps:
             self._refuse_cross_namespace(ctx, f"dependency '{dep_key[1]}'", dep_key[0])
             dep = informer.get(*dep_key) if informer is not None else None
