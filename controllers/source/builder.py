@@ -366,6 +366,9 @@ class BuildPool:
         """An idle worker (the most recently used, so the others age out when load drops), else a
         new one while there are fewer than `workers` (builds spread over the CPUs), else the least
         busy. A slot was taken, so one of them has room."""
+        for gone in [w for w in self._live if w.exited is not None]:
+            self._drop(gone)
+            gone.kill()
         idle = [w for w in self._live if w.busy == 0]
         if idle:
             return max(idle, key=lambda w: self._idle_since.get(w, 0.0))
@@ -426,8 +429,10 @@ class BuildPool:
                     raise
                 except WorkerDied as exc:
                     self._drop(worker)
-                    if worker.killed and attempt == 0:
-                        continue  # stopped for another build's cancellation: this one runs again
+                    if (worker.killed or not exc.delivered) and attempt == 0:
+                        # Stopped for another build's cancellation, or gone before this build
+                        # reached it: this one runs again on a new worker.
+                        continue
                     worker.kill()
                     raise WorkerLost(str(exc)) from exc
                 finally:

@@ -36,7 +36,12 @@ _LENGTH = 8
 
 
 class WorkerDied(Exception):
-    """The worker process exited before answering (killed by the OOM killer or a signal, or crashed)."""
+    """The worker process exited before answering (killed by the OOM killer or a signal, or crashed).
+    `delivered` is False when the call never reached it (it had exited before): safe to send again."""
+
+    def __init__(self, message: str, delivered: bool = True) -> None:
+        super().__init__(message)
+        self.delivered = delivered
 
 
 class ForkServer:
@@ -98,6 +103,7 @@ class Worker:
         self._sending = asyncio.Lock()
         self._reader: asyncio.Task[None] | None = None
         self.killed = False  # by the pool (a call cancelled), not by itself or from outside
+        self.exited: str | None = None  # why its socket ended, once it has
 
     @property
     def busy(self) -> int:
@@ -105,6 +111,8 @@ class Worker:
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         loop = asyncio.get_running_loop()
+        if self.exited is not None:  # died while idle: its reader has ended
+            raise WorkerDied(f"build worker process {self.pid} exited: {self.exited}", delivered=False)
         if self._reader is None:
             self._reader = loop.create_task(self._read())
         call_id = next(self._ids)
@@ -112,11 +120,12 @@ class Worker:
         self._pending[call_id] = answer
         data = pickle.dumps((call_id, fn, args))
         try:
-            async with self._sending:
-                await loop.sock_sendall(self._sock, len(data).to_bytes(_LENGTH, "big") + data)
+            try:
+                async with self._sending:
+                    await loop.sock_sendall(self._sock, len(data).to_bytes(_LENGTH, "big") + data)
+            except OSError as exc:
+                raise WorkerDied(f"build worker process {self.pid} exited: {exc}", delivered=False) from exc
             ok, value = await answer
-        except OSError as exc:
-            raise WorkerDied(f"build worker process {self.pid} exited unexpectedly: {exc}") from exc
         finally:
             self._pending.pop(call_id, None)
         if ok:
@@ -133,6 +142,7 @@ class Worker:
                 if answer is not None and not answer.done():
                     answer.set_result((ok, value))
         except (OSError, EOFError) as exc:
+            self.exited = str(exc) or type(exc).__name__
             for answer in self._pending.values():
                 if not answer.done():
                     answer.set_exception(

@@ -187,3 +187,17 @@ async def test_stopping_the_pool_ends_the_fork_server_and_its_workers() -> None:
     await pool.stop()
     assert await wait_until_gone(worker)
     assert await wait_until_gone(server)
+
+
+async def test_a_worker_killed_while_idle_is_replaced() -> None:
+    pool = BuildPool(1, calls_per_worker=2)
+    await pool.start()
+    try:
+        first = await pool.run(os.getpid)
+        os.kill(first, 9)
+        assert await wait_until_gone(first)
+        # Whether or not its end was seen before this call: the call never reached it, so it goes
+        # to a new worker instead of failing.
+        assert await asyncio.wait_for(pool.run(os.getpid), 60) not in (first, os.getpid())
+    finally:
+        await pool.stop()
