@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import argparse
 import base64
-from collections.abc import Iterable
+import contextlib
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -315,8 +316,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
             raise StalledError(ACCESS_DENIED_REASON, denied)
         await self._check_dependencies(obj, ctx)
         artifact, source_name, kind = await self._chart_artifact(obj, ctx)
-        root = await ctx.while_progressing(None, self._fetch_chart(artifact, source_name))
-        try:
+        async with self._chart_files(ctx, artifact, source_name, kind) as root:
             chart, name, version, source_digest = self._load_chart(artifact, source_name, kind, root)
             values = await self._values(obj, ctx)
             return await self._release(
@@ -334,8 +334,6 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
                 ),
                 exprs,
             )
-        finally:
-            await remove_tree(root)
 
     async def _check_dependencies(self, obj: HelmRelease, ctx: ReconcileContext) -> None:
         for ref in obj.spec.depends_on or []:
@@ -397,24 +395,34 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
         obj.status.helm_chart = key
         return applied
 
-    async def _fetch_chart(self, artifact: dict[str, Any], source_name: str) -> Path:
-        """A private copy of the chart artifact's files (the caller removes it)."""
-        try:
-            return await self.charts.checkout(
-                Artifact(
+    @contextlib.asynccontextmanager
+    async def _chart_files(
+        self, ctx: ReconcileContext, artifact: dict[str, Any], source_name: str, kind: str
+    ) -> AsyncIterator[Path]:
+        """The chart artifact's files: the cached tree itself, which Helm only reads, or a private
+        copy where the chart's version is rewritten (an OCI digest)."""
+        async with contextlib.AsyncExitStack() as held:
+            try:
+                wanted = Artifact(
                     path=str(artifact.get("path", "")),
                     url=str(artifact["url"]),
                     revision=str(artifact.get("revision", "")),
                     digest=str(artifact.get("digest", "")) or None,
                     last_update_time=str(artifact.get("lastUpdateTime", "")),
                 )
-            )
-        except SourceNotReady as err:
-            raise ReconcileError("ArtifactFailed", f"chart of {source_name} not found: {err}") from err
-        except (ArtifactError, ValidationError) as err:
-            raise ReconcileError(
-                "ArtifactFailed", f"failed to fetch the chart of {source_name}: {err}"
-            ) from err
+                if versioned_by_digest(kind, wanted.revision):
+                    root = await ctx.while_progressing(None, self.charts.checkout(wanted))
+                    held.push_async_callback(remove_tree, root)
+                else:
+                    borrowed = self.charts.borrow(wanted)
+                    root = await ctx.while_progressing(None, held.enter_async_context(borrowed))
+            except SourceNotReady as err:
+                raise ReconcileError("ArtifactFailed", f"chart of {source_name} not found: {err}") from err
+            except (ArtifactError, ValidationError) as err:
+                raise ReconcileError(
+                    "ArtifactFailed", f"failed to fetch the chart of {source_name}: {err}"
+                ) from err
+            yield root
 
     def _load_chart(
         self, artifact: dict[str, Any], source_name: str, kind: str, root: Path

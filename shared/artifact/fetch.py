@@ -9,7 +9,7 @@ import re
 import shutil
 import tempfile
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -188,10 +188,7 @@ class ArtifactCache:
         paths (relative, directories whole) the caller will read, or None for all: only those are
         copied."""
         digest = artifact.digest or ""
-        if self.storage is not None:
-            # --source-storage-addr; before the cache: no tree is handed out for a refused URL.
-            check_artifact_url(artifact.url, self.storage)
-        if self.keep <= 0 or not _DIGEST.fullmatch(digest):
+        if not self._cached(artifact):
             return await download(artifact, max_entries=self.max_entries, retries=self.retries)
         tree = await self._acquire(digest, artifact)
         try:
@@ -206,9 +203,37 @@ class ArtifactCache:
                 await remove_tree(dest)
                 raise
         finally:
-            self._users[digest] = self._users.get(digest, 1) - 1
-            await self._evict()
+            await self._release(digest)
         return dest
+
+    @contextlib.asynccontextmanager
+    async def borrow(self, artifact: Artifact) -> AsyncIterator[Path]:
+        """The artifact's files for a reader that writes nothing: the cached tree itself, kept while
+        borrowed, no copy (a private download when the artifact is not cached)."""
+        digest = artifact.digest or ""
+        if not self._cached(artifact):
+            tree = await download(artifact, max_entries=self.max_entries, retries=self.retries)
+            try:
+                yield tree
+            finally:
+                await remove_tree(tree)
+            return
+        tree = await self._acquire(digest, artifact)
+        try:
+            yield tree
+        finally:
+            await self._release(digest)
+
+    def _cached(self, artifact: Artifact) -> bool:
+        """Whether the artifact goes through the cache (it has a digest to key it by). Its URL is
+        checked first (--source-storage-addr): no tree is handed out for a refused URL."""
+        if self.storage is not None:
+            check_artifact_url(artifact.url, self.storage)
+        return self.keep > 0 and bool(_DIGEST.fullmatch(artifact.digest or ""))
+
+    async def _release(self, digest: str) -> None:
+        self._users[digest] = self._users.get(digest, 1) - 1
+        await self._evict()
 
     async def _acquire(self, digest: str, artifact: Artifact) -> Path:
         """The tree of digest (downloaded once, however many ask at the same time), marked in use."""

@@ -104,6 +104,38 @@ async def test_eviction_keeps_checked_out_copies(tmp_path: Path) -> None:
         await server.close()
 
 
+async def test_a_borrowed_tree_is_the_cached_one_and_is_not_evicted_while_borrowed(tmp_path: Path) -> None:
+    artifacts = Artifacts()
+    server = await serve(artifacts)
+    cache = ArtifactCache(tmp_path / "cache", keep=1)
+    try:
+        a = absolute(server, artifacts.add("a", {"Chart.yaml": "name: a\n"}))
+        async with cache.borrow(a) as first, cache.borrow(a) as second:
+            assert first == second  # no copy: the tree itself
+            # Another artifact pushes past keep=1, but a borrowed tree stays.
+            await cache.checkout(absolute(server, artifacts.add("b", {"b.yaml": "b\n"})))
+            assert (first / "Chart.yaml").read_text() == "name: a\n"
+        async with cache.borrow(a) as again:
+            assert again == first
+        assert artifacts.requests == 2
+    finally:
+        await cache.stop()
+        await server.close()
+
+
+async def test_without_a_cache_a_borrowed_tree_is_a_download_removed_after(tmp_path: Path) -> None:
+    artifacts = Artifacts()
+    server = await serve(artifacts)
+    cache = ArtifactCache(tmp_path / "cache", keep=0)
+    try:
+        async with cache.borrow(absolute(server, artifacts.add("a", {"a.yaml": "a\n"}))) as tree:
+            assert (tree / "a.yaml").read_text() == "a\n"
+        assert not tree.exists()
+    finally:
+        await cache.stop()
+        await server.close()
+
+
 async def test_disabled_or_odd_digest_downloads_every_time(tmp_path: Path) -> None:
     artifacts = Artifacts()
     server = await serve(artifacts)
