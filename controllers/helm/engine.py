@@ -13,7 +13,8 @@ How the SDK's gaps are closed (measured against the project's control plane):
 (d) post-renderers: Helm v4 runs them only as postrenderer/v1 plugins found under HELM_PLUGINS,
     read once when the library loads; the worker starts with Tide's `tide-postrender` plugin
     (postrender.py) there, and each install/upgrade passes it a spec file for its release (with
-    the kustomize binary its kustomize post-renderers run, found here once per call).
+    the kustomize binary its kustomize post-renderers run, found here once per call). The plugin
+    relays to a post-render server the engine runs beside the worker (postrender_server.py).
 
 The SDK runs in a worker process (engine_worker.py) started as `helm-controller`: its Go runtime
 takes its environment and argv[0] from the process's start, which fixes (b) and lets (d) install
@@ -36,7 +37,14 @@ from typing import Any, ClassVar
 
 from tide.controllers.helm.apiproxy import LOCAL_ROUTE, HelmApiProxy
 from tide.controllers.helm.postrender import PostRenderSpec, error_file
-from tide.controllers.helm.sdk import POST_RENDERER, WORKER_ARGV0, WORKER_BOOTSTRAP, worker_environment
+from tide.controllers.helm.sdk import (
+    POST_RENDERER,
+    WORKER_ARGV0,
+    WORKER_BOOTSTRAP,
+    postrender_server_command,
+    postrender_socket,
+    worker_environment,
+)
 from tide.shared.kube.config import Connection
 from tide.shared.kube.targets import Target as KubeTarget
 from tide.shared.kustomize.build import KustomizeNotFound, find_kustomize
@@ -225,6 +233,7 @@ class HelmEngine:
         self.concurrency = concurrency
         self._home = Path(tempfile.mkdtemp(prefix="tide-helm-"))
         self._worker: asyncio.subprocess.Process | None = None
+        self._postrender: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._ids = itertools.count(1)
@@ -248,8 +257,21 @@ class HelmEngine:
         worker = self._worker
         return worker.pid if worker is not None and worker.returncode is None else None
 
+    async def _ensure_postrender_server(self) -> None:
+        """The post-render fork server (postrender_server.py), started again if it died; until it
+        listens, the plugin renders by itself."""
+        server = self._postrender
+        if server is not None and server.returncode is None:
+            return
+        postrender_socket(self._home).unlink(missing_ok=True)
+        self._postrender = await asyncio.create_subprocess_exec(
+            *postrender_server_command(self._home), stdin=asyncio.subprocess.PIPE
+        )
+
     async def _ensure_worker(self) -> asyncio.subprocess.Process:
         async with self._start_lock:
+            if not self._closing:
+                await self._ensure_postrender_server()
             if self._worker is not None and self._worker.returncode is None:
                 return self._worker
             env = worker_environment(self._home, self.concurrency)
@@ -294,6 +316,15 @@ class HelmEngine:
                 await worker.wait()
         if self._reader is not None:
             await self._reader
+        server = self._postrender
+        if server is not None and server.returncode is None:
+            assert server.stdin is not None
+            server.stdin.close()  # it exits at the end of its stdin
+            try:
+                await asyncio.wait_for(server.wait(), 10)
+            except TimeoutError:
+                server.kill()
+                await server.wait()
         await self.proxy.close()
         shutil.rmtree(self._home, ignore_errors=True)
 

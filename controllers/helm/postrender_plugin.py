@@ -1,10 +1,11 @@
-"""The `tide-postrender` plugin process: what Helm runs for every install and upgrade.
+"""The `tide-postrender` plugin's work: what Helm's post-render does for every install and upgrade.
 
-Helm starts this as `python -I -S postrender_plugin.py SITE_DIRS SPEC.json` (sdk.plugin_manifest)
-and pipes the rendered manifests through it. A process per install keeps a hostile chart's YAML in
-an address space of its own; a lean one keeps that cheap: isolated mode, no `site` (its .pth
-processing is most of an interpreter's start-up), and nothing imported beyond json and PyYAML
-until a kustomize post-renderer needs Tide's kustomize runner. Flux's order: each kustomize
+Helm starts the relay (postrender_relay.py, sdk.plugin_manifest) and pipes the rendered manifests
+through it; `main` here runs in a child the post-render server forks for that one post-render
+(postrender_server.py), or in the relay itself when the server is gone. A process per post-render
+keeps a hostile chart's YAML in an address space of its own; this module keeps that cheap: run
+without `site`, nothing imported beyond json and PyYAML until a kustomize post-renderer needs
+Tide's kustomize runner. Flux's order: each kustomize
 post-renderer in turn, then commonMetadata, then the origin labels; a Secret named as Helm's
 release storage is refused (see apiproxy), checked last so a patch cannot rename one into storage.
 

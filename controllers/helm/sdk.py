@@ -22,12 +22,19 @@ WORKER_ARGV0 = "helm-controller"
 """Helm's field manager is the basename of argv[0]: Flux's helm-controller's name."""
 
 
-def plugin_manifest(python: str, site_dirs: str) -> str:
-    """plugin.yaml of Tide's post-renderer: this interpreter running postrender_plugin.py, isolated
-    (-I) and without `site` (-S): a process per install, so its start-up is kept to the plugin's
-    own imports; `site_dirs` is where it finds PyYAML (and Tide, for kustomize post-renderers)."""
-    # The plugin's path, not its import: the worker does without PyYAML.
-    args = ["-I", "-S", str(Path(__file__).resolve().with_name("postrender_plugin.py")), site_dirs]
+def postrender_socket(home: Path) -> Path:
+    """The post-render fork server's socket (postrender_server.py), in the engine's private home."""
+    return home / "postrender.sock"
+
+
+def plugin_manifest(python: str, site_dirs: str, socket: Path) -> str:
+    """plugin.yaml of Tide's post-renderer: this interpreter running postrender_relay.py, isolated
+    (-I) and without `site` (-S): a process per install, so its start-up is kept to the relay's
+    own imports; it hands the work to the fork server at `socket`. `site_dirs` is where the plugin
+    finds PyYAML (and Tide, for kustomize post-renderers) when it renders by itself."""
+    # The relay's path, not its import: the worker does without PyYAML.
+    relay = str(Path(__file__).resolve().with_name("postrender_relay.py"))
+    args = ["-I", "-S", relay, str(socket), site_dirs]
     return (
         f"name: {POST_RENDERER}\nversion: 0.1.0\ntype: postrenderer/v1\napiVersion: v1\n"
         "runtime: subprocess\nruntimeConfig:\n  platformCommand:\n"
@@ -52,7 +59,7 @@ def worker_environment(home: Path, concurrency: int) -> dict[str, str]:
     site_dirs = os.pathsep.join(site.getsitepackages())
     plugin = home / "plugins" / POST_RENDERER
     plugin.mkdir(parents=True, exist_ok=True)
-    (plugin / "plugin.yaml").write_text(plugin_manifest(sys.executable, site_dirs))
+    (plugin / "plugin.yaml").write_text(plugin_manifest(sys.executable, site_dirs, postrender_socket(home)))
     env = dict(os.environ)
     env.setdefault("GOMEMLIMIT", go_memory_limit(concurrency))
     # A collection when the heap has grown by half of what is live, not by all of it: Helm's live
@@ -75,6 +82,14 @@ WORKER_BOOTSTRAP = (
     "runpy.run_module('tide.controllers.helm.engine_worker', run_name='__main__', alter_sys=True)\n"
 )
 """`python -c` program of the worker process."""
+
+
+def postrender_server_command(home: Path) -> list[str]:
+    """The post-render fork server, started by the engine beside the worker (same interpreter,
+    isolated and without `site` like the plugin)."""
+    server = str(Path(__file__).resolve().with_name("postrender_server.py"))
+    site_dirs = os.pathsep.join(site.getsitepackages())
+    return [sys.executable, "-I", "-S", server, site_dirs, str(postrender_socket(home))]
 
 
 @cache
