@@ -61,8 +61,12 @@ from tide.shared.kube.config import Connection, KubeconfigError
 FIELD_MANAGER = "helm-controller"
 STORAGE_SECRET_PREFIX = "sh.helm.release.v1."
 _PREFIX = re.compile(
-    r"^/(?P<token>[A-Za-z0-9_-]+)/storage/(?P<ns>[a-z0-9]([-a-z0-9]*[a-z0-9])?)(?P<rest>/.*)$"
+    r"^/(?P<token>[A-Za-z0-9_-]+)/storage/(?P<ns>[a-z0-9]([-a-z0-9]*[a-z0-9])?)"
+    r"(?:/of/(?P<origin_ns>[a-z0-9]([-a-z0-9]*[a-z0-9])?)/(?P<origin>[a-z0-9]([-.a-z0-9]*[a-z0-9])?))?"
+    r"(?P<rest>/.*)$"
 )
+ORIGIN_NAME_LABEL = "helm.toolkit.fluxcd.io/name"
+ORIGIN_NAMESPACE_LABEL = "helm.toolkit.fluxcd.io/namespace"
 _ROUTE = re.compile(r"^/(?P<token>[A-Za-z0-9_-]+)/to/(?P<route>[a-z0-9]{1,32})(?P<rest>/.*)$")
 LOCAL_ROUTE = "local"
 """This cluster, as the controller itself."""
@@ -145,10 +149,36 @@ def is_storage_request(method: str, name: str | None, query: Mapping[str, str], 
     return "owner=helm" in selector.replace(" ", "").split(",")
 
 
+def is_informer_read(method: str, path: str, query: Mapping[str, str]) -> bool:
+    """Whether a request is an informer's list or watch of a whole collection (pure): no selector,
+    and a resourceVersion or watch, as client-go's reflector sends them (Helm's kstatus wait). A
+    chart's `lookup` lists without a resourceVersion; named objects and subresources are not
+    collections."""
+    if method != "GET" or "labelSelector" in query or "fieldSelector" in query:
+        return False
+    if "resourceVersion" not in query and query.get("watch") not in ("1", "true"):
+        return False
+    parts = path.strip("/").split("/")
+    if parts[:1] == ["api"]:
+        base = 2  # api, version
+    elif parts[:1] == ["apis"]:
+        base = 3  # apis, group, version
+    else:
+        return False
+    rest = parts[base:]
+    if rest[:1] == ["namespaces"] and len(rest) == 3:
+        return True  # namespaces/<ns>/<resource>
+    return len(rest) == 1 and bool(rest[0])  # a cluster-wide collection
+
+
 def rewrite(
     token: str, method: str, path: str, query: Mapping[str, str], body: bytes
 ) -> tuple[str, dict[str, str]]:
-    """The upstream path and query for a request Helm sent to `/<token>/storage/<ns>/...` (pure)."""
+    """The upstream path and query for a request Helm sent to `/<token>/storage/<ns>[/of/<hr-ns>/
+    <hr>]/...` (pure). With the HelmRelease named, an informer's list or watch (Helm's kstatus
+    wait) selects the objects carrying its origin labels, which Tide's post-renderer puts on every
+    object of the release, hooks included: Helm's wait otherwise reads every object of each kind
+    in the namespace, for every install (Flux's own poller reads only the release's objects)."""
     match = _PREFIX.match(path)
     if not match or not hmac.compare_digest(match["token"].encode(), token.encode()):
         raise PermissionError("not a request of this controller's Helm")
@@ -159,6 +189,10 @@ def rewrite(
     out = dict(query)
     if method in _WRITES:
         out["fieldManager"] = FIELD_MANAGER
+    if match["origin"] and is_informer_read(method, path, query):
+        out["labelSelector"] = (
+            f"{ORIGIN_NAME_LABEL}={match['origin']},{ORIGIN_NAMESPACE_LABEL}={match['origin_ns']}"
+        )
     return path, out
 
 
@@ -241,11 +275,19 @@ class HelmApiProxy:
         if self._runner is not None:
             await self._runner.cleanup()
 
-    def kubeconfig(self, storage_namespace: str, namespace: str, route: str = LOCAL_ROUTE) -> str:
+    def kubeconfig(
+        self,
+        storage_namespace: str,
+        namespace: str,
+        route: str = LOCAL_ROUTE,
+        origin: tuple[str, str] | None = None,
+    ) -> str:
         """A kubeconfig for the SDK: this proxy, a route, this storage namespace, `namespace` as
-        default."""
+        default; `origin` (namespace, name) is the HelmRelease whose objects Helm's waits read."""
         # client-go sends no bearer token over plain HTTP: the proxy's secret is in the path.
         server = f"http://127.0.0.1:{self.port}/{self.token}/to/{route}/storage/{storage_namespace}"
+        if origin is not None:
+            server += f"/of/{origin[0]}/{origin[1]}"
         return (
             "apiVersion: v1\nkind: Config\n"
             f"clusters:\n- name: tide\n  cluster:\n    server: {server}\n"

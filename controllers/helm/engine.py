@@ -122,6 +122,9 @@ class Target:
     storage_namespace: str
     route: str = LOCAL_ROUTE
     """The API proxy's route: which cluster Helm talks to, as which ServiceAccount (see route())."""
+    origin: tuple[str, str] | None = None
+    """The HelmRelease (namespace, name) whose origin labels the release's objects carry: Helm's
+    waits read only those (apiproxy.rewrite)."""
 
 
 @dataclass(frozen=True)
@@ -335,7 +338,9 @@ class HelmEngine:
         rid = next(self._ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[rid] = future
-        kubeconfig = self.proxy.kubeconfig(target.storage_namespace, target.namespace, target.route)
+        kubeconfig = self.proxy.kubeconfig(
+            target.storage_namespace, target.namespace, target.route, target.origin
+        )
         config = {
             "kubeconfig_content": kubeconfig,
             "namespace": target.namespace,

@@ -293,8 +293,11 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
         except KubeconfigSecretError as err:
             raise ReconcileError(REST_CLIENT_ERROR, f"invalid spec.kubeConfig: {err}") from err
 
-    def _release_target(self, kube: KubeTarget, name: str, namespace: str, storage: str) -> Target:
-        return Target(name, namespace, storage, route=self._engine().route(kube))
+    def _release_target(
+        self, obj: HelmRelease, kube: KubeTarget, name: str, namespace: str, storage: str
+    ) -> Target:
+        origin = (obj.metadata.namespace or "", obj.metadata.name or "")
+        return Target(name, namespace, storage, route=self._engine().route(kube), origin=origin)
 
     def _requeue_dependency(self, ctx: ReconcileContext) -> float:
         return float(getattr(ctx.options, "requeue_dependency", 30.0))
@@ -480,7 +483,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
         engine = self._engine()
         kube = await self._kube_target(obj, ctx)
         target = self._release_target(
-            kube, obj.release_name(), obj.release_namespace(), obj.storage_namespace()
+            obj, kube, obj.release_name(), obj.release_namespace(), obj.storage_namespace()
         )
         await ctx.while_progressing(None, self._uninstall_moved_release(obj, ctx, target, desired))
         status.storage_namespace = target.storage_namespace
@@ -599,7 +602,8 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
         )
         if not moved and latest.chart_name == desired.chart_name:
             return
-        await self._uninstall(obj, ctx, Target(latest.name, latest.namespace, old_storage, target.route))
+        old = Target(latest.name, latest.namespace, old_storage, target.route, target.origin)
+        await self._uninstall(obj, ctx, old)
         obj.status.history = None
         obj.status.failures = obj.status.install_failures = obj.status.upgrade_failures = None
         for type_ in ("Released", "TestSuccess", "Remediated"):
@@ -629,7 +633,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
                 if latest is not None
                 else (obj.release_name(), obj.release_namespace())
             )
-            target = self._release_target(kube, name, namespace, storage_namespace)
+            target = self._release_target(obj, kube, name, namespace, storage_namespace)
             stored = await ReleaseStorage(kube.client, storage_namespace).latest(target.name)
             if stored is not None and stored.status != "uninstalled":
                 await self._uninstall(obj, ctx, target)

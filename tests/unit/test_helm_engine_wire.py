@@ -117,6 +117,45 @@ def test_writes_are_made_as_helm_controller(method, query, manager):
     }
 
 
+RELEASE_SELECTOR = "helm.toolkit.fluxcd.io/name=app,helm.toolkit.fluxcd.io/namespace=flux-system"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "query", "selector"),
+    [
+        # Helm's kstatus wait: an informer's list, then its watch, of each kind of the release.
+        ("GET", "/apis/apps/v1/namespaces/apps/deployments", {"limit": "500", "resourceVersion": "0"},
+         RELEASE_SELECTOR),
+        ("GET", "/api/v1/namespaces/apps/services", {"watch": "true", "resourceVersion": "7"},
+         RELEASE_SELECTOR),
+        ("GET", "/apis/batch/v1/namespaces/apps/jobs", {"watch": "1"}, RELEASE_SELECTOR),
+        ("GET", "/apis/rbac.authorization.k8s.io/v1/clusterroles", {"resourceVersion": "0"},
+         RELEASE_SELECTOR),
+        ("GET", "/api/v1/namespaces", {"resourceVersion": "0"}, RELEASE_SELECTOR),
+        # Left alone: a chart's `lookup` (no resourceVersion), selectors of their own (release
+        # storage, a Deployment's ReplicaSets), named objects, subresources, writes, discovery.
+        ("GET", "/api/v1/namespaces/apps/secrets", {}, None),
+        ("GET", "/api/v1/namespaces/store/secrets", {"labelSelector": "owner=helm", "resourceVersion": "0"},
+         "owner=helm"),
+        ("GET", "/apis/apps/v1/namespaces/apps/replicasets", {"labelSelector": "app=web", "watch": "1"},
+         "app=web"),
+        ("GET", "/apis/apps/v1/namespaces/apps/deployments",
+         {"fieldSelector": "metadata.name=web", "watch": "1"}, None),
+        ("GET", "/apis/apps/v1/namespaces/apps/deployments/web", {"resourceVersion": "0"}, None),
+        ("GET", "/apis/apps/v1/namespaces/apps/deployments/web/status", {"watch": "1"}, None),
+        ("PATCH", "/apis/apps/v1/namespaces/apps/deployments/web", {"resourceVersion": "0"}, None),
+        ("GET", "/apis/apps/v1", {"resourceVersion": "0"}, None),
+    ],
+)  # fmt: skip
+def test_helms_waits_read_only_the_releases_objects(method, path, query, selector):
+    prefix = f"/{TOKEN}/storage/store/of/flux-system/app"
+    _, out = rewrite(TOKEN, method, prefix + path, query, b"")
+    assert out.get("labelSelector") == selector
+    # Without the HelmRelease in the path, nothing is scoped.
+    _, plain = rewrite(TOKEN, method, f"/{TOKEN}/storage/store{path}", query, b"")
+    assert plain.get("labelSelector") == query.get("labelSelector")
+
+
 @pytest.mark.parametrize(
     "path",
     [
