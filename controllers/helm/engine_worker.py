@@ -30,6 +30,9 @@ class Worker:
         self.contexts: dict[int, Any] = {}
         self.cancelled: set[int] = set()
         self.configs: dict[str, Any] = {}
+        # A config per HelmRelease (its kubeconfig names it, see apiproxy.rewrite), each with its
+        # own clients and connections: kept for the releases being worked on, not for every one.
+        self.max_configs = 2 * concurrency
 
     def reply(self, message: dict[str, Any]) -> None:
         with self.lock:
@@ -41,7 +44,7 @@ class Worker:
         with self.lock:
             cfg = self.configs.get(key)
             if cfg is None:
-                if len(self.configs) >= 64:
+                if len(self.configs) >= self.max_configs:
                     self.configs.pop(next(iter(self.configs))).close()
                 cfg = self.h.Config(**options)
                 self.configs[key] = cfg
