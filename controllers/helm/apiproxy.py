@@ -56,6 +56,7 @@ from tide.controllers.helm.discovery_cache import (
     is_discovery_read,
     server_minor,
 )
+from tide.controllers.helm.postrender import ORIGIN_GROUP
 from tide.shared.kube.config import Connection, KubeconfigError
 
 FIELD_MANAGER = "helm-controller"
@@ -65,8 +66,8 @@ _PREFIX = re.compile(
     r"(?:/of/(?P<origin_ns>[a-z0-9]([-a-z0-9]*[a-z0-9])?)/(?P<origin>[a-z0-9]([-.a-z0-9]*[a-z0-9])?))?"
     r"(?P<rest>/.*)$"
 )
-ORIGIN_NAME_LABEL = "helm.toolkit.fluxcd.io/name"
-ORIGIN_NAMESPACE_LABEL = "helm.toolkit.fluxcd.io/namespace"
+ORIGIN_NAME_LABEL = f"{ORIGIN_GROUP}/name"
+ORIGIN_NAMESPACE_LABEL = f"{ORIGIN_GROUP}/namespace"
 _ROUTE = re.compile(r"^/(?P<token>[A-Za-z0-9_-]+)/to/(?P<route>[a-z0-9]{1,32})(?P<rest>/.*)$")
 LOCAL_ROUTE = "local"
 """This cluster, as the controller itself."""
