@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import os
+import selectors
 import signal
 import socket
 import sys
@@ -44,8 +45,6 @@ def serve(site_dirs: str, path: str) -> None:
     listener.listen(64)
     # The engine closes our stdin when it stops (or dies): then this server exits too.
     stop_r = sys.stdin.fileno()
-    import selectors
-
     waiting = selectors.DefaultSelector()
     waiting.register(listener, selectors.EVENT_READ)
     waiting.register(stop_r, selectors.EVENT_READ)

@@ -79,8 +79,9 @@ VALUES_INDEX = "valuesFrom"
 REST_CLIENT_ERROR = "RESTClientError"
 """Ready's reason when the release's client (spec.kubeConfig) cannot be built, as Flux's."""
 DEFAULT_RETRY_INTERVAL = 300.0
-CHART_CACHE_SIZE = 16  # extracted charts kept on disk, least recently used out first
 """RetryOnFailure's retryInterval when unset (Flux's 5m)."""
+CHART_CACHE_SIZE = 16
+"""Extracted charts kept on disk, the least recently used out first."""
 Key = tuple[str, str]
 
 
@@ -154,7 +155,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
         self.controller: KindController | None = None
         self.targets: TargetClients | None = None
         # Charts by digest: HelmReleases of one chart (one HelmChart each, as Flux makes them, or
-        # one shared chartRef) download and extract it once; each reconcile gets a linked copy.
+        # one shared chartRef) download and extract it once (see _chart_files).
         self.charts = ArtifactCache(keep=CHART_CACHE_SIZE, storage=source_storage_addresses(options))
 
     # --- the Helm engine, a server of the process ------------------------------------------------
@@ -406,13 +407,9 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
         copy where the chart's version is rewritten (an OCI digest)."""
         async with contextlib.AsyncExitStack() as held:
             try:
-                wanted = Artifact(
-                    path=str(artifact.get("path", "")),
-                    url=str(artifact["url"]),
-                    revision=str(artifact.get("revision", "")),
-                    digest=str(artifact.get("digest", "")) or None,
-                    last_update_time=str(artifact.get("lastUpdateTime", "")),
-                )
+                # Only url and digest are read: the other required fields may be left unset.
+                unset = {"path": "", "revision": "", "lastUpdateTime": ""}
+                wanted = Artifact.model_validate({**unset, **artifact})
                 if versioned_by_digest(kind, wanted.revision):
                     root = await ctx.while_progressing(None, self.charts.checkout(wanted))
                     held.push_async_callback(remove_tree, root)

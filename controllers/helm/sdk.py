@@ -56,7 +56,7 @@ def go_memory_limit(concurrency: int) -> str:
 
 def worker_environment(home: Path, concurrency: int) -> dict[str, str]:
     """The worker's environment: Tide's plugin installed under `home`, Helm's state kept there too."""
-    site_dirs = os.pathsep.join(site.getsitepackages())
+    site_dirs = _site_dirs()
     plugin = home / "plugins" / POST_RENDERER
     plugin.mkdir(parents=True, exist_ok=True)
     (plugin / "plugin.yaml").write_text(plugin_manifest(sys.executable, site_dirs, postrender_socket(home)))
@@ -88,8 +88,12 @@ def postrender_server_command(home: Path) -> list[str]:
     """The post-render fork server, started by the engine beside the worker (same interpreter,
     isolated and without `site` like the plugin)."""
     server = str(Path(__file__).resolve().with_name("postrender_server.py"))
-    site_dirs = os.pathsep.join(site.getsitepackages())
-    return [sys.executable, "-I", "-S", server, site_dirs, str(postrender_socket(home))]
+    return [sys.executable, "-I", "-S", server, _site_dirs(), str(postrender_socket(home))]
+
+
+def _site_dirs() -> str:
+    """This interpreter's site directories, for the processes started without `site`."""
+    return os.pathsep.join(site.getsitepackages())
 
 
 @cache

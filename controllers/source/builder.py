@@ -366,7 +366,7 @@ class BuildPool:
         """An idle worker (the most recently used, so the others age out when load drops), else a
         new one while there are fewer than `workers` (builds spread over the CPUs), else the least
         busy. A slot was taken, so one of them has room."""
-        for gone in [w for w in self._live if w.exited is not None]:
+        for gone in [w for w in self._live if w.gone()]:
             self._drop(gone)
             gone.kill()
         idle = [w for w in self._live if w.busy == 0]

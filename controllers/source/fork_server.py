@@ -30,6 +30,7 @@ import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 _LENGTH = 8
@@ -77,7 +78,7 @@ class ForkServer:
         finally:
             theirs.close()
         ours.setblocking(False)
-        return Worker(pid, ours, calls)
+        return Worker(pid, ours)
 
     def alive(self) -> bool:
         try:
@@ -94,9 +95,8 @@ class ForkServer:
 class Worker:
     """The controller's end of one worker: calls sent, their answers read by one reader task."""
 
-    def __init__(self, pid: int, sock: socket.socket, calls: int = 1) -> None:
+    def __init__(self, pid: int, sock: socket.socket) -> None:
         self.pid = pid
-        self.calls = calls
         self._sock = sock
         self._pending: dict[int, asyncio.Future[tuple[bool, Any]]] = {}
         self._ids = itertools.count()
@@ -108,6 +108,17 @@ class Worker:
     @property
     def busy(self) -> int:
         return len(self._pending)
+
+    def gone(self) -> bool:
+        """Whether it has exited: its socket ended, or its process is dead (gone, or a zombie not
+        reaped yet), which a call sent now might otherwise learn only as a reset connection."""
+        if self.exited is not None:
+            return True
+        try:
+            stat = Path(f"/proc/{self.pid}/stat").read_text()
+        except OSError:
+            return True
+        return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         loop = asyncio.get_running_loop()

@@ -17,7 +17,7 @@ def running(pid: int) -> bool:
     """Alive and not a zombie waiting to be reaped."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
+    except OSError:  # gone before or while it was read (ENOENT, ESRCH)
         return False
     return fields[0] != "Z"
 
