@@ -251,8 +251,10 @@ class HelmApiProxy:
     async def start(self) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._forward)
-        # Helm's watches end only when their upstream does: on close, stop waiting for them.
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+        # Helm's watches end only when their upstream does: on close, stop waiting for them. A
+        # request Helm drops (a wait done) cancels its handler, which ends the upstream request:
+        # a watch scoped to one release may otherwise see no event, and stay open, for minutes.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()

@@ -12,10 +12,42 @@ import json
 import os
 import sys
 import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 from tide.controllers.helm.sdk import helm_sdk
+
+
+class ConfigCache:
+    """Helm configs by their options, the least recently used closed past `size`, never one a call
+    still holds (closing a config frees its Go clients under that call)."""
+
+    def __init__(self, make: Callable[[dict[str, Any]], Any], size: int) -> None:
+        self.make = make
+        self.size = size
+        self.lock = threading.Lock()
+        self.entries: OrderedDict[str, list[Any]] = OrderedDict()  # key: [config, calls holding it]
+
+    @contextmanager
+    def lease(self, options: dict[str, Any]) -> Iterator[Any]:
+        key = json.dumps(options, sort_keys=True)
+        with self.lock:
+            entry = self.entries.get(key)
+            if entry is None:
+                entry = self.entries[key] = [self.make(options), 0]
+            self.entries.move_to_end(key)
+            entry[1] += 1
+        try:
+            yield entry[0]
+        finally:
+            with self.lock:
+                entry[1] -= 1
+                idle = [k for k, (_, calls) in self.entries.items() if calls == 0]
+                for k in idle[: max(0, len(self.entries) - self.size)]:
+                    self.entries.pop(k)[0].close()
 
 
 class Worker:
@@ -29,26 +61,14 @@ class Worker:
         self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="helm")
         self.contexts: dict[int, Any] = {}
         self.cancelled: set[int] = set()
-        self.configs: dict[str, Any] = {}
         # A config per HelmRelease (its kubeconfig names it, see apiproxy.rewrite), each with its
         # own clients and connections: kept for the releases being worked on, not for every one.
-        self.max_configs = 2 * concurrency
+        self.configs = ConfigCache(lambda options: self.h.Config(**options), 2 * concurrency)
 
     def reply(self, message: dict[str, Any]) -> None:
         with self.lock:
             self.out.write(json.dumps(message) + "\n")
             self.out.flush()
-
-    def config(self, options: dict[str, Any]) -> Any:
-        key = json.dumps(options, sort_keys=True)
-        with self.lock:
-            cfg = self.configs.get(key)
-            if cfg is None:
-                if len(self.configs) >= self.max_configs:
-                    self.configs.pop(next(iter(self.configs))).close()
-                cfg = self.h.Config(**options)
-                self.configs[key] = cfg
-            return cfg
 
     def handle(self, request: dict[str, Any]) -> None:
         rid = request["id"]
@@ -69,7 +89,11 @@ class Worker:
                 ctx.close()
 
     def call(self, rid: int, verb: str, config: dict[str, Any], args: dict[str, Any]) -> Any:
-        n, cfg = self.native, self.config(config)
+        with self.configs.lease(config) as cfg:
+            return self.call_with(rid, verb, cfg, args)
+
+    def call_with(self, rid: int, verb: str, cfg: Any, args: dict[str, Any]) -> Any:
+        n = self.native
         opts = json.dumps(args.get("options") or {})
         if verb in ("helm_install", "helm_upgrade"):
             ctx = self.h.HelmContext()

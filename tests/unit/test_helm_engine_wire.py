@@ -444,3 +444,44 @@ async def test_discovery_is_read_once_until_a_crd_event():
         finally:
             await proxy.close()
     assert reads.count("/apis") == 4
+
+
+async def test_a_watch_helm_stops_is_stopped_upstream():
+    """Helm's wait stops its watches once the release is ready; the proxy must end the API server's
+    watch then, not when the API server next sends an event: a watch scoped to one release's
+    objects may see none for minutes, and each one left open holds a connection in the controller
+    and a watch in the API server (100 releases left hundreds open)."""
+    upstream_ended = asyncio.Event()
+    started = asyncio.Event()
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        if request.query.get("watch") != "1" or "deployments" not in request.path:
+            return web.json_response({"kind": "Status"})  # the proxy's own discovery watches
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(b'{"type":"ADDED","object":{}}\n')
+        started.set()
+        try:
+            await asyncio.sleep(60)  # no more events: the release's objects do not change
+        finally:
+            upstream_ended.set()
+        return response
+
+    app = web.Application(handler_args={"handler_cancellation": True})
+    app.router.add_route("*", "/{tail:.*}", serve)
+    async with TestServer(app) as here:
+        proxy = HelmApiProxy(Connection(server=str(here.make_url("")), token="controller"))
+        await proxy.start()
+        try:
+            server = yaml.safe_load(proxy.kubeconfig("store", "apps", origin=("apps", "app")))["clusters"][0][
+                "cluster"
+            ]["server"]
+            url = f"{server}/apis/apps/v1/namespaces/apps/deployments?watch=1&resourceVersion=5"
+            async with ClientSession() as client:
+                async with client.get(url) as watch:
+                    assert watch.status == 200
+                    await asyncio.wait_for(started.wait(), 5)
+                    await watch.content.readline()
+            await asyncio.wait_for(upstream_ended.wait(), 5)
+        finally:
+            await proxy.close()
