@@ -1,11 +1,12 @@
-"""The Helm worker's configs: one per HelmRelease's options, the least recently used closed past the
-cache's size, never one a call still holds."""
+"""The Helm worker process: its configs (one per HelmRelease's options, the least recently used
+closed past the cache's size, never one a call still holds) and the SDK's loader pages it gives back."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from tide.controllers.helm.engine_worker import ConfigCache
+from tide.controllers.helm.sdk import loader_segment
 
 
 class FakeConfig:
@@ -43,3 +44,25 @@ def test_a_config_a_call_holds_is_not_closed_under_it():
         assert not held.closed  # the oldest, but in use: the idle ones go instead
         assert [c.closed for c in others] == [True, True, True]
     assert list(cache.entries) == ['{"kubeconfig": "long install"}']
+
+
+SMAPS = """\
+55d0a0000000-55d0a0001000 r--p 00000000 08:01 11 /usr/bin/python3.11
+Private_Dirty:         0 kB
+7f0000000000-7f0001300000 r--p 00000000 08:01 42 /venv/helm_python/lib/libhelm_c.so.0.2.2
+Size:              19456 kB
+Private_Clean:     10240 kB
+Private_Dirty:         0 kB
+VmFlags: rd mr mw me sd
+7f0001300000-7f0003000000 r-xp 01300000 08:01 42 /venv/helm_python/lib/libhelm_c.so.0.2.2
+Private_Dirty:         0 kB
+7f0003000000-7f0003700000 r--p 03000000 08:01 42 /venv/helm_python/lib/libhelm_c.so.0.2.2
+Private_Dirty:      5120 kB
+"""
+
+
+def test_the_sdks_loader_segment_is_found_and_only_if_clean():
+    assert loader_segment(SMAPS, "libhelm_c.so") == (0x7F0000000000, 0x7F0001300000)
+    assert loader_segment(SMAPS, "libother.so") is None
+    dirty = SMAPS.replace("Private_Dirty:         0 kB\nVmFlags", "Private_Dirty:         4 kB\nVmFlags")
+    assert loader_segment(dirty, "libhelm_c.so") is None  # relocated pages would be lost
