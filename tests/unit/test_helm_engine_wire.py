@@ -4,6 +4,7 @@ manager on writes, only this controller's Helm admitted; Tide's post-renderer; e
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 import yaml
@@ -314,9 +315,7 @@ async def test_each_route_goes_out_on_its_own_connection_as_its_own_identity():
             seen.append((label, request.path_qs, dict(request.headers)))
             return web.json_response({"kind": "Status"})
 
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", record)
-        return app
+        return _upstream_app(record)
 
     async with TestServer(upstream("local")) as here, TestServer(upstream("remote")) as there:
         local = Connection(server=str(here.make_url("")), token="controller")
@@ -400,9 +399,7 @@ async def test_discovery_is_read_once_until_a_crd_event():
         await asyncio.sleep(0.05)  # long enough for concurrent reads to overlap
         return web.json_response({"kind": "APIGroupDiscoveryList", "n": len(reads)})
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", serve)
-    async with TestServer(app) as here:
+    async with TestServer(_upstream_app(serve)) as here:
         proxy = HelmApiProxy(Connection(server=str(here.make_url("")), token="controller"))
         proxy.discovery.settle = 0.0
         await proxy.start()
@@ -467,9 +464,8 @@ async def test_a_watch_helm_stops_is_stopped_upstream():
             upstream_ended.set()
         return response
 
-    app = web.Application(handler_args={"handler_cancellation": True})
-    app.router.add_route("*", "/{tail:.*}", serve)
-    async with TestServer(app) as here:
+    # The upstream handler is cancelled when the proxy closes its connection, as Go's would return.
+    async with TestServer(_upstream_app(serve, handler_cancellation=True)) as here:
         proxy = HelmApiProxy(Connection(server=str(here.make_url("")), token="controller"))
         await proxy.start()
         try:
@@ -485,3 +481,46 @@ async def test_a_watch_helm_stops_is_stopped_upstream():
             await asyncio.wait_for(upstream_ended.wait(), 5)
         finally:
             await proxy.close()
+
+
+async def test_answers_reach_helm_as_sent_small_or_large():
+    """Helm gets the API server's bytes and their encoding as they were sent, a small answer or a
+    large streamed one (the proxy reads nothing into memory whole)."""
+    import gzip
+
+    small = gzip.compress(b'{"kind":"Secret"}')
+    large = bytes(range(256)) * (3 * 4096)  # 3 MiB
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        if request.path.endswith("/small"):
+            return web.Response(
+                body=small, headers={"Content-Encoding": "gzip"}, content_type="application/json"
+            )
+        if request.path.endswith("/large"):
+            response = web.StreamResponse()
+            await response.prepare(request)
+            for at in range(0, len(large), 65536):
+                await response.write(large[at : at + 65536])
+            return response
+        return web.json_response({"kind": "Status"})
+
+    async with TestServer(_upstream_app(serve)) as here:
+        proxy = HelmApiProxy(Connection(server=str(here.make_url("")), token="controller"))
+        await proxy.start()
+        try:
+            server = yaml.safe_load(proxy.kubeconfig("store", "apps"))["clusters"][0]["cluster"]["server"]
+            async with ClientSession(auto_decompress=False) as client:
+                async with client.get(f"{server}/api/v1/namespaces/apps/configmaps/small") as resp:
+                    assert resp.headers["Content-Encoding"] == "gzip"
+                    assert await resp.read() == small
+                async with client.get(f"{server}/api/v1/namespaces/apps/configmaps/large") as resp:
+                    assert await resp.read() == large
+        finally:
+            await proxy.close()
+
+
+def _upstream_app(handler: Any, **handler_args: Any) -> web.Application:
+    """A small HTTP server standing in for an API server: every request to `handler`."""
+    app = web.Application(handler_args=handler_args)
+    app.router.add_route("*", "/{tail:.*}", handler)
+    return app
