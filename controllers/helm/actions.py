@@ -180,6 +180,8 @@ class ActionRunner:
     """The last drift detection's diffs, which a correction applies."""
     exprs: list[CompiledExpr] = field(default_factory=list)
     """spec.healthCheckExprs, compiled: with the poller strategy Tide waits on the objects itself."""
+    dry_runs: asyncio.Semaphore | None = None
+    """The controller's bound on drift detection's dry-runs in flight (drift.CONCURRENCY)."""
 
     async def __call__(self, action: Action, decision: Decision) -> bool:
         if action in (Action.INSTALL, Action.UPGRADE):
@@ -263,7 +265,9 @@ class ActionRunner:
         Flux: diff errors with no drift found mean the state is unknown, an error."""
         assert self.kube is not None
         rules = (self.hr.spec.drift_detection.ignore if self.hr.spec.drift_detection else None) or []
-        report = await detect(self.kube, release.manifest, release.name, release.namespace, rules)
+        report = await detect(
+            self.kube, release.manifest, release.name, release.namespace, rules, self.dry_runs
+        )
         if report.errors and not report.has_changes:
             raise DriftError("unable to determine cluster state: " + "; ".join(report.errors))
         if report.errors:

@@ -38,7 +38,8 @@ MANAGED_BY = "app.kubernetes.io/managed-by"
 RELEASE_NAME = "meta.helm.sh/release-name"
 RELEASE_NAMESPACE = "meta.helm.sh/release-namespace"
 CONCURRENCY = 8
-"""Objects of one release diffed at once."""
+"""Objects diffed at once by the controller, all releases together (the reconciler shares one bound):
+each dry-run in flight holds a connection of its own."""
 
 
 class DiffType(StrEnum):
@@ -286,7 +287,12 @@ def masked_reason(kind: str, message: str) -> str:
 
 
 async def detect(
-    kube: KubeClient, manifest: str, release_name: str, release_namespace: str, rules: Sequence[IgnoreRule]
+    kube: KubeClient,
+    manifest: str,
+    release_name: str,
+    release_namespace: str,
+    rules: Sequence[IgnoreRule],
+    limit: asyncio.Semaphore | None = None,
 ) -> DriftReport:
     """Diff every object of the release against the cluster. Objects that fail are listed in
     `errors`; DriftError when none could be diffed for a reason that is not per object."""
@@ -295,10 +301,10 @@ async def detect(
         objects = await asyncio.to_thread(release_objects, manifest, release_name, release_namespace)
     except yaml.YAMLError as err:
         raise DriftError(f"failed to read objects from release manifest: {err}") from err
-    limit = asyncio.Semaphore(CONCURRENCY)
+    slots = limit or asyncio.Semaphore(CONCURRENCY)
 
     async def one(obj: dict[str, Any]) -> ObjectDiff | str:
-        async with limit:
+        async with slots:
             try:
                 return await _diff_one(kube, obj, release_namespace, rules)
             except SelectorInvalid as err:

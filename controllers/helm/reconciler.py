@@ -6,6 +6,7 @@ test, remediate, unlock) with the status patched between steps. Deletion uninsta
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import contextlib
 from collections.abc import AsyncIterator, Iterable
@@ -31,6 +32,7 @@ from tide.controllers.helm.chart_source import (
     set_chart_version,
     versioned_by_digest,
 )
+from tide.controllers.helm.drift import CONCURRENCY as DRIFT_CONCURRENCY
 from tide.controllers.helm.drift import DriftError
 from tide.controllers.helm.engine import EngineError, HelmEngine, Target
 from tide.controllers.helm.health_wait import TERMINAL_PREFIX, health_exprs
@@ -154,6 +156,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
         self.engine: HelmEngine | None = None
         self.controller: KindController | None = None
         self.targets: TargetClients | None = None
+        self.dry_runs: asyncio.Semaphore | None = None
         # Charts by digest: HelmReleases of one chart (one HelmChart each, as Flux makes them, or
         # one shared chartRef) download and extract it once (see _chart_files).
         self.charts = ArtifactCache(keep=CHART_CACHE_SIZE, storage=source_storage_addresses(options))
@@ -165,6 +168,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
         concurrency = int(getattr(self.options, "concurrent", 4))
         self.engine = HelmEngine(await load_connection(kubeconfig), concurrency=concurrency)
         await self.engine.start()
+        self.dry_runs = asyncio.Semaphore(DRIFT_CONCURRENCY)
 
     async def stop(self) -> None:
         if self.targets is not None:
@@ -520,6 +524,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
             # does (Flux's client getter).
             kube=kube.client,
             exprs=exprs,
+            dry_runs=self.dry_runs,
         )
         revision = {"revision": desired.chart_version}
 

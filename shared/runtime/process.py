@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from tide.shared.api.meta import parse_duration
 from tide.shared.kube import KubeClient, pod_namespace
+from tide.shared.kube.config import use_small_tls_read_buffers
 from tide.shared.kube.kubeconfig_secret import KubeconfigPolicy
 from tide.shared.runtime.events import EventRecorder
 from tide.shared.runtime.health import HealthServer
@@ -442,6 +443,7 @@ def run_controller(
     lost); called inside a running event loop it returns the coroutine to await."""
     setup_logging(getattr(args, "log_level", "info"), getattr(args, "log_encoding", "json"))
     refuse_unavailable_flags(args)
+    use_small_tls_read_buffers()
     coro = serve(args, reconcilers, servers)
     try:
         asyncio.get_running_loop()

@@ -16,6 +16,7 @@ from tide.controllers.helm.drift import (
     DriftReport,
     ObjectDiff,
     correction_report,
+    detect,
     detected_message,
     ignored_paths,
     json_diff,
@@ -427,3 +428,38 @@ def test_a_rejected_secret_patch_reports_only_the_reason():
     error = 'Secret "db" is invalid: data[password]: Invalid value: "hunter2": too long'
     assert masked_reason("Secret", error) == "too long"
     assert masked_reason("ConfigMap", error) == error
+
+
+async def test_releases_diffed_at_once_share_the_controllers_bound_on_dry_runs():
+    """Each dry-run in flight holds a connection: with one bound for the controller, four releases
+    diffed at once never have more requests in flight than the bound, however many objects."""
+    import asyncio
+    from types import SimpleNamespace
+
+    in_flight = peak = 0
+
+    class Cluster:
+        async def resource(self, api_version: str, kind: str) -> Any:
+            return SimpleNamespace(namespaced=True)
+
+        async def get(self, api_version: str, kind: str, name: str, namespace: str | None) -> Any:
+            nonlocal in_flight, peak
+            in_flight += 1
+            peak = max(peak, in_flight)
+            await asyncio.sleep(0.01)
+            in_flight -= 1
+            return deployment()
+
+        async def apply(self, obj: dict[str, Any], **_: Any) -> Any:
+            await asyncio.sleep(0.01)
+            return deployment()
+
+    manifest = "".join(
+        f"---\n{yaml.safe_dump(deployment() | {'metadata': {'name': f'app-{i}'}})}" for i in range(6)
+    )
+    bound = asyncio.Semaphore(3)
+    reports = await asyncio.gather(
+        *(detect(Cluster(), manifest, "app", "apps", [], bound) for _ in range(4))  # type: ignore[arg-type]
+    )
+    assert [len(r.diffs) for r in reports] == [6] * 4
+    assert peak == 3

@@ -87,3 +87,20 @@ def test_context_selection(tmp_path: Path) -> None:
 def test_auth_provider_needs_the_legacy_loader(tmp_path: Path) -> None:
     with pytest.raises(KubeconfigError):
         connection_from_kubeconfig(config({"auth-provider": {"name": "oidc"}}), tmp_path)
+
+
+async def test_tls_connections_get_small_read_buffers():
+    """A controller holds a TLS connection per watch and per request in flight: each gets a read
+    buffer of TLS_READ_BUFFER bytes, not asyncio's 256 KiB."""
+    import asyncio
+    import asyncio.sslproto
+    import ssl
+
+    from tide.shared.kube.config import TLS_READ_BUFFER, use_small_tls_read_buffers
+
+    use_small_tls_read_buffers()
+    loop = asyncio.get_running_loop()
+    protocol = asyncio.sslproto.SSLProtocol(
+        loop, asyncio.Protocol(), ssl.create_default_context(), loop.create_future(), server_hostname="x"
+    )
+    assert len(protocol._ssl_buffer) == TLS_READ_BUFFER
