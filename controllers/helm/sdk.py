@@ -104,9 +104,6 @@ def helm_sdk() -> ModuleType:
     return helm_python
 
 
-MADV_DONTNEED = 4
-
-
 def loader_segment(smaps: str, library: str) -> tuple[int, int] | None:
     """The address range of a shared library's first segment in /proc/<pid>/smaps text (pure):
     read-only, file offset 0 (the ELF headers, symbol tables and relocations), and clean, so
@@ -140,9 +137,10 @@ def drop_loader_pages(library: str) -> None:
         if segment is None:
             return
         import ctypes
+        import mmap
 
         libc = ctypes.CDLL(None, use_errno=True)
         libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-        libc.madvise(segment[0], segment[1] - segment[0], MADV_DONTNEED)
+        libc.madvise(segment[0], segment[1] - segment[0], mmap.MADV_DONTNEED)
     except (OSError, AttributeError, ValueError):
         pass

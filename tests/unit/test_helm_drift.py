@@ -4,6 +4,8 @@ the Drifted condition and what the loop does about drift."""
 
 from __future__ import annotations
 
+import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -433,9 +435,6 @@ def test_a_rejected_secret_patch_reports_only_the_reason():
 async def test_releases_diffed_at_once_share_the_controllers_bound_on_dry_runs():
     """Each dry-run in flight holds a connection: with one bound for the controller, four releases
     diffed at once never have more requests in flight than the bound, however many objects."""
-    import asyncio
-    from types import SimpleNamespace
-
     in_flight = peak = 0
 
     class Cluster:

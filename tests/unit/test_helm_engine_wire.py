@@ -4,6 +4,8 @@ manager on writes, only this controller's Helm admitted; Tide's post-renderer; e
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -332,10 +334,7 @@ async def test_each_route_goes_out_on_its_own_connection_as_its_own_identity():
             }
             async with ClientSession() as client:
                 for route in routes.values():
-                    server = yaml.safe_load(proxy.kubeconfig("store", "apps", route))["clusters"][0][
-                        "cluster"
-                    ]["server"]
-                    url = f"{server}/api/v1/namespaces/apps/secrets/sh.helm.release.v1.app.v1"
+                    url = f"{_server(proxy, route)}/api/v1/namespaces/apps/secrets/sh.helm.release.v1.app.v1"
                     headers = {"Impersonate-User": "system:admin", "Impersonate-Group": "system:masters"}
                     async with client.patch(url, data=b"{}", headers=headers) as resp:
                         assert resp.status == 200
@@ -399,47 +398,42 @@ async def test_discovery_is_read_once_until_a_crd_event():
         await asyncio.sleep(0.05)  # long enough for concurrent reads to overlap
         return web.json_response({"kind": "APIGroupDiscoveryList", "n": len(reads)})
 
-    async with TestServer(_upstream_app(serve)) as here:
-        proxy = HelmApiProxy(Connection(server=str(here.make_url("")), token="controller"))
+    async with TestServer(_upstream_app(serve)) as here, _proxy_before(here) as proxy:
         proxy.discovery.settle = 0.0
-        await proxy.start()
-        try:
-            server = yaml.safe_load(proxy.kubeconfig("store", "apps"))["clusters"][0]["cluster"]["server"]
-            for _ in range(100):  # both watches running
-                if proxy.discovery.fresh:
-                    break
-                await asyncio.sleep(0.02)
-            async with ClientSession() as client:
+        server = _server(proxy)
+        for _ in range(100):  # both watches running
+            if proxy.discovery.fresh:
+                break
+            await asyncio.sleep(0.02)
+        async with ClientSession() as client:
 
-                async def discover() -> dict:
-                    async with client.get(f"{server}/apis?timeout=32s") as resp:
-                        assert resp.status == 200
-                        return await resp.json()
-
-                async def send(kind: str, event: bytes) -> None:
-                    """A watch event, and the proxy seeing it."""
-                    before = proxy.discovery.generation
-                    await events[kind].put(event)
-                    for _ in range(100):
-                        if proxy.discovery.generation != before:
-                            return
-                        await asyncio.sleep(0.02)
-
-                # No APIService served elsewhere, a 1.34 server: Helm's OpenAPI check is left out.
-                assert proxy.server_validates_fields(LOCAL_ROUTE)
-                assert not proxy.server_validates_fields("remote")
-                assert [(await discover())["n"] for _ in range(3)] == [1, 1, 1]
-                await send(API_KINDS[0], b'{"type":"ADDED","object":{}}\n')
-                assert [(await discover())["n"] for _ in range(2)] == [2, 2]
-                crd = f"{server}/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
-                async with client.post(crd, data=b"{}") as resp:
+            async def discover() -> dict:
+                async with client.get(f"{server}/apis?timeout=32s") as resp:
                     assert resp.status == 200
-                assert (await discover())["n"] == 3
-                # Concurrent reads after a change: one goes to the API server, the others wait for it.
-                await send(API_KINDS[1], b'{"type":"MODIFIED","object":{"metadata":{"name":"v1."}}}\n')
-                assert [d["n"] for d in await asyncio.gather(*(discover() for _ in range(5)))] == [4] * 5
-        finally:
-            await proxy.close()
+                    return await resp.json()
+
+            async def send(kind: str, event: bytes) -> None:
+                """A watch event, and the proxy seeing it."""
+                before = proxy.discovery.generation
+                await events[kind].put(event)
+                for _ in range(100):
+                    if proxy.discovery.generation != before:
+                        return
+                    await asyncio.sleep(0.02)
+
+            # No APIService served elsewhere, a 1.34 server: Helm's OpenAPI check is left out.
+            assert proxy.server_validates_fields(LOCAL_ROUTE)
+            assert not proxy.server_validates_fields("remote")
+            assert [(await discover())["n"] for _ in range(3)] == [1, 1, 1]
+            await send(API_KINDS[0], b'{"type":"ADDED","object":{}}\n')
+            assert [(await discover())["n"] for _ in range(2)] == [2, 2]
+            crd = f"{server}/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+            async with client.post(crd, data=b"{}") as resp:
+                assert resp.status == 200
+            assert (await discover())["n"] == 3
+            # Concurrent reads after a change: one goes to the API server, the others wait for it.
+            await send(API_KINDS[1], b'{"type":"MODIFIED","object":{"metadata":{"name":"v1."}}}\n')
+            assert [d["n"] for d in await asyncio.gather(*(discover() for _ in range(5)))] == [4] * 5
     assert reads.count("/apis") == 4
 
 
@@ -465,27 +459,21 @@ async def test_a_watch_helm_stops_is_stopped_upstream():
         return response
 
     # The upstream handler is cancelled when the proxy closes its connection, as Go's would return.
-    async with TestServer(_upstream_app(serve, handler_cancellation=True)) as here:
-        proxy = HelmApiProxy(Connection(server=str(here.make_url("")), token="controller"))
-        await proxy.start()
-        try:
-            server = yaml.safe_load(proxy.kubeconfig("store", "apps", origin=("apps", "app")))["clusters"][0][
-                "cluster"
-            ]["server"]
-            url = f"{server}/apis/apps/v1/namespaces/apps/deployments?watch=1&resourceVersion=5"
-            async with ClientSession() as client:
-                async with client.get(url) as watch:
-                    assert watch.status == 200
-                    await asyncio.wait_for(started.wait(), 5)
-                    await watch.content.readline()
-            await asyncio.wait_for(upstream_ended.wait(), 5)
-        finally:
-            await proxy.close()
+    upstream = _upstream_app(serve, handler_cancellation=True)
+    async with TestServer(upstream) as here, _proxy_before(here) as proxy:
+        server = _server(proxy, origin=("apps", "app"))
+        url = f"{server}/apis/apps/v1/namespaces/apps/deployments?watch=1&resourceVersion=5"
+        async with ClientSession() as client:
+            async with client.get(url) as watch:
+                assert watch.status == 200
+                await asyncio.wait_for(started.wait(), 5)
+                await watch.content.readline()
+        await asyncio.wait_for(upstream_ended.wait(), 5)
 
 
 async def test_answers_reach_helm_as_sent_small_or_large():
     """Helm gets the API server's bytes and their encoding as they were sent, a small answer or a
-    large streamed one (the proxy reads nothing into memory whole)."""
+    large streamed one."""
     import gzip
 
     small = gzip.compress(b'{"kind":"Secret"}')
@@ -504,19 +492,32 @@ async def test_answers_reach_helm_as_sent_small_or_large():
             return response
         return web.json_response({"kind": "Status"})
 
-    async with TestServer(_upstream_app(serve)) as here:
-        proxy = HelmApiProxy(Connection(server=str(here.make_url("")), token="controller"))
-        await proxy.start()
-        try:
-            server = yaml.safe_load(proxy.kubeconfig("store", "apps"))["clusters"][0]["cluster"]["server"]
-            async with ClientSession(auto_decompress=False) as client:
-                async with client.get(f"{server}/api/v1/namespaces/apps/configmaps/small") as resp:
-                    assert resp.headers["Content-Encoding"] == "gzip"
-                    assert await resp.read() == small
-                async with client.get(f"{server}/api/v1/namespaces/apps/configmaps/large") as resp:
-                    assert await resp.read() == large
-        finally:
-            await proxy.close()
+    async with TestServer(_upstream_app(serve)) as here, _proxy_before(here) as proxy:
+        configmaps = f"{_server(proxy)}/api/v1/namespaces/apps/configmaps"
+        async with ClientSession(auto_decompress=False) as client:
+            async with client.get(f"{configmaps}/small") as resp:
+                assert resp.headers["Content-Encoding"] == "gzip"
+                assert await resp.read() == small
+            async with client.get(f"{configmaps}/large") as resp:
+                assert await resp.read() == large
+
+
+@contextlib.asynccontextmanager
+async def _proxy_before(upstream: TestServer) -> AsyncIterator[HelmApiProxy]:
+    """A started proxy in front of a stand-in API server, closed after."""
+    proxy = HelmApiProxy(Connection(server=str(upstream.make_url("")), token="controller"))
+    await proxy.start()
+    try:
+        yield proxy
+    finally:
+        await proxy.close()
+
+
+def _server(proxy: HelmApiProxy, route: str = LOCAL_ROUTE, origin: tuple[str, str] | None = None) -> str:
+    """The proxy's address as a release's kubeconfig gives it to Helm."""
+    return str(
+        yaml.safe_load(proxy.kubeconfig("store", "apps", route, origin))["clusters"][0]["cluster"]["server"]
+    )
 
 
 def _upstream_app(handler: Any, **handler_args: Any) -> web.Application:
