@@ -100,47 +100,60 @@ def _site_dirs() -> str:
 def helm_sdk() -> ModuleType:
     import helm_python
 
-    drop_loader_pages("libhelm_c.so")
+    drop_clean_pages("libhelm_c.so")
     return helm_python
 
 
-def loader_segment(smaps: str, library: str) -> tuple[int, int] | None:
-    """The address range of a shared library's first segment in /proc/<pid>/smaps text (pure):
-    read-only, file offset 0 (the ELF headers, symbol tables and relocations), and clean, so
-    dropping its pages loses nothing (a relocated, dirty segment is never one)."""
-    found: tuple[int, int] | None = None
+def clean_mappings(smaps: str, library: str) -> list[tuple[int, int]]:
+    """The address ranges of a shared library's mappings in /proc/<pid>/smaps text that dropping
+    loses nothing of (pure): read-only, backed by the file alone (no anonymous page) and clean, so
+    every page reads back from the file as it was. A relocated segment is dirty: never one."""
+    found: list[tuple[int, int]] = []
+    current: tuple[int, int] | None = None
     for line in smaps.splitlines():
         parts = line.split()
         if parts and "-" in parts[0] and len(parts) >= 5:  # a mapping's first line
-            if found is not None:
-                return found
+            if current is not None:
+                found.append(current)
             named = len(parts) > 5 and os.path.basename(parts[5]).startswith(library)
-            if named and parts[1] == "r--p" and int(parts[2], 16) == 0:
-                start, end = (int(x, 16) for x in parts[0].split("-"))
-                found = (start, end)
-        elif found is not None and parts[:1] == ["Private_Dirty:"] and parts[1] != "0":
-            return None
+            start, end = (int(x, 16) for x in parts[0].split("-"))
+            current = (start, end) if named and "w" not in parts[1] else None
+        elif (
+            current is not None
+            and len(parts) > 1
+            and parts[1] != "0"
+            and parts[0]
+            in (
+                "Private_Dirty:",
+                "Shared_Dirty:",
+                "Anonymous:",
+            )
+        ):
+            current = None
+    if current is not None:
+        found.append(current)
     return found
 
 
-def drop_loader_pages(library: str) -> None:
-    """Give back the pages of `library`'s first segment once the dynamic linker is done with it.
+def drop_clean_pages(library: str) -> None:
+    """Give back the resident pages of `library`'s clean mappings once it is loaded.
 
-    The SDK is a Go c-shared library of 85 MB, 20 MB of it relocations the loader reads once;
-    those and the symbol tables stay resident (about 11 MiB of the worker's memory, measured)
-    though nothing reads them again but a symbol lookup, which faults its pages back in from the
-    page cache. Flux's statically linked controller has no such segment. Linux only; elsewhere, or
-    on any error, the pages stay."""
+    The SDK is a Go c-shared library of 85 MB. Loading it leaves pages resident that nothing reads
+    again: the 20 MB of relocations and the symbol tables the dynamic linker read once, and the
+    code and data of the Go packages' initialisers (together 16 MiB of the worker's memory,
+    measured). A page that is read again faults back in from the page cache. Linux only;
+    elsewhere, or on any error, the pages stay."""
     try:
         with open("/proc/self/smaps", encoding="utf-8", errors="replace") as smaps:
-            segment = loader_segment(smaps.read(), library)
-        if segment is None:
+            ranges = clean_mappings(smaps.read(), library)
+        if not ranges:
             return
         import ctypes
         import mmap
 
         libc = ctypes.CDLL(None, use_errno=True)
         libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-        libc.madvise(segment[0], segment[1] - segment[0], mmap.MADV_DONTNEED)
+        for start, end in ranges:
+            libc.madvise(start, end - start, mmap.MADV_DONTNEED)
     except (OSError, AttributeError, ValueError):
         pass

@@ -1,12 +1,12 @@
 """The Helm worker process: its configs (one per HelmRelease's options, the least recently used
-closed past the cache's size, never one a call still holds) and the SDK's loader pages it gives back."""
+closed past the cache's size, never one a call still holds) and the SDK's clean pages it gives back."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from tide.controllers.helm.engine_worker import ConfigCache
-from tide.controllers.helm.sdk import loader_segment
+from tide.controllers.helm.sdk import clean_mappings
 
 
 class FakeConfig:
@@ -51,18 +51,33 @@ SMAPS = """\
 Private_Dirty:         0 kB
 7f0000000000-7f0001300000 r--p 00000000 08:01 42 /venv/helm_python/lib/libhelm_c.so.0.2.2
 Size:              19456 kB
+Shared_Dirty:          0 kB
 Private_Clean:     10240 kB
 Private_Dirty:         0 kB
+Anonymous:             0 kB
 VmFlags: rd mr mw me sd
 7f0001300000-7f0003000000 r-xp 01300000 08:01 42 /venv/helm_python/lib/libhelm_c.so.0.2.2
 Private_Dirty:         0 kB
+Anonymous:             0 kB
 7f0003000000-7f0003700000 r--p 03000000 08:01 42 /venv/helm_python/lib/libhelm_c.so.0.2.2
 Private_Dirty:      5120 kB
+Anonymous:          5120 kB
+7f0003700000-7f0003800000 rw-p 03700000 08:01 42 /venv/helm_python/lib/libhelm_c.so.0.2.2
+Private_Dirty:         0 kB
+7f0003800000-7f0003900000 r--p 03800000 08:01 42 /venv/helm_python/lib/libhelm_c.so.0.2.2
+Private_Dirty:         0 kB
+Anonymous:             0 kB
 """
 
 
-def test_the_sdks_loader_segment_is_found_and_only_if_clean():
-    assert loader_segment(SMAPS, "libhelm_c.so") == (0x7F0000000000, 0x7F0001300000)
-    assert loader_segment(SMAPS, "libother.so") is None
-    dirty = SMAPS.replace("Private_Dirty:         0 kB\nVmFlags", "Private_Dirty:         4 kB\nVmFlags")
-    assert loader_segment(dirty, "libhelm_c.so") is None  # relocated pages would be lost
+def test_the_sdks_clean_read_only_mappings_are_found():
+    loader, text, rodata = (
+        (0x7F0000000000, 0x7F0001300000),
+        (0x7F0001300000, 0x7F0003000000),
+        (0x7F0003800000, 0x7F0003900000),
+    )
+    # the relocated segment (dirty, anonymous copies) and the writable data are never dropped
+    assert clean_mappings(SMAPS, "libhelm_c.so") == [loader, text, rodata]
+    assert clean_mappings(SMAPS, "libother.so") == []
+    shared = SMAPS.replace("Shared_Dirty:          0 kB", "Shared_Dirty:          4 kB")
+    assert clean_mappings(shared, "libhelm_c.so") == [text, rodata]  # a page written after a fork
