@@ -13,7 +13,7 @@ from tide.controllers.helm.atomic import AtomicRelease
 from tide.controllers.helm.engine import Target
 from tide.controllers.helm.postrender import PostRenderSpec
 from tide.controllers.helm.state import Action, Desired, Outcome, Stall
-from tide.controllers.helm.storage import ReleaseStorage
+from tide.controllers.helm.storage import ReconcileStorage, ReleaseStorage
 from tide.controllers.helm.values import config_digest
 from tide.shared.api.helm import HelmRelease
 
@@ -50,9 +50,10 @@ async def test_install_test_remediate_and_stall(engine, kube, namespace, storage
 
     async def reconcile(values: dict) -> tuple[AtomicRelease, ActionRunner]:
         desired = Desired("demo", "1.0.0", config_digest(values))
+        reads = ReconcileStorage(kube, storage_namespace)  # one per reconcile, as the reconciler's
         runner = ActionRunner(
             engine,
-            storage,
+            reads,
             hr,
             target,
             chart,
@@ -65,10 +66,10 @@ async def test_install_test_remediate_and_stall(engine, kube, namespace, storage
             return None
 
         loop = AtomicRelease(
-            observe=lambda: storage.latest(target.name),
+            observe=lambda: reads.latest(target.name),
             run=runner,
             patch_status=no_patch,
-            rollback_target=lambda snap: rollback_target(storage, snap),
+            rollback_target=lambda snap: rollback_target(reads, snap),
         )
         return await loop.reconcile(hr, desired), runner
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -61,7 +62,13 @@ from tide.controllers.helm.state import (
     drift_condition,
     ignores_test_failures,
 )
-from tide.controllers.helm.storage import ReleaseStorage, StoredRelease, digest_matches, snapshot
+from tide.controllers.helm.storage import (
+    ReconcileStorage,
+    ReleaseStorage,
+    StoredRelease,
+    digest_matches,
+    snapshot,
+)
 from tide.shared.api.helm import HelmRelease, ReleaseSnapshot
 from tide.shared.api.meta import Condition, ResourceInventory, parse_duration
 from tide.shared.kube import KubeClient
@@ -110,6 +117,7 @@ def install_options(hr: HelmRelease) -> InstallOptions:
 _SSA = {"enabled": "true", "disabled": "false", "auto": "auto", None: "auto"}
 Options = TypeVar("Options", UpgradeOptions, RollbackOptions)
 WaitOptions = TypeVar("WaitOptions", InstallOptions, UpgradeOptions, RollbackOptions)
+Answer = TypeVar("Answer")
 
 
 def upgrade_options(hr: HelmRelease) -> UpgradeOptions:
@@ -165,7 +173,7 @@ class ActionRunner:
     """Runs one action for one HelmRelease; `hr.status` is updated in place."""
 
     engine: HelmEngine
-    storage: ReleaseStorage
+    storage: ReconcileStorage
     hr: HelmRelease
     target: Target
     chart_path: str
@@ -197,6 +205,14 @@ class ActionRunner:
         if action is Action.CORRECT_DRIFT:
             return await self._correct_drift()
         raise NotImplementedError(f"{action} has no runner")
+
+    async def _helm(self, action: Awaitable[Answer]) -> Answer:
+        """Run a Helm action: it writes release storage, so what this reconcile listed is stale."""
+        self.storage.forget()
+        try:
+            return await action
+        finally:
+            self.storage.forget()
 
     # --- status helpers -------------------------------------------------------------------------
 
@@ -372,15 +388,15 @@ class ActionRunner:
                 await self._apply_crds(self.hr.spec.effective_install().crds_policy())
                 install, waits = self._waiting(install_options(self.hr))
                 waiting = install if waits else None
-                await self.engine.install(
-                    self.target, self.chart_path, self.values, install, self.post_render
+                await self._helm(
+                    self.engine.install(self.target, self.chart_path, self.values, install, self.post_render)
                 )
             else:
                 await self._apply_crds(self.hr.spec.effective_upgrade().crds_policy())
                 upgrade, waits = self._waiting(resolve_server_side_apply(upgrade_options(self.hr), before))
                 waiting = upgrade if waits else None
-                await self.engine.upgrade(
-                    self.target, self.chart_path, self.values, upgrade, self.post_render
+                await self._helm(
+                    self.engine.upgrade(self.target, self.chart_path, self.values, upgrade, self.post_render)
                 )
         except (EngineError, CRDError) as err:
             error = err
@@ -423,7 +439,7 @@ class ActionRunner:
         )
         error: EngineError | None = None
         try:
-            await self.engine.test(self.target, options)
+            await self._helm(self.engine.test(self.target, options))
         except EngineError as err:
             error = err
         latest = await self.storage.latest(self.target.name)
@@ -477,7 +493,7 @@ class ActionRunner:
             resolve_server_side_apply(options, await self.storage.get(self.target.name, previous.version))
         )
         try:
-            await self.engine.rollback(self.target, options)
+            await self._helm(self.engine.rollback(self.target, options))
             recorded = await self._latest_since(before.version if before else 0)
             if waits and recorded is not None and recorded.status == "deployed":
                 recorded, failure = await self._wait_healthy("rollback", recorded, statuses, options)
@@ -501,7 +517,7 @@ class ActionRunner:
 
     async def _uninstall(self) -> bool:
         try:
-            await self.engine.uninstall(self.target, uninstall_options(self.hr))
+            await self._helm(self.engine.uninstall(self.target, uninstall_options(self.hr)))
         except EngineError as err:
             message = f"Helm uninstall failed for release {self.target.namespace}/{self.target.name}: {err}"
             self._mark(REMEDIATED, "False", "UninstallFailed", message)

@@ -226,7 +226,8 @@ def object_diff(
         return ObjectDiff(DiffType.EXCLUDE, desired)
     if dry_run is None:
         return ObjectDiff(DiffType.CREATE, desired)
-    have, want = yaml_copy(live), yaml_copy(dry_run)
+    # Ignore rules cut the objects: copies then; without rules the diff only reads them.
+    have, want = (yaml_copy(live), yaml_copy(dry_run)) if paths else (live, dry_run)
     for pointer in paths:
         remove_pointer(have, pointer)
         remove_pointer(want, pointer)

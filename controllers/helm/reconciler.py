@@ -54,7 +54,7 @@ from tide.controllers.helm.release_status import (
     unsupported,
 )
 from tide.controllers.helm.state import Desired, ReleaseState, UnknownReleaseStatus
-from tide.controllers.helm.storage import ReleaseStorage, StorageError
+from tide.controllers.helm.storage import ReconcileStorage, ReleaseStorage, StorageError
 from tide.controllers.helm.values import ValuesError, compose_values, config_digest
 from tide.shared.api.artifact_generator import EXTERNAL_ARTIFACT_GATE
 from tide.shared.api.helm import HelmRelease
@@ -502,7 +502,7 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
         status.last_attempted_config_digest = desired.config_digest
         status.last_attempted_revision_digest = desired.source_digest or None
 
-        storage = ReleaseStorage(kube.client, target.storage_namespace)
+        storage = ReconcileStorage(kube.client, target.storage_namespace)
         labels = dict((obj.spec.common_metadata.labels if obj.spec.common_metadata else None) or {})
         notes = dict((obj.spec.common_metadata.annotations if obj.spec.common_metadata else None) or {})
         runner = ActionRunner(

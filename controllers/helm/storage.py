@@ -426,3 +426,31 @@ class ReleaseStorage:
                 raise ReleaseLockLost(f"release {release.full_name()} changed while {doing}") from err
             raise
         return release_from_secret(written)
+
+
+class ReconcileStorage(ReleaseStorage):
+    """Release storage as one reconcile reads it: `latest` answers from the last list until
+    something writes storage (the controller here, Helm between `forget`s), so a reconcile lists
+    it once before and once after each Helm action, as Flux's does, not before each step too."""
+
+    def __init__(self, client: KubeClient, namespace: str) -> None:
+        super().__init__(client, namespace)
+        self._listed: dict[str, StoredRelease | None] = {}
+
+    async def history(self, name: str) -> list[StoredRelease]:
+        releases = await super().history(name)
+        self._listed[name] = releases[-1] if releases else None
+        return releases
+
+    async def latest(self, name: str) -> StoredRelease | None:
+        if name in self._listed:
+            return self._listed[name]
+        return await super().latest(name)
+
+    def forget(self) -> None:
+        """Helm writes storage itself: what was listed before may be stale."""
+        self._listed.clear()
+
+    async def _replace(self, release: StoredRelease, secret: dict[str, Any], doing: str) -> StoredRelease:
+        self._listed.pop(release.name, None)
+        return await super()._replace(release, secret, doing)

@@ -1,4 +1,5 @@
-"""Helm's release Secrets read natively: decode, latest revision, Flux's snapshot and digest, unlock."""
+"""Helm's release Secrets read natively: decode, latest revision, Flux's snapshot and digest, unlock;
+what a reconcile lists of them."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from helm_fixtures import RECORDED_RELEASE_SECRET, helm_test_hook, release_json,
 
 from tide.controllers.helm.go_encoding import GoStruct, go_json
 from tide.controllers.helm.storage import (
+    ReconcileStorage,
     ReleaseDecodeError,
+    ReleaseStorage,
     StoredRelease,
     decode_release,
     digest_matches,
@@ -171,3 +174,44 @@ def test_a_secret_written_by_the_real_helm():
     assert snap.config_digest == config_digest(release.config)
     assert digest_matches(snap, release)
     assert snap.first_deployed == "2026-11-30T16:48:11Z"
+
+
+class ListingClient:
+    """The Secrets of one storage namespace, counting the lists a reconcile makes."""
+
+    def __init__(self, secrets: list[dict]) -> None:
+        self.secrets = secrets
+        self.lists = 0
+
+    async def list(self, api_version, kind, namespace, label_selector=None):
+        self.lists += 1
+        return list(self.secrets)
+
+    async def replace(self, secret):
+        self.secrets = [s for s in self.secrets if s["metadata"]["name"] != secret["metadata"]["name"]]
+        self.secrets.append(secret)
+        return secret
+
+
+async def test_a_reconcile_lists_storage_again_only_after_something_wrote_it():
+    client = ListingClient([release_secret(release_json(version=1, status="pending-install"))])
+    storage = ReconcileStorage(client, "apps")  # type: ignore[arg-type]
+    first = await storage.latest("app")
+    assert first is not None and await storage.latest("app") is first and client.lists == 1
+    await storage.unlock(first)  # the controller wrote it
+    assert (await storage.latest("app")).status == "failed" and client.lists == 2
+    client.secrets.append(release_secret(release_json(version=2, status="deployed")))
+    assert (await storage.latest("app")).version == 1  # Helm wrote it: unseen until forgotten
+    storage.forget()
+    assert (await storage.latest("app")).version == 2 and client.lists == 3
+    await storage.history("app")  # a history is always listed, and is the latest known after it
+    await storage.latest("app")
+    assert client.lists == 4
+
+
+async def test_plain_storage_lists_every_time():
+    client = ListingClient([release_secret(release_json(version=1))])
+    storage = ReleaseStorage(client, "apps")  # type: ignore[arg-type]
+    await storage.latest("app")
+    client.secrets.append(release_secret(release_json(version=2)))
+    assert (await storage.latest("app")).version == 2 and client.lists == 2
