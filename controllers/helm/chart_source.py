@@ -1,12 +1,13 @@
-"""Where a HelmRelease's chart comes from (pure): the HelmChart made from `spec.chart`, whether a
-chart source is ready, the chart directory in an extracted artifact, and the version an
-OCIRepository or ExternalArtifact chart is released as (`<version>+<digest[:12]>`, so a new digest
-upgrades)."""
+"""Where a HelmRelease's chart comes from (pure): the HelmChart made from `spec.chart` and whether
+it must be applied again, whether a chart source is ready, the chart directory in an extracted
+artifact, and the version an OCIRepository or ExternalArtifact chart is released as
+(`<version>+<digest[:12]>`, so a new digest upgrades)."""
 
 from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,34 @@ def helm_chart_object(hr: HelmRelease) -> dict[str, Any]:
     if annotations:
         metadata["annotations"] = dict(annotations)
     return {"apiVersion": SOURCE_API, "kind": "HelmChart", "metadata": metadata, "spec": chart_spec}
+
+
+@dataclass(frozen=True)
+class AppliedChart:
+    """What the controller last applied of a HelmChart, and the generation the apply left."""
+
+    wanted: dict[str, Any]
+    generation: int
+
+
+def chart_needs_apply(
+    wanted: dict[str, Any], last: AppliedChart | None, cached: dict[str, Any] | None
+) -> bool:
+    """Whether the HelmChart must be applied again (pure): always, unless this controller applied
+    the very same object and the cached HelmChart is still at the generation that apply left, with
+    its labels and annotations in place. Flux compares before it writes too; an apply that changes
+    nothing still costs the API server a full server-side apply, at every reconcile."""
+    if last is None or cached is None or last.wanted != wanted:
+        return True
+    meta = cached.get("metadata") or {}
+    if meta.get("generation") != last.generation or meta.get("deletionTimestamp"):
+        return True
+    kept = wanted["metadata"]
+    return any(
+        (meta.get(field) or {}).get(key) != value
+        for field in ("labels", "annotations")
+        for key, value in (kept.get(field) or {}).items()
+    )
 
 
 def ready_artifact(source: dict[str, Any], what: str) -> dict[str, Any]:

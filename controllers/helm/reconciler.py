@@ -22,10 +22,12 @@ from tide.controllers.helm.chart_source import (
     CHART_REF_KINDS,
     EXTERNAL_ARTIFACT,
     SOURCE_API,
+    AppliedChart,
     ChartInvalid,
     ChartSourceNotReady,
     chart_directory,
     chart_metadata,
+    chart_needs_apply,
     chart_source_artifact,
     helm_chart_object,
     oci_chart_version,
@@ -63,6 +65,7 @@ from tide.shared.artifact import ArtifactError
 from tide.shared.artifact.fetch import ArtifactCache, SourceNotReady, remove_tree
 from tide.shared.kube.config import load_connection
 from tide.shared.kube.health import CompiledExpr, InvalidCELExpression
+from tide.shared.kube.informer import Informer
 from tide.shared.kube.kubeconfig_secret import KubeconfigSecretError
 from tide.shared.kube.targets import Target as KubeTarget
 from tide.shared.kube.targets import TargetClients
@@ -160,6 +163,9 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
         # Charts by digest: HelmReleases of one chart (one HelmChart each, as Flux makes them, or
         # one shared chartRef) download and extract it once (see _chart_files).
         self.charts = ArtifactCache(keep=CHART_CACHE_SIZE, storage=source_storage_addresses(options))
+        self.helm_charts: Informer | None = None
+        """The HelmCharts watched (their readiness enqueues releases): what `_ensure_helm_chart` compares."""
+        self.applied_charts: dict[str, AppliedChart] = {}
 
     # --- the Helm engine, a server of the process ------------------------------------------------
 
@@ -190,13 +196,15 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
             controller.informer.add_index(DEPENDS_ON_INDEX, dependency_keys)
             controller.informer.add_index(VALUES_INDEX, values_source_keys)
         for kind in self._chart_ref_kinds():
-            controller.watch(
+            informer = controller.watch(
                 SOURCE_API,
                 kind,
                 self._users_of_chart(kind),
                 namespace=controller.namespace,
                 predicate=_changed,
             )
+            if kind == "HelmChart":
+                self.helm_charts = informer
         controller.watch(
             HELMRELEASE_API,
             "HelmRelease",
@@ -397,11 +405,18 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
         if previous and previous != key:
             old_namespace, _, old_name = previous.partition("/")
             await ctx.kube.delete(SOURCE_API, "HelmChart", old_name, old_namespace)
-        applied = await ctx.kube.apply(wanted, field_manager=ctx.field_manager)
+            self.applied_charts.pop(previous, None)
+        namespace, name = str(meta["namespace"]), str(meta["name"])
+        chart = self.helm_charts.get(namespace, name) if self.helm_charts is not None else None
+        if chart_needs_apply(wanted, self.applied_charts.get(key), chart):
+            chart = await ctx.kube.apply(wanted, field_manager=ctx.field_manager)
+            generation = (chart.get("metadata") or {}).get("generation")
+            if isinstance(generation, int):
+                self.applied_charts[key] = AppliedChart(wanted, generation)
         # Written with the reconcile's next status patch (as Flux's, at its end): a HelmChart not
         # ready yet ends the reconcile with one, an action begins with one.
         obj.status.helm_chart = key
-        return applied
+        return chart
 
     @contextlib.asynccontextmanager
     async def _chart_files(
@@ -661,4 +676,5 @@ class HelmReleaseReconciler(Reconciler[HelmRelease]):
         if obj.status.helm_chart:
             namespace, _, name = obj.status.helm_chart.partition("/")
             await ctx.kube.delete(SOURCE_API, "HelmChart", name, namespace)
+            self.applied_charts.pop(obj.status.helm_chart, None)
             obj.status.helm_chart = None

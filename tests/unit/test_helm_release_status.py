@@ -1,6 +1,6 @@
 """The HelmRelease decisions around the release loop: refusals, dependencies, force/reset
-requests, failure resets, Ready summary; and the chart source: the HelmChart template, source
-readiness, the chart in an artifact, the OCI version suffix."""
+requests, failure resets, Ready summary; and the chart source: the HelmChart template, when it is
+applied again, source readiness, the chart in an artifact, the OCI version suffix."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ import pytest
 import yaml
 
 from tide.controllers.helm.chart_source import (
+    AppliedChart,
     ChartInvalid,
     ChartSourceNotReady,
     chart_directory,
     chart_metadata,
+    chart_needs_apply,
     chart_source_artifact,
     helm_chart_object,
     oci_chart_version,
@@ -174,6 +176,32 @@ def test_helm_chart_template() -> None:
         "spec": {**CHART["spec"], "sourceRef": {"kind": "HelmRepository", "name": "c", "namespace": "flux"}}
     }
     assert helm_chart_object(release(chart=other))["metadata"]["namespace"] == "flux"
+
+
+def _chart_as_served(wanted: dict, generation: int = 2, **meta: object) -> dict:
+    metadata = {**wanted["metadata"], "generation": generation, "resourceVersion": "9", **meta}
+    return {**wanted, "metadata": metadata, "spec": {**wanted["spec"], "valuesFiles": []}}
+
+
+WANTED = helm_chart_object(release(chart={**CHART, "metadata": {"annotations": {"a": "1"}}}))
+CHANGED = helm_chart_object(release(chart={**CHART, "spec": {**CHART["spec"], "version": "2.x"}}))
+
+
+@pytest.mark.parametrize(
+    ("last", "cached", "needed"),
+    [
+        (None, _chart_as_served(WANTED), True),  # not applied by this process yet (a restart)
+        (AppliedChart(WANTED, 2), None, True),  # gone, or not in the cache yet
+        (AppliedChart(WANTED, 2), _chart_as_served(WANTED), False),  # as applied: no write
+        (AppliedChart(CHANGED, 2), _chart_as_served(WANTED), True),  # the release's template changed
+        (AppliedChart(WANTED, 2), _chart_as_served(WANTED, generation=3), True),  # someone edited its spec
+        (AppliedChart(WANTED, 2), _chart_as_served(WANTED, labels={}), True),  # a label removed
+        (AppliedChart(WANTED, 2), _chart_as_served(WANTED, annotations={"a": "2"}), True),
+        (AppliedChart(WANTED, 2), _chart_as_served(WANTED, deletionTimestamp="2026-12-01T00:00:00Z"), True),
+    ],
+)
+def test_the_helm_chart_is_applied_again_only_when_it_may_differ(last, cached, needed) -> None:
+    assert chart_needs_apply(WANTED, last, cached) is needed
 
 
 def source(ready_status: str = "True", observed: int = 1, artifact: bool = True) -> dict:
