@@ -239,10 +239,6 @@ class ActionRunner:
     def _chart(self) -> str:
         return f"{self.desired.chart_name}@{self.desired.chart_version}"
 
-    async def _latest_since(self, before: int) -> StoredRelease | None:
-        latest = await self.storage.latest(self.target.name)
-        return latest if latest is not None and latest.version > before else None
-
     def _full_name(self) -> str:
         current = history.latest(self.hr.status.history)
         if current is None:
@@ -400,7 +396,7 @@ class ActionRunner:
                 )
         except (EngineError, CRDError) as err:
             error = err
-        recorded = await self._latest_since(before_version)
+        recorded = await self.storage.stored_after(self.target.name, before_version)
         if waiting is not None and error is None and recorded is not None and recorded.status == "deployed":
             recorded, failure = await self._wait_healthy(verb, recorded, statuses, waiting)
             error = ReleaseFailed(failure) if failure is not None else None
@@ -494,7 +490,7 @@ class ActionRunner:
         )
         try:
             await self._helm(self.engine.rollback(self.target, options))
-            recorded = await self._latest_since(before.version if before else 0)
+            recorded = await self.storage.stored_after(self.target.name, before.version if before else 0)
             if waits and recorded is not None and recorded.status == "deployed":
                 recorded, failure = await self._wait_healthy("rollback", recorded, statuses, options)
                 if failure is not None:

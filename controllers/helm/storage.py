@@ -451,6 +451,18 @@ class ReconcileStorage(ReleaseStorage):
         """Helm writes storage itself: what was listed before may be stale."""
         self._listed.clear()
 
+    async def stored_after(self, name: str, before: int) -> StoredRelease | None:
+        """The release a Helm action stored after revision `before`, if it stored one. Helm numbers
+        a new release after the last one in storage, so it is read by name (one Secret, not every
+        revision of the release); a list finds it when it is not there."""
+        release = await self.get(name, before + 1)
+        if release is None:
+            self._listed.pop(name, None)
+            latest = await self.latest(name)
+            return latest if latest is not None and latest.version > before else None
+        self._listed[name] = release
+        return release
+
     async def _replace(self, release: StoredRelease, secret: dict[str, Any], doing: str) -> StoredRelease:
         self._listed.pop(release.name, None)
         return await super()._replace(release, secret, doing)

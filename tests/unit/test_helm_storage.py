@@ -182,10 +182,15 @@ class ListingClient:
     def __init__(self, secrets: list[dict]) -> None:
         self.secrets = secrets
         self.lists = 0
+        self.gets: list[str] = []
 
     async def list(self, api_version, kind, namespace, label_selector=None):
         self.lists += 1
         return list(self.secrets)
+
+    async def get(self, api_version, kind, name, namespace):
+        self.gets.append(name)
+        return next((s for s in self.secrets if s["metadata"]["name"] == name), None)
 
     async def replace(self, secret):
         self.secrets = [s for s in self.secrets if s["metadata"]["name"] != secret["metadata"]["name"]]
@@ -215,3 +220,16 @@ async def test_plain_storage_lists_every_time():
     await storage.latest("app")
     client.secrets.append(release_secret(release_json(version=2)))
     assert (await storage.latest("app")).version == 2 and client.lists == 2
+
+
+async def test_the_release_an_action_stored_is_read_by_name():
+    client = ListingClient([release_secret(release_json(version=1, status="deployed"))])
+    storage = ReconcileStorage(client, "apps")  # type: ignore[arg-type]
+    assert (await storage.latest("app")).version == 1 and client.lists == 1
+    storage.forget()  # Helm upgrades: v2
+    client.secrets.append(release_secret(release_json(version=2, status="deployed")))
+    stored = await storage.stored_after("app", 1)
+    assert stored.version == 2 and client.gets == ["sh.helm.release.v1.app.v2"] and client.lists == 1
+    assert await storage.latest("app") is stored and client.lists == 1  # the loop's next observation
+    storage.forget()  # Helm failed before storing anything: v3 is not there, a list says so
+    assert await storage.stored_after("app", 2) is None and client.lists == 2
