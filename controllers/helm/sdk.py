@@ -104,6 +104,10 @@ def helm_sdk() -> ModuleType:
     return helm_python
 
 
+_WRITTEN = ("Private_Dirty:", "Shared_Dirty:", "Anonymous:")
+"""A mapping's smaps fields that count pages written in memory, which the file does not hold."""
+
+
 def clean_mappings(smaps: str, library: str) -> list[tuple[int, int]]:
     """The address ranges of a shared library's mappings in /proc/<pid>/smaps text that dropping
     loses nothing of (pure): read-only, backed by the file alone (no anonymous page) and clean, so
@@ -118,17 +122,7 @@ def clean_mappings(smaps: str, library: str) -> list[tuple[int, int]]:
             named = len(parts) > 5 and os.path.basename(parts[5]).startswith(library)
             start, end = (int(x, 16) for x in parts[0].split("-"))
             current = (start, end) if named and "w" not in parts[1] else None
-        elif (
-            current is not None
-            and len(parts) > 1
-            and parts[1] != "0"
-            and parts[0]
-            in (
-                "Private_Dirty:",
-                "Shared_Dirty:",
-                "Anonymous:",
-            )
-        ):
+        elif current is not None and parts[:1] and parts[0] in _WRITTEN and parts[1:2] != ["0"]:
             current = None
     if current is not None:
         found.append(current)

@@ -430,8 +430,9 @@ class ReleaseStorage:
 
 class ReconcileStorage(ReleaseStorage):
     """Release storage as one reconcile reads it: `latest` answers from the last list until
-    something writes storage (the controller here, Helm between `forget`s), so a reconcile lists
-    it once before and once after each Helm action, as Flux's does, not before each step too."""
+    something writes storage (the controller here, Helm between `forget`s), and the release an
+    action stored is read by name (`stored_after`). A reconcile lists storage once before a Helm
+    action, not at each step of the loop, and not again after the action."""
 
     def __init__(self, client: KubeClient, namespace: str) -> None:
         super().__init__(client, namespace)
