@@ -208,7 +208,6 @@ class ActionRunner:
 
     async def _helm(self, action: Awaitable[Answer]) -> Answer:
         """Run a Helm action: it writes release storage, so what this reconcile listed is stale."""
-        self.storage.forget()
         try:
             return await action
         finally:

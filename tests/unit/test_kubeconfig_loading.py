@@ -1,11 +1,20 @@
-"""Reading kubeconfigs: contexts, embedded and file certificates, tokens, exec plugins."""
+"""Reading kubeconfigs: contexts, embedded and file certificates, tokens, exec plugins; the TLS
+read buffers of a controller's connections."""
 
+import asyncio
+import asyncio.sslproto
 import base64
+import ssl
 from pathlib import Path
 
 import pytest
 
-from tide.shared.kube.config import KubeconfigError, connection_from_kubeconfig
+from tide.shared.kube.config import (
+    TLS_READ_BUFFER,
+    KubeconfigError,
+    connection_from_kubeconfig,
+    use_small_tls_read_buffers,
+)
 
 PEM = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n").decode()
 
@@ -92,12 +101,6 @@ def test_auth_provider_needs_the_legacy_loader(tmp_path: Path) -> None:
 async def test_tls_connections_get_small_read_buffers():
     """A controller holds a TLS connection per watch and per request in flight: each gets a read
     buffer of TLS_READ_BUFFER bytes, not asyncio's 256 KiB."""
-    import asyncio
-    import asyncio.sslproto
-    import ssl
-
-    from tide.shared.kube.config import TLS_READ_BUFFER, use_small_tls_read_buffers
-
     use_small_tls_read_buffers()
     loop = asyncio.get_running_loop()
     protocol = asyncio.sslproto.SSLProtocol(
