@@ -155,6 +155,28 @@ def app_chart(chart_repo: ChartRepo, kubectl: Any, namespace: str) -> Iterator[P
     kubectl("delete", "crd", f"widgets.{group}", "--wait=false", check=False)
 
 
+def wait_pending_install(kubectl: Any, namespace: str, name: str) -> None:
+    """Until Helm has stored the release's install, which waits for objects that never get ready."""
+    selector = f"owner=helm,name={name},status=pending-install"
+
+    def pending(_: Any) -> bool:
+        return bool(kubectl("get", "secret", "-n", namespace, "-l", selector, "-o", "name").stdout.strip())
+
+    wait_for(kubectl, namespace, name, pending, 120, "a pending-install release", HR)
+
+
+def process_argv(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/cmdline").read_text().rstrip("\0").split("\0")
+
+
+def child_pids(pid: int) -> list[int]:
+    return [
+        int(c)
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for c in (task / "children").read_text().split()
+    ]
+
+
 @dataclass
 class HelmControllers:
     """Starts the helm controller (again, after a kill) next to one source controller."""
@@ -208,7 +230,12 @@ def delete_helm_releases(kubectl: Any, namespace: str) -> None:
 def test_helm_release_installs_upgrades_and_uninstalls(  # type: ignore[no-untyped-def]
     cluster, app_chart, chart_repo, chart_server, helm_controllers, kubectl, namespace, tmp_path
 ):
-    helm_controllers()
+    helm = helm_controllers()
+    # Helm runs in the controller's threads: it started itself again as `helm-controller` (Helm's
+    # field manager), and no Helm worker process runs beside the post-render server.
+    assert process_argv(helm.proc.pid)[0] == "helm-controller"
+    servers = [argv for argv in map(process_argv, child_pids(helm.proc.pid))]
+    assert [Path(argv[3]).name for argv in servers] == ["postrender_server.py"], servers
     apply(
         kubectl,
         namespace,
@@ -316,7 +343,13 @@ def test_helm_release_installs_upgrades_and_uninstalls(  # type: ignore[no-untyp
 def test_failed_upgrade_is_rolled_back_then_stalled(  # type: ignore[no-untyped-def]
     cluster, app_chart, chart_repo, chart_server, helm_controllers, kubectl, namespace, tmp_path
 ):
-    helm_controllers()
+    helm = helm_controllers()
+    # Helm runs in the controller's threads: it started itself again as `helm-controller` (Helm's
+    # field manager), and no Helm worker process runs beside the post-render server.
+    assert process_argv(helm.proc.pid)[0] == "helm-controller"
+    assert [argv[-2].rsplit("/", 1)[-1] for argv in map(process_argv, child_pids(helm.proc.pid))] == [
+        "postrender_server.py"
+    ]
     apply(
         kubectl,
         namespace,
@@ -572,8 +605,8 @@ def test_invalid_health_check_expression_stalls(helm_controllers, kubectl, names
 def test_kill_during_install_is_unlocked_by_the_next_run(  # type: ignore[no-untyped-def]
     cluster, app_chart, chart_repo, chart_server, helm_controllers, kubectl, namespace, tmp_path
 ):
-    """`kill -9` of the controller and its Helm worker mid-install leaves the release
-    pending-install; the next controller unlocks it (PendingRelease) and releases it."""
+    """`kill -9` of the controller (Helm runs in it) and its post-render server mid-install leaves
+    the release pending-install; the next controller unlocks it (PendingRelease) and releases it."""
     controller = helm_controllers()
     apply(
         kubectl,
@@ -581,31 +614,10 @@ def test_kill_during_install_is_unlocked_by_the_next_run(  # type: ignore[no-unt
         *served_repository(chart_server, chart_repo),
         helm_release("app", values={"nodeSelector": {"tide.dev/none": "true"}}, install={"timeout": "120s"}),
     )
-    wait_for(
-        kubectl,
-        namespace,
-        "app",
-        lambda o: bool(
-            kubectl(
-                "get",
-                "secret",
-                "-n",
-                namespace,
-                "-l",
-                "owner=helm,name=app,status=pending-install",
-                "-o",
-                "name",
-            ).stdout.strip()
-        ),
-        120,
-        "a pending-install release",
-        HR,
-    )
+    wait_pending_install(kubectl, namespace, "app")
     pid = controller.proc.pid
-    workers = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-    assert workers, "the Helm worker process"
-    for worker in workers:
-        os.kill(int(worker), signal.SIGKILL)
+    for child in child_pids(pid):
+        os.kill(child, signal.SIGKILL)
     os.kill(pid, signal.SIGKILL)
     controller.proc.wait(10)
 
@@ -615,3 +627,26 @@ def test_kill_during_install_is_unlocked_by_the_next_run(  # type: ignore[no-unt
     assert [s["status"] for s in hr["status"]["history"]][:1] == ["deployed"]
     events = json.loads(kubectl("get", "events", "-n", namespace, "-o", "json").stdout)["items"]
     assert "PendingRelease" in {e["reason"] for e in events}
+
+
+def test_sigterm_during_install_leaves_no_release_locked(  # type: ignore[no-untyped-def]
+    cluster, app_chart, chart_repo, chart_server, helm_controllers, kubectl, namespace, tmp_path
+):
+    """SIGTERM mid-install, past the grace period: Helm's action is cancelled in the controller's
+    own threads, Helm records the release failed (not pending), and the controller exits."""
+    controller = helm_controllers("--graceful-shutdown-timeout=2s")
+    apply(
+        kubectl,
+        namespace,
+        *served_repository(chart_server, chart_repo),
+        helm_release("app", values={"nodeSelector": {"tide.dev/none": "true"}}, install={"timeout": "120s"}),
+    )
+    wait_pending_install(kubectl, namespace, "app")
+    started = time.monotonic()
+    assert controller.stop(signal.SIGTERM, timeout=60) == 0, controller.log()[-3000:]
+    assert time.monotonic() - started < 30
+    releases = helm_list(cluster, namespace, tmp_path)
+    assert [(r["name"], r["status"]) for r in releases] == [("app", "failed")]
+    # Suspended, its deletion at teardown only drops the finalizer (the namespace takes the rest).
+    kubectl("patch", HR, "app", "-n", namespace, "--type=merge", "-p", '{"spec":{"suspend":true}}')
+    helm_controllers()

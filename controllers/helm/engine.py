@@ -5,21 +5,23 @@ How the SDK's gaps are closed (measured against the project's control plane):
 (a) storageNamespace vs targetNamespace: the SDK stores the release where it installs it. Helm is
     given a kubeconfig pointing at `apiproxy.HelmApiProxy`, which moves Helm's release-storage
     requests into the storage namespace; objects and `.Release.Namespace` stay in the target.
-(b) field manager: the SDK uses argv[0]'s basename: the worker runs as `helm-controller` (and the
-    proxy sets `fieldManager=helm-controller` on writes as well).
+(b) field manager: the SDK uses argv[0]'s basename: Helm runs in a process started as
+    `helm-controller` (and the proxy sets `fieldManager=helm-controller` on writes as well).
 (c) timeouts vs cancellation: the SDK raises HelmCancelledError for both. Tide cancels a Helm
     context only itself (shutdown, or the hard deadline past Helm's own timeout) and records why,
     so the error becomes ReleaseCancelled or ReleaseTimeout; Helm's own timeout is ReleaseTimeout.
 (d) post-renderers: Helm v4 runs them only as postrenderer/v1 plugins found under HELM_PLUGINS,
-    read once when the library loads; the worker starts with Tide's `tide-postrender` plugin
+    read once when the library loads; Helm's process starts with Tide's `tide-postrender` plugin
     (postrender.py) there, and each install/upgrade passes it a spec file for its release (with
     the kustomize binary its kustomize post-renderers run, found here once per call). The plugin
-    relays to a post-render server the engine runs beside the worker (postrender_server.py).
+    relays to a post-render server the engine runs beside it (postrender_server.py).
 
-The SDK runs in a worker process (engine_worker.py) started as `helm-controller`: its Go runtime
-takes its environment and argv[0] from the process's start, which fixes (b) and lets (d) install
-the plugin; calls run there in threads (the SDK releases the GIL), the event loop only waits, and
-a worker that dies fails its calls with EngineCrashed (retryable) and is started again.
+Helm's Go runtime takes its environment and argv[0] from the process's start, which fixes (b) and
+lets (d) install the plugin. `tide-helm-controller` starts itself again so (start.py) and runs
+Helm's calls in its own threads (HelmInThreads: the SDK releases the GIL, the event loop only
+waits); any other process, a test driving the engine, runs them in a worker process started so
+(HelmWorkerProcess), whose death fails its calls with EngineCrashed (retryable) and which is
+started again. Measured at 100 releases, one process instead of two is 6 MiB less at the peak.
 """
 
 from __future__ import annotations
@@ -31,16 +33,19 @@ import json
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
 from tide.controllers.helm.apiproxy import LOCAL_ROUTE, HelmApiProxy
+from tide.controllers.helm.engine_worker import Worker
 from tide.controllers.helm.postrender import PostRenderSpec, error_file
 from tide.controllers.helm.sdk import (
     POST_RENDERER,
     WORKER_ARGV0,
     WORKER_BOOTSTRAP,
+    helm_host_home,
     postrender_server_command,
     postrender_socket,
     worker_environment,
@@ -228,24 +233,143 @@ class EngineCrashed(EngineError):
     """The Helm worker process died mid-call; the release may be left pending (then unlocked)."""
 
 
+Reply = Callable[[dict[str, Any]], None]
+"""Where a call's answer goes: `{"id", "result"}` or `{"id", "error": {"type", "message"}}`."""
+
+
+class HelmInThreads:
+    """Helm's calls in this process's threads: it was started as `helm-controller`
+    (sdk.helm_host_home), so Helm's field manager and plugins are right here. The SDK is loaded on
+    `ready`; a call's answer comes back to the event loop from the thread that ran it."""
+
+    pid: int | None = None
+
+    def __init__(self, answer: Reply, concurrency: int) -> None:
+        self._answer = answer
+        self._concurrency = concurrency
+        self._worker: Worker | None = None
+
+    async def ready(self) -> None:
+        if self._worker is None:
+            loop = asyncio.get_running_loop()
+
+            def reply(message: dict[str, Any]) -> None:
+                loop.call_soon_threadsafe(self._answer, message)
+
+            # Loading the SDK (85 MB of Go) takes a moment: not on the event loop.
+            self._worker = await asyncio.to_thread(Worker, reply, self._concurrency)
+
+    def send(self, request: dict[str, Any]) -> None:
+        assert self._worker is not None
+        self._worker.submit(request)
+
+    def cancel(self, rid: int) -> None:
+        if self._worker is not None:
+            self._worker.cancel(rid)
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            await asyncio.to_thread(self._worker.stop)
+
+
+class HelmWorkerProcess:
+    """Helm's calls in a worker process started as `helm-controller` (engine_worker.py), for a
+    process that was not: JSON lines on its stdin and stdout. A worker that dies fails its calls
+    (`lost`) and is started again by the next `ready`."""
+
+    def __init__(
+        self, answer: Reply, lost: Callable[[int | None], None], concurrency: int, home: Path
+    ) -> None:
+        self._answer = answer
+        self._lost = lost
+        self._concurrency = concurrency
+        self._home = home
+        self._worker: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        worker = self._worker
+        return worker.pid if worker is not None and worker.returncode is None else None
+
+    async def ready(self) -> None:
+        if self._worker is not None and self._worker.returncode is None:
+            return
+        env = worker_environment(self._home, self._concurrency)
+        env["TIDE_HELM_CONCURRENCY"] = str(self._concurrency)
+        self._worker = await asyncio.create_subprocess_exec(
+            WORKER_ARGV0,
+            "-c",
+            WORKER_BOOTSTRAP,
+            executable=sys.executable,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
+            limit=256 * 1024 * 1024,
+        )
+        self._reader = asyncio.create_task(self._read(self._worker))
+
+    async def _read(self, worker: asyncio.subprocess.Process) -> None:
+        assert worker.stdout is not None
+        async for line in worker.stdout:
+            self._answer(json.loads(line))
+        await worker.wait()
+        self._lost(worker.returncode)
+
+    def _write(self, message: dict[str, Any]) -> None:
+        worker = self._worker
+        if (
+            worker is not None
+            and worker.returncode is None
+            and worker.stdin is not None
+            and not worker.stdin.is_closing()
+        ):
+            worker.stdin.write((json.dumps(message) + "\n").encode())
+
+    def send(self, request: dict[str, Any]) -> None:
+        self._write(request)
+
+    def cancel(self, rid: int) -> None:
+        self._write({"id": rid, "cancel": True})
+
+    async def close(self) -> None:
+        """Stop the worker: it cancels what runs (Helm marks those releases failed) and exits."""
+        worker = self._worker
+        if worker is not None and worker.returncode is None:
+            assert worker.stdin is not None
+            worker.stdin.close()
+            try:
+                await asyncio.wait_for(worker.wait(), 30)
+            except TimeoutError:
+                worker.kill()
+                await worker.wait()
+        if self._reader is not None:
+            await self._reader
+
+
 class HelmEngine:
-    """Helm verbs in the `helm-controller` worker process, through the loopback API proxy."""
+    """Helm verbs, in this process's threads or in a worker process (see the module's docstring),
+    through the loopback API proxy."""
 
     def __init__(self, connection: Connection, concurrency: int = 4) -> None:
         self.proxy = HelmApiProxy(connection)
         self.concurrency = concurrency
-        self._home = Path(tempfile.mkdtemp(prefix="tide-helm-"))
-        self._worker: asyncio.subprocess.Process | None = None
-        self._postrender: asyncio.subprocess.Process | None = None
-        self._reader: asyncio.Task[None] | None = None
         self._pending: dict[int, asyncio.Future[Any]] = {}
+        host_home = helm_host_home()
+        self._home = host_home or Path(tempfile.mkdtemp(prefix="tide-helm-"))
+        self._helm: HelmInThreads | HelmWorkerProcess = (
+            HelmInThreads(self._answered, concurrency)
+            if host_home is not None
+            else HelmWorkerProcess(self._answered, self._worker_lost, concurrency, self._home)
+        )
+        self._postrender: asyncio.subprocess.Process | None = None
         self._ids = itertools.count(1)
         self._start_lock = asyncio.Lock()
         self._closing = False
 
     async def start(self) -> None:
         await self.proxy.start()
-        await self._ensure_worker()
+        await self._ready()
 
     def route(self, target: KubeTarget) -> str:
         """The route for Helm to act as a shared.kube.targets Target does (its cluster, its
@@ -256,9 +380,8 @@ class HelmEngine:
 
     @property
     def worker_pid(self) -> int | None:
-        """The Helm worker's process id, while it runs."""
-        worker = self._worker
-        return worker.pid if worker is not None and worker.returncode is None else None
+        """The Helm worker process's id, while it runs (None when Helm runs in this process)."""
+        return self._helm.pid
 
     async def _ensure_postrender_server(self) -> None:
         """The post-render fork server (postrender_server.py), started again if it died; until it
@@ -271,54 +394,31 @@ class HelmEngine:
             *postrender_server_command(self._home), stdin=asyncio.subprocess.PIPE
         )
 
-    async def _ensure_worker(self) -> asyncio.subprocess.Process:
+    async def _ready(self) -> None:
         async with self._start_lock:
             if not self._closing:
                 await self._ensure_postrender_server()
-            if self._worker is not None and self._worker.returncode is None:
-                return self._worker
-            env = worker_environment(self._home, self.concurrency)
-            env["TIDE_HELM_CONCURRENCY"] = str(self.concurrency)
-            self._worker = await asyncio.create_subprocess_exec(
-                WORKER_ARGV0,
-                "-c",
-                WORKER_BOOTSTRAP,
-                executable=sys.executable,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                env=env,
-                limit=256 * 1024 * 1024,
-            )
-            self._reader = asyncio.create_task(self._read(self._worker))
-            return self._worker
+            await self._helm.ready()
 
-    async def _read(self, worker: asyncio.subprocess.Process) -> None:
-        assert worker.stdout is not None
-        async for line in worker.stdout:
-            message = json.loads(line)
-            future = self._pending.pop(message["id"], None)
-            if future is not None and not future.done():
-                future.set_result(message)
-        await worker.wait()
+    def _answered(self, message: dict[str, Any]) -> None:
+        future = self._pending.pop(message["id"], None)
+        if future is not None and not future.done():
+            future.set_result(message)
+
+    def _fail_pending(self, error: EngineError) -> None:
         for future in self._pending.values():
             if not future.done():
-                future.set_exception(EngineCrashed(f"the Helm worker exited ({worker.returncode})"))
+                future.set_exception(error)
         self._pending.clear()
 
+    def _worker_lost(self, returncode: int | None) -> None:
+        self._fail_pending(EngineCrashed(f"the Helm worker exited ({returncode})"))
+
     async def close(self) -> None:
-        """Stop the worker: it cancels what runs (Helm marks those releases failed) and exits."""
+        """Stop Helm: what runs is cancelled (Helm marks those releases failed)."""
         self._closing = True
-        worker = self._worker
-        if worker is not None and worker.returncode is None:
-            assert worker.stdin is not None
-            worker.stdin.close()
-            try:
-                await asyncio.wait_for(worker.wait(), 30)
-            except TimeoutError:
-                worker.kill()
-                await worker.wait()
-        if self._reader is not None:
-            await self._reader
+        await self._helm.close()
+        self._fail_pending(ReleaseCancelled("the helm controller is stopping"))
         server = self._postrender
         if server is not None and server.returncode is None:
             assert server.stdin is not None
@@ -332,9 +432,8 @@ class HelmEngine:
         shutil.rmtree(self._home, ignore_errors=True)
 
     async def _call(self, verb: str, target: Target, args: dict[str, Any], deadline: float) -> Any:
-        """One SDK call in the worker; cancelled there past `deadline` or when this task is cancelled."""
-        worker = await self._ensure_worker()
-        assert worker.stdin is not None
+        """One SDK call; cancelled in Helm past `deadline` or when this task is cancelled."""
+        await self._ready()
         rid = next(self._ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[rid] = future
@@ -347,19 +446,19 @@ class HelmEngine:
             "burst_limit": 300,
             "qps": 50.0,
         }
-        request = {"id": rid, "verb": verb, "config": {k: v for k, v in config.items() if v}, "args": args}
-        worker.stdin.write((json.dumps(request) + "\n").encode())
+        self._helm.send(
+            {"id": rid, "verb": verb, "config": {k: v for k, v in config.items() if v}, "args": args}
+        )
         why: str | None = None
         try:
             try:
                 message = await asyncio.wait_for(asyncio.shield(future), deadline)
             except TimeoutError:
                 why = "deadline"
-                worker.stdin.write((json.dumps({"id": rid, "cancel": True}) + "\n").encode())
+                self._helm.cancel(rid)
                 message = await future
         except asyncio.CancelledError:
-            if worker.returncode is None and worker.stdin is not None and not worker.stdin.is_closing():
-                worker.stdin.write((json.dumps({"id": rid, "cancel": True}) + "\n").encode())
+            self._helm.cancel(rid)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(future), DEADLINE_GRACE)
             raise

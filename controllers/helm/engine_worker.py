@@ -1,9 +1,11 @@
-"""The helm-controller worker: runs Helm SDK calls for the engine, started as `helm-controller`.
+"""Helm SDK calls for the engine, in threads (the SDK releases the GIL): `Worker`, run by the
+controller itself when it was started as `helm-controller` (sdk.exec_as_helm_host), or in a worker
+process started so (this module's `main`).
 
-Protocol (JSON lines): the engine writes `{"id", "verb", "config", "args"}` or `{"id", "cancel":
-true}` on stdin; the worker answers `{"id", "result"}` or `{"id", "error": {"type", "message"}}` on
-a private copy of stdout (fd 1 itself goes to stderr, so nothing else can corrupt the protocol).
-Calls run concurrently in threads (the SDK releases the GIL); cancel cancels that call's context.
+A call is `{"id", "verb", "config", "args"}`, answered `{"id", "result"}` or `{"id", "error":
+{"type", "message"}}`; cancelling an id cancels that call's Helm context. The worker process's
+protocol is these as JSON lines: calls and `{"id", "cancel": true}` on stdin, answers on a private
+copy of stdout (fd 1 itself goes to stderr, so nothing else can corrupt the protocol).
 """
 
 from __future__ import annotations
@@ -51,24 +53,25 @@ class ConfigCache:
 
 
 class Worker:
-    def __init__(self, out: Any, concurrency: int) -> None:
+    """Runs calls in its pool, each answered through `reply` from the thread that ran it."""
+
+    def __init__(self, reply: Callable[[dict[str, Any]], None], concurrency: int) -> None:
         self.h = helm_sdk()
         from helm_python import _native
 
         self.native = _native
-        self.out = out
+        self.reply = reply
         self.lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="helm")
         self.contexts: dict[int, Any] = {}
         self.cancelled: set[int] = set()
+        self.stopping = False
         # A config per HelmRelease (its kubeconfig names it, see apiproxy.rewrite), each with its
         # own clients and connections: kept for the releases being worked on, not for every one.
         self.configs = ConfigCache(lambda options: self.h.Config(**options), 2 * concurrency)
 
-    def reply(self, message: dict[str, Any]) -> None:
-        with self.lock:
-            self.out.write(json.dumps(message) + "\n")
-            self.out.flush()
+    def submit(self, request: dict[str, Any]) -> None:
+        self.pool.submit(self.handle, request)
 
     def handle(self, request: dict[str, Any]) -> None:
         rid = request["id"]
@@ -99,7 +102,7 @@ class Worker:
             ctx = self.h.HelmContext()
             with self.lock:
                 self.contexts[rid] = ctx
-                if rid in self.cancelled:
+                if rid in self.cancelled or self.stopping:
                     ctx.cancel()
             values = json.dumps(args.get("values") or {})
             payload = n.call_string(
@@ -128,20 +131,35 @@ class Worker:
         if ctx is not None:
             ctx.cancel()
 
+    def stop(self) -> None:
+        """Cancel what runs (Helm records those releases failed), drop what waits for a thread, and
+        wait for the running calls to answer."""
+        with self.lock:
+            self.stopping = True
+            running = list(self.contexts.values())
+        for ctx in running:
+            ctx.cancel()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
 
 def main() -> None:
     out = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
-    worker = Worker(out, int(os.environ.get("TIDE_HELM_CONCURRENCY", "4")))
+    lock = threading.Lock()
+
+    def reply(message: dict[str, Any]) -> None:
+        with lock:
+            out.write(json.dumps(message) + "\n")
+            out.flush()
+
+    worker = Worker(reply, int(os.environ.get("TIDE_HELM_CONCURRENCY", "4")))
     for line in sys.stdin:
         request = json.loads(line)
         if request.get("cancel"):
             worker.cancel(request["id"])
         else:
-            worker.pool.submit(worker.handle, request)
-    for ctx in list(worker.contexts.values()):
-        ctx.cancel()  # the engine is gone: stop what runs, Helm records those releases failed
-    worker.pool.shutdown(wait=True)
+            worker.submit(request)
+    worker.stop()  # the engine is gone
 
 
 if __name__ == "__main__":

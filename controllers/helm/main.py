@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from tide.controllers.helm.reconciler import HelmReleaseReconciler
+from tide.controllers.helm.start import CONCURRENT_DEFAULT
 from tide.shared.api.artifact_generator import EXTERNAL_ARTIFACT_GATE
 from tide.shared.cel.sandbox import SANDBOX
 from tide.shared.runtime.process import (
@@ -21,7 +22,9 @@ NAME = "helm-controller"
 
 
 def arg_parser() -> argparse.ArgumentParser:
-    parser = controller_arg_parser(NAME, concurrent_default=4, known_feature_gates=[EXTERNAL_ARTIFACT_GATE])
+    parser = controller_arg_parser(
+        NAME, concurrent_default=CONCURRENT_DEFAULT, known_feature_gates=[EXTERNAL_ARTIFACT_GATE]
+    )
     add_requeue_dependency(parser)
     add_no_cross_namespace_refs(parser)
     add_source_storage_addr(parser)

@@ -2,9 +2,10 @@
 
 The SDK's Go runtime reads its environment and argv[0] from the process's start, not from
 `os.environ` later: Helm's plugin directory (HELM_PLUGINS, where Tide's post-renderer plugin is)
-and its field manager (argv[0]'s basename) are fixed when the process starts. So Helm's release
-actions run in a worker process Tide starts as `helm-controller` with that environment
-(engine_worker.py); the controller process loads the SDK only for pure helpers (`--set` parsing).
+and its field manager (argv[0]'s basename) are fixed when the process starts. So
+`tide-helm-controller` starts itself again as `helm-controller` with that environment
+(exec_as_helm_host) and runs Helm's calls in its own threads; a process not started so (a test
+driving the engine) runs them in a worker process started the same way (engine_worker.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import os
 import site
 import sys
+import tempfile
 from functools import cache
 from pathlib import Path
 from types import ModuleType
@@ -20,6 +22,9 @@ from types import ModuleType
 POST_RENDERER = "tide-postrender"
 WORKER_ARGV0 = "helm-controller"
 """Helm's field manager is the basename of argv[0]: Flux's helm-controller's name."""
+
+HOST_HOME = "TIDE_HELM_HOME"
+"""The environment variable that gives a process started as Helm's host its engine's home."""
 
 
 def postrender_socket(home: Path) -> Path:
@@ -32,7 +37,7 @@ def plugin_manifest(python: str, site_dirs: str, socket: Path) -> str:
     (-I) and without `site` (-S): a process per install, so its start-up is kept to the relay's
     own imports; it hands the work to the fork server at `socket`. `site_dirs` is where the plugin
     finds PyYAML (and Tide, for kustomize post-renderers) when it renders by itself."""
-    # The relay's path, not its import: the worker does without PyYAML.
+    # The relay runs as a script of its own: its path, not an import.
     relay = str(Path(__file__).resolve().with_name("postrender_relay.py"))
     args = ["-I", "-S", relay, str(socket), site_dirs]
     return (
@@ -43,11 +48,11 @@ def plugin_manifest(python: str, site_dirs: str, socket: Path) -> str:
 
 
 def go_memory_limit(concurrency: int) -> str:
-    """The Go runtime's soft memory limit in the worker (GOMEMLIMIT, unless the controller's
+    """The Go runtime's soft memory limit in Helm's process (GOMEMLIMIT, unless the controller's
     environment sets one). Without one Go lets the heap grow to twice what is live between
     collections. Where Helm runs its client-side OpenAPI check (a cluster with an aggregated
     APIService, see engine.HelmEngine._validation) it holds parsed OpenAPI documents: measured with
-    30 podinfo-sized installs at concurrency 10, 80 MiB took the worker's peak PSS from about 198 to
+    30 podinfo-sized installs at concurrency 10, 80 MiB took the Helm worker's peak PSS from 198 to
     159 MiB at no CPU cost beyond the noise, while 40 MiB (under what is live) tripled its CPU.
     Without the check the heap stays under the limit (about 110 MiB PSS either way). Past the limit
     Go caps its collector at half the CPU."""
@@ -55,7 +60,8 @@ def go_memory_limit(concurrency: int) -> str:
 
 
 def worker_environment(home: Path, concurrency: int) -> dict[str, str]:
-    """The worker's environment: Tide's plugin installed under `home`, Helm's state kept there too."""
+    """The environment of a process started as `helm-controller`: Tide's plugin installed under
+    `home`, Helm's state kept there too."""
     site_dirs = _site_dirs()
     plugin = home / "plugins" / POST_RENDERER
     plugin.mkdir(parents=True, exist_ok=True)
@@ -70,30 +76,68 @@ def worker_environment(home: Path, concurrency: int) -> dict[str, str]:
     env["HELM_PLUGINS"] = str(home / "plugins")
     for name in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME"):
         env[name] = str(home / name.lower())
-    # argv[0] is not the interpreter's path, so the worker's Python would not find this one's
-    # site-packages (nor their .pth files, editable installs included): WORKER_BOOTSTRAP adds them.
+    # argv[0] is not the interpreter's path, so that Python finds neither itself nor this one's
+    # site-packages (nor their .pth files, editable installs included): bootstrap() sets them.
     env["TIDE_HELM_SITE"] = site_dirs
+    env["TIDE_PYTHON"] = sys.executable
     return env
 
 
-WORKER_BOOTSTRAP = (
-    "import os, runpy, site\n"
-    "for d in os.environ['TIDE_HELM_SITE'].split(os.pathsep): site.addsitedir(d)\n"
-    "runpy.run_module('tide.controllers.helm.engine_worker', run_name='__main__', alter_sys=True)\n"
-)
+def bootstrap(module: str, owns_home: bool = False) -> str:
+    """The `python -c` program of a process started as `helm-controller`: this interpreter's path
+    and site directories restored, then `module` run as __main__; a process that `owns_home`
+    removes it when it exits, however early."""
+    cleanup = f"import atexit, shutil; atexit.register(shutil.rmtree, os.environ[{HOST_HOME!r}], True)\n"
+    return (
+        "import os, runpy, site, sys\n"
+        + (cleanup if owns_home else "")
+        + "sys.executable = os.environ['TIDE_PYTHON']\n"
+        "for d in os.environ['TIDE_HELM_SITE'].split(os.pathsep): site.addsitedir(d)\n"
+        f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True)\n"
+    )
+
+
+WORKER_BOOTSTRAP = bootstrap("tide.controllers.helm.engine_worker")
 """`python -c` program of the worker process."""
 
 
+def helm_host_home() -> Path | None:
+    """The engine's home when this process was started as Helm's host (exec_as_helm_host): Helm's
+    calls can run in its threads. None in any other process: they run in a worker process."""
+    home = os.environ.get(HOST_HOME)
+    if home and os.path.basename(sys.orig_argv[0]) == WORKER_ARGV0 and Path(home).is_dir():
+        return Path(home)
+    return None
+
+
+def exec_as_helm_host(module: str, argv: list[str], concurrency: int) -> None:
+    """Replace this process with `module` run as `helm-controller` with `argv`, in Helm's
+    environment (worker_environment, its home made here). Returns only when that cannot be done
+    (no interpreter path, exec refused): the caller goes on as it is, Helm then in a worker."""
+    if not sys.executable:
+        return
+    home = Path(tempfile.mkdtemp(prefix="tide-helm-"))
+    env = worker_environment(home, concurrency)
+    env[HOST_HOME] = str(home)
+    try:
+        os.execve(sys.executable, [WORKER_ARGV0, "-c", bootstrap(module, owns_home=True), *argv], env)
+    except OSError:
+        import shutil
+
+        shutil.rmtree(home, ignore_errors=True)
+
+
 def postrender_server_command(home: Path) -> list[str]:
-    """The post-render fork server, started by the engine beside the worker (same interpreter,
+    """The post-render fork server, started by the engine beside Helm's process (same interpreter,
     isolated and without `site` like the plugin)."""
     server = str(Path(__file__).resolve().with_name("postrender_server.py"))
     return [sys.executable, "-I", "-S", server, _site_dirs(), str(postrender_socket(home))]
 
 
 def _site_dirs() -> str:
-    """This interpreter's site directories, for the processes started without `site`."""
-    return os.pathsep.join(site.getsitepackages())
+    """This interpreter's site directories, for the processes started without `site` (in a process
+    started as `helm-controller`, those its starter passed: this one's prefix is the base one)."""
+    return os.environ.get("TIDE_HELM_SITE") or os.pathsep.join(site.getsitepackages())
 
 
 @cache

@@ -1,12 +1,17 @@
-"""The Helm worker process: its configs (one per HelmRelease's options, the least recently used
-closed past the cache's size, never one a call still holds) and the SDK's clean pages it gives back."""
+"""Where Helm's calls run: the process started again as `helm-controller` (its concurrency read
+first) or a worker process; their configs (one per HelmRelease's options, the least recently used
+closed past the cache's size, never one a call still holds) and the SDK's clean pages given back."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
+import pytest
+
 from tide.controllers.helm.engine_worker import ConfigCache
-from tide.controllers.helm.sdk import clean_mappings
+from tide.controllers.helm.sdk import HOST_HOME, clean_mappings, helm_host_home
+from tide.controllers.helm.start import CONCURRENT_DEFAULT, concurrency
 
 
 class FakeConfig:
@@ -81,3 +86,36 @@ def test_the_sdks_clean_read_only_mappings_are_found():
     assert clean_mappings(SMAPS, "libother.so") == []
     shared = SMAPS.replace("Shared_Dirty:          0 kB", "Shared_Dirty:          4 kB")
     assert clean_mappings(shared, "libhelm_c.so") == [text, rodata]  # a page written after a fork
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        ([], CONCURRENT_DEFAULT),
+        (["--concurrent=10"], 10),
+        (["--log-level=debug", "--concurrent", "7", "--watch-all-namespaces=false"], 7),
+        (["--concurrent=many"], CONCURRENT_DEFAULT),  # the controller's own parser refuses it
+        (["--concurrent=0"], 1),
+    ],
+)
+def test_the_concurrency_is_read_before_the_controller_starts_again(argv, expected):
+    assert concurrency(argv) == expected
+
+
+@pytest.mark.parametrize(
+    ("argv0", "home_set", "hosts"),
+    [
+        ("helm-controller", True, True),
+        ("/usr/bin/python3", True, False),  # a child inherited the environment: not Helm's host
+        ("helm-controller", False, False),
+    ],
+)
+def test_helm_runs_in_threads_only_in_a_process_started_as_its_host(
+    monkeypatch, tmp_path, argv0, home_set, hosts
+):
+    monkeypatch.setattr(sys, "orig_argv", [argv0, "-c", "..."])
+    if home_set:
+        monkeypatch.setenv(HOST_HOME, str(tmp_path))
+    else:
+        monkeypatch.delenv(HOST_HOME, raising=False)
+    assert helm_host_home() == (tmp_path if hosts else None)
