@@ -118,6 +118,7 @@ def _artifact_revision(obj: dict[str, Any] | None) -> str | None:
 
 
 class HelmChartReconciler(StoredSourceReconciler[HelmChart]):
+    reports_progress = True  # ctx.while_progressing around the pull and build
     model = HelmChart
     kind = KIND
     ready_message = "stored artifact: revision '{revision}'"
@@ -195,15 +196,12 @@ class HelmChartReconciler(StoredSourceReconciler[HelmChart]):
         try:
             if ref.kind == "HelmRepository":
                 repo = HelmRepository.model_validate(raw)
-                if repo.is_oci():
-                    outcome = await self._from_oci(obj, ctx, repo, work)
-                else:
-                    outcome = await self._from_index(obj, ctx, repo, work)
+                fetch = (self._from_oci if repo.is_oci() else self._from_index)(obj, ctx, repo, work)
                 source_revision = None if repo.is_oci() else _artifact_revision(raw)
             else:
-                git = GitRepository.model_validate(raw)
-                outcome = await self._from_git(obj, ctx, git, work)
+                fetch = self._from_git(obj, ctx, GitRepository.model_validate(raw), work)
                 source_revision = _artifact_revision(raw)
+            outcome = await ctx.while_progressing(None, fetch)
             if outcome is None:  # the stored artifact is what the spec asks for
                 assert status.artifact is not None
                 status.observed_source_artifact_revision = source_revision
@@ -270,7 +268,7 @@ class HelmChartReconciler(StoredSourceReconciler[HelmChart]):
         wanted = self._wanted(obj, "HelmRepository", None)
         if self._up_to_date(obj, ctx, with_metadata(version.version, wanted.version_metadata)):
             return None
-        await self._outdated(ctx, f"new chart version '{version.version}' for '{spec.chart}'")
+        self._outdated(ctx, f"new chart version '{version.version}' for '{spec.chart}'")
         archive = work / "chart.tgz"
         try:
             await self._download(ctx, repo, version, archive)
@@ -342,7 +340,7 @@ class HelmChartReconciler(StoredSourceReconciler[HelmChart]):
             wanted = self._wanted(obj, "HelmRepository", None)
             if self._up_to_date(obj, ctx, with_metadata(chosen.version, wanted.version_metadata)):
                 return None
-            await self._outdated(ctx, f"new chart version '{chosen.version}' for '{spec.chart}'")
+            self._outdated(ctx, f"new chart version '{chosen.version}' for '{spec.chart}'")
             try:
                 await self._oci_pull(client, tag, archive, timeout)
             except (oci.RegistryError, TimeoutError, OSError) as exc:
@@ -468,7 +466,7 @@ class HelmChartReconciler(StoredSourceReconciler[HelmChart]):
         version = with_metadata(source.version, wanted.version_metadata)
         if self._up_to_date(obj, ctx, version):
             return None
-        await self._outdated(ctx, f"new chart version '{version}' for '{spec.chart}'")
+        self._outdated(ctx, f"new chart version '{version}' for '{spec.chart}'")
         archives = [await self._dependency(obj, ctx, dep, work, i) for i, dep in enumerate(source.missing)]
         out = work / "out"
         await asyncio.to_thread(out.mkdir)
@@ -616,10 +614,12 @@ class HelmChartReconciler(StoredSourceReconciler[HelmChart]):
         ctx.set_condition(BUILD_FAILED, "True", reason, message)
         raise ReconcileError(reason, message)
 
-    async def _outdated(self, ctx: ReconcileContext, message: str) -> None:
+    def _outdated(self, ctx: ReconcileContext, message: str) -> None:
+        """The stored artifact is outdated: Reconciling says what is built, written by
+        while_progressing in `reconcile` if the pull and build outlast its grace."""
         if ctx.status.artifact is not None:
             ctx.set_condition(ARTIFACT_OUTDATED, "True", "NewChart", message)
-        await ctx.progress(f"building artifact: {message}")
+        ctx.mark_reconciling(f"building artifact: {message}")
 
     def _packaged(self, obj: HelmChart) -> bool:
         return obj.spec.source_ref.kind != "HelmRepository" or bool(obj.spec.all_values_files())
