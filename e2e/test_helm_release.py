@@ -343,13 +343,7 @@ def test_helm_release_installs_upgrades_and_uninstalls(  # type: ignore[no-untyp
 def test_failed_upgrade_is_rolled_back_then_stalled(  # type: ignore[no-untyped-def]
     cluster, app_chart, chart_repo, chart_server, helm_controllers, kubectl, namespace, tmp_path
 ):
-    helm = helm_controllers()
-    # Helm runs in the controller's threads: it started itself again as `helm-controller` (Helm's
-    # field manager), and no Helm worker process runs beside the post-render server.
-    assert process_argv(helm.proc.pid)[0] == "helm-controller"
-    assert [argv[-2].rsplit("/", 1)[-1] for argv in map(process_argv, child_pids(helm.proc.pid))] == [
-        "postrender_server.py"
-    ]
+    helm_controllers()
     apply(
         kubectl,
         namespace,
