@@ -268,8 +268,11 @@ class HelmInThreads:
             self._worker.cancel(rid)
 
     async def close(self) -> None:
+        """Cancel what runs and wait for it, at most 30 s as for a worker process (a call that has
+        not answered by then still ends at its own deadline)."""
         if self._worker is not None:
-            await asyncio.to_thread(self._worker.stop)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.to_thread(self._worker.stop), 30)
 
 
 class HelmWorkerProcess:
