@@ -234,7 +234,7 @@ def test_helm_release_installs_upgrades_and_uninstalls(  # type: ignore[no-untyp
     # Helm runs in the controller's threads: it started itself again as `helm-controller` (Helm's
     # field manager), and no Helm worker process runs beside the post-render server.
     assert process_argv(helm.proc.pid)[0] == "helm-controller"
-    servers = [argv for argv in map(process_argv, child_pids(helm.proc.pid))]
+    servers = [process_argv(child) for child in child_pids(helm.proc.pid)]
     assert [Path(argv[3]).name for argv in servers] == ["postrender_server.py"], servers
     apply(
         kubectl,

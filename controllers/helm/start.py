@@ -18,11 +18,11 @@ CONCURRENT_DEFAULT = 4
 
 def concurrency(argv: list[str]) -> int:
     """--concurrent of `argv` (the Go heap's limit depends on it), whatever else it holds."""
-    parser = argparse.ArgumentParser(add_help=False)
+    parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
     parser.add_argument("--concurrent", type=int, default=CONCURRENT_DEFAULT)
     try:
         known, _ = parser.parse_known_args(argv)
-    except SystemExit:  # a malformed value: the controller's own parser says so
+    except argparse.ArgumentError:  # a malformed value: the controller's own parser says so, once
         return CONCURRENT_DEFAULT
     return max(1, int(known.concurrent))
 
