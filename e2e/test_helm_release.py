@@ -20,7 +20,7 @@ import yaml
 
 from e2e.fixtures.cli import FLUX, TIDE
 from e2e.fixtures.helm_repo import HELM, ChartRepo, helm
-from e2e.fixtures.kustomize import git_source, kustomization
+from e2e.fixtures.kustomize import git_source, kustomization, scrape
 from e2e.fixtures.source import apply, condition, get, ocirepository, request_reconcile, wait_for
 from e2e.test_helm_engine import CHART as ENGINE_CHART
 from e2e.test_helm_sources import served_repository
@@ -287,6 +287,11 @@ def test_helm_release_installs_upgrades_and_uninstalls(  # type: ignore[no-untyp
     assert deployment["metadata"]["labels"]["helm.toolkit.fluxcd.io/name"] == "app"
     assert get(kubectl, namespace, "app", "service")
     assert kubectl("get", "crd", f"widgets.{namespace}.tide.dev", check=False).returncode == 0
+    # Helm's waits (the install's, the test hook's) were answered by the controller's shared watches,
+    # none by a watch of their own.
+    samples = scrape(helm.metrics_url)
+    assert samples.get('tide_helm_wait_watches_total{answered_by="shared_watch"}', 0) >= 2, samples
+    assert samples.get('tide_helm_wait_watches_total{answered_by="api_server"}', 0) == 0
 
     # The real Flux CLI reads it as its own.
     flux = subprocess.run(

@@ -14,6 +14,9 @@ are fixed here, on the wire, without touching Helm (and one cost, cut here too):
 - Discovery: Helm reads the whole discovery again at every install and upgrade. On this cluster's
   connection the proxy answers those reads from what it read last while watches of CRDs and
   APIServices see no change (discovery_cache.py), so an install costs the API server its own work.
+- Waits: Helm's kstatus wait opens a watch of each kind it installed, at every install, upgrade
+  and hook. On the controller's own identity those are answered from one shared watch per resource
+  (wait_watch), once it holds what the proxy just wrote for the release.
 - Field manager: Helm names itself after argv[0]'s basename (`python` here). Flux's is
   `helm-controller`; the proxy sets `fieldManager=helm-controller` on every write, so objects a
   Flux helm-controller applied change hands without conflicts.
@@ -56,7 +59,15 @@ from tide.controllers.helm.discovery_cache import (
     is_discovery_read,
     server_minor,
 )
-from tide.controllers.helm.postrender import ORIGIN_GROUP
+from tide.controllers.helm.wait_watch import (
+    ORIGIN_NAME_LABEL,
+    ORIGIN_NAMESPACE_LABEL,
+    UPSTREAM_ERRORS,
+    Origin,
+    WaitWatches,
+    is_watch_list,
+    watch_lines,
+)
 from tide.shared.kube.config import Connection, KubeconfigError
 
 FIELD_MANAGER = "helm-controller"
@@ -66,8 +77,6 @@ _PREFIX = re.compile(
     r"(?:/of/(?P<origin_ns>[a-z0-9]([-a-z0-9]*[a-z0-9])?)/(?P<origin>[a-z0-9]([-.a-z0-9]*[a-z0-9])?))?"
     r"(?P<rest>/.*)$"
 )
-ORIGIN_NAME_LABEL = f"{ORIGIN_GROUP}/name"
-ORIGIN_NAMESPACE_LABEL = f"{ORIGIN_GROUP}/namespace"
 _ROUTE = re.compile(r"^/(?P<token>[A-Za-z0-9_-]+)/to/(?P<route>[a-z0-9]{1,32})(?P<rest>/.*)$")
 LOCAL_ROUTE = "local"
 """This cluster, as the controller itself."""
@@ -91,15 +100,6 @@ _METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=
 _METADATA_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
 API_WATCH_SECONDS = 600
 """How long one watch of API_KINDS lasts before it is started again (the API server ends it too)."""
-_WATCH_ERRORS = (
-    aiohttp.ClientError,
-    OSError,
-    ssl.SSLError,
-    KubeconfigError,
-    ValueError,
-    KeyError,
-    TimeoutError,
-)
 API_WATCH_RETRY = 30.0
 """Seconds before a failed watch of API_KINDS is tried again (meanwhile discovery is not cached)."""
 
@@ -172,6 +172,15 @@ def is_informer_read(method: str, path: str, query: Mapping[str, str]) -> bool:
     return len(rest) == 1 and bool(rest[0])  # a cluster-wide collection
 
 
+def waited_release(path: str, method: str, query: Mapping[str, str]) -> Origin | None:
+    """The HelmRelease whose objects a request of Helm's wait reads: an informer's read under
+    `/<token>/storage/<ns>/of/<hr-ns>/<hr>` (pure; the token is checked by rewrite)."""
+    match = _PREFIX.match(path)
+    if not match or not match["origin"] or not is_informer_read(method, match["rest"], query):
+        return None
+    return match["origin_ns"], match["origin"]
+
+
 def rewrite(
     token: str, method: str, path: str, query: Mapping[str, str], body: bytes
 ) -> tuple[str, dict[str, str]]:
@@ -211,6 +220,8 @@ class HelmApiProxy:
         self._reading: dict[tuple[str, str, str], asyncio.Future[Document | None]] = {}
         self.discovery = DiscoveryCache(time.monotonic)
         """This cluster's discovery, for the routes on the proxy's own connection (see discovery_cache)."""
+        self.waits = WaitWatches(connection, self._local_session)
+        """Helm's waits as the controller on this cluster, read from shared watches (see wait_watch)."""
         self.port = 0
 
     def route(self, slot: str, connection: Connection, impersonate: str | None) -> str:
@@ -239,10 +250,13 @@ class HelmApiProxy:
             and self.discovery.server_validates_fields
         )
 
+    def _local_session(self) -> aiohttp.ClientSession:
+        assert self._session is not None
+        return self._session
+
     def _session_for(self, route: Route) -> aiohttp.ClientSession:
         if route.connection is self.connection:
-            assert self._session is not None
-            return self._session
+            return self._local_session()
         if route.session is None or route.session.closed:
             connector = aiohttp.TCPConnector(ssl=route.connection.ssl_context(), limit=0)
             route.session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
@@ -270,6 +284,7 @@ class HelmApiProxy:
         for task in [*self._retired, *self._watches]:
             task.cancel()
         await asyncio.gather(*self._watches, return_exceptions=True)
+        await self.waits.close()
         for route in self._routes.values():
             if route.session is not None:
                 await route.session.close()
@@ -321,6 +336,13 @@ class HelmApiProxy:
                 return web.Response(body=document.body, headers=document.headers)
         if local and changes_apis(request.method, path):
             self.discovery.changed()
+        own = local and route.impersonate is None  # the controller's own reads: shared watches serve them
+        waited = waited_release(rest, request.method, query_in) if own else None
+        if waited is not None and is_watch_list(query_in):
+            timeout = float(query_in.get("timeoutSeconds") or API_WATCH_SECONDS)
+            served = await self.waits.serve(request, path, waited, lasting=timeout)
+            if served is not None:
+                return served
         headers: dict[str, Any] = upstream_headers(request.headers, route.impersonate)
         url = route.connection.host + path + ("?" + urlencode(query) if query else "")
         try:
@@ -328,7 +350,7 @@ class HelmApiProxy:
             session = self._session_for(route)
             if local and is_discovery_read(request.method, path):
                 return await self._read_discovery(session, request, route_key, path, url, headers)
-            return await self._relay(session, request, url, body, headers)
+            return await self._relay(session, request, url, body, headers, path if own else None)
         except aiohttp.ClientConnectionError as err:
             return web.Response(status=502, text=f"API server unreachable: {err}")
         except (KubeconfigError, OSError, ssl.SSLError) as err:  # a remote's credentials or TLS
@@ -398,19 +420,14 @@ class HelmApiProxy:
                     if watch.status != 200:
                         raise aiohttp.ClientResponseError(watch.request_info, (), status=watch.status)
                     self.discovery.watch_started(kind)
-                    pending = b""
-                    async for chunk in watch.content.iter_any():
+                    async for lines in watch_lines(watch):
                         self.discovery.changed()  # an event (or part of one)
-                        if whole:
-                            *lines, pending = (pending + chunk).split(b"\n")
-                            for line in lines:
-                                event = json.loads(line) if line.strip() else {}
-                                self.discovery.apiservice_event(
-                                    event.get("type", ""), event.get("object") or {}
-                                )
+                        for line in lines if whole else ():
+                            event = json.loads(line)
+                            self.discovery.apiservice_event(event.get("type", ""), event.get("object") or {})
                 self.discovery.watch_stopped(kind)
                 continue
-            except _WATCH_ERRORS:
+            except UPSTREAM_ERRORS:
                 pass  # not allowed to watch, or the API server went away: discovery is read every time
             self.discovery.watch_stopped(kind)
             await asyncio.sleep(API_WATCH_RETRY)
@@ -422,10 +439,24 @@ class HelmApiProxy:
         url: str,
         body: bytes,
         headers: dict[str, Any],
+        own_path: str | None,
     ) -> web.StreamResponse:
+        """Relay a request and stream its answer back; a write on the controller's own identity
+        (`own_path`) is read whole first, so that waits on shared watches know what it wrote."""
         async with session.request(
             request.method, url, data=body or None, headers=headers, timeout=aiohttp.ClientTimeout(total=None)
         ) as upstream:
+            if (
+                own_path is not None
+                and request.method in _WRITES
+                and upstream.status < 300
+                and upstream.content_type == "application/json"
+                and not upstream.headers.get("Content-Encoding")
+            ):
+                answer = await upstream.read()
+                self.waits.writes.wrote(own_path, answer)
+                kept = {k: v for k, v in upstream.headers.items() if k.lower() not in _RESPONSE_DROP}
+                return web.Response(status=upstream.status, reason=upstream.reason, body=answer, headers=kept)
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
             for key, value in upstream.headers.items():
                 if key.lower() not in _RESPONSE_DROP:
