@@ -250,11 +250,13 @@ class Collection:
 
 @dataclass
 class Writes:
-    """The resourceVersions of released objects this proxy wrote lately, by collection and key: a
-    wait reads a shared watch only once it reached them."""
+    """The resourceVersions of released objects this proxy wrote lately, by collection and release:
+    a release's wait reads a shared watch only once it reached that release's writes (other
+    releases' writes, which never stop coming while many install, do not hold it)."""
 
     clock: Callable[[], float]
-    pending: dict[str, dict[Key, tuple[int, float]]] = field(default_factory=dict)
+    pending: dict[tuple[str, Origin], dict[Key, tuple[int, float]]] = field(default_factory=dict)
+    swept_at: float = 0.0
 
     def wrote(self, path: str, body: bytes) -> None:
         """An answered write (its path and response body): kept if it is of a released object."""
@@ -265,17 +267,19 @@ class Writes:
             obj = json.loads(body)
         except ValueError:
             return  # not JSON (Helm's storage asks for protobuf): not a released object either
-        if not isinstance(obj, dict) or origin_of(obj) is None:
-            return
-        version = resource_version(obj)
-        if version is not None:
+        origin = origin_of(obj) if isinstance(obj, dict) else None
+        version = resource_version(obj) if origin is not None else None
+        if origin is not None and version is not None:
             collection, key = target
-            self.pending.setdefault(collection, {})[key] = (version, self.clock())
+            now = self.clock()
+            self.pending.setdefault((collection, origin), {})[key] = (version, now)
+            if now - self.swept_at > REQUIRED_FOR:
+                self._sweep(now)
 
-    def reached(self, collection: Collection) -> bool:
-        """Whether the shared watch has seen every recent write of its resource (forgetting the
-        writes it reached and those too old to matter)."""
-        pending = self.pending.get(collection.path)
+    def reached(self, collection: Collection, origin: Origin) -> bool:
+        """Whether the shared watch has seen every recent write of a release's objects of its
+        resource (forgetting the writes it reached and those too old to matter)."""
+        pending = self.pending.get((collection.path, origin))
         if not pending:
             return True
         now = self.clock()
@@ -283,9 +287,20 @@ class Writes:
             if collection.has_reached(key, version) or now - at > REQUIRED_FOR:
                 del pending[key]
         if not pending:
-            del self.pending[collection.path]
+            del self.pending[(collection.path, origin)]
             return True
         return False
+
+    def _sweep(self, now: float) -> None:
+        """Drop the writes too old to matter, whichever release's they are (a release whose wait
+        is disabled never asks for them)."""
+        self.swept_at = now
+        for slot, pending in list(self.pending.items()):
+            for key, (_, at) in list(pending.items()):
+                if now - at > REQUIRED_FOR:
+                    del pending[key]
+            if not pending:
+                del self.pending[slot]
 
 
 UPSTREAM_ERRORS = (
@@ -341,7 +356,7 @@ class WaitWatches:
         seconds) from the shared watch; None when it cannot: the API server answers then."""
         target = collection_of(path)
         json_first = request.headers.get("Accept", "").split(",")[0].strip() == "application/json"
-        collection = await self._fresh(target[0]) if target is not None and json_first else None
+        collection = await self._fresh(target[0], origin) if target is not None and json_first else None
         WAIT_WATCHES.labels(answered_by="api_server" if collection is None else "shared_watch").inc()
         if collection is None or target is None:
             return None
@@ -377,8 +392,8 @@ class WaitWatches:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _fresh(self, path: str) -> Collection | None:
-        """The shared watch of a resource once it reached this proxy's writes (started if need be)."""
+    async def _fresh(self, path: str, origin: Origin) -> Collection | None:
+        """The shared watch of a resource once it reached the release's writes (started if need be)."""
         if self._failed_until.get(path, 0.0) > self._clock():
             return None
         collection = self.collections.get(path)
@@ -389,7 +404,7 @@ class WaitWatches:
                 self._follow(collection), name=f"wait watch {path}"
             )
         deadline = self._clock() + FRESH_WAIT
-        while not (collection.synced and self.writes.reached(collection)):
+        while not (collection.synced and self.writes.reached(collection, origin)):
             moved = self._moved.get(path)
             remaining = deadline - self._clock()
             if moved is None or self.collections.get(path) is not collection or remaining <= 0:

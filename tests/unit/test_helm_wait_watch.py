@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer, make_mocked_request
 
 from tide.controllers.helm.wait_watch import (
     IDLE,
@@ -13,13 +16,17 @@ from tide.controllers.helm.wait_watch import (
     ORIGIN_NAME_LABEL,
     ORIGIN_NAMESPACE_LABEL,
     REQUIRED_FOR,
+    RETRY,
+    WAIT_WATCHES,
     Collection,
     Reader,
+    WaitWatches,
     Writes,
     collection_of,
     is_watch_list,
     object_of,
 )
+from tide.shared.kube.config import Connection
 
 
 @pytest.mark.parametrize(
@@ -168,6 +175,9 @@ def test_a_new_list_or_a_lost_watch_ends_the_waits_streams() -> None:
     assert not collection.synced and not collection.objects
 
 
+APP = ("a", "app")
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 0.0
@@ -186,9 +196,9 @@ def test_a_wait_reads_the_shared_watch_only_once_it_holds_the_release_writes() -
     writes = Writes(clock)
     collection = listed(obj("web", 3))
     writes.wrote("/apis/apps/v1/namespaces/a/deployments/web", answer(12))
-    assert not writes.reached(collection)
+    assert not writes.reached(collection, APP)
     collection.event("MODIFIED", obj("web", 12))
-    assert writes.reached(collection)
+    assert writes.reached(collection, APP)
     assert writes.pending == {}
 
 
@@ -198,7 +208,7 @@ def test_a_write_is_reached_by_any_later_event_of_the_watch() -> None:
     collection = listed(obj("web", 3))
     writes.wrote("/apis/apps/v1/namespaces/a/deployments/web", answer(12))
     collection.event("ADDED", obj("db", 13))
-    assert writes.reached(collection)
+    assert writes.reached(collection, APP)
 
 
 @pytest.mark.parametrize(
@@ -213,7 +223,25 @@ def test_a_write_is_reached_by_any_later_event_of_the_watch() -> None:
 def test_writes_no_wait_waits_for(path: str, body: bytes) -> None:
     writes = Writes(Clock())
     writes.wrote(path, body)
-    assert writes.reached(listed())
+    assert writes.reached(listed(), APP)
+
+
+def test_other_releases_writes_do_not_hold_a_wait() -> None:
+    """While many releases install, some write is always on its way: only the release's own count."""
+    writes = Writes(Clock())
+    collection = listed()
+    writes.wrote("/apis/apps/v1/namespaces/a/deployments/web", answer(12, release="other"))
+    assert writes.reached(collection, APP)
+    assert not writes.reached(collection, ("a", "other"))
+
+
+def test_writes_no_wait_asks_for_are_forgotten() -> None:
+    clock = Clock()
+    writes = Writes(clock)
+    writes.wrote("/apis/apps/v1/namespaces/a/deployments/web", answer(12, release="other"))
+    clock.now = REQUIRED_FOR + 1
+    writes.wrote("/apis/apps/v1/namespaces/a/deployments/db", answer(13))
+    assert list(writes.pending) == [("/apis/apps/v1/deployments", APP)]
 
 
 def test_a_write_the_watch_never_shows_is_not_waited_for_forever() -> None:
@@ -221,12 +249,50 @@ def test_a_write_the_watch_never_shows_is_not_waited_for_forever() -> None:
     writes = Writes(clock)
     collection = listed()
     writes.wrote("/apis/apps/v1/namespaces/a/deployments/web", answer(12))
-    assert not writes.reached(collection)
+    assert not writes.reached(collection, APP)
     clock.now = REQUIRED_FOR + 1
-    assert writes.reached(collection)
+    assert writes.reached(collection, APP)
 
 
 def test_writes_of_other_resources_do_not_hold_a_wait() -> None:
     writes = Writes(Clock())
     writes.wrote("/api/v1/namespaces/a/services/web", answer(12))
-    assert writes.reached(listed())
+    assert writes.reached(listed(), APP)
+
+
+class Refusing:
+    """An API server that refuses the shared watch's list (the controller may not list cluster-wide)."""
+
+    def __init__(self) -> None:
+        self.lists = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.lists += 1
+        return web.Response(status=403, text="forbidden")
+
+
+async def test_a_shared_watch_that_is_refused_leaves_the_waits_to_the_api_server() -> None:
+    api = Refusing()
+    app = web.Application()
+    app.router.add_get("/apis/apps/v1/deployments", api.handle)
+    server = TestServer(app)
+    await server.start_server()
+    session = aiohttp.ClientSession()
+    clock = Clock()
+    waits = WaitWatches(Connection(str(server.make_url(""))), lambda: session, clock)
+    request = make_mocked_request("GET", "/", headers={"Accept": "application/json"})
+    try:
+        before = WAIT_WATCHES.labels(answered_by="api_server")._value.get()
+        served = await waits.serve(request, "/apis/apps/v1/namespaces/a/deployments", APP, lasting=5)
+        assert served is None
+        assert WAIT_WATCHES.labels(answered_by="api_server")._value.get() == before + 1
+        # Not tried again for every wait: only after RETRY seconds.
+        assert await waits.serve(request, "/apis/apps/v1/namespaces/a/deployments", APP, lasting=5) is None
+        assert api.lists == 1
+        clock.now = RETRY + 1
+        assert await waits.serve(request, "/apis/apps/v1/namespaces/a/deployments", APP, lasting=5) is None
+        assert api.lists == 2
+    finally:
+        await waits.close()
+        await session.close()
+        await server.close()
