@@ -139,6 +139,8 @@ class Collection:
     """The newest resourceVersion the watch reached (events and bookmarks)."""
     synced: bool = False
     objects: dict[Key, Entry] = field(default_factory=dict)
+    by_origin: dict[Origin, set[Key]] = field(default_factory=dict)
+    """The keys of each release's objects: a wait starts from its release's alone."""
     readers: dict[Origin, set[Reader]] = field(default_factory=dict)
     idle_since: float | None = None
 
@@ -146,12 +148,12 @@ class Collection:
         """A fresh list: everything known before is replaced, and readers start again."""
         self.kind = list_kind.removesuffix("List")
         self.api_version = api_version
-        self.objects = {}
+        self.objects, self.by_origin = {}, {}
         for item in items:
             # a list's items carry no kind (the list does); a watch's objects do, as Helm expects
             put = self._put({"kind": self.kind, "apiVersion": api_version, **item})
             if put is not None:
-                self.objects[put[0]] = put[2]
+                self._keep(put[0], put[2])
         self.version = version
         self.synced = True
         self.drop_readers()
@@ -159,7 +161,7 @@ class Collection:
     def lost(self) -> None:
         """The watch failed: nothing here can be trusted until the next list."""
         self.synced = False
-        self.objects = {}
+        self.objects, self.by_origin = {}, {}
         self.drop_readers()
 
     def drop_readers(self) -> None:
@@ -191,9 +193,9 @@ class Collection:
             return
         key, before, entry = put
         if kind == "DELETED":
-            self.objects.pop(key, None)
+            self._drop(key)
         else:
-            self.objects[key] = entry
+            self._keep(key, entry)
         origins = {o for o in (before.origin if before else None, entry.origin) if o is not None}
         for origin in origins:
             for reader in self.readers.get(origin, ()):
@@ -209,6 +211,21 @@ class Collection:
                 elif saw:
                     reader.deliver(watch_event("DELETED", entry.body))
 
+    def _keep(self, key: Key, entry: Entry) -> None:
+        self._drop(key)
+        self.objects[key] = entry
+        if entry.origin is not None:
+            self.by_origin.setdefault(entry.origin, set()).add(key)
+
+    def _drop(self, key: Key) -> None:
+        entry = self.objects.pop(key, None)
+        if entry is not None and entry.origin is not None:
+            keys = self.by_origin.get(entry.origin)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self.by_origin[entry.origin]
+
     def has_reached(self, key: Key, version: int) -> bool:
         """Whether a write of `key` at `version` is in what this watch has seen."""
         entry = self.objects.get(key)
@@ -218,9 +235,9 @@ class Collection:
         """Start a reader: its initial events (the release's objects now, then the bookmark that
         ends them); what changes later is delivered to it."""
         events = [
-            watch_event("ADDED", entry.body)
-            for key, entry in self.objects.items()
-            if reader.sees(key, entry.origin)
+            watch_event("ADDED", self.objects[key].body)
+            for key in sorted(self.by_origin.get(reader.origin, ()))
+            if reader.sees(key, reader.origin)
         ]
         bookmark = {
             "kind": self.kind,

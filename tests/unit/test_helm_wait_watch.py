@@ -119,7 +119,7 @@ def test_a_wait_starts_with_its_release_objects_then_the_bookmark_that_ends_them
         obj("web", 3), obj("db", 4), obj("other", 5, release="other"), obj("far", 6, namespace="b")
     )
     _, _, initial = open_reader(collection)
-    assert events(initial) == [("ADDED", "web"), ("ADDED", "db"), ("BOOKMARK", "")]
+    assert events(initial) == [("ADDED", "db"), ("ADDED", "web"), ("BOOKMARK", "")]
     added = json.loads(initial[0])["object"]
     assert (added["kind"], added["apiVersion"]) == ("Deployment", "apps/v1")  # a list's items carry none
     bookmark = json.loads(initial[-1])["object"]
@@ -131,6 +131,7 @@ def test_a_wait_of_all_namespaces_sees_its_release_everywhere() -> None:
     collection = listed(obj("web", 3), obj("far", 6, namespace="b"))
     _, _, initial = open_reader(collection, namespace=None)
     assert events(initial)[:2] == [("ADDED", "web"), ("ADDED", "far")]
+    assert set(collection.by_origin) == {APP}
 
 
 def test_events_reach_the_waits_that_see_them_as_their_own_watch_would_show_them() -> None:
@@ -152,6 +153,7 @@ def test_events_reach_the_waits_that_see_them_as_their_own_watch_would_show_them
     ]
     assert collection.version == 20
     assert set(collection.objects) == {("a", "web"), ("a", "else")}
+    assert collection.by_origin == {APP: {("a", "else")}, ("a", "other"): {("a", "web")}}
 
 
 def test_a_closed_wait_receives_nothing_and_the_watch_goes_idle() -> None:
