@@ -65,6 +65,7 @@ from tide.controllers.helm.wait_watch import (
     UPSTREAM_ERRORS,
     Origin,
     WaitWatches,
+    collection_of,
     is_watch_list,
     watch_lines,
 )
@@ -159,17 +160,7 @@ def is_informer_read(method: str, path: str, query: Mapping[str, str]) -> bool:
         return False
     if "resourceVersion" not in query and query.get("watch") not in ("1", "true"):
         return False
-    parts = path.strip("/").split("/")
-    if parts[:1] == ["api"]:
-        base = 2  # api, version
-    elif parts[:1] == ["apis"]:
-        base = 3  # apis, group, version
-    else:
-        return False
-    rest = parts[base:]
-    if rest[:1] == ["namespaces"] and len(rest) == 3:
-        return True  # namespaces/<ns>/<resource>
-    return len(rest) == 1 and bool(rest[0])  # a cluster-wide collection
+    return collection_of(path) is not None
 
 
 def waited_release(path: str, method: str, query: Mapping[str, str]) -> Origin | None:
