@@ -49,6 +49,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import aiohttp
 from aiohttp import web
+from multidict import CIMultiDict
 
 from tide.controllers.helm.discovery_cache import (
     API_KINDS,
@@ -103,6 +104,15 @@ API_WATCH_SECONDS = 600
 """How long one watch of API_KINDS lasts before it is started again (the API server ends it too)."""
 API_WATCH_RETRY = 30.0
 """Seconds before a failed watch of API_KINDS is tried again (meanwhile discovery is not cached)."""
+
+
+def relayed_headers(upstream: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """The API server's response headers as the proxy passes them to Helm (pure): framing and
+    connection headers dropped, the body's Content-Encoding kept (the body is relayed as sent)."""
+    kept = tuple((k, v) for k, v in upstream.items() if k.lower() not in _RESPONSE_DROP)
+    if upstream.get("Content-Encoding"):
+        kept += (("Content-Encoding", upstream["Content-Encoding"]),)
+    return kept
 
 
 def split_route(path: str) -> tuple[str, str]:
@@ -367,9 +377,7 @@ class HelmApiProxy:
             timeout = aiohttp.ClientTimeout(total=60)
             async with session.get(url, headers=headers, timeout=timeout) as upstream:
                 body = await upstream.read()
-                kept = tuple((k, v) for k, v in upstream.headers.items() if k.lower() not in _RESPONSE_DROP)
-                if upstream.headers.get("Content-Encoding"):
-                    kept += (("Content-Encoding", upstream.headers["Content-Encoding"]),)
+                kept = relayed_headers(upstream.headers)
                 fetched = Document(body, kept)
                 if upstream.status == 200 and self.discovery.put(
                     route_key, path, request.headers, ticket, fetched
@@ -446,14 +454,17 @@ class HelmApiProxy:
             ):
                 answer = await upstream.read()
                 self.waits.writes.wrote(own_path, answer)
-                kept = {k: v for k, v in upstream.headers.items() if k.lower() not in _RESPONSE_DROP}
-                return web.Response(status=upstream.status, reason=upstream.reason, body=answer, headers=kept)
-            response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-            for key, value in upstream.headers.items():
-                if key.lower() not in _RESPONSE_DROP:
-                    response.headers[key] = value
-            if upstream.headers.get("Content-Encoding"):
-                response.headers["Content-Encoding"] = upstream.headers["Content-Encoding"]
+                return web.Response(
+                    status=upstream.status,
+                    reason=upstream.reason,
+                    body=answer,
+                    headers=CIMultiDict(relayed_headers(upstream.headers)),
+                )
+            response = web.StreamResponse(
+                status=upstream.status,
+                reason=upstream.reason,
+                headers=CIMultiDict(relayed_headers(upstream.headers)),
+            )
             await response.prepare(request)
             try:
                 async for chunk in upstream.content.iter_any():

@@ -49,12 +49,9 @@ WAIT_WATCHES = Counter(
     ["answered_by"],
 )
 
-_COLLECTION = re.compile(
-    r"^/(?P<prefix>api/[^/]+|apis/[^/]+/[^/]+)(?:/namespaces/(?P<ns>[^/]+))?/(?P<resource>[^/]+)$"
-)
-_OBJECT = re.compile(
-    r"^/(?P<prefix>api/[^/]+|apis/[^/]+/[^/]+)(?:/namespaces/(?P<ns>[^/]+))?/(?P<resource>[^/]+)/(?P<name>[^/]+)$"
-)
+_RESOURCE = r"^/(?P<prefix>api/[^/]+|apis/[^/]+/[^/]+)(?:/namespaces/(?P<ns>[^/]+))?/(?P<resource>[^/]+)"
+_COLLECTION = re.compile(_RESOURCE + "$")
+_OBJECT = re.compile(_RESOURCE + "/(?P<name>[^/]+)$")
 
 Origin = tuple[str, str]
 """A HelmRelease as (namespace, name)."""
@@ -226,11 +223,6 @@ class Collection:
                 if not keys:
                     del self.by_origin[entry.origin]
 
-    def has_reached(self, key: Key, version: int) -> bool:
-        """Whether a write of `key` at `version` is in what this watch has seen."""
-        entry = self.objects.get(key)
-        return self.version >= version or (entry is not None and entry.version >= version)
-
     def open(self, reader: Reader) -> list[bytes]:
         """Start a reader: its initial events (the release's objects now, then the bookmark that
         ends them); what changes later is delivered to it."""
@@ -272,7 +264,9 @@ class Writes:
     releases' writes, which never stop coming while many install, do not hold it)."""
 
     clock: Callable[[], float]
-    pending: dict[tuple[str, Origin], dict[Key, tuple[int, float]]] = field(default_factory=dict)
+    pending: dict[tuple[str, Origin], tuple[int, float]] = field(default_factory=dict)
+    """By (collection, release): the newest resourceVersion written, and when (a watch that reached
+    it holds every earlier write too)."""
     swept_at: float = 0.0
 
     def wrote(self, path: str, body: bytes) -> None:
@@ -287,37 +281,26 @@ class Writes:
         origin = origin_of(obj) if isinstance(obj, dict) else None
         version = resource_version(obj) if origin is not None else None
         if origin is not None and version is not None:
-            collection, key = target
-            now = self.clock()
-            self.pending.setdefault((collection, origin), {})[key] = (version, now)
+            slot, now = (target[0], origin), self.clock()
+            self.pending[slot] = (max(version, self.pending.get(slot, (0, 0.0))[0]), now)
             if now - self.swept_at > REQUIRED_FOR:
-                self._sweep(now)
+                self.swept_at = now
+                for old in list(self.pending):
+                    self._forget(old, now, reached=-1)
 
     def reached(self, collection: Collection, origin: Origin) -> bool:
         """Whether the shared watch has seen every recent write of a release's objects of its
-        resource (forgetting the writes it reached and those too old to matter)."""
-        pending = self.pending.get((collection.path, origin))
-        if not pending:
-            return True
-        now = self.clock()
-        for key, (version, at) in list(pending.items()):
-            if collection.has_reached(key, version) or now - at > REQUIRED_FOR:
-                del pending[key]
-        if not pending:
-            del self.pending[(collection.path, origin)]
+        resource (forgetting them once it has, or once they are too old to matter)."""
+        return self._forget((collection.path, origin), self.clock(), reached=collection.version)
+
+    def _forget(self, slot: tuple[str, Origin], now: float, reached: int) -> bool:
+        """Forget a slot's writes if a watch at version `reached` holds them or they are too old (a
+        release whose wait is disabled never asks for them); whether nothing is left to wait for."""
+        version, at = self.pending.get(slot, (0, now))
+        if reached >= version or now - at > REQUIRED_FOR:
+            self.pending.pop(slot, None)
             return True
         return False
-
-    def _sweep(self, now: float) -> None:
-        """Drop the writes too old to matter, whichever release's they are (a release whose wait
-        is disabled never asks for them)."""
-        self.swept_at = now
-        for slot, pending in list(self.pending.items()):
-            for key, (_, at) in list(pending.items()):
-                if now - at > REQUIRED_FOR:
-                    del pending[key]
-            if not pending:
-                del self.pending[slot]
 
 
 UPSTREAM_ERRORS = (
