@@ -7,6 +7,7 @@ URL with its credentials; it counts the network round trips it makes.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import ssl
 import stat
@@ -120,6 +121,15 @@ class Checkout:
     tag_object: Tag | None
     commit_object: Commit
     round_trips: int
+
+
+_HTTP_REFUSAL = re.compile(r"^unexpected http resp 40[13]\b")
+
+
+def is_http_refusal(message: str) -> bool:
+    """Whether dulwich's protocol error is the server refusing the credentials (401/403), by its
+    status, not by a "401" anywhere in the text (a port such as 40167 in a connection error)."""
+    return bool(_HTTP_REFUSAL.match(message))
 
 
 def redact(url: str) -> str:
@@ -371,7 +381,7 @@ class Remote:
             raise GitError(f"{what} '{redact(self.url)}': repository not found") from exc
         except GitProtocolError as exc:
             msg = str(exc)
-            if "401" in msg or "403" in msg:
+            if is_http_refusal(msg):
                 raise AuthenticationError(f"{what} '{redact(self.url)}': {msg}") from exc
             raise GitError(f"{what} '{redact(self.url)}': {msg}") from exc
         except urllib3.exceptions.HTTPError as exc:

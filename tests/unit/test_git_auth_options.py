@@ -2,7 +2,7 @@
 
 import pytest
 
-from tide.controllers.source.git import GitAuth, InvalidAuth, redact
+from tide.controllers.source.git import GitAuth, InvalidAuth, is_http_refusal, redact
 
 
 def test_basic_bearer_and_tls_keys():
@@ -38,3 +38,18 @@ def test_bad_secrets(data, scheme, message):
 def test_redact_hides_credentials_and_queries():
     assert redact("https://user:pw@example.com:8443/repo.git") == "https://example.com:8443/repo.git"
     assert redact("https://example.com/repo.git?token=abc") == "https://example.com/repo.git"
+
+
+@pytest.mark.parametrize(
+    ("message", "refusal"),
+    [
+        ("unexpected http resp 403 for http://git.example/repo.git/info/refs", True),
+        ("unexpected http resp 401 for http://git.example/repo.git/info/refs", True),
+        ("unexpected http resp 500 for http://git.example/repo.git/info/refs", False),
+        # a connection refused on a port that has "401" in it is an outage, not a refusal
+        ("HTTPConnectionPool(host='127.0.0.1', port=40167): Max retries exceeded", False),
+        ("unexpected http resp 404 for http://git.example/4031/repo.git", False),
+    ],
+)
+def test_only_a_401_or_403_status_is_an_authentication_failure(message: str, refusal: bool) -> None:
+    assert is_http_refusal(message) is refusal
